@@ -1,0 +1,46 @@
+// Entry point of the `vlq` command: builds the CLI from the registered subcommands and maps
+// vlq::Error to a message on stderr and an exit code.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "cli/command.h"
+#include "vlq/core/error.h"
+
+namespace vlq::cli {
+std::vector<Command>& command_registry() {
+  static std::vector<Command> registry;
+  return registry;
+}
+}  // namespace vlq::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"vlq: FP8 quantization, checking, conversion and runtime for Qwen2.5-VL"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "vlq 0.1.0");
+  std::function<int()> run;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> subs;
+  for (auto& cmd : vlq::cli::command_registry()) {
+    CLI::App* sub = app.add_subcommand(cmd.name);
+    subs.emplace_back(sub, cmd.setup(*sub));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, fn] : subs)
+      if (sub->parsed()) return fn();
+  } catch (const vlq::UsageError& e) {
+    std::cerr << "vlq: error: " << e.what() << "\n";
+    return 64;
+  } catch (const vlq::Error& e) {
+    std::cerr << "vlq: error: " << e.what() << "\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "vlq: internal error: " << e.what() << "\n";
+    return 70;
+  }
+  return 0;
+}
