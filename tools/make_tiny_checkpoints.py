@@ -109,9 +109,10 @@ def to_legacy_names(name):
 
 # ---------------------------------------------------------------------------------------------------
 # Independent (PyTorch-side) classification used for the expected counts.
-SCALE_SUFFIXES = ["weight_scale_inv", "weight_scale_2", "weight_scale", "input_scale", "output_scale",
-                  "k_scale", "v_scale", "kv_scale", "pre_quant_scale", "weight_zero_point",
-                  "input_zero_point"]
+SCALE_SUFFIXES = ["weight_scale", "weight_scale_inv", "weight_scale_2", "weight_global_scale", "input_scale",
+                  "input_global_scale", "output_scale", "k_scale", "v_scale", "q_scale", "prob_scale", "kv_scale",
+                  "k_bias", "v_bias", "pre_quant_scale", "weight_zero_point", "input_zero_point",
+                  "output_zero_point", "_amax"]
 
 
 def scale_kind(name):
@@ -135,13 +136,11 @@ def component(name):
 
 
 def kv_spelling(name):
-    """Normalised spelling of a KV-cache scale key, or None."""
+    """How a KV-cache scale key is spelled relative to the attention module's parent, or None."""
     parts = name.split(".")
     last = parts[-1]
-    if last in ("k_scale", "v_scale"):
-        if len(parts) >= 2 and parts[-2] in ("k_proj", "v_proj", "qkv_proj"):
-            return parts[-2] + "." + last
-        return parts[-2] + "." + last if parts[-2] in ("self_attn", "attn") else last
+    if last in ("k_scale", "v_scale") and len(parts) >= 2:
+        return parts[-2] + "." + last  # k_proj.k_scale, qkv_proj.k_scale, self_attn.k_scale, attn.k_scale
     if last == "output_scale" and len(parts) >= 2 and parts[-2] in ("k_proj", "v_proj"):
         return parts[-2] + ".output_scale"
     if last == "kv_scale":
@@ -186,8 +185,9 @@ def expected_counts(ckpt_dir, model_params=None):
             comps[c]["params"] += t.numel()
             comps[c]["bytes"] += nb
             e = by_dtype.setdefault(d, dict(tensors=0, params=0, bytes=0))
-            if k.endswith(".weight") and t.dim() == 2 and not k.endswith("embed_tokens.weight"):
-                comps[c]["linear_modules"] += 1
+            if k.endswith(".weight"):
+                if t.dim() == 2 and c != "embed_tokens":
+                    comps[c]["linear_modules"] += 1
                 if t.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
                     comps[c]["quantized_modules"] += 1
         e["tensors"] += 1

@@ -1,0 +1,1110 @@
+// `vlq inspect` library: summary of a Qwen2.5-VL checkpoint from its JSON files and safetensors headers
+// (components, dtypes, naming generation, quantization format, scale tensors, anomalies).
+#include "vlq/formats/checkpoint_summary.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <regex>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "vlq/core/error.h"
+#include "vlq/io/safetensors.h"
+
+namespace vlq::formats {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using nlohmann::ordered_json;
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool ends_with(std::string_view s, std::string_view p) {
+  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
+}
+std::string_view module_of(std::string_view n) {
+  auto d = n.rfind('.');
+  return d == std::string_view::npos ? std::string_view{} : n.substr(0, d);
+}
+std::string_view leaf_of(std::string_view n) {
+  auto d = n.rfind('.');
+  return d == std::string_view::npos ? n : n.substr(d + 1);
+}
+
+// Python fnmatch.fnmatchcase: '*', '?', '[seq]', '[!seq]'; an unterminated '[' is literal.
+bool fnmatch_impl(std::string_view p, std::string_view s) {
+  std::size_t pi = 0, si = 0, star_p = std::string_view::npos, star_s = 0;
+  auto class_match = [&](std::size_t& i, char c, bool& ok) -> bool {
+    // p[i] == '['; returns false if not a valid class (then '[' is literal).
+    std::size_t j = i + 1;
+    bool neg = false;
+    if (j < p.size() && p[j] == '!') { neg = true; ++j; }
+    std::size_t start = j;
+    if (j < p.size() && p[j] == ']') ++j;  // ']' first is literal
+    while (j < p.size() && p[j] != ']') ++j;
+    if (j >= p.size()) return false;
+    bool hit = false;
+    for (std::size_t k = start; k < j; ++k) {
+      if (k + 2 < j && p[k + 1] == '-') {
+        if (p[k] <= c && c <= p[k + 2]) hit = true;
+        k += 2;
+      } else if (p[k] == c) {
+        hit = true;
+      }
+    }
+    ok = hit != neg;
+    i = j + 1;
+    return true;
+  };
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      star_p = pi++;
+      star_s = si;
+      continue;
+    }
+    if (pi < p.size()) {
+      if (p[pi] == '?') { ++pi; ++si; continue; }
+      if (p[pi] == '[') {
+        std::size_t i = pi;
+        bool ok = false;
+        if (class_match(i, s[si], ok)) {
+          if (ok) { pi = i; ++si; continue; }
+        } else if (s[si] == '[') {
+          ++pi; ++si; continue;
+        }
+      } else if (p[pi] == s[si]) {
+        ++pi; ++si; continue;
+      }
+    }
+    if (star_p == std::string_view::npos) return false;
+    pi = star_p + 1;
+    si = ++star_s;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
+constexpr std::string_view kScaleKinds[] = {
+    "weight_scale", "weight_scale_inv", "weight_scale_2", "weight_global_scale", "input_scale",
+    "input_global_scale", "output_scale", "k_scale", "v_scale", "q_scale", "prob_scale", "kv_scale",
+    "k_bias", "v_bias", "pre_quant_scale", "weight_zero_point", "input_zero_point", "output_zero_point",
+    "_amax"};
+
+std::string shape_str(const std::vector<std::int64_t>& s) {
+  std::string r = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) r += (i ? "," : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+std::string shape_class(const TensorMeta& t) {
+  const auto& s = t.shape;
+  if (s.empty()) return "scalar";
+  if (t.numel() == 1) return "[1]";
+  if (s.size() == 1 || (s.size() == 2 && s[1] == 1)) return "per-channel";
+  if (s.size() == 2) return "block";
+  return "other";
+}
+
+std::string join(const std::vector<std::string>& v, std::string_view sep) {
+  std::string r;
+  for (std::size_t i = 0; i < v.size(); ++i) r += (i ? std::string(sep) : "") + v[i];
+  return r;
+}
+
+// Collects anomalies by code.
+class Anomalies {
+ public:
+  explicit Anomalies(std::size_t max_examples) : max_(max_examples) {}
+  void add(const std::string& severity, const std::string& code, const std::string& message,
+           const std::string& example = "") {
+    auto [it, fresh] = by_code_.try_emplace(code);
+    Anomaly& a = it->second;
+    if (fresh) {
+      a.severity = severity;
+      a.code = code;
+      a.message = message;
+    }
+    ++a.count;
+    if (!example.empty() && a.examples.size() < max_) a.examples.push_back(example);
+  }
+  std::vector<Anomaly> sorted() const {
+    std::vector<Anomaly> v;
+    for (auto& [c, a] : by_code_) v.push_back(a);
+    auto rank = [](const std::string& s) { return s == "error" ? 0 : s == "warning" ? 1 : 2; };
+    std::stable_sort(v.begin(), v.end(), [&](const Anomaly& x, const Anomaly& y) {
+      return std::pair(rank(x.severity), x.code) < std::pair(rank(y.severity), y.code);
+    });
+    return v;
+  }
+
+ private:
+  std::size_t max_;
+  std::map<std::string, Anomaly> by_code_;
+};
+
+// ---- quantization configs ------------------------------------------------------------------------
+
+[[noreturn]] void bad_key(const std::string& file, const std::string& key, const std::string& expected,
+                          const json& found) {
+  throw ConfigError({file + ": " + key, "wrong type", expected, found.is_null() ? "null" : found.dump(),
+                     "fix the quantization config (re-export the checkpoint if unsure)"});
+}
+
+std::string opt_str(const json& o, const char* key, const std::string& file, const std::string& prefix) {
+  if (!o.contains(key) || o[key].is_null()) return "";
+  if (!o[key].is_string()) bad_key(file, prefix + key, "a string", o[key]);
+  return o[key].get<std::string>();
+}
+
+std::optional<std::vector<std::string>> opt_str_list(const json& o, const char* key, const std::string& file,
+                                                     const std::string& prefix) {
+  if (!o.contains(key) || o[key].is_null()) return std::nullopt;
+  if (!o[key].is_array()) bad_key(file, prefix + key, "a list of strings", o[key]);
+  std::vector<std::string> v;
+  for (const auto& e : o[key]) {
+    if (!e.is_string()) bad_key(file, prefix + key, "a list of strings", o[key]);
+    v.push_back(e.get<std::string>());
+  }
+  return v;
+}
+
+// "float8 tensor static" from a compressed-tensors / ModelOpt argument dict.
+std::string describe_args(const json& a) {
+  if (!a.is_object()) return "none";
+  std::string type = a.value("type", std::string("?"));
+  std::string bits = a.contains("num_bits") && a["num_bits"].is_number_integer()
+                         ? std::to_string(a["num_bits"].get<int>()) : "?";
+  std::string r = type + bits;
+  if (a.contains("strategy") && a["strategy"].is_string()) r += " " + a["strategy"].get<std::string>();
+  if (a.contains("dynamic") && a["dynamic"].is_boolean()) r += a["dynamic"].get<bool>() ? " dynamic" : " static";
+  return r;
+}
+
+std::optional<std::string> kv_algo_of_scheme(const json& qc) {
+  if (!qc.contains("kv_cache_scheme") || qc["kv_cache_scheme"].is_null()) return std::nullopt;
+  const json& k = qc["kv_cache_scheme"];
+  if (k.is_object() && k.value("type", std::string()) == "float" && k.contains("num_bits") &&
+      k["num_bits"] == 8)
+    return std::string("FP8");
+  return describe_args(k);
+}
+
+struct ParsedQuant {
+  QuantSummary q;
+  bool any = false;
+  bool hf_present = false, qc_present = false;
+  std::string qc_method;
+  std::string hf_algo, qc_algo;
+  std::optional<std::string> hf_kv, qc_kv;
+  std::string hf_producer_version, qc_producer_version;
+};
+
+ParsedQuant parse_quant(const std::optional<json>& hf, const std::optional<json>& qc) {
+  ParsedQuant p;
+  QuantSummary& q = p.q;
+  const std::string hf_file = "hf_quant_config.json";
+  const std::string qc_file = "config.json";
+  if (hf) {
+    p.any = p.hf_present = true;
+    q.sources.push_back("hf_quant_config.json");
+    q.format = "modelopt";
+    const json& j = *hf;
+    if (j.contains("producer") && !j["producer"].is_null()) {
+      if (!j["producer"].is_object()) bad_key(hf_file, "producer", "an object {name, version}", j["producer"]);
+      q.producer_name = opt_str(j["producer"], "name", hf_file, "producer.");
+      q.producer_version = p.hf_producer_version = opt_str(j["producer"], "version", hf_file, "producer.");
+    }
+    const json* quant = &j;
+    std::string prefix;
+    if (j.contains("quantization")) {
+      if (!j["quantization"].is_object()) bad_key(hf_file, "quantization", "an object", j["quantization"]);
+      quant = &j["quantization"];
+      prefix = "quantization.";
+    }
+    p.hf_algo = opt_str(*quant, "quant_algo", hf_file, prefix);
+    std::string kv = opt_str(*quant, "kv_cache_quant_algo", hf_file, prefix);
+    if (!kv.empty()) p.hf_kv = kv;
+    q.exclude_modules = opt_str_list(*quant, "exclude_modules", hf_file, prefix);
+    q.quant_algo = p.hf_algo;
+    q.kv_cache_quant_algo = p.hf_kv;
+  }
+  if (qc) {
+    p.any = p.qc_present = true;
+    q.sources.push_back("config.json:quantization_config");
+    const json& c = *qc;
+    const std::string pre = "quantization_config.";
+    p.qc_method = opt_str(c, "quant_method", qc_file, pre);
+    q.ignore = opt_str_list(c, "ignore", qc_file, pre);
+    if (c.contains("producer") && c["producer"].is_object())
+      p.qc_producer_version = opt_str(c["producer"], "version", qc_file, pre + "producer.");
+    if (p.qc_method == "modelopt") {
+      p.qc_algo = opt_str(c, "quant_algo", qc_file, pre);
+      std::string kv = opt_str(c, "kv_cache_quant_algo", qc_file, pre);
+      p.qc_kv = kv.empty() ? kv_algo_of_scheme(c) : std::optional<std::string>(kv);
+      if (!hf) {
+        q.format = "modelopt";
+        if (c.contains("producer") && c["producer"].is_object()) {
+          q.producer_name = opt_str(c["producer"], "name", qc_file, pre + "producer.");
+          q.producer_version = p.qc_producer_version;
+        }
+      }
+    } else if (p.qc_method == "compressed-tensors") {
+      if (!hf) q.format = "compressed-tensors";
+      std::vector<std::string> parts;
+      std::set<std::string> algos;
+      if (c.contains("config_groups") && c["config_groups"].is_object()) {
+        for (auto& [gname, g] : c["config_groups"].items()) {
+          if (!g.is_object()) bad_key(qc_file, pre + "config_groups." + gname, "an object", g);
+          std::string targets;
+          if (g.contains("targets") && g["targets"].is_array())
+            for (auto& t : g["targets"]) targets += (targets.empty() ? "" : ",") + (t.is_string() ? t.get<std::string>() : t.dump());
+          const json w = g.value("weights", json());
+          const json a = g.value("input_activations", json());
+          parts.push_back(gname + " [" + targets + "]: weights " + describe_args(w) + ", input " + describe_args(a));
+          if (w.is_object()) {
+            std::string type = w.value("type", std::string());
+            int bits = w.contains("num_bits") && w["num_bits"].is_number_integer() ? w["num_bits"].get<int>() : 0;
+            algos.insert(type == "float" && bits == 8 ? "FP8" : (type == "int" ? "INT" : type) + std::to_string(bits));
+          }
+        }
+      }
+      std::string fmt_ = opt_str(c, "format", qc_file, pre);
+      q.scheme = (fmt_.empty() ? "" : "format " + fmt_ + "; ") + join(parts, "; ");
+      p.qc_algo = algos.size() == 1 ? *algos.begin() : (algos.empty() ? "" : "MIXED_PRECISION");
+      p.qc_kv = kv_algo_of_scheme(c);
+    } else {
+      if (!hf) q.format = p.qc_method.empty() ? "unknown" : p.qc_method;
+      p.qc_algo = opt_str(c, "quant_algo", qc_file, pre);
+      if (p.qc_algo.empty() && c.contains("fmt") && c["fmt"].is_string()) p.qc_algo = c["fmt"].get<std::string>();
+      p.qc_kv = kv_algo_of_scheme(c);
+    }
+    if (!hf) {
+      q.quant_algo = p.qc_algo;
+      q.kv_cache_quant_algo = p.qc_kv;
+    }
+  }
+  return p;
+}
+
+bool entry_matches(const std::string& entry, std::string_view module, bool regex_entries) {
+  if (regex_entries && starts_with(entry, "re:")) {
+    try {
+      std::regex re(entry.substr(3));
+      return std::regex_search(module.begin(), module.end(), re, std::regex_constants::match_continuous);
+    } catch (const std::regex_error&) {
+      return false;
+    }
+  }
+  if (entry == module) return true;
+  return entry.find_first_of("*?[") != std::string::npos && fnmatch_impl(entry, module);
+}
+
+double bf16_to_double(std::uint16_t b) {
+  std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+double f16_to_double(std::uint16_t h) {
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  const double sign = (h & 0x8000) ? -1.0 : 1.0;
+  if (e == 0x1f) return m ? std::nan("") : sign * INFINITY;
+  if (e == 0) return sign * std::ldexp(m, -24);
+  return sign * std::ldexp(1024 + m, e - 25);
+}
+
+}  // namespace
+
+// ---- classification -------------------------------------------------------------------------------
+
+std::string_view component_name(Component c) noexcept {
+  switch (c) {
+    case Component::kVisionTower: return "vision_tower";
+    case Component::kVisionMerger: return "vision_merger";
+    case Component::kLanguageModel: return "language_model";
+    case Component::kEmbedTokens: return "embed_tokens";
+    case Component::kLmHead: return "lm_head";
+    case Component::kOther: return "other";
+  }
+  return "other";
+}
+
+Component component_of(std::string_view n) noexcept {
+  if (starts_with(n, "model.visual.merger.") || starts_with(n, "visual.merger.")) return Component::kVisionMerger;
+  if (starts_with(n, "model.visual.") || starts_with(n, "visual.")) return Component::kVisionTower;
+  if (starts_with(n, "model.language_model.embed_tokens.") || starts_with(n, "model.embed_tokens."))
+    return Component::kEmbedTokens;
+  if (starts_with(n, "lm_head.")) return Component::kLmHead;
+  if (starts_with(n, "model.")) return Component::kLanguageModel;
+  return Component::kOther;
+}
+
+std::string_view naming_of(std::string_view n) noexcept {
+  if (starts_with(n, "model.language_model.") || starts_with(n, "model.visual.")) return "hf-4.52";
+  if (starts_with(n, "model.") || starts_with(n, "visual.")) return "legacy";
+  return "";
+}
+
+std::string_view scale_kind(std::string_view n) noexcept {
+  std::string_view leaf = leaf_of(n);
+  for (auto k : kScaleKinds)
+    if (leaf == k) return k;
+  return "";
+}
+
+std::optional<KvScaleKey> parse_kv_scale_key(std::string_view n) {
+  const std::string_view leaf = leaf_of(n);
+  const std::string_view parent = module_of(n);
+  const std::string_view parent_leaf = leaf_of(parent);
+  const std::string_view grand = module_of(parent);
+  KvScaleKey k;
+  if (leaf == "k_scale" || leaf == "v_scale") {
+    k.kind = leaf[0];
+    if (parent_leaf == "k_proj" || parent_leaf == "v_proj" || parent_leaf == "qkv_proj") {
+      k.attention = grand;
+      k.holder = parent;
+    } else if (parent_leaf == "attn" && ends_with(leaf_of(grand), "attn")) {  // vLLM runtime: self_attn.attn
+      k.attention = grand;
+      k.holder = grand;
+    } else {
+      k.attention = parent;
+      k.holder = parent;
+    }
+    k.spelling = std::string(parent_leaf) + "." + std::string(leaf);
+    return k;
+  }
+  if (leaf == "output_scale" && (parent_leaf == "k_proj" || parent_leaf == "v_proj")) {
+    k.kind = parent_leaf[0];
+    k.attention = grand;
+    k.holder = parent;
+    k.spelling = std::string(parent_leaf) + ".output_scale";
+    return k;
+  }
+  if (leaf == "kv_scale") {
+    k.kind = 'b';
+    k.attention = parent;
+    k.holder = parent;
+    k.spelling = "kv_scale";
+    return k;
+  }
+  return std::nullopt;
+}
+
+std::uint64_t TensorMeta::numel() const {
+  std::uint64_t n = 1;
+  for (auto d : shape) n *= static_cast<std::uint64_t>(d);
+  return n;
+}
+
+std::uint64_t CheckpointSummary::count_anomalies(std::string_view severity) const {
+  std::uint64_t n = 0;
+  for (const auto& a : anomalies)
+    if (a.severity == severity) ++n;
+  return n;
+}
+
+// ---- summary --------------------------------------------------------------------------------------
+
+CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) {
+  CheckpointSummary s;
+  s.dir = in.dir;
+  s.files = in.files;
+  s.has_hf_quant_config = in.hf_quant_config.has_value();
+  s.shards = in.shards;
+  s.sharded = in.sharded;
+  Anomalies an(opts.max_examples);
+  const model::ModelConfig* cfg = in.files.config ? &*in.files.config : nullptr;
+
+  std::unordered_map<std::string, const TensorMeta*> by_name;
+  std::unordered_set<std::string> has_children;  // every module prefix of a non-quantization tensor
+  for (const auto& t : in.tensors) {
+    by_name[t.name] = &t;
+    if (scale_kind(t.name).empty()) {
+      std::string_view m = module_of(t.name);
+      while (!m.empty() && has_children.insert(std::string(m)).second) m = module_of(m);
+    }
+  }
+  auto weight_of = [&](std::string_view module) -> const TensorMeta* {
+    auto it = by_name.find(std::string(module) + ".weight");
+    return it == by_name.end() ? nullptr : it->second;
+  };
+
+  // ---- pass 1: counts ----
+  std::set<std::string> namings;
+  bool any_fp8 = false;
+  struct KvSeen { bool k = false, v = false; Component c = Component::kOther; };
+  std::map<std::string, KvSeen> kv_by_attention;
+  std::map<std::string, std::uint64_t> kv_spellings;
+  std::vector<double> kv_values;
+  std::vector<const TensorMeta*> fp8_modules_weights, linear_unquantized;
+  for (const auto& t : in.tensors) {
+    const Component c = component_of(t.name);
+    ComponentSummary& cs = s.components[static_cast<std::size_t>(c)];
+    if (auto ng = naming_of(t.name); !ng.empty()) namings.insert(std::string(ng));
+    if (c == Component::kOther) {
+      an.add("warning", "unrecognized_tensor",
+             "tensor name outside the Qwen2.5-VL layout (neither model.*, visual.* nor lm_head.*)", t.name);
+    }
+    const std::string dt(dtype_name(t.dtype));
+    const std::string_view kind = scale_kind(t.name);
+    if (!kind.empty()) {
+      s.scales.add(t.numel(), t.nbytes);
+      cs.scales.add(t.numel(), t.nbytes);
+      s.scales_by_dtype[dt].add(t.numel(), t.nbytes);
+      ScaleKindSummary& ks = s.scale_kinds[std::string(kind)];
+      ++ks.count;
+      ++ks.dtypes[dt];
+      ++ks.shapes[shape_class(t)];
+      std::optional<double> value;
+      if (opts.read_scale_values && in.read_scalar && t.numel() == 1 &&
+          (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16)) {
+        value = in.read_scalar(t);
+      }
+      if (value) {
+        ++ks.values_read;
+        if (std::isfinite(*value)) {
+          ks.min = ks.min ? std::min(*ks.min, *value) : *value;
+          ks.max = ks.max ? std::max(*ks.max, *value) : *value;
+        }
+        const bool zero_ok = kind == "k_bias" || kind == "v_bias" || ends_with(kind, "zero_point");
+        if (!std::isfinite(*value) || (!zero_ok && *value <= 0)) {
+          an.add("error", "scale_not_positive",
+                 "scale is zero, negative, NaN or infinite (dequantization would produce garbage)",
+                 t.name + " = " + fmt::format("{}", *value));
+        }
+      }
+      if (kind == "_amax") {
+        an.add("warning", "quantizer_state_leftover",
+               "raw quantizer state (_amax) left in the checkpoint; runtimes do not read it", t.name);
+      }
+      if (auto kv = parse_kv_scale_key(t.name)) {
+        ++cs.kv_scales;
+        ++kv_spellings[kv->spelling];
+        KvSeen& seen = kv_by_attention[kv->attention];
+        seen.c = c;
+        if (kv->kind == 'k' || kv->kind == 'b') seen.k = true;
+        if (kv->kind == 'v' || kv->kind == 'b') seen.v = true;
+        if (value) kv_values.push_back(*value);
+        if (c == Component::kVisionTower || c == Component::kVisionMerger) {
+          an.add("error", "vision_kv_scale",
+                 "KV-cache scale in the vision tower: the ViT has no KV cache and no k_proj/v_proj module "
+                 "(vLLM 0.10.x fails with KeyError 'blocks.N.attn.k_proj.k_scale')",
+                 t.name);
+        } else if (!has_children.count(kv->holder)) {
+          an.add("error", "orphan_kv_scale",
+                 "KV-cache scale under a module that does not exist in the checkpoint", t.name);
+        }
+      }
+      // A weight/input scale needs an FP8 weight next to it.
+      if (kind == "weight_scale" || kind == "input_scale" || kind == "weight_scale_inv" ||
+          kind == "weight_scale_2") {
+        const std::string_view mod = module_of(t.name);
+        const TensorMeta* w = weight_of(mod);
+        if (!w) {
+          an.add("error", "scale_without_weight", std::string(kind.substr(0, 1) == "w" ? "weight" : "input") +
+                 " scale for a module that has no weight tensor", t.name);
+        } else if (is_float(w->dtype) && !is_fp8(w->dtype)) {
+          an.add("error", "scale_without_fp8_weight",
+                 "scale next to a high-precision (" + std::string(dtype_name(w->dtype)) +
+                     ") weight: the module is not quantized but a loader will treat it as FP8",
+                 t.name);
+        }
+      }
+      continue;
+    }
+    s.weights.add(t.numel(), t.nbytes);
+    cs.weights.add(t.numel(), t.nbytes);
+    s.weights_by_dtype[dt].add(t.numel(), t.nbytes);
+    if (leaf_of(t.name) == "weight") {
+      const bool linear = t.shape.size() == 2 && c != Component::kEmbedTokens;
+      if (linear) ++cs.linear_modules;
+      if (is_fp8(t.dtype)) {
+        ++cs.quantized_modules;
+        any_fp8 = true;
+        fp8_modules_weights.push_back(&t);
+      } else if (linear) {
+        linear_unquantized.push_back(&t);
+      }
+    }
+  }
+  if (namings.size() == 1) s.naming = *namings.begin();
+  else if (namings.empty()) s.naming = "unknown";
+  else {
+    s.naming = "mixed";
+    std::string ex_legacy, ex_new;
+    for (const auto& t : in.tensors) {
+      auto ng = naming_of(t.name);
+      if (ng == "legacy" && ex_legacy.empty()) ex_legacy = t.name;
+      if (ng == "hf-4.52" && ex_new.empty()) ex_new = t.name;
+    }
+    an.add("error", "mixed_naming",
+           "legacy (model.*, visual.*) and transformers >= 4.52 (model.language_model.*, model.visual.*) names "
+           "in one checkpoint; loaders map one generation only",
+           ex_legacy);
+    an.add("error", "mixed_naming", "", ex_new);
+  }
+
+  // ---- quantization ----
+  std::optional<json> qc = cfg ? cfg->quantization_config : std::nullopt;
+  ParsedQuant pq = parse_quant(in.hf_quant_config, qc);
+  if (pq.any || any_fp8) {
+    s.quant = pq.q;
+    if (!pq.any) s.quant->format = "unknown";
+    s.quant->kv_spellings = kv_spellings;
+  }
+  const bool is_modelopt = s.quant && s.quant->format == "modelopt";
+  if (any_fp8 && !pq.any) {
+    an.add("error", "quant_config_missing",
+           "FP8 weights but neither hf_quant_config.json nor a quantization_config in config.json; runtimes "
+           "will load the FP8 bytes as if they were unquantized",
+           fp8_modules_weights.front()->name);
+  }
+  if (pq.any && !any_fp8 && (s.quant->quant_algo.find("FP8") != std::string::npos)) {
+    an.add("warning", "no_fp8_weights", "the quantization config declares FP8 but no weight is FP8",
+           s.quant->sources.front());
+  }
+  if (pq.hf_present && pq.qc_present) {
+    auto disagree = [&](const std::string& what) {
+      an.add("error", "quant_configs_disagree",
+             "hf_quant_config.json and config.json quantization_config disagree (vLLM 0.10 reads the first, "
+             "later versions and transformers the second)",
+             what);
+    };
+    if (pq.qc_method != "modelopt")
+      disagree("format: hf_quant_config.json is ModelOpt, config.json quant_method is \"" + pq.qc_method + "\"");
+    if (!pq.hf_algo.empty() && !pq.qc_algo.empty() && pq.hf_algo != pq.qc_algo)
+      disagree("quant_algo: " + pq.hf_algo + " vs " + pq.qc_algo);
+    if (pq.qc_method == "modelopt" && pq.hf_kv != pq.qc_kv)
+      disagree("kv cache: kv_cache_quant_algo " + pq.hf_kv.value_or("null") + " vs kv_cache_scheme " +
+               pq.qc_kv.value_or("null"));
+    const auto& ex = s.quant->exclude_modules;
+    const auto& ig = s.quant->ignore;
+    if (ex.has_value() != ig.has_value() ||
+        (ex && std::set<std::string>(ex->begin(), ex->end()) != std::set<std::string>(ig->begin(), ig->end()))) {
+      disagree("exclude_modules [" + (ex ? join(*ex, ", ") : "absent") + "] vs ignore [" +
+               (ig ? join(*ig, ", ") : "absent") + "]");
+    }
+    if (!pq.hf_producer_version.empty() && !pq.qc_producer_version.empty() &&
+        pq.hf_producer_version != pq.qc_producer_version)
+      disagree("producer.version: " + pq.hf_producer_version + " vs " + pq.qc_producer_version);
+  } else if (pq.hf_present && !pq.qc_present) {
+    an.add("info", "modelopt_hf_quant_config_only",
+           "ModelOpt layout without config.json quantization_config (ModelOpt < 0.31); transformers and newer "
+           "runtimes that read config.json will not see the quantization",
+           "hf_quant_config.json");
+  } else if (!pq.hf_present && pq.qc_present && pq.qc_method == "modelopt") {
+    an.add("warning", "modelopt_config_json_only",
+           "ModelOpt quantization_config in config.json but no hf_quant_config.json; vLLM 0.10.x detects "
+           "ModelOpt through hf_quant_config.json",
+           "config.json");
+  }
+  if (s.quant) {
+    const bool kv_declared = s.quant->kv_cache_quant_algo.has_value();
+    if (!kv_by_attention.empty() && !kv_declared) {
+      an.add("warning", "kv_scales_without_kv_config",
+             "KV-cache scales present but the config declares no KV-cache quantization", kv_by_attention.begin()->first);
+    }
+    if (kv_declared && kv_by_attention.empty()) {
+      an.add("info", "kv_config_without_kv_scales",
+             "FP8 KV cache declared but no k/v scales stored (runtimes use 1.0; ModelOpt >= 0.43 fp8_cast does this)",
+             "kv_cache_quant_algo");
+    }
+    // Exclusion lists against the tensors.
+    const bool ct = s.quant->format == "compressed-tensors";
+    const std::optional<std::vector<std::string>>& list =
+        s.quant->exclude_modules ? s.quant->exclude_modules : s.quant->ignore;
+    const std::string list_name = s.quant->exclude_modules ? "exclude_modules" : "ignore";
+    if (list && any_fp8) {
+      std::vector<bool> used(list->size(), false);
+      auto match = [&](std::string_view module) {
+        bool hit = false;
+        for (std::size_t i = 0; i < list->size(); ++i)
+          if (entry_matches((*list)[i], module, ct)) { used[i] = true; hit = true; }
+        return hit;
+      };
+      for (const TensorMeta* w : fp8_modules_weights) {
+        if (match(module_of(w->name))) {
+          an.add("error", "excluded_but_quantized",
+                 "module listed in " + list_name + " but its weight is FP8", std::string(module_of(w->name)));
+        }
+      }
+      for (const TensorMeta* w : linear_unquantized) {
+        if (!match(module_of(w->name))) {
+          an.add("warning", "unquantized_not_excluded",
+                 "unquantized Linear not covered by " + list_name +
+                     " (a loader that trusts the list builds it as FP8 and finds no scales)",
+                 std::string(module_of(w->name)));
+        }
+      }
+      // Entries that match no module at all (module names from every tensor).
+      std::set<std::string> modules;
+      for (const auto& t : in.tensors) modules.insert(std::string(module_of(t.name)));
+      for (std::size_t i = 0; i < list->size(); ++i) {
+        if (used[i]) continue;
+        bool hit = false;
+        for (const auto& m : modules)
+          if (entry_matches((*list)[i], m, ct)) { hit = true; break; }
+        if (!hit) {
+          an.add("warning", "exclude_entry_matches_nothing",
+                 list_name + " entry matches no module of the checkpoint (written for another naming?)",
+                 (*list)[i]);
+        }
+      }
+    }
+    if (is_modelopt && s.quant->quant_algo == "FP8") {
+      for (const auto& [kind, ks] : s.scale_kinds) {
+        if (kind != "weight_scale" && kind != "input_scale" && kind != "k_scale" && kind != "v_scale") continue;
+        for (const auto& [dt, n] : ks.dtypes)
+          if (dt != "F32")
+            an.add("warning", "scale_dtype_unexpected", "ModelOpt FP8 writes float32 scales", kind + ": " + dt);
+        for (const auto& [sh, n] : ks.shapes)
+          if (sh != "scalar" && sh != "[1]")
+            an.add("warning", "scale_shape_unexpected",
+                   "ModelOpt FP8 (per-tensor) writes 0-dim scales", kind + ": " + sh);
+      }
+    }
+  }
+  for (const TensorMeta* w : fp8_modules_weights) {
+    const std::string mod(module_of(w->name));
+    if (!by_name.count(mod + ".weight_scale") && !by_name.count(mod + ".weight_scale_inv")) {
+      an.add("error", "fp8_weight_without_weight_scale",
+             "FP8 weight without weight_scale: it cannot be dequantized", w->name);
+    }
+    if (is_modelopt && s.quant->quant_algo == "FP8" && !by_name.count(mod + ".input_scale")) {
+      an.add("warning", "fp8_weight_without_input_scale",
+             "FP8 weight without input_scale (ModelOpt FP8 uses static per-tensor activation scales)", w->name);
+    }
+  }
+  for (const auto& [att, seen] : kv_by_attention) {
+    if (seen.k != seen.v)
+      an.add("warning", "kv_scale_pair_incomplete", "attention module with only one of k_scale / v_scale", att);
+  }
+  if (!kv_values.empty() &&
+      std::all_of(kv_values.begin(), kv_values.end(), [](double v) { return v == 1.0; })) {
+    an.add("info", "kv_scales_all_one",
+           "every KV-cache scale is exactly 1.0 (ModelOpt <= 0.42 clamps amax/448 to >= 1; or uncalibrated)",
+           std::to_string(kv_values.size()) + " scales");
+  }
+
+  // ---- config vs tensors ----
+  const TensorMeta* lm_head = weight_of("lm_head");
+  if (!cfg) {
+    s.lm_head = "unknown";
+    an.add("warning", "no_config",
+           "no config.json: architecture, sizes and tied embeddings are unknown; runtimes cannot load this folder",
+           "config.json");
+  } else {
+    const auto& t = cfg->text;
+    if (t.tie_word_embeddings) {
+      s.lm_head = lm_head ? "tied+stored" : "tied";
+      if (lm_head)
+        an.add("warning", "tied_lm_head_stored",
+               "tie_word_embeddings is true but lm_head.weight is stored too (loaders ignore one of them)",
+               "lm_head.weight");
+    } else {
+      s.lm_head = lm_head ? "separate" : "missing";
+      if (!lm_head)
+        an.add("error", "lm_head_missing", "tie_word_embeddings is false but there is no lm_head.weight",
+               "lm_head.weight");
+    }
+    auto mismatch = [&](const std::string& what) {
+      an.add("error", "config_tensor_mismatch", "config.json and the tensors disagree", what);
+    };
+    std::set<long> layers, blocks;
+    for (const auto& tm : in.tensors) {
+      const Component c = component_of(tm.name);
+      std::string_view key = c == Component::kLanguageModel ? ".layers." : c == Component::kVisionTower ? ".blocks." : "";
+      if (key.empty()) continue;
+      auto p = tm.name.find(key);
+      if (p == std::string::npos) continue;
+      const char* b = tm.name.c_str() + p + key.size();
+      char* e = nullptr;
+      long idx = std::strtol(b, &e, 10);
+      if (e == b || *e != '.') continue;
+      (c == Component::kLanguageModel ? layers : blocks).insert(idx);
+    }
+    if (!layers.empty() && (static_cast<std::int64_t>(layers.size()) != t.num_hidden_layers ||
+                            *layers.rbegin() + 1 != t.num_hidden_layers))
+      mismatch(fmt::format("num_hidden_layers {} but the tensors have {} decoder layers (max index {})",
+                           t.num_hidden_layers, layers.size(), *layers.rbegin()));
+    if (!blocks.empty() && (static_cast<std::int64_t>(blocks.size()) != cfg->vision.depth ||
+                            *blocks.rbegin() + 1 != cfg->vision.depth))
+      mismatch(fmt::format("vision_config.depth {} but the tensors have {} ViT blocks (max index {})",
+                           cfg->vision.depth, blocks.size(), *blocks.rbegin()));
+    const std::vector<std::int64_t> emb_shape{t.vocab_size, t.hidden_size};
+    for (const char* n : {"model.embed_tokens.weight", "model.language_model.embed_tokens.weight", "lm_head.weight"}) {
+      auto it = by_name.find(n);
+      if (it != by_name.end() && it->second->shape != emb_shape)
+        mismatch(fmt::format("{} has shape {}, config says [vocab_size {}, hidden_size {}]", n,
+                             shape_str(it->second->shape), t.vocab_size, t.hidden_size));
+    }
+  }
+  s.anomalies = an.sorted();
+  return s;
+}
+
+CheckpointSummary summarize_checkpoint(const fs::path& dir_or_file, const InspectOptions& opts) {
+  std::error_code ec;
+  if (!fs::exists(dir_or_file, ec)) {
+    throw IoError({dir_or_file.string(), "no such file or directory", "a checkpoint folder or .safetensors file",
+                   "nothing", "check the path"});
+  }
+  const bool is_dir = fs::is_directory(dir_or_file, ec);
+  const fs::path dir = is_dir ? dir_or_file : dir_or_file.parent_path().empty() ? fs::path(".") : dir_or_file.parent_path();
+  SummaryInput in;
+  in.dir = dir_or_file;
+  in.files = model::load_hf_model_files(dir);
+  if (fs::is_regular_file(dir / "hf_quant_config.json", ec))
+    in.hf_quant_config = model::read_json_file(dir / "hf_quant_config.json");
+  io::Checkpoint ck = io::Checkpoint::open(dir_or_file);
+  for (const auto& p : ck.shard_paths()) in.shards.push_back(p.filename().string());
+  in.sharded = ck.sharded();
+  for (const auto& h : ck.shard_headers()) {
+    for (const auto& t : h.tensors) {
+      in.tensors.push_back(TensorMeta{t.name, t.dtype, t.shape, t.nbytes()});
+    }
+  }
+  std::sort(in.tensors.begin(), in.tensors.end(), [](const TensorMeta& a, const TensorMeta& b) { return a.name < b.name; });
+  in.read_scalar = [&ck](const TensorMeta& t) -> std::optional<double> {
+    auto bytes = ck.data(t.name);
+    if (t.dtype == DType::F32 && bytes.size() == 4) {
+      float f;
+      std::memcpy(&f, bytes.data(), 4);
+      return f;
+    }
+    if ((t.dtype == DType::BF16 || t.dtype == DType::F16) && bytes.size() == 2) {
+      std::uint16_t u;
+      std::memcpy(&u, bytes.data(), 2);
+      return t.dtype == DType::BF16 ? bf16_to_double(u) : f16_to_double(u);
+    }
+    return std::nullopt;
+  };
+  return summarize(in, opts);
+}
+
+// ---- JSON -----------------------------------------------------------------------------------------
+
+namespace {
+ordered_json counts_json(const Counts& c) {
+  return ordered_json{{"tensors", c.tensors}, {"params", c.params}, {"bytes", c.bytes}};
+}
+template <class T>
+ordered_json opt_json(const std::optional<T>& v) {
+  return v ? ordered_json(*v) : ordered_json(nullptr);
+}
+ordered_json path_or_null(const fs::path& p) {
+  return p.empty() ? ordered_json(nullptr) : ordered_json(p.filename().string());
+}
+}  // namespace
+
+ordered_json summary_to_json(const CheckpointSummary& s) {
+  ordered_json j;
+  j["schema"] = "vlq.inspect/1";
+  j["path"] = s.dir.string();
+  const auto& f = s.files;
+  j["files"] = {
+      {"config", f.config.has_value()},
+      {"generation_config", f.generation.has_value()},
+      {"preprocessor_config", f.preprocessor_file.empty() ? ordered_json(nullptr) : ordered_json(f.preprocessor_file)},
+      {"hf_quant_config", s.has_hf_quant_config},
+      {"safetensors_index", s.sharded},
+      {"shards", s.shards},
+      {"tokenizer",
+       {{"tokenizer.json", !f.tokenizer.tokenizer_json.empty()},
+        {"tokenizer_config.json", !f.tokenizer.tokenizer_config_json.empty()},
+        {"vocab.json", !f.tokenizer.vocab_json.empty()},
+        {"merges.txt", !f.tokenizer.merges_txt.empty()},
+        {"special_tokens_map.json", !f.tokenizer.special_tokens_map_json.empty()},
+        {"added_tokens.json", !f.tokenizer.added_tokens_json.empty()},
+        {"chat_template.jinja", !f.tokenizer.chat_template_jinja.empty()},
+        {"chat_template.json", !f.tokenizer.chat_template_json.empty()}}},
+      {"chat_template", f.tokenizer.chat_template_source.empty() ? ordered_json(nullptr)
+                                                                 : ordered_json(f.tokenizer.chat_template_source)},
+  };
+  if (f.config) {
+    const auto& c = *f.config;
+    const auto& t = c.text;
+    const auto& v = c.vision;
+    const auto& k = c.tokens;
+    j["model"] = {
+        {"architectures", c.architectures},
+        {"model_type", c.model_type},
+        {"config_form", model::config_form_name(c.form)},
+        {"transformers_version", c.transformers_version.empty() ? ordered_json(nullptr) : ordered_json(c.transformers_version)},
+        {"dtype", t.dtype.empty() ? ordered_json(nullptr) : ordered_json(t.dtype)},
+        {"text",
+         {{"hidden_size", t.hidden_size}, {"intermediate_size", t.intermediate_size},
+          {"num_hidden_layers", t.num_hidden_layers}, {"num_attention_heads", t.num_attention_heads},
+          {"num_key_value_heads", t.num_key_value_heads}, {"head_dim", t.head_dim}, {"vocab_size", t.vocab_size},
+          {"max_position_embeddings", t.max_position_embeddings}, {"rms_norm_eps", t.rms_norm_eps},
+          {"rope_theta", t.rope_theta}, {"mrope_section", t.mrope_section},
+          {"tie_word_embeddings", t.tie_word_embeddings}, {"qkv_bias", t.qkv_bias},
+          {"hidden_act", t.hidden_act}, {"use_sliding_window", t.use_sliding_window}}},
+        {"vision",
+         {{"depth", v.depth}, {"hidden_size", v.hidden_size}, {"intermediate_size", v.intermediate_size},
+          {"num_heads", v.num_heads}, {"patch_size", v.patch_size}, {"spatial_merge_size", v.spatial_merge_size},
+          {"temporal_patch_size", v.temporal_patch_size}, {"window_size", v.window_size},
+          {"fullatt_block_indexes", v.fullatt_block_indexes}, {"out_hidden_size", v.out_hidden_size},
+          {"in_chans", v.in_chans}, {"tokens_per_second", v.tokens_per_second}}},
+        {"token_ids",
+         {{"image_token_id", k.image_token_id}, {"video_token_id", k.video_token_id},
+          {"vision_start_token_id", k.vision_start_token_id}, {"vision_end_token_id", k.vision_end_token_id},
+          {"vision_token_id", opt_json(k.vision_token_id)}, {"bos_token_id", opt_json(k.bos_token_id)},
+          {"eos_token_ids", k.eos_token_ids}, {"pad_token_id", opt_json(k.pad_token_id)}}},
+        {"defaulted", c.defaulted},
+    };
+  } else {
+    j["model"] = nullptr;
+  }
+  if (f.generation) {
+    const auto& g = *f.generation;
+    j["generation"] = {{"bos_token_id", opt_json(g.bos_token_id)}, {"eos_token_ids", g.eos_token_ids},
+                       {"pad_token_id", opt_json(g.pad_token_id)}, {"do_sample", opt_json(g.do_sample)},
+                       {"temperature", opt_json(g.temperature)}, {"top_p", opt_json(g.top_p)},
+                       {"top_k", opt_json(g.top_k)}, {"repetition_penalty", opt_json(g.repetition_penalty)},
+                       {"max_new_tokens", opt_json(g.max_new_tokens)}, {"max_length", opt_json(g.max_length)}};
+  } else {
+    j["generation"] = nullptr;
+  }
+  if (f.preprocessor) {
+    const auto& p = *f.preprocessor;
+    j["preprocessor"] = {{"min_pixels", p.min_pixels}, {"max_pixels", p.max_pixels},
+                         {"pixels_source", p.pixels_source}, {"patch_size", p.patch_size},
+                         {"temporal_patch_size", p.temporal_patch_size}, {"merge_size", p.merge_size},
+                         {"image_mean", p.image_mean}, {"image_std", p.image_std},
+                         {"rescale_factor", p.rescale_factor}, {"resample", p.resample},
+                         {"defaulted", p.defaulted}};
+  } else {
+    j["preprocessor"] = nullptr;
+  }
+  j["naming"] = s.naming;
+  j["totals"] = {{"tensors", s.weights.tensors + s.scales.tensors},
+                 {"params", s.weights.params},
+                 {"bytes", s.weights.bytes},
+                 {"weight_tensors", s.weights.tensors},
+                 {"scale_tensors", s.scales.tensors},
+                 {"scale_params", s.scales.params},
+                 {"scale_bytes", s.scales.bytes}};
+  ordered_json comps = ordered_json::object();
+  for (Component c : kAllComponents) {
+    const auto& cs = s.components[static_cast<std::size_t>(c)];
+    comps[std::string(component_name(c))] = {
+        {"tensors", cs.weights.tensors}, {"params", cs.weights.params}, {"bytes", cs.weights.bytes},
+        {"scale_tensors", cs.scales.tensors}, {"scale_params", cs.scales.params}, {"scale_bytes", cs.scales.bytes},
+        {"linear_modules", cs.linear_modules}, {"quantized_modules", cs.quantized_modules},
+        {"kv_scales", cs.kv_scales}};
+  }
+  j["components"] = comps;
+  ordered_json bd = ordered_json::object();
+  for (const auto& [d, c] : s.weights_by_dtype) bd[d] = counts_json(c);
+  j["by_dtype"] = bd;
+  ordered_json sd = ordered_json::object();
+  for (const auto& [d, c] : s.scales_by_dtype) sd[d] = counts_json(c);
+  ordered_json sk = ordered_json::object();
+  for (const auto& [k, ks] : s.scale_kinds) {
+    sk[k] = {{"count", ks.count}, {"dtypes", ks.dtypes}, {"shapes", ks.shapes}, {"values_read", ks.values_read},
+             {"min", opt_json(ks.min)}, {"max", opt_json(ks.max)}};
+  }
+  j["scales"] = {{"tensors", s.scales.tensors}, {"params", s.scales.params}, {"bytes", s.scales.bytes},
+                 {"by_dtype", sd}, {"by_kind", sk}};
+  j["lm_head"] = s.lm_head;
+  j["tie_word_embeddings"] = f.config ? ordered_json(f.config->text.tie_word_embeddings) : ordered_json(nullptr);
+  if (s.quant) {
+    const auto& q = *s.quant;
+    ordered_json qm = ordered_json::object();
+    ordered_json kvc = ordered_json::object();
+    std::uint64_t total = 0, kv_total = 0;
+    for (Component c : kAllComponents) {
+      const auto& cs = s.components[static_cast<std::size_t>(c)];
+      qm[std::string(component_name(c))] = cs.quantized_modules;
+      kvc[std::string(component_name(c))] = cs.kv_scales;
+      total += cs.quantized_modules;
+      kv_total += cs.kv_scales;
+    }
+    qm["total"] = total;
+    j["quantization"] = {
+        {"format", q.format},
+        {"sources", q.sources},
+        {"quant_algo", q.quant_algo.empty() ? ordered_json(nullptr) : ordered_json(q.quant_algo)},
+        {"kv_cache_quant_algo", opt_json(q.kv_cache_quant_algo)},
+        {"producer", {{"name", q.producer_name.empty() ? ordered_json(nullptr) : ordered_json(q.producer_name)},
+                      {"version", q.producer_version.empty() ? ordered_json(nullptr) : ordered_json(q.producer_version)}}},
+        {"exclude_modules", opt_json(q.exclude_modules)},
+        {"ignore", opt_json(q.ignore)},
+        {"scheme", q.scheme.empty() ? ordered_json(nullptr) : ordered_json(q.scheme)},
+        {"quantized_modules", qm},
+        {"kv_scales", {{"total", kv_total}, {"spellings", q.kv_spellings}, {"by_component", kvc}}},
+    };
+  } else {
+    j["quantization"] = nullptr;
+  }
+  ordered_json an = ordered_json::array();
+  for (const auto& a : s.anomalies) {
+    an.push_back({{"severity", a.severity}, {"code", a.code}, {"message", a.message}, {"count", a.count},
+                  {"examples", a.examples}});
+  }
+  j["anomalies"] = an;
+  j["anomaly_counts"] = {{"error", s.count_anomalies("error")},
+                         {"warning", s.count_anomalies("warning")},
+                         {"info", s.count_anomalies("info")}};
+  return j;
+}
+
+// ---- table ----------------------------------------------------------------------------------------
+
+namespace {
+std::string human_bytes(std::uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) { v /= 1024; ++u; }
+  return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
+}
+std::string group3(std::uint64_t n) {
+  std::string s = std::to_string(n), r;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) r += ',';
+    r += s[i];
+  }
+  return r;
+}
+std::string ints(const std::vector<std::int64_t>& v) {
+  std::string r = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) r += (i ? "," : "") + std::to_string(v[i]);
+  return r + "]";
+}
+}  // namespace
+
+std::string summary_to_table(const CheckpointSummary& s) {
+  std::string o;
+  auto line = [&](const std::string& l) { o += l + "\n"; };
+  const auto& f = s.files;
+  line("Checkpoint   " + s.dir.string());
+  if (f.config) {
+    const auto& c = *f.config;
+    const auto& t = c.text;
+    const auto& v = c.vision;
+    line(fmt::format("Model        {} ({}), config {}{}, dtype {}", join(c.architectures, ","), c.model_type,
+                     model::config_form_name(c.form),
+                     c.transformers_version.empty() ? "" : " (transformers " + c.transformers_version + ")",
+                     t.dtype.empty() ? "?" : t.dtype));
+    line(fmt::format("Text         hidden {}, intermediate {}, layers {}, heads {} (kv {}, head_dim {}), vocab {}, "
+                     "rope_theta {:g}, mrope {}, rms_norm_eps {:g}, tie_word_embeddings {}",
+                     t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads,
+                     t.num_key_value_heads, t.head_dim, t.vocab_size, t.rope_theta, ints(t.mrope_section),
+                     t.rms_norm_eps, t.tie_word_embeddings));
+    line(fmt::format("Vision       depth {}, hidden {}, intermediate {}, heads {}, patch {}, merge {}, temporal {}, "
+                     "window {}, full-attention blocks {}, out_hidden {}",
+                     v.depth, v.hidden_size, v.intermediate_size, v.num_heads, v.patch_size, v.spatial_merge_size,
+                     v.temporal_patch_size, v.window_size, ints(v.fullatt_block_indexes), v.out_hidden_size));
+    const auto& k = c.tokens;
+    line(fmt::format("Token ids    image {}, video {}, vision_start {}, vision_end {}, bos {}, eos {}", k.image_token_id,
+                     k.video_token_id, k.vision_start_token_id, k.vision_end_token_id,
+                     k.bos_token_id ? std::to_string(*k.bos_token_id) : "-", ints(k.eos_token_ids)));
+    if (!c.defaulted.empty()) line("Defaulted    " + join(c.defaulted, ", ") + " (absent from config.json)");
+  } else {
+    line("Model        (no config.json)");
+  }
+  std::vector<std::string> files;
+  files.push_back(s.sharded ? fmt::format("{} shards + index", s.shards.size()) : join(s.shards, ", "));
+  if (f.config) files.push_back("config.json");
+  if (s.has_hf_quant_config) files.push_back("hf_quant_config.json");
+  if (f.generation) files.push_back("generation_config.json");
+  if (!f.preprocessor_file.empty()) files.push_back(f.preprocessor_file);
+  if (!f.tokenizer.tokenizer_json.empty()) files.push_back("tokenizer.json");
+  if (!f.tokenizer.vocab_json.empty()) files.push_back("vocab.json+merges.txt");
+  if (!f.tokenizer.chat_template_source.empty()) files.push_back("chat template: " + f.tokenizer.chat_template_source);
+  line("Files        " + join(files, ", "));
+  if (f.generation) {
+    const auto& g = *f.generation;
+    std::vector<std::string> p;
+    if (g.do_sample) p.push_back(fmt::format("do_sample {}", *g.do_sample));
+    if (g.temperature) p.push_back(fmt::format("temperature {:g}", *g.temperature));
+    if (g.top_p) p.push_back(fmt::format("top_p {:g}", *g.top_p));
+    if (g.top_k) p.push_back(fmt::format("top_k {}", *g.top_k));
+    if (g.repetition_penalty) p.push_back(fmt::format("repetition_penalty {:g}", *g.repetition_penalty));
+    if (!g.eos_token_ids.empty()) p.push_back("eos " + ints(g.eos_token_ids));
+    line("Generation   " + join(p, ", "));
+  }
+  if (f.preprocessor) {
+    const auto& p = *f.preprocessor;
+    line(fmt::format("Images       pixels [{}, {}] (from {}), patch {}, merge {}, temporal {}", p.min_pixels,
+                     p.max_pixels, p.pixels_source, p.patch_size, p.merge_size, p.temporal_patch_size));
+  }
+  std::string naming = s.naming == "legacy"    ? "legacy (model.*, visual.*)"
+                       : s.naming == "hf-4.52" ? "transformers >= 4.52 (model.language_model.*, model.visual.*)"
+                                               : s.naming;
+  line("Naming       " + naming);
+  line("lm_head      " + s.lm_head);
+  line("");
+  line(fmt::format("{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}", "component", "tensors", "params", "bytes",
+                   "linears", "quantized", "scales"));
+  for (Component c : kAllComponents) {
+    const auto& cs = s.components[static_cast<std::size_t>(c)];
+    if (c == Component::kOther && cs.weights.tensors == 0 && cs.scales.tensors == 0) continue;
+    line(fmt::format("{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}", component_name(c), cs.weights.tensors,
+                     group3(cs.weights.params), human_bytes(cs.weights.bytes), cs.linear_modules,
+                     cs.quantized_modules, cs.scales.tensors));
+  }
+  line(fmt::format("{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}", "total", s.weights.tensors, group3(s.weights.params),
+                   human_bytes(s.weights.bytes), "", "", s.scales.tensors));
+  line("");
+  for (const auto& [d, c] : s.weights_by_dtype)
+    line(fmt::format("dtype {:<10}{:>9} tensors {:>16} params {:>13}", d, c.tensors, group3(c.params), human_bytes(c.bytes)));
+  for (const auto& [d, c] : s.scales_by_dtype)
+    line(fmt::format("scales {:<9}{:>9} tensors {:>16} params {:>13}", d, c.tensors, group3(c.params), human_bytes(c.bytes)));
+  if (s.quant) {
+    const auto& q = *s.quant;
+    line("");
+    line(fmt::format("Quantization {} (from {}), quant_algo {}, kv_cache {}{}", q.format,
+                     q.sources.empty() ? "tensors only" : join(q.sources, " + "),
+                     q.quant_algo.empty() ? "?" : q.quant_algo, q.kv_cache_quant_algo.value_or("none"),
+                     q.producer_name.empty() ? "" : ", producer " + q.producer_name + " " + q.producer_version));
+    if (q.exclude_modules) line("  exclude_modules  [" + join(*q.exclude_modules, ", ") + "]");
+    if (q.ignore) line("  ignore           [" + join(*q.ignore, ", ") + "]");
+    if (!q.scheme.empty()) line("  scheme           " + q.scheme);
+    std::vector<std::string> per;
+    for (Component c : kAllComponents) {
+      const auto& cs = s.components[static_cast<std::size_t>(c)];
+      if (cs.linear_modules || cs.quantized_modules)
+        per.push_back(fmt::format("{} {}/{}", component_name(c), cs.quantized_modules, cs.linear_modules));
+    }
+    line("  FP8 modules      " + join(per, ", ") + " (quantized/linear)");
+    for (const auto& [k, ks] : s.scale_kinds) {
+      std::vector<std::string> d;
+      for (const auto& [dt, n] : ks.dtypes) d.push_back(fmt::format("{} {}", dt, n));
+      for (const auto& [sh, n] : ks.shapes) d.push_back(fmt::format("{} {}", sh, n));
+      std::string range = ks.min ? fmt::format(", values [{:.6g}, {:.6g}]", *ks.min, *ks.max) : "";
+      line(fmt::format("  {:<17}{:>5} ({}){}", k, ks.count, join(d, ", "), range));
+    }
+    if (!q.kv_spellings.empty()) {
+      std::vector<std::string> sp;
+      for (const auto& [k, n] : q.kv_spellings) sp.push_back(fmt::format("{} x{}", k, n));
+      line("  KV scale keys    " + join(sp, ", "));
+    }
+  } else {
+    line("");
+    line("Quantization none (no quantization config, no FP8 tensor)");
+  }
+  line("");
+  if (s.anomalies.empty()) {
+    line("Anomalies    none");
+  } else {
+    line(fmt::format("Anomalies    {} error(s), {} warning(s), {} info", s.count_anomalies("error"),
+                     s.count_anomalies("warning"), s.count_anomalies("info")));
+    for (const auto& a : s.anomalies) {
+      line(fmt::format("  [{}] {} (x{}): {}", a.severity, a.code, a.count, a.message));
+      for (const auto& e : a.examples) line("      " + e);
+      if (a.count > a.examples.size() && !a.examples.empty())
+        line(fmt::format("      ... and {} more", a.count - a.examples.size()));
+    }
+  }
+  return o;
+}
+
+}  // namespace vlq::formats
