@@ -1,0 +1,153 @@
+// Bulk (span) versions of the numeric conversions in vlq/core/numerics.h, and the E4M3
+// quantize/dequantize kernels. Each loop calls the inline scalar function, so bulk == scalar by
+// construction; the loops are branch-free so the compiler vectorizes them, and each kernel is built
+// twice (baseline x86-64 and AVX2, picked at load time) through GCC/Clang target_clones.
+#include "vlq/core/numerics.h"
+
+#include <cmath>
+#include <string>
+
+#include "vlq/core/error.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(VLQ_NO_MULTIVERSION)
+#define VLQ_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define VLQ_MULTIVERSION
+#endif
+
+namespace vlq {
+namespace {
+
+void check_sizes(const char* fn, std::size_t in, std::size_t out) {
+  if (in == out) return;
+  throw UsageError({std::string("vlq::") + fn, "input and output spans differ in length",
+                    std::to_string(in) + " output elements", std::to_string(out),
+                    "pass an output span with one element per input element"});
+}
+
+void check_scale(const char* fn, float scale, bool need_positive) {
+  if (std::isfinite(scale) && (!need_positive || scale > 0.0f)) return;
+  throw UsageError({std::string("vlq::") + fn, "invalid per-tensor scale",
+                    need_positive ? "a finite scale > 0" : "a finite scale", std::to_string(scale),
+                    "the scale is amax / 448; a zero amax (all-zero tensor) needs a positive "
+                    "placeholder scale such as 1.0"});
+}
+
+// Kernels: raw pointers + count, restrict, one clone per ISA.
+VLQ_MULTIVERSION void k_bf16_to_f32(const uint16_t* __restrict in, float* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(in[i]);
+}
+VLQ_MULTIVERSION void k_f32_to_bf16(const float* __restrict in, uint16_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
+}
+VLQ_MULTIVERSION void k_f16_to_f32(const uint16_t* __restrict in, float* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f16_to_f32(in[i]);
+}
+VLQ_MULTIVERSION void k_f32_to_f16(const float* __restrict in, uint16_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_f16(in[i]);
+}
+void k_e4m3fn_to_f32(const uint8_t* __restrict in, float* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = e4m3fn_to_f32(in[i]);
+}
+VLQ_MULTIVERSION void k_f32_to_e4m3fn_sat(const float* __restrict in, uint8_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_e4m3fn_sat(in[i]);
+}
+void k_e5m2_to_f32(const uint8_t* __restrict in, float* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = e5m2_to_f32(in[i]);
+}
+VLQ_MULTIVERSION void k_f32_to_e5m2(const float* __restrict in, uint8_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_e5m2(in[i]);
+}
+VLQ_MULTIVERSION void k_bf16_to_e4m3fn(const uint16_t* __restrict in, uint8_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_e4m3fn(in[i]);
+}
+VLQ_MULTIVERSION void k_bf16_to_e5m2(const uint16_t* __restrict in, uint8_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_e5m2(in[i]);
+}
+VLQ_MULTIVERSION void k_quantize_f32(const float* __restrict x, float scale, uint8_t* __restrict out,
+                                     std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_e4m3fn_sat(x[i] / scale);
+}
+VLQ_MULTIVERSION void k_quantize_bf16_f32q(const uint16_t* __restrict x, float scale,
+                                           uint8_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_e4m3fn_sat(bf16_to_f32(x[i]) / scale);
+}
+VLQ_MULTIVERSION void k_quantize_bf16_bf16q(const uint16_t* __restrict x, float scale,
+                                            uint8_t* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = bf16_to_e4m3fn_sat(f32_to_bf16(bf16_to_f32(x[i]) / scale));
+}
+void k_dequantize(const uint8_t* __restrict q, float scale, float* __restrict out, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) out[i] = e4m3fn_to_f32(q[i]) * scale;
+}
+
+}  // namespace
+
+void bf16_to_f32(std::span<const uint16_t> in, std::span<float> out) {
+  check_sizes("bf16_to_f32", in.size(), out.size());
+  k_bf16_to_f32(in.data(), out.data(), in.size());
+}
+void f32_to_bf16(std::span<const float> in, std::span<uint16_t> out) {
+  check_sizes("f32_to_bf16", in.size(), out.size());
+  k_f32_to_bf16(in.data(), out.data(), in.size());
+}
+void f16_to_f32(std::span<const uint16_t> in, std::span<float> out) {
+  check_sizes("f16_to_f32", in.size(), out.size());
+  k_f16_to_f32(in.data(), out.data(), in.size());
+}
+void f32_to_f16(std::span<const float> in, std::span<uint16_t> out) {
+  check_sizes("f32_to_f16", in.size(), out.size());
+  k_f32_to_f16(in.data(), out.data(), in.size());
+}
+void e4m3fn_to_f32(std::span<const uint8_t> in, std::span<float> out) {
+  check_sizes("e4m3fn_to_f32", in.size(), out.size());
+  k_e4m3fn_to_f32(in.data(), out.data(), in.size());
+}
+void f32_to_e4m3fn(std::span<const float> in, std::span<uint8_t> out) {
+  check_sizes("f32_to_e4m3fn", in.size(), out.size());
+  k_f32_to_e4m3fn_sat(in.data(), out.data(), in.size());  // same function, see the header
+}
+void f32_to_e4m3fn_sat(std::span<const float> in, std::span<uint8_t> out) {
+  check_sizes("f32_to_e4m3fn_sat", in.size(), out.size());
+  k_f32_to_e4m3fn_sat(in.data(), out.data(), in.size());
+}
+void e5m2_to_f32(std::span<const uint8_t> in, std::span<float> out) {
+  check_sizes("e5m2_to_f32", in.size(), out.size());
+  k_e5m2_to_f32(in.data(), out.data(), in.size());
+}
+void f32_to_e5m2(std::span<const float> in, std::span<uint8_t> out) {
+  check_sizes("f32_to_e5m2", in.size(), out.size());
+  k_f32_to_e5m2(in.data(), out.data(), in.size());
+}
+void bf16_to_e4m3fn(std::span<const uint16_t> in, std::span<uint8_t> out) {
+  check_sizes("bf16_to_e4m3fn", in.size(), out.size());
+  k_bf16_to_e4m3fn(in.data(), out.data(), in.size());
+}
+void bf16_to_e5m2(std::span<const uint16_t> in, std::span<uint8_t> out) {
+  check_sizes("bf16_to_e5m2", in.size(), out.size());
+  k_bf16_to_e5m2(in.data(), out.data(), in.size());
+}
+
+void quantize_e4m3_sat(std::span<const float> x, float scale, std::span<uint8_t> out) {
+  check_sizes("quantize_e4m3_sat", x.size(), out.size());
+  check_scale("quantize_e4m3_sat", scale, true);
+  k_quantize_f32(x.data(), scale, out.data(), x.size());
+}
+
+void quantize_bf16_e4m3_sat(std::span<const uint16_t> x, float scale, std::span<uint8_t> out,
+                            Bf16Quotient rounding) {
+  check_sizes("quantize_bf16_e4m3_sat", x.size(), out.size());
+  check_scale("quantize_bf16_e4m3_sat", scale, true);
+  if (rounding == Bf16Quotient::kBf16)
+    k_quantize_bf16_bf16q(x.data(), scale, out.data(), x.size());
+  else
+    k_quantize_bf16_f32q(x.data(), scale, out.data(), x.size());
+}
+
+void dequantize_e4m3(std::span<const uint8_t> q, float scale, std::span<float> out) {
+  check_sizes("dequantize_e4m3", q.size(), out.size());
+  check_scale("dequantize_e4m3", scale, false);
+  k_dequantize(q.data(), scale, out.data(), q.size());
+}
+
+}  // namespace vlq
