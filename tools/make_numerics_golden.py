@@ -226,25 +226,39 @@ def torch_tables(device="cpu"):
     }
 
 
-def torch_quant(qx_bits, scale_bits, qx_bf16, device="cpu"):
-    """Row s of the inputs (QN values) is quantized with scale s; dequant covers all 256 codes."""
+def torch_quant(qx_bits, scale_bits, qx_bf16, device="cpu", scale_kind="tensor"):
+    """Row s of the inputs (QN values) is quantized with scale s; dequant covers all 256 codes.
+    scale_kind: "tensor" = 0-dim float32 tensor on `device` (the goldens), "cpu0dim" = 0-dim float32
+    tensor on the CPU, "float" = a Python float (the last two only differ from "tensor" on CUDA)."""
     x = f32_tensor(qx_bits, device).reshape(-1, QN)
     xb = u16_tensor(qx_bf16, torch.bfloat16, device).reshape(-1, QN)
     scales = f32_tensor(scale_bits, device)
     codes = u8_tensor(np.arange(256, dtype=np.uint8), torch.float8_e4m3fn, device)
-    q, qb_f, qb_b, dq = [], [], [], []
+    q, qb_f, qb_b, qb_s, dq = [], [], [], [], []
     for i in range(scales.numel()):
         s0 = scales[i].clone()  # 0-dim float32 tensor, like ModelOpt's weight_scale
+        if scale_kind == "cpu0dim":
+            s0 = s0.cpu()
+        elif scale_kind == "float":
+            s0 = float(s0)
         q.append(bits_of(torch.clamp(x[i] / s0, -448, 448).to(torch.float8_e4m3fn)))
         qb_f.append(bits_of(torch.clamp(xb[i].float() / s0, -448, 448).to(torch.float8_e4m3fn)))
         quot = xb[i] / s0
         assert quot.dtype == torch.bfloat16
         qb_b.append(bits_of(torch.clamp(quot, -448, 448).to(torch.float8_e4m3fn)))
+        # CUDA's `x_bf16 / s0` (s0 a 0-dim float32 CUDA tensor) casts s0 to BF16 first; on the CPU that
+        # is spelled with an explicit cast. --compare --device cuda checks the two agree.
+        if device == "cpu" or scale_kind != "tensor":
+            quot_s = xb[i] / (s0.to(torch.bfloat16) if torch.is_tensor(s0) else torch.tensor(s0).to(torch.bfloat16))
+        else:
+            quot_s = xb[i] / s0
+        qb_s.append(bits_of(torch.clamp(quot_s, -448, 448).to(torch.float8_e4m3fn)))
         dq.append(bits_of(codes.to(torch.float32) * s0))
     return {
         "quant_f32_e4m3": np.concatenate(q),
         "quant_bf16_f32q_e4m3": np.concatenate(qb_f),
         "quant_bf16_bf16q_e4m3": np.concatenate(qb_b),
+        "quant_bf16_bf16s_e4m3": np.concatenate(qb_s),
         "dequant_e4m3": np.concatenate(dq),
     }
 
@@ -256,6 +270,7 @@ KIND = {
     "f32_to_f16": "f16", "e4m3fn_to_f32": "f32", "e5m2_to_f32": "f32", "bf16_to_f32": "f32",
     "f16_to_f32": "f32", "bf16_to_e4m3fn": "e4m3", "bf16_to_e4m3fn_sat": "e4m3", "bf16_to_e5m2": "e5m2",
     "quant_f32_e4m3": "e4m3", "quant_bf16_f32q_e4m3": "e4m3", "quant_bf16_bf16q_e4m3": "e4m3",
+    "quant_bf16_bf16s_e4m3": "e4m3",
     "dequant_e4m3": "f32",
 }
 
@@ -344,6 +359,11 @@ def compare_mode(out_dir, device):
     for line in (diff_report(label, ref_cols, got_cols, x) + diff_report(label, ref_tabs, got_tabs)
                  + diff_report(label, ref_quant, got_quant)):
         print(line)
+    if device != "cpu":  # the scale as a CPU 0-dim tensor or a Python float takes other kernels
+        for kind in ("cpu0dim", "float"):
+            print(f"  quantize with the scale as {kind}:")
+            for line in diff_report(label, ref_quant, torch_quant(qx, qs, qb, device, kind)):
+                print("  " + line)
 
 
 def main():

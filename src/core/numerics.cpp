@@ -138,10 +138,22 @@ void quantize_bf16_e4m3_sat(std::span<const uint16_t> x, float scale, std::span<
                             Bf16Quotient rounding) {
   check_sizes("quantize_bf16_e4m3_sat", x.size(), out.size());
   check_scale("quantize_bf16_e4m3_sat", scale, true);
-  if (rounding == Bf16Quotient::kBf16)
-    k_quantize_bf16_bf16q(x.data(), scale, out.data(), x.size());
-  else
-    k_quantize_bf16_f32q(x.data(), scale, out.data(), x.size());
+  switch (rounding) {
+    case Bf16Quotient::kF32:
+      k_quantize_bf16_f32q(x.data(), scale, out.data(), x.size());
+      return;
+    case Bf16Quotient::kBf16:
+      k_quantize_bf16_bf16q(x.data(), scale, out.data(), x.size());
+      return;
+    case Bf16Quotient::kBf16WithBf16Scale: {
+      const float scale_bf16 = bf16_to_f32(f32_to_bf16(scale));
+      check_scale("quantize_bf16_e4m3_sat (scale rounded to BF16)", scale_bf16, true);
+      k_quantize_bf16_bf16q(x.data(), scale_bf16, out.data(), x.size());
+      return;
+    }
+  }
+  throw UsageError({"vlq::quantize_bf16_e4m3_sat", "unknown Bf16Quotient value", "kF32, kBf16 or "
+                    "kBf16WithBf16Scale", std::to_string(static_cast<int>(rounding)), ""});
 }
 
 void dequantize_e4m3(std::span<const uint8_t> q, float scale, std::span<float> out) {

@@ -401,6 +401,7 @@ TEST(Numerics, QuantizeAndDequantizeMatchTorch) {
   const auto want_f = golden<uint8_t>("quant_f32_e4m3");
   const auto want_bf = golden<uint8_t>("quant_bf16_f32q_e4m3");
   const auto want_bb = golden<uint8_t>("quant_bf16_bf16q_e4m3");
+  const auto want_bs = golden<uint8_t>("quant_bf16_bf16s_e4m3");
   const auto want_dq = golden<uint32_t>("dequant_e4m3");
   ASSERT_EQ(scales.size(), 8u);
   ASSERT_EQ(x.size(), scales.size() * kRow);
@@ -408,6 +409,7 @@ TEST(Numerics, QuantizeAndDequantizeMatchTorch) {
   ASSERT_EQ(want_f.size(), x.size());
   ASSERT_EQ(want_bf.size(), x.size());
   ASSERT_EQ(want_bb.size(), x.size());
+  ASSERT_EQ(want_bs.size(), x.size());
   ASSERT_EQ(want_dq.size(), scales.size() * 256);
   std::vector<uint8_t> codes(256);
   for (int c = 0; c < 256; ++c) codes[c] = static_cast<uint8_t>(c);
@@ -415,16 +417,18 @@ TEST(Numerics, QuantizeAndDequantizeMatchTorch) {
   for (std::size_t s = 0; s < scales.size(); ++s) {
     const auto xs = std::span(x).subspan(s * kRow, kRow);
     const auto xbs = std::span(xb).subspan(s * kRow, kRow);
-    std::vector<uint8_t> q(kRow), qf(kRow), qb(kRow);
+    std::vector<uint8_t> q(kRow), qf(kRow), qb(kRow), qs(kRow);
     vlq::quantize_e4m3_sat(xs, scales[s], q);
     vlq::quantize_bf16_e4m3_sat(xbs, scales[s], qf, Bf16Quotient::kF32);
     vlq::quantize_bf16_e4m3_sat(xbs, scales[s], qb, Bf16Quotient::kBf16);
+    vlq::quantize_bf16_e4m3_sat(xbs, scales[s], qs, Bf16Quotient::kBf16WithBf16Scale);
     for (std::size_t i = 0; i < kRow; ++i) {
       const std::size_t k = s * kRow + i;
       ASSERT_EQ(q[i], want_f[k]) << "scale " << scales[s] << " x " << xs[i];
       ASSERT_EQ(q[i], vlq::f32_to_e4m3fn_sat(xs[i] / scales[s]));
       ASSERT_EQ(qf[i], want_bf[k]) << "scale " << scales[s] << " x_bf16 0x" << std::hex << xbs[i];
       ASSERT_EQ(qb[i], want_bb[k]) << "scale " << scales[s] << " x_bf16 0x" << std::hex << xbs[i];
+      ASSERT_EQ(qs[i], want_bs[k]) << "scale " << scales[s] << " x_bf16 0x" << std::hex << xbs[i];
       saturated += (q[i] & 0x7f) == 0x7e;
       reciprocal_differs += vlq::f32_to_e4m3fn_sat(xs[i] * (1.0f / scales[s])) != want_f[k];
       ++compared;
@@ -438,9 +442,10 @@ TEST(Numerics, QuantizeAndDequantizeMatchTorch) {
   }
   EXPECT_EQ(compared, 8u * (kRow + 256u));
   EXPECT_GT(saturated, 64u);  // the data exercise the clamp
-  // The data can tell x / scale from x * (1 / scale), and the two BF16 quotient roundings apart.
+  // The data can tell x / scale from x * (1 / scale), and the three BF16 modes apart.
   EXPECT_GT(reciprocal_differs, 0u);
   EXPECT_NE(want_bf, want_bb);
+  EXPECT_NE(want_bb, want_bs);
 }
 
 // ---- bulk == scalar on long, oddly sized and misaligned spans (vector bodies and tails) -------------
@@ -491,6 +496,10 @@ TEST(Numerics, BulkEqualsScalarOnMisalignedSpans) {
       vlq::quantize_bf16_e4m3_sat(hi, 0.0123f, o8s, Bf16Quotient::kBf16);
       for (std::size_t i = 0; i < len; ++i)
         ASSERT_EQ(o8s[i], vlq::bf16_to_e4m3fn_sat(vlq::f32_to_bf16(vlq::bf16_to_f32(hi[i]) / 0.0123f))) << i;
+      vlq::quantize_bf16_e4m3_sat(hi, 0.0123f, o8s, Bf16Quotient::kBf16WithBf16Scale);
+      const float s_bf16 = vlq::bf16_to_f32(vlq::f32_to_bf16(0.0123f));
+      for (std::size_t i = 0; i < len; ++i)
+        ASSERT_EQ(o8s[i], vlq::bf16_to_e4m3fn_sat(vlq::f32_to_bf16(vlq::bf16_to_f32(hi[i]) / s_bf16))) << i;
       vlq::f32_to_bf16(fi, o16s);
       for (std::size_t i = 0; i < len; ++i) ASSERT_EQ(o16s[i], vlq::f32_to_bf16(fi[i])) << i;
       vlq::f32_to_f16(fi, o16s);
@@ -530,6 +539,10 @@ TEST(Numerics, MismatchedSpansAndBadScalesThrowUsageError) {
     EXPECT_THROW(vlq::quantize_bf16_e4m3_sat(std::vector<uint16_t>(4), bad, c4), vlq::UsageError) << bad;
   }
   EXPECT_THROW(vlq::dequantize_e4m3(c4, std::numeric_limits<float>::quiet_NaN(), f), vlq::UsageError);
+  // a positive f32 scale that rounds to 0 in BF16 (below 2^-133)
+  EXPECT_THROW(vlq::quantize_bf16_e4m3_sat(std::vector<uint16_t>(4), fbits(1), c4,
+                                           Bf16Quotient::kBf16WithBf16Scale), vlq::UsageError);
+  EXPECT_NO_THROW(vlq::quantize_bf16_e4m3_sat(std::vector<uint16_t>(4), fbits(1), c4, Bf16Quotient::kBf16));
   EXPECT_NO_THROW(vlq::dequantize_e4m3(c4, -2.0f, f));
   try {
     vlq::f32_to_e5m2(f, c);

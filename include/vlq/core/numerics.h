@@ -218,6 +218,10 @@ enum class Bf16Quotient {
   // float32 scale tensor, whose result dtype is BF16 (0-dim tensors do not promote). This is what
   // ModelOpt's export `(weight / weight_scale).to(torch.float8_e4m3fn)` computes on CPU.
   kBf16,
+  // q = bf16(f32(x) / f32(bf16(scale))) then encode: PyTorch CUDA `x_bf16 / scale` with a 0-dim
+  // float32 scale tensor on the GPU, which casts the scale to the common dtype BF16 before dividing
+  // (checked on torch 2.11 / H200). ModelOpt's export run on the GPU computes this.
+  kBf16WithBf16Scale,
 };
 // quantize_e4m3_sat for BF16 input x [N] (bit patterns): out[i] = f32_to_e4m3fn_sat(q_i) with q_i as
 // chosen by `rounding`. Throws vlq::UsageError like quantize_e4m3_sat.
