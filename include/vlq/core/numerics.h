@@ -141,12 +141,13 @@ inline uint8_t f32_to_e4m3fn_sat(float f) noexcept {
   r = a > 0x7f800000u ? uint32_t{kE4M3NaN} : r;
   return static_cast<uint8_t>(r | sign);
 }
-// f32 -> E4M3FN exactly as PyTorch's `x.to(torch.float8_e4m3fn)` (torch >= 2.12, after pytorch PR
-// #178817): finite values that round beyond 448 and ±inf saturate to ±448; NaN -> 0x7f | sign. This
-// is identical to f32_to_e4m3fn_sat for every input (a separate name so call sites say which contract
-// they rely on). Older PyTorch and ml_dtypes give NaN instead: see f32_to_e4m3fn_nonsat.
+// f32 -> E4M3FN exactly as PyTorch's `x.to(torch.float8_e4m3fn)` in torch 2.15 (checked; the change
+// is pytorch PR #178817, 2026-04): finite values that round beyond 448 and ±inf saturate to ±448;
+// NaN -> 0x7f | sign. This is identical to f32_to_e4m3fn_sat for every input (a separate name so call
+// sites say which contract they rely on). torch 2.11 (checked, CPU and CUDA) and older, and
+// ml_dtypes, give NaN instead: see f32_to_e4m3fn_nonsat.
 inline uint8_t f32_to_e4m3fn(float f) noexcept { return f32_to_e4m3fn_sat(f); }
-// OCP non-saturating f32 -> E4M3FN (ml_dtypes.float8_e4m3fn, and PyTorch before PR #178817): as
+// OCP non-saturating f32 -> E4M3FN (ml_dtypes.float8_e4m3fn, and PyTorch <= 2.11): as
 // above, except that |x| > 464 (everything that rounds above 448) and ±inf give NaN (0x7f | sign).
 // 464 itself is the tie between 448 and the NaN code and rounds to even 448.
 inline uint8_t f32_to_e4m3fn_nonsat(float f) noexcept {
