@@ -130,22 +130,50 @@ std::size_t length(std::string_view s) {
   return n;
 }
 
+namespace {
+// Ranges [lo, hi) of nfc_quick_safe code points above U+02FF (derived from the Unicode 14 data in Python's
+// unicodedata: ccc 0, NFC-stable, not the second character of any canonical composition, no Hangul jamo).
+constexpr char32_t kNfcSafe[][2] = {
+    {0x0388, 0x0483}, {0x048A, 0x0530}, {0x05D0, 0x05EB},  {0x0671, 0x06D4},  {0x0E01, 0x0E31},
+    {0x1E00, 0x1F00}, {0x2002, 0x20D0}, {0x212C, 0x2329},  {0x232B, 0x2ADC},  {0x2E00, 0x302A},
+    {0x3030, 0x3099}, {0x309B, 0xA66F}, {0xAC00, 0xD7A4},  {0xE000, 0xF900},  {0xFF00, 0xFFF0},
+    {0x1F000, 0x1FB00}, {0x20000, 0x2A6E0}};
+}  // namespace
+
+bool nfc_quick_safe(char32_t cp) {
+  if (cp < 0x300) return true;
+  for (const auto& r : kNfcSafe) {
+    if (cp < r[0]) return false;
+    if (cp < r[1]) return true;
+  }
+  return false;
+}
+
 std::string nfc(std::string_view s) {
-  bool ascii = true;
-  for (char c : s) {
-    if (static_cast<unsigned char>(c) >= 0x80) {
-      ascii = false;
+  std::string out;
+  if (!nfc_if_needed(s, out)) return std::string(s);
+  return out;
+}
+
+bool nfc_if_needed(std::string_view s, std::string& out) {
+  std::size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;  // ASCII prefix
+  bool safe = true;
+  while (i < s.size()) {
+    if (!nfc_quick_safe(next(s, i))) {
+      safe = false;
       break;
     }
   }
-  if (ascii) return std::string(s);
+  if (safe) return false;
   utf8proc_uint8_t* dst = nullptr;
   const utf8proc_ssize_t n =
       utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
                    &dst, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-  if (n < 0) return std::string(s);  // only on invalid input, which callers have rejected already
+  if (n < 0) return false;  // only on invalid input, which callers have rejected already
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> guard(dst, &std::free);
-  return std::string(reinterpret_cast<const char*>(dst), static_cast<std::size_t>(n));
+  out.assign(reinterpret_cast<const char*>(dst), static_cast<std::size_t>(n));
+  return true;
 }
 
 bool is_space(char32_t c) {

@@ -34,9 +34,15 @@ void append(std::string& out, char32_t cp);
 // Number of code points of a valid UTF-8 string.
 std::size_t length(std::string_view s);
 
-// Unicode NFC of valid UTF-8 text (utf8proc, Unicode 15). ASCII input is returned unchanged without
-// calling utf8proc. NUL characters are kept.
+// Unicode NFC of valid UTF-8 text (utf8proc, Unicode 15). NUL characters are kept.
 std::string nfc(std::string_view s);
+// NFC without copying when not needed: returns false when `s` is certainly NFC already (every code
+// point passes nfc_quick_safe), else writes NFC(s) to `out` and returns true.
+bool nfc_if_needed(std::string_view s, std::string& out);
+// True for code points that are NFC-stable, have combining class 0 and never compose with a preceding
+// character (ASCII, Latin-1, Greek, Cyrillic, CJK, kana, Hangul syllables, emoji blocks, ...). Checked
+// exhaustively against utf8proc by tests/model/utf8_test.cpp.
+bool nfc_quick_safe(char32_t cp);
 
 // Unicode White_Space property (Rust char::is_whitespace, used by Hugging Face tokenizers).
 bool is_space(char32_t cp);
