@@ -4,6 +4,7 @@
 # Every generator is a pure function of (seed, task, index) -> (PIL RGB image 112x112, question, answer), so the
 # training pools (seed 0, made on the GPU machine) and the committed held-out set (seed 1) come from the same
 # distribution but never share an image.
+import functools
 import re
 
 import numpy as np
@@ -136,6 +137,11 @@ def _place_boxes(rng, n, smin, smax, region=(0, 0, IMAGE_SIZE, IMAGE_SIZE), gap=
     return boxes
 
 
+@functools.lru_cache(maxsize=64)
+def _font(path, size):
+    return ImageFont.truetype(path, size)
+
+
 def make_scene(seed, task, index, font_path=None):
     """-> (PIL RGB image, question, answer) for one of SCENE_TASKS."""
     rng = _rng(seed, task, index)
@@ -171,11 +177,11 @@ def make_scene(seed, task, index, font_path=None):
     if task == "text":
         word = WORDS[rng.integers(len(WORDS))]
         size = int(rng.integers(18, 33))
-        font = ImageFont.truetype(font_path, size)
+        font = _font(font_path, size)
         l, t, r, b = font.getbbox(word)
         while r - l > IMAGE_SIZE - 8:
             size -= 2
-            font = ImageFont.truetype(font_path, size)
+            font = _font(font_path, size)
             l, t, r, b = font.getbbox(word)
         x = int(rng.integers(4 - l, IMAGE_SIZE - 4 - r + 1))
         y = int(rng.integers(4 - t, IMAGE_SIZE - 4 - b + 1))
