@@ -1,0 +1,86 @@
+// `vlq check DIR --target T [--json]`: predicts whether runtime T loads an FP8 checkpoint (exit 0 loads,
+// 1 loads with warnings, 2 fails, 3 invalid checkpoint); `vlq check --matrix DIR...` writes the
+// checkpoint × target compatibility table (docs/compatibility.md).
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "vlq/core/error.h"
+#include "vlq/formats/check.h"
+
+namespace {
+
+struct CheckArgs {
+  std::vector<std::string> paths;
+  std::string target;
+  bool json = false;
+  std::string base;
+  bool matrix = false;
+  std::vector<std::string> targets;
+  std::string output;
+  bool list = false;
+};
+
+int run_check(const CheckArgs& a) {
+  namespace F = vlq::formats;
+  if (a.list) {
+    for (const auto& p : F::builtin_profiles()) std::cout << p.id << "\t" << p.title << "\n";
+    return 0;
+  }
+  F::CheckOptions opts;
+  if (!a.base.empty()) opts.base_model = a.base;
+  if (a.paths.empty())
+    throw vlq::UsageError({"vlq check", "no checkpoint given", "DIR", "nothing", "vlq check DIR --target T"});
+  if (a.matrix) {
+    std::vector<std::string> targets = a.targets;
+    if (targets.empty())
+      for (const auto& p : F::builtin_profiles()) targets.push_back(p.id);
+    for (const auto& t : targets) F::find_profile(t);  // UsageError for unknown ids
+    std::vector<std::filesystem::path> dirs(a.paths.begin(), a.paths.end());
+    std::string md = F::compatibility_matrix_markdown(dirs, targets, opts);
+    if (a.output.empty()) {
+      std::cout << md;
+    } else {
+      std::string tmp = a.output + ".tmp";
+      {
+        std::ofstream out(tmp, std::ios::binary);
+        out << md;
+        if (!out) throw vlq::IoError({tmp, "cannot write", "", "", "check the folder"});
+      }
+      std::filesystem::rename(tmp, a.output);
+    }
+    return 0;
+  }
+  if (a.target.empty())
+    throw vlq::UsageError({"vlq check", "--target is required", "one of vllm-0.10, vllm-latest, sglang, "
+                           "trtllm-1.2rc0, vllm-ascend, vlq", "nothing", "vlq check DIR --target vllm-0.10"});
+  if (a.paths.size() != 1)
+    throw vlq::UsageError({"vlq check", "one checkpoint per call (use --matrix for several)", "1",
+                           std::to_string(a.paths.size()), "vlq check --matrix DIR... for a table"});
+  F::Report r = F::check_checkpoint(a.paths.front(), a.target, opts);
+  if (a.json) std::cout << F::report_to_json(r).dump(2) << "\n";
+  else std::cout << F::report_to_text(r);
+  std::cout.flush();
+  return F::verdict_exit_code(r.verdict);
+}
+
+}  // namespace
+
+VLQ_COMMAND("check", ([](CLI::App& app) -> std::function<int()> {
+  auto args = std::make_shared<CheckArgs>();
+  app.description(
+      "Predict whether a runtime loads an FP8 checkpoint (ModelOpt or compressed-tensors) and whether it "
+      "computes correctly. Exit code: 0 loads, 1 loads with warnings, 2 fails, 3 the checkpoint itself is "
+      "invalid. Targets: vllm-0.10, vllm-latest, sglang, trtllm-1.2rc0, vllm-ascend, vlq (--list-targets).");
+  app.add_option("path", args->paths, "checkpoint folder (several with --matrix)");
+  app.add_option("--target,-t", args->target, "runtime profile, e.g. vllm-0.10");
+  app.add_flag("--json", args->json, "print the vlq.check/1 JSON report (docs/check-json.md)");
+  app.add_option("--base", args->base, "source model folder, to compare tokenizer special tokens (F25)");
+  app.add_flag("--matrix", args->matrix, "check every DIR against every target and print a Markdown table");
+  app.add_option("--targets", args->targets, "targets of --matrix (default: all)")->delimiter(',');
+  app.add_option("--output,-o", args->output, "with --matrix: write the table to this file");
+  app.add_flag("--list-targets", args->list, "list the runtime profiles");
+  return [args] { return run_check(*args); };
+}));
