@@ -1,0 +1,63 @@
+// `vlq convert DIR OUT --for T [--vision keep|bf16] [--force] [--json]`: rewrites an FP8 checkpoint so
+// that runtime T loads it correctly; the output is checked against T before it is renamed into place.
+#include <iostream>
+#include <string>
+
+#include "cli/command.h"
+#include "vlq/core/error.h"
+#include "vlq/formats/convert.h"
+
+namespace {
+
+struct ConvertArgs {
+  std::string in, out, target, vision = "default";
+  bool force = false, json = false, quiet = false;
+  double shard_gb = 5.0;
+};
+
+int run_convert(const ConvertArgs& a) {
+  namespace F = vlq::formats;
+  F::ConvertOptions o;
+  o.target = a.target;
+  o.force = a.force;
+  o.max_shard_bytes = static_cast<std::uint64_t>(a.shard_gb * 1e9);
+  if (a.vision == "keep") o.vision = F::VisionMode::kKeep;
+  else if (a.vision == "bf16") o.vision = F::VisionMode::kBf16;
+  else if (a.vision == "default") o.vision = F::VisionMode::kDefault;
+  else
+    throw vlq::UsageError({"--vision", "unknown vision mode", "keep or bf16", a.vision, "vlq convert DIR OUT --for T --vision bf16"});
+  F::ConvertResult r = F::convert_checkpoint(a.in, a.out, o);
+  if (a.json) {
+    nlohmann::json j = {{"schema", "vlq.convert/1"}, {"input", a.in}, {"output", r.out.string()}, {"target", a.target},
+                        {"actions", r.actions}, {"tensors_in", r.tensors_in}, {"tensors_out", r.tensors_out},
+                        {"bytes_out", r.bytes_out}, {"check", F::report_to_json(r.check)}};
+    std::cout << j.dump(2) << "\n";
+  } else if (!a.quiet) {
+    std::cout << "vlq convert: " << a.in << " -> " << r.out.string() << " for " << a.target << "\n";
+    for (const auto& s : r.actions) std::cout << "  " << s << "\n";
+    std::cout << "  " << r.tensors_in << " tensors in, " << r.tensors_out << " out, " << r.bytes_out << " bytes\n";
+    std::cout << "  check --target " << a.target << ": " << F::verdict_name(r.check.verdict) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+VLQ_COMMAND("convert", ([](CLI::App& app) -> std::function<int()> {
+  auto a = std::make_shared<ConvertArgs>();
+  app.description(
+      "Rewrite an FP8 checkpoint so that runtime T loads it correctly: drop vision K/V scales, rename KV scales "
+      "to T's spelling, optionally dequantize the vision tower to BF16 and exclude it the way T reads exclusions, "
+      "write both config files consistently. The input is never modified; the output is checked with "
+      "`vlq check --target T` before it is renamed into place.");
+  app.add_option("input", a->in, "checkpoint folder to convert")->required();
+  app.add_option("output", a->out, "output folder (must not exist unless --force)")->required();
+  app.add_option("--for,-t", a->target, "target runtime profile (vlq check --list-targets)")->required();
+  app.add_option("--vision", a->vision, "keep: leave the vision tower as is; bf16: dequantize it and exclude it "
+                 "(default: the target's choice)");
+  app.add_flag("--force", a->force, "replace an existing output folder");
+  app.add_option("--shard-gb", a->shard_gb, "maximum output shard size in GB (default 5)");
+  app.add_flag("--json", a->json, "print a vlq.convert/1 JSON summary");
+  app.add_flag("--quiet,-q", a->quiet, "print nothing on success");
+  return [a] { return run_convert(*a); };
+}));

@@ -1,0 +1,354 @@
+// `vlq convert`: streams a checkpoint into the layout a target runtime loads correctly (see
+// include/vlq/formats/convert.h). Plan from headers → check the planned output in memory → stream the
+// tensors (dequantizing FP8 vision Linears on the way) → check the written files → rename into place.
+#include "vlq/formats/convert.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "vlq/core/error.h"
+#include "vlq/core/numerics.h"
+#include "vlq/io/safetensors.h"
+#include "vlq/io/safetensors_writer.h"
+
+namespace vlq::formats {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// How one output tensor is produced.
+struct Planned {
+  io::TensorSpec spec;
+  enum Kind { kCopy, kDequantize } kind = kCopy;
+  std::string src;                      // input tensor name
+  const LinearModule* linear = nullptr;  // kDequantize: the Linear (scale names)
+};
+
+// Decodes a float tensor (F32/BF16/F16/F64) into f32 values.
+std::vector<float> read_floats(const io::Checkpoint& ck, const std::string& name) {
+  const io::TensorInfo& info = ck.info(name);
+  auto bytes = ck.data(name);
+  const std::size_t n = static_cast<std::size_t>(info.numel());
+  std::vector<float> out(n);
+  switch (info.dtype) {
+    case DType::F32: std::memcpy(out.data(), bytes.data(), n * 4); break;
+    case DType::F64:
+      for (std::size_t i = 0; i < n; ++i) {
+        double d;
+        std::memcpy(&d, bytes.data() + i * 8, 8);
+        out[i] = static_cast<float>(d);
+      }
+      break;
+    case DType::BF16:
+    case DType::F16:
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, bytes.data() + i * 2, 2);
+        out[i] = info.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+      }
+      break;
+    default:
+      throw UnsupportedError({name, "scale tensor has a dtype vlq cannot read as a scale", "F32, BF16, F16 or F64",
+                              std::string(dtype_name(info.dtype)), "re-export the checkpoint with float scales"});
+  }
+  return out;
+}
+
+// E4M3 weight [N, K] x weight_scale → BF16 [N, K], written in row chunks (memory: one tensor).
+std::vector<std::byte> dequantize_weight(const io::Checkpoint& ck, const LinearModule& m) {
+  const std::string wname = m.name + ".weight";
+  const io::TensorInfo& w = ck.info(wname);
+  if (w.dtype != DType::F8_E4M3)
+    throw UnsupportedError({wname, "only E4M3 vision weights can be dequantized", "F8_E4M3",
+                            std::string(dtype_name(w.dtype)), "convert with --vision keep"});
+  if (w.shape.size() != 2)
+    throw UnsupportedError({wname, "weight of a Linear must be 2-D", "[N, K]", fmt::format("{} dims", w.shape.size()), ""});
+  if (!m.weight_scale)
+    throw FormatError({wname, "FP8 weight without weight_scale", m.name + ".weight_scale", "nothing",
+                       "the checkpoint is incomplete; re-export it"});
+  const std::int64_t N = w.shape[0], K = w.shape[1];
+  std::vector<float> s = read_floats(ck, m.weight_scale->name);
+  // Scale layouts: per-tensor ([] / [1]), per-channel ([N] / [N,1]), block grid [ceil(N/bn), ceil(K/bk)].
+  std::int64_t grid_n = 1, grid_k = 1, bn = N, bk = K;
+  const auto& ss = m.weight_scale->shape;
+  if (s.size() == 1) {
+  } else if (static_cast<std::int64_t>(s.size()) == N && (ss.size() == 1 || (ss.size() == 2 && ss[1] == 1))) {
+    grid_n = N, bn = 1;
+  } else if (ss.size() == 2 && m.tensors.weight == WeightQuant::kBlock && m.tensors.block_n > 0 && m.tensors.block_k > 0) {
+    bn = m.tensors.block_n, bk = m.tensors.block_k;
+    grid_n = (N + bn - 1) / bn, grid_k = (K + bk - 1) / bk;
+    if (ss[0] != grid_n || ss[1] != grid_k)
+      throw FormatError({m.weight_scale->name, "block scale grid does not match the weight",
+                         fmt::format("[{}, {}]", grid_n, grid_k), fmt::format("[{}, {}]", ss[0], ss[1]), ""});
+  } else {
+    throw UnsupportedError({m.weight_scale->name, "weight_scale shape vlq cannot dequantize", "[], [1], [N], [N,1] or a block grid",
+                            fmt::format("{} values", s.size()), "convert with --vision keep"});
+  }
+  auto q = ck.data(wname);
+  std::vector<std::byte> out(static_cast<std::size_t>(N * K) * 2);
+  for (std::int64_t r = 0; r < N; ++r) {
+    for (std::int64_t c = 0; c < K; ++c) {
+      const std::size_t i = static_cast<std::size_t>(r * K + c);
+      const float scale = s[static_cast<std::size_t>((r / bn) * grid_k + (c / bk))];
+      const float v = e4m3fn_to_f32(static_cast<std::uint8_t>(q[i])) * scale;
+      const std::uint16_t b = f32_to_bf16(v);
+      std::memcpy(out.data() + i * 2, &b, 2);
+    }
+  }
+  (void)grid_n;
+  return out;
+}
+
+bool is_scale_leaf(std::string_view leaf) {
+  return leaf == "weight_scale" || leaf == "input_scale" || leaf == "weight_zero_point" || leaf == "input_zero_point" ||
+         leaf == "weight_scale_inv" || leaf == "output_scale" || leaf == "weight_g_idx";
+}
+
+void add_unique(std::vector<std::string>& list, const std::string& e) {
+  if (std::find(list.begin(), list.end(), e) == list.end()) list.push_back(e);
+}
+
+// The vision root in the checkpoint's own naming ("visual" or "model.visual").
+std::string vision_root(const QuantLayout& L) {
+  for (const auto& m : L.linears)
+    if (m.tower == Tower::kVision) {
+      if (m.name.rfind("model.visual.", 0) == 0) return "model.visual";
+      if (m.name.rfind("visual.", 0) == 0) return "visual";
+    }
+  return L.naming == NamingGeneration::kTransformers452 ? "model.visual" : "visual";
+}
+
+// Builds a view of the files written so far in the pending folder (the real bytes), for the final check.
+CheckpointView view_of_written(const fs::path& dir, const std::vector<io::ShardPlan>& shards,
+                               const std::optional<json>& config, const std::optional<json>& hfq) {
+  std::vector<TensorMeta> metas;
+  std::map<std::string, double> scalars;
+  for (std::size_t s = 0; s < shards.size(); ++s) {
+    io::SafetensorsFile f = io::SafetensorsFile::open(dir / shards[s].file_name);
+    for (const auto& t : f.tensors()) {
+      metas.push_back({t.name, t.dtype, t.shape, s});
+      if (t.numel() == 1 && is_float(t.dtype) && !is_fp8(t.dtype) && t.dtype != DType::F8_E8M0) {
+        auto b = f.data(t);
+        double v = 0;
+        if (t.dtype == DType::F32) { float x; std::memcpy(&x, b.data(), 4); v = x; }
+        else if (t.dtype == DType::F64) std::memcpy(&v, b.data(), 8);
+        else { std::uint16_t h; std::memcpy(&h, b.data(), 2); v = t.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h); }
+        scalars[t.name] = v;
+      }
+    }
+  }
+  CheckpointView v = CheckpointView::from_memory(std::move(metas), config, hfq, std::move(scalars));
+  return v;
+}
+
+std::string first_failure_text(const Report& r) {
+  std::string s;
+  for (const auto& f : r.findings) {
+    if (f.severity != Severity::kError && f.severity != Severity::kInvalid) continue;
+    if (!s.empty()) s += "; ";
+    s += f.code + (f.subject.empty() ? "" : " (" + f.subject + ")") + ": " + f.message;
+    if (!f.runtime_error.empty()) s += " [" + f.runtime_error + "]";
+    if (s.size() > 600) break;
+  }
+  return s;
+}
+
+}  // namespace
+
+ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const ConvertOptions& opts) {
+  const RuntimeProfile& prof = find_profile(opts.target);
+  CheckpointView view = CheckpointView::open(in);
+  const io::Checkpoint& ck = *view.checkpoint();
+  QuantLayout L = build_quant_layout(view);
+  for (const auto& f : L.findings)
+    if (f.severity == Severity::kInvalid)
+      throw FormatError({in.string() + (f.subject.empty() ? "" : ": " + f.subject), "the input checkpoint is invalid: " + f.message,
+                         "", "", f.hint.empty() ? "run `vlq check " + in.string() + " --target vlq` for all findings" : f.hint});
+  const QuantFormat format = L.declared.format();
+  if (format != QuantFormat::kModelOpt && format != QuantFormat::kCompressedTensors)
+    throw UsageError({in.string(), "not a ModelOpt or compressed-tensors FP8 checkpoint, nothing to convert",
+                      "hf_quant_config.json or config.json quantization_config", std::string(quant_format_name(format)),
+                      "vlq inspect " + in.string()});
+
+  const bool vision_bf16 = opts.vision == VisionMode::kBf16 ||
+                           (opts.vision == VisionMode::kDefault && prof.default_vision == "bf16");
+  ConvertResult res;
+  res.out = out;
+
+  // ---- plan ------------------------------------------------------------------------------------
+  std::map<std::string, const LinearModule*> vision_fp8;  // module → Linear
+  for (const auto& m : L.linears)
+    if (m.tower == Tower::kVision && m.tensors.quantized()) vision_fp8[m.name] = &m;
+  const KvStyle kv_style = format == QuantFormat::kCompressedTensors ? prof.ct_kv_style : prof.modelopt_kv_style;
+
+  std::vector<Planned> plan;
+  std::set<std::string> planned_names;
+  std::size_t lm_kv = 0;
+  auto add = [&](Planned p) {
+    if (!planned_names.insert(p.spec.name).second) {
+      res.actions.push_back(fmt::format("dropped {}: a scale of the same attention layer is already written as {}", p.src,
+                                        p.spec.name));
+      return;
+    }
+    plan.push_back(std::move(p));
+  };
+  for (const auto& t : view.tensors()) {
+    ++res.tensors_in;
+    if (auto kv = parse_kv_scale_name(t.name)) {
+      const Tower tw = tower_of(canonical_name(kv->attention));
+      if (tw == Tower::kVision) {
+        res.actions.push_back(fmt::format("dropped {}: vision attention K/V scale (no runtime has a parameter for it)", t.name));
+        continue;
+      }
+      std::vector<KvKind> kinds;
+      if (kv->kind == KvKind::kKV) kinds = {KvKind::kK, KvKind::kV};
+      else if (kv->kind == KvKind::kK || kv->kind == KvKind::kV) kinds = {kv->kind};
+      if (kinds.empty()) {  // q / prob scales: keep as they are
+        add({{t.name, t.dtype, t.shape}, Planned::kCopy, t.name, nullptr});
+        continue;
+      }
+      for (KvKind k : kinds) {
+        std::string name = kv_scale_name(kv->attention, k, kv_style);
+        if (name != t.name) res.actions.push_back(fmt::format("renamed {} -> {}", t.name, name));
+        add({{name, t.dtype, t.shape}, Planned::kCopy, t.name, nullptr});
+        ++lm_kv;
+      }
+      continue;
+    }
+    const std::string module(module_of(t.name));
+    const std::string_view leaf = leaf_of(t.name);
+    if (vision_bf16) {
+      auto it = vision_fp8.find(module);
+      if (it != vision_fp8.end()) {
+        if (leaf == "weight") {
+          res.actions.push_back(fmt::format("dequantized {} ({} -> BF16)", t.name, dtype_name(t.dtype)));
+          add({{t.name, DType::BF16, t.shape}, Planned::kDequantize, t.name, it->second});
+          continue;
+        }
+        if (is_scale_leaf(leaf)) {
+          res.actions.push_back(fmt::format("dropped {}: the vision Linear is BF16 now", t.name));
+          continue;
+        }
+      }
+    }
+    add({{t.name, t.dtype, t.shape}, Planned::kCopy, t.name, nullptr});
+  }
+
+  // ---- configs -----------------------------------------------------------------------------------
+  const QuantDeclaration* primary = L.declared.primary();
+  std::vector<std::string> exclude = primary ? primary->exclude : std::vector<std::string>{};
+  const bool vision_now_bf16 = vision_bf16 || vision_fp8.empty();
+  if (vision_now_bf16) {
+    const std::string root = vision_root(L);
+    if (format == QuantFormat::kModelOpt) {
+      add_unique(exclude, root + "*");
+    } else {
+      for (const auto& m : L.linears)
+        if (m.tower == Tower::kVision) add_unique(exclude, m.name);
+    }
+    for (const auto& e : prof.vision_exclude_extra) add_unique(exclude, e);
+  }
+  if (format == QuantFormat::kModelOpt) add_unique(exclude, "lm_head");
+  if (primary && exclude != primary->exclude)
+    res.actions.push_back(fmt::format("exclusions set to [{}]", fmt::join(exclude, ", ")));
+
+  std::optional<json> config = view.config();
+  if (!config) config = json::object();
+  std::optional<json> hfq;
+  const json kv_scheme = {{"dynamic", false}, {"num_bits", 8}, {"type", "float"}};
+  if (format == QuantFormat::kModelOpt) {
+    const bool kv_fp8 = lm_kv > 0 || (primary && primary->declares_fp8_kv());
+    const std::string algo = primary && !primary->quant_algo.empty() ? primary->quant_algo : "FP8";
+    json producer = {{"name", "modelopt"}, {"version", primary && !primary->producer_version.empty() ? primary->producer_version : "unknown"}};
+    if (view.hf_quant_config() && view.hf_quant_config()->contains("producer")) producer = (*view.hf_quant_config())["producer"];
+    hfq = json{{"producer", producer},
+               {"quantization", {{"quant_algo", algo}, {"kv_cache_quant_algo", kv_fp8 ? json("FP8") : json(nullptr)},
+                                 {"exclude_modules", exclude}}}};
+    json qc = config->contains("quantization_config") && (*config)["quantization_config"].is_object()
+                  ? (*config)["quantization_config"] : json::object();
+    qc["quant_method"] = "modelopt";
+    qc["quant_algo"] = algo;
+    if (!qc.contains("config_groups"))
+      qc["config_groups"] = {{"group_0", {{"weights", kv_scheme}, {"input_activations", kv_scheme}, {"targets", {"Linear"}}}}};
+    qc["ignore"] = exclude;
+    if (kv_fp8) qc["kv_cache_scheme"] = kv_scheme; else qc.erase("kv_cache_scheme");
+    qc["producer"] = producer;
+    if (prof.write_cfgjson_exclude_modules) {
+      qc["exclude_modules"] = exclude;
+      qc["kv_cache_quant_algo"] = kv_fp8 ? json("FP8") : json(nullptr);
+    } else {
+      qc.erase("exclude_modules");
+      qc.erase("kv_cache_quant_algo");
+    }
+    (*config)["quantization_config"] = qc;
+    res.actions.push_back("wrote hf_quant_config.json and config.json quantization_config from one declaration");
+  } else {
+    json& qc = (*config)["quantization_config"];
+    qc["ignore"] = exclude;
+  }
+
+  // ---- check the planned output before writing a byte --------------------------------------------
+  {
+    std::vector<TensorMeta> metas;
+    std::map<std::string, double> scalars;
+    for (const auto& p : plan) {
+      metas.push_back({p.spec.name, p.spec.dtype, p.spec.shape, 0});
+      if (p.kind == Planned::kCopy)
+        if (auto v = view.scalar(p.src)) scalars[p.spec.name] = *v;
+    }
+    Report pre = check_view(CheckpointView::from_memory(std::move(metas), config, hfq, std::move(scalars)), prof);
+    if (pre.verdict == Verdict::kFails || pre.verdict == Verdict::kInvalid)
+      throw ConfigError({in.string(), fmt::format("converting for {} cannot make a checkpoint it loads", prof.id), "loads",
+                         first_failure_text(pre),
+                         opts.vision == VisionMode::kKeep ? "try --vision bf16" : "report this checkpoint layout to vlq"});
+  }
+
+  // ---- stream ------------------------------------------------------------------------------------
+  std::vector<io::TensorSpec> specs;
+  specs.reserve(plan.size());
+  for (const auto& p : plan) specs.push_back(p.spec);
+  io::WriterOptions wo;
+  wo.max_shard_bytes = opts.max_shard_bytes;
+  wo.metadata = {{"format", "pt"}};
+  wo.overwrite = opts.force;
+  wo.fsync = opts.fsync;
+  wo.inputs = {fs::absolute(in)};
+  io::CheckpointWriter w(out, specs, wo);
+  for (const auto& p : plan) {
+    if (p.kind == Planned::kDequantize) {
+      std::vector<std::byte> bf16 = dequantize_weight(ck, *p.linear);
+      w.write(p.spec.name, bf16);
+    } else {
+      w.write(p.spec.name, ck.data(p.src));
+    }
+  }
+  w.write_file("config.json", config->dump(2) + "\n");
+  if (hfq) w.write_file("hf_quant_config.json", hfq->dump(4) + "\n");
+  const fs::path folder = fs::is_directory(in) ? in : in.parent_path();
+  for (const auto& e : fs::directory_iterator(folder)) {
+    const std::string fname = e.path().filename().string();
+    if (!e.is_regular_file()) continue;
+    if (fname == "config.json" || fname == "hf_quant_config.json" || fname == "model.safetensors.index.json" ||
+        e.path().extension() == ".safetensors")
+      continue;
+    w.copy_file(e.path());
+  }
+
+  // ---- check what was written, then rename into place -------------------------------------------
+  res.check = check_view(view_of_written(w.pending_dir(), w.shards(), config, hfq), prof);
+  res.check.checkpoint = out.string();
+  if (res.check.verdict == Verdict::kFails || res.check.verdict == Verdict::kInvalid)
+    throw ConfigError({out.string(), fmt::format("the converted checkpoint still does not load on {}", prof.id), "loads",
+                       first_failure_text(res.check), "nothing was written; report this checkpoint layout to vlq"});
+  res.tensors_out = plan.size();
+  res.bytes_out = w.total_size();
+  w.commit();
+  return res;
+}
+
+}  // namespace vlq::formats
