@@ -73,7 +73,8 @@ CheckpointView CheckpointView::open(const fs::path& dir) {
   for (const auto& p : ck->shard_paths()) v.shard_files_.push_back(p.filename().string());
   for (const auto& name : ck->names()) {
     io::TensorRef r = ck->find(name);
-    v.tensors_.push_back({name, r.info->dtype, r.info->shape, r.shard});
+    v.tensors_.push_back({name, r.info->dtype, r.info->shape, r.info->nbytes()});
+    v.shards_.push_back(r.shard);
   }
   fs::path folder = fs::is_directory(dir) ? dir : dir.parent_path();
   v.config_ = read_json_file(folder / "config.json");
@@ -87,12 +88,9 @@ CheckpointView CheckpointView::from_memory(std::vector<TensorMeta> tensors, std:
                                            std::map<std::string, double> scalars) {
   CheckpointView v;
   std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  std::size_t max_shard = 0;
-  for (const auto& t : tensors) max_shard = std::max(max_shard, t.shard);
-  for (std::size_t i = 0; i <= max_shard; ++i)
-    v.shard_files_.push_back(max_shard == 0 ? "model.safetensors"
-                                            : fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, max_shard + 1));
+  v.shard_files_.push_back("model.safetensors");
   v.tensors_ = std::move(tensors);
+  v.shards_.assign(v.tensors_.size(), 0);
   v.config_ = std::move(config);
   v.hf_quant_config_ = std::move(hf_quant_config);
   v.scalars_ = std::move(scalars);
@@ -103,6 +101,10 @@ const TensorMeta* CheckpointView::find(std::string_view name) const {
   auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
                              [](const TensorMeta& t, std::string_view n) { return t.name < n; });
   return it != tensors_.end() && it->name == name ? &*it : nullptr;
+}
+
+std::size_t CheckpointView::shard_of(const TensorMeta& t) const {
+  return shards_[static_cast<std::size_t>(&t - tensors_.data())];
 }
 
 std::vector<std::string> CheckpointView::names() const {
@@ -159,7 +161,7 @@ std::vector<const TensorMeta*> CheckpointView::iteration_order() const {
   std::vector<const TensorMeta*> out;
   for (const auto& t : tensors_) out.push_back(&t);
   std::stable_sort(out.begin(), out.end(), [&](const TensorMeta* a, const TensorMeta* b) {
-    return rank[a->shard] < rank[b->shard];  // names are already sorted
+    return rank[shard_of(*a)] < rank[shard_of(*b)];  // names are already sorted
   });
   return out;
 }
@@ -887,7 +889,7 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
         break;
       }
     }
-    add(F, Severity::kWarning, "no_quant_config", first,
+    add(F, Severity::kWarning, "scales_without_config", first,
         "scale tensors are present but neither config.json quantization_config nor hf_quant_config.json exists",
         "add the quantization config (vlq convert writes it)", "field-bug-classes.md F15");
   }

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/core/dtype.h"
+#include "vlq/formats/checkpoint_summary.h"
 #include "vlq/formats/finding.h"
 #include "vlq/formats/names.h"
 
@@ -28,13 +29,8 @@ namespace vlq::formats {
 
 // ---- the checkpoint as the checker sees it --------------------------------------------------------
 
-// Name, dtype and shape of one stored tensor; `shard` indexes CheckpointView::shard_files().
-struct TensorMeta {
-  std::string name;
-  DType dtype = DType::F32;
-  std::vector<std::int64_t> shape;
-  std::size_t shard = 0;
-};
+// Tensors are described by vlq::formats::TensorMeta of checkpoint_summary.h (name, dtype, shape,
+// nbytes), shared with `vlq inspect`; the shard of each tensor is kept by CheckpointView.
 
 // Tensor metadata, the two config files and scalar values of a checkpoint folder. Reading it costs the
 // safetensors headers plus the bytes of the scalars actually asked for.
@@ -43,7 +39,7 @@ class CheckpointView {
   // Opens a checkpoint folder (model.safetensors or index + shards) and reads config.json and
   // hf_quant_config.json when present. Throws IoError / FormatError (safetensors, index, JSON syntax).
   static CheckpointView open(const std::filesystem::path& dir);
-  // An in-memory view for tests: `scalars` gives the value of 1-element tensors by name.
+  // An in-memory view (tests, planned outputs): one shard; `scalars` gives the value of 1-element tensors.
   static CheckpointView from_memory(std::vector<TensorMeta> tensors, std::optional<nlohmann::json> config,
                                     std::optional<nlohmann::json> hf_quant_config,
                                     std::map<std::string, double> scalars = {});
@@ -53,6 +49,8 @@ class CheckpointView {
   const std::vector<TensorMeta>& tensors() const { return tensors_; }  // sorted by name
   const TensorMeta* find(std::string_view name) const;
   std::vector<std::string> names() const;
+  // Index into shard_files() of a tensor of tensors().
+  std::size_t shard_of(const TensorMeta& t) const;
   // Value of a float tensor with exactly one element (F64/F32/F16/BF16; shape [] or [1] or [1,1]...),
   // decoded bit-exactly with vlq numerics; nullopt for other tensors or absent names.
   std::optional<double> scalar(std::string_view name) const;
@@ -68,6 +66,7 @@ class CheckpointView {
   std::filesystem::path dir_;
   std::vector<std::string> shard_files_;
   std::vector<TensorMeta> tensors_;
+  std::vector<std::size_t> shards_;  // parallel to tensors_
   std::optional<nlohmann::json> config_, hf_quant_config_;
   std::map<std::string, double> scalars_;
   std::shared_ptr<const io::Checkpoint> ckpt_;
