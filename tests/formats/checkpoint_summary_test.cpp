@@ -500,3 +500,80 @@ TEST(InspectCli, TableAndErrors) {
   EXPECT_NE(out2.find("/nonexistent/dir"), std::string::npos) << out2;
   EXPECT_NE(out2.find("no such file"), std::string::npos) << out2;
 }
+
+// ---- real sizes: the released 3B/7B layouts reproduce the parameter totals of qwen2_5_vl.md §7 -------
+
+namespace {
+std::vector<TensorMeta> released_layout(const vlq::model::ModelConfig& c) {
+  using vlq::DType;
+  const auto& t = c.text;
+  const auto& v = c.vision;
+  const int64_t H = t.hidden_size, I = t.intermediate_size, kv = t.num_key_value_heads * t.head_dim;
+  const int64_t Hv = v.hidden_size, Iv = v.intermediate_size, M = Hv * v.spatial_merge_size * v.spatial_merge_size;
+  std::vector<TensorMeta> out;
+  auto add = [&](std::string n, std::vector<int64_t> s) { out.push_back(T(std::move(n), DType::BF16, std::move(s))); };
+  add("visual.patch_embed.proj.weight", {Hv, v.in_chans, v.temporal_patch_size, v.patch_size, v.patch_size});
+  for (int64_t b = 0; b < v.depth; ++b) {
+    const std::string p = "visual.blocks." + std::to_string(b) + ".";
+    add(p + "norm1.weight", {Hv});
+    add(p + "norm2.weight", {Hv});
+    add(p + "attn.qkv.weight", {3 * Hv, Hv});
+    add(p + "attn.qkv.bias", {3 * Hv});
+    add(p + "attn.proj.weight", {Hv, Hv});
+    add(p + "attn.proj.bias", {Hv});
+    for (const char* m : {"gate_proj", "up_proj"}) {
+      add(p + "mlp." + m + ".weight", {Iv, Hv});
+      add(p + "mlp." + m + ".bias", {Iv});
+    }
+    add(p + "mlp.down_proj.weight", {Hv, Iv});
+    add(p + "mlp.down_proj.bias", {Hv});
+  }
+  add("visual.merger.ln_q.weight", {Hv});
+  add("visual.merger.mlp.0.weight", {M, M});
+  add("visual.merger.mlp.0.bias", {M});
+  add("visual.merger.mlp.2.weight", {v.out_hidden_size, M});
+  add("visual.merger.mlp.2.bias", {v.out_hidden_size});
+  add("model.embed_tokens.weight", {t.vocab_size, H});
+  for (int64_t l = 0; l < t.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {H});
+    add(p + "post_attention_layernorm.weight", {H});
+    add(p + "self_attn.q_proj.weight", {H, H});
+    add(p + "self_attn.q_proj.bias", {H});
+    add(p + "self_attn.k_proj.weight", {kv, H});
+    add(p + "self_attn.k_proj.bias", {kv});
+    add(p + "self_attn.v_proj.weight", {kv, H});
+    add(p + "self_attn.v_proj.bias", {kv});
+    add(p + "self_attn.o_proj.weight", {H, H});
+    add(p + "mlp.gate_proj.weight", {I, H});
+    add(p + "mlp.up_proj.weight", {I, H});
+    add(p + "mlp.down_proj.weight", {H, I});
+  }
+  add("model.norm.weight", {H});
+  if (!t.tie_word_embeddings) add("lm_head.weight", {t.vocab_size, H});
+  return out;
+}
+}  // namespace
+
+TEST(CheckpointSummary, ReleasedSizesMatchTheSpecTotals) {
+  struct Case { const char* name; uint64_t vision, lm, total; const char* lm_head; };
+  for (auto c : {Case{"qwen2_5_vl_3b", 668684288ull, 3085938688ull, 3754622976ull, "tied"},
+                 Case{"qwen2_5_vl_7b", 676550144ull, 7615616512ull, 8292166656ull, "separate"}}) {
+    SCOPED_TRACE(c.name);
+    vlq::model::HfModelFiles f;
+    f.config = vlq::model::load_model_config(fs::path(VLQ_SOURCE_DIR) / "tests" / "data" / "hf_config" /
+                                             (std::string(c.name) + ".v4.config.json"));
+    const CheckpointSummary s = summarize(input(released_layout(*f.config), f));
+    auto params = [&](Component k) { return s.components[static_cast<size_t>(k)].weights.params; };
+    EXPECT_EQ(params(Component::kVisionTower) + params(Component::kVisionMerger), c.vision);
+    EXPECT_EQ(params(Component::kLanguageModel) + params(Component::kEmbedTokens) + params(Component::kLmHead), c.lm);
+    EXPECT_EQ(s.weights.params, c.total);
+    EXPECT_EQ(s.weights.bytes, 2 * c.total);
+    EXPECT_EQ(s.lm_head, c.lm_head);
+    EXPECT_EQ(s.naming, "legacy");
+    EXPECT_EQ(s.components[static_cast<size_t>(Component::kLanguageModel)].linear_modules,
+              7u * f.config->text.num_hidden_layers);
+    EXPECT_TRUE(s.anomalies.empty()) << codes(s);
+    EXPECT_FALSE(s.quant.has_value());
+  }
+}
