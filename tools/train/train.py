@@ -4,7 +4,7 @@
 # Qwen2.5-VL chat format, saves it in Hugging Face form (BF16 safetensors + config/tokenizer/processor files) and
 # scores it on the held-out set with the stock transformers generate path.
 #
-# On the GPU machine (one H200; about 7 minutes in all), from the repository root:
+# On the GPU machine (one H200; about 9 minutes in all), from the repository root:
 #   python3 tools/train/train.py --bundle train_bundle --heldout data/heldout --out $OUT/model
 # Quick CPU smoke test (minutes, nothing meaningful learned):
 #   /root/venv-ref/bin/python tools/train/train.py --device cpu --smoke --out /tmp/tiny-smoke
