@@ -210,7 +210,9 @@ Checkpoint Checkpoint::open(const fs::path& dir_or_file) {
       problems.push_back(fmt::format("{}: tensor is in two shards ({} and {})", name, shard_name(shards[0]),
                                      shard_name(shards[1])));
   if (c.sharded_) {
-    for (const auto& [name, shard] : c.index_.weight_map) {
+    for (const auto& entry : c.index_.weight_map) {
+      const std::string& name = entry.first;
+      const std::string& shard = entry.second;
       auto it = where.find(name);
       bool in_shard = it != where.end() && std::any_of(it->second.begin(), it->second.end(),
                                                        [&](std::size_t i) { return shard_name(i) == shard; });
