@@ -250,3 +250,44 @@ TEST(ImageProcessor, ErrorsAreTyped) {
   EXPECT_THROW(resize_bicubic(broken, 2, 2), vlq::UsageError);
   EXPECT_THROW(resize_bicubic(small, 0, 2), vlq::UsageError);
 }
+
+TEST(ImageProcessor, ParamsFromPreprocessorConfig) {
+  // The tiny checkpoints carry the three preprocessor_config.json generations (min/max_pixels, size{}).
+  const auto dir = std::filesystem::path(VLQ_SOURCE_DIR) / "tests/data/tiny";
+  int n = 0;
+  for (const char* ck : {"qwen2_5_vl-bf16-legacy", "qwen2_5_vl-bf16-hf452", "qwen2_5_vl-bf16-v5"}) {
+    const auto path = dir / ck / "preprocessor_config.json";
+    const PreprocessorConfig c = load_preprocessor_config(path);
+    const ImageProcessorParams p = image_processor_params_from_config(c, path.string());
+    EXPECT_EQ(p.min_pixels, c.min_pixels) << ck;
+    EXPECT_EQ(p.max_pixels, c.max_pixels) << ck;
+    EXPECT_EQ(p.patch_size * p.merge_size, 28) << ck;
+    EXPECT_EQ(p.temporal_patch_size, 2) << ck;
+    EXPECT_DOUBLE_EQ(p.image_std[2], 0.27577711) << ck;
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+  PreprocessorConfig c;
+  c.min_pixels = 3136;
+  c.max_pixels = 12845056;
+  c.resample = 2;
+  EXPECT_THROW(image_processor_params_from_config(c), vlq::UnsupportedError);
+  c.resample = 3;
+  c.image_std = {1, 0, 1};
+  EXPECT_THROW(image_processor_params_from_config(c), vlq::ConfigError);
+}
+
+TEST(ImageProcessor, ThreadCountDoesNotChangeResults) {
+  const RgbImage img = load_composite("rocket.jpg");
+  for (auto [w, h] : {std::pair{644, 420}, std::pair{1500, 900}, std::pair{300, 200}}) {
+    const RgbImage one = resize_bicubic(img, w, h, PillowCompat::kPillow13, 1);
+    for (int t : {0, 2, 3, 7}) EXPECT_EQ(resize_bicubic(img, w, h, PillowCompat::kPillow13, t).pixels, one.pixels);
+  }
+  ImageProcessorParams p1, p3;
+  p1.threads = 1;
+  p3.threads = 3;
+  p1.min_pixels = p3.min_pixels = 1003520;  // upscale: enough work to use threads
+  const ProcessedImages a = preprocess_image(img, p1), b = preprocess_image(img, p3);
+  EXPECT_EQ(a.grid_thw, b.grid_thw);
+  EXPECT_TRUE(a.pixel_values == b.pixel_values);
+}

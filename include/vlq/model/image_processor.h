@@ -9,7 +9,8 @@
 //
 // Parameters: ImageProcessorParams mirrors preprocessor_config.json (min_pixels/max_pixels, or
 // size.shortest_edge/longest_edge; patch_size, temporal_patch_size, merge_size, image_mean, image_std,
-// rescale_factor, do_resize/do_rescale/do_normalize). Defaults are the released Qwen2.5-VL values
+// rescale_factor, do_resize/do_rescale/do_normalize); image_processor_params_from_config() converts the
+// PreprocessorConfig parsed by vlq/model/hf_config.h. Defaults are the released Qwen2.5-VL values
 // (min 3136, max 12845056), NOT the transformers class default max of 1,003,520.
 #pragma once
 
@@ -18,6 +19,7 @@
 #include <span>
 #include <vector>
 
+#include "vlq/model/hf_config.h"
 #include "vlq/model/image.h"
 
 namespace vlq::model {
@@ -39,11 +41,21 @@ struct ImageProcessorParams {
   bool reject_smaller_than_factor = true;
   // Pillow release whose resize pass order is reproduced (see resize_bicubic).
   PillowCompat pillow = PillowCompat::kPillow13;
+  // Worker threads for resize and patchify (0 = hardware concurrency, at most 8; small images use 1).
+  // Results do not depend on it.
+  int threads = 0;
 };
 
 // Throws ConfigError (where = "image processor parameters") when a size is < 1, min_pixels > max_pixels,
 // or a std entry is 0 / not finite.
 void validate_image_processor_params(const ImageProcessorParams& p);
+
+// Parameters from a parsed preprocessor_config.json (vlq/model/hf_config.h). The result is validated.
+// do_convert_rgb is not a parameter: vlq always decodes to RGB (ImageDecodeOptions::alpha chooses how).
+// Throws UnsupportedError when "resample" is not 3 (BICUBIC, the only filter implemented), ConfigError
+// (naming `file`) for invalid values.
+ImageProcessorParams image_processor_params_from_config(const PreprocessorConfig& config,
+                                                        const std::string& file = "preprocessor_config.json");
 
 struct ResizeTarget {
   std::int64_t height = 0;
@@ -71,8 +83,10 @@ ResizeTarget smart_resize(std::int64_t height, std::int64_t width, std::int64_t 
 // out_h < in_h and 2*(in_w - out_w) < (in_h - out_h), e.g. 640x427 -> 644x420; this rule was fitted
 // to ~1,900 random size pairs (0 mismatches), as the Pillow 13 source was not available.
 // Throws UsageError when a size is < 1 or > 2^24, or the input is empty/inconsistent.
+// `threads`: 1 = calling thread only, 0 = hardware concurrency (at most 8); the result does not depend
+// on it (rows are split between threads).
 RgbImage resize_bicubic(const RgbImage& image, std::int64_t out_width, std::int64_t out_height,
-                        PillowCompat pillow = PillowCompat::kPillow13);
+                        PillowCompat pillow = PillowCompat::kPillow13, int threads = 1);
 
 // Output of preprocessing one image (or several, concatenated along the patch axis).
 struct ProcessedImages {
