@@ -322,7 +322,8 @@ struct CheckpointWriter::Impl {
 
   int fd(std::size_t i) {
     if (fds[i] >= 0) {
-      lru.erase(std::find(lru.begin(), lru.end(), i));
+      auto it = std::find(lru.begin(), lru.end(), i);
+      if (it != lru.end()) lru.erase(it);
       lru.push_back(i);
       return fds[i];
     }

@@ -76,8 +76,9 @@ bool safetensors_layout_before(const TensorSpec& a, const TensorSpec& b);
 //   w.write(name, bytes) / w.append(name, chunk) ...  // any tensor order; chunks of one tensor in order
 //   w.copy_file("in/config.json");            // other files of the output folder
 //   w.commit();                                // checks completeness, fsyncs, renames into place
-// Destroying the writer without commit() (e.g. during an exception) removes the temporary folder and
-// leaves `out_dir` untouched. All methods are thread-safe (calls are serialized).
+// The temporary folder is created next to `out_dir` (missing parent folders are created) and named
+// "<out_dir>.tmp-XXXXXX". Destroying the writer without commit() (e.g. during an exception) removes it
+// and leaves `out_dir` untouched. Input files are only read (copy_file). All methods are thread-safe (calls are serialized).
 // Errors: UsageError (bad declarations, unknown tensor, wrong byte count, output exists without
 // overwrite, output contains an input, commit with tensors missing, use after commit), IoError (any
 // file-system failure, naming the file: mkdir, open, write, disk full, fsync, rename).
