@@ -18,7 +18,7 @@ struct CheckArgs {
   bool json = false;
   std::string base;
   bool matrix = false;
-  std::vector<std::string> targets;
+  std::string targets_csv;
   std::string output;
   bool list = false;
 };
@@ -34,7 +34,13 @@ int run_check(const CheckArgs& a) {
   if (a.paths.empty())
     throw vlq::UsageError({"vlq check", "no checkpoint given", "DIR", "nothing", "vlq check DIR --target T"});
   if (a.matrix) {
-    std::vector<std::string> targets = a.targets;
+    std::vector<std::string> targets;
+    for (std::size_t b = 0; b < a.targets_csv.size();) {
+      std::size_t e = a.targets_csv.find(',', b);
+      if (e == std::string::npos) e = a.targets_csv.size();
+      if (e > b) targets.push_back(a.targets_csv.substr(b, e - b));
+      b = e + 1;
+    }
     if (targets.empty())
       for (const auto& p : F::builtin_profiles()) targets.push_back(p.id);
     for (const auto& t : targets) F::find_profile(t);  // UsageError for unknown ids
@@ -79,7 +85,7 @@ VLQ_COMMAND("check", ([](CLI::App& app) -> std::function<int()> {
   app.add_flag("--json", args->json, "print the vlq.check/1 JSON report (docs/check-json.md)");
   app.add_option("--base", args->base, "source model folder, to compare tokenizer special tokens (F25)");
   app.add_flag("--matrix", args->matrix, "check every DIR against every target and print a Markdown table");
-  app.add_option("--targets", args->targets, "targets of --matrix (default: all)")->delimiter(',');
+  app.add_option("--targets", args->targets_csv, "targets of --matrix, comma-separated (default: all)");
   app.add_option("--output,-o", args->output, "with --matrix: write the table to this file");
   app.add_flag("--list-targets", args->list, "list the runtime profiles");
   return [args] { return run_check(*args); };

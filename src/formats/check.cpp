@@ -492,7 +492,11 @@ class Simulator {
     }
     if (!supported) {
       Finding f = make(Severity::kError, "format_unsupported", cfg.read->file,
-                       fmt::format("{} does not support {} FP8 checkpoints", p_.title, quant_format_name(cfg.format)));
+                       fmt::format("{} does not support {} FP8 checkpoints{}", p_.title, quant_format_name(cfg.format),
+                                   p_.id == "vllm-ascend" ? " (FP8 is not supported on Ascend A2/A3 NPUs; the Ascend "
+                                                            "quant-config module raises a KeyError on the first "
+                                                            "vision weight)"
+                                                          : ""));
       f.runtime_error = p_.config.unsupported_error;
       f.hint = "use a runtime that supports FP8 (vllm-latest, vlq) or a format this backend supports";
       f.evidence = p_.sources;
@@ -951,6 +955,7 @@ void run_trtllm(const CheckpointView& v, const QuantLayout& L, const RuntimeProf
   kv_cache = cfg.kv_fp8 ? "fp8 (declared by hf_quant_config.json)" : "model dtype";
   std::vector<std::string> missing;
   std::string first_subject;
+  bool vision_fp8 = false;
   for (const auto& m : L.linears) {
     if (m.tower != Tower::kVision) {
       if (m.tensors.quantized()) gemms.push_back({m.name, m.name, m.weight_shape[0], m.weight_shape[1]});
@@ -965,6 +970,7 @@ void run_trtllm(const CheckpointView& v, const QuantLayout& L, const RuntimeProf
                      "." + rt_leaf;
     if (m.tensors.quantized()) {
       gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1]});
+      vision_fp8 = true;
       continue;
     }
     if (first_subject.empty()) first_subject = m.name;
@@ -986,6 +992,9 @@ void run_trtllm(const CheckpointView& v, const QuantLayout& L, const RuntimeProf
     f.evidence = "field-bug-classes.md F06";
     out.push_back(f);
   }
+  if (vision_fp8 && missing.empty())
+    out.push_back(make(Severity::kWarning, "not_analysed", "",
+                       "FP8 vision Linears with scales: TensorRT-LLM's handling is not documented in vlq's sources [U]"));
   bool vkv = std::any_of(L.kv_scales.begin(), L.kv_scales.end(), [](const auto& k) { return k.tower == Tower::kVision; });
   if (vkv && missing.empty())
     out.push_back(make(Severity::kWarning, "not_analysed", "",

@@ -238,9 +238,7 @@ RuntimeProfile ascend() {
   p.kind = LoaderKind::kVllmFamily;
   p.config.supports_modelopt = false;
   p.config.supports_compressed_tensors = false;
-  p.config.unsupported_error =
-      "KeyError: 'visual.blocks.0.attn.qkv.weight' (raised by the Ascend quant-config module: FP8 checkpoints are "
-      "not supported on Ascend A2/A3 NPUs)";
+  p.config.unsupported_error = "KeyError: 'visual.blocks.0.attn.qkv.weight'";
   p.prefix = vllm_qwen2_5_vl_mapper();
   p.default_vision = "bf16";
   p.notes = {
