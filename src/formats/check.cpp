@@ -1064,7 +1064,21 @@ Report check_view(const CheckpointView& view, const RuntimeProfile& target, cons
   std::vector<Gemm> gemms;
   std::string kv_cache;
   std::string config_read;
-  if (target.kind == LoaderKind::kVllmFamily) {
+  // The loader models describe the Qwen2-VL / Qwen2.5-VL model classes of each runtime.
+  std::string arch;
+  if (view.config() && view.config()->is_object() && view.config()->contains("architectures") &&
+      (*view.config())["architectures"].is_array())
+    for (const auto& a : (*view.config())["architectures"])
+      if (a.is_string()) arch += (arch.empty() ? "" : ", ") + a.get<std::string>();
+  const bool qwen_vl = arch.empty() || arch.find("Qwen2_5_VL") != std::string::npos ||
+                       arch.find("Qwen2VL") != std::string::npos;
+  if (!qwen_vl && target.kind != LoaderKind::kNative) {
+    Finding f = make(Severity::kWarning, "not_analysed", "config.json",
+                     fmt::format("architecture {}: the {} profile models the Qwen2-VL / Qwen2.5-VL loader only; "
+                                 "only the target-independent audits ran",
+                                 arch, target.id));
+    F.push_back(f);
+  } else if (target.kind == LoaderKind::kVllmFamily) {
     Simulator sim(view, L, target, dir, F);
     sim.run();
     gemms = sim.gemms;

@@ -661,3 +661,12 @@ TEST(CheckJson, SchemaFields) {
   EXPECT_EQ(j["findings"][0]["runtime_error"], "KeyError: 'blocks.0.attn.k_proj.k_scale'");
   EXPECT_EQ(j["layout"]["vision_fp8_linears"], 12);
 }
+
+TEST(CheckScope, OtherArchitecturesAreNotSimulated) {
+  Fixture f = make_qwen(QwenSpec{});
+  (*f.config)["architectures"] = {"Gemma3ForConditionalGeneration"};
+  Report r = check(f, "vllm-0.10");
+  EXPECT_VERDICT(r, Verdict::kLoadsWithWarnings);
+  ASSERT_NE(find(r, "not_analysed"), nullptr);
+  EXPECT_EQ(r.first_failure(), nullptr);
+}
