@@ -19,10 +19,9 @@ Usage (venv with torch, safetensors, huggingface_hub; see docs/HELPERS.md):
                                                               [--update-fixtures]
 
 Last run (recorded also in docs/robustness.md):
-  2026-11-29, Debian 12 x86-64, Python 3.11, safetensors 0.8.0, torch 2.15.0, huggingface_hub 2.4.0:
-  /root/venv-ref/bin/python tools/check_safetensors_python.py --tests-binary <io tests binary> --update-fixtures
-  (io tests binary: tests/io/*_test.cpp linked against build-io/libvlq_lib.a, since the full vlq_tests
-  did not link at that moment because of other work in progress)
+  2026-11-29/30, Debian 12 x86-64, Python 3.11, safetensors 0.8.0, torch 2.15.0, huggingface_hub 2.4.0:
+  /root/venv-ref/bin/python tools/check_safetensors_python.py --tests-binary build-io/vlq_tests
+  (and once with --update-fixtures, against the tests/io binary alone, to create tests/data/io/python)
   -> PASS: vlq read 3 Python-written checkpoints (torch, numpy, huggingface_hub sharded; 4 files);
      Python loaded 2 vlq-written checkpoints (single with all 16 dtypes + scalar + empty; sharded, 4 shards:
      5 files) with equal names/dtypes/shapes/bytes/metadata, index consistent with shards, and all 5 files
