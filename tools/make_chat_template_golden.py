@@ -7,7 +7,7 @@ json.dumps, raise_exception, strftime_now). Run in /root/venv-ref:
     /root/venv-ref/bin/python tools/make_chat_template_golden.py
 
 Outputs (tests/data/golden/chat_template/):
-  qwen2_5_vl.json, qwen3.json: {"template": source, "cases": [{"name", "messages", "add_generation_prompt",
+  qwen2_5_vl.json, qwen3.json, qwen2_5_tools.json: {"template": source, "cases": [{"name", "messages", "add_generation_prompt",
       "tools"?, "extra"?, "expected" | "error"}]}  rendered as
       template.render(messages=..., tools=tools or None, documents=None, add_generation_prompt=..., **extra)
   features.json: {"cases": [{"name", "template", "vars", "expected" | "error"}]}  rendered as
@@ -175,6 +175,22 @@ FEATURES = [
      {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "add_generation_prompt": True}),
     ("nested_loops_loop_var", "{% for a in [1, 2] %}{% for b in 'xy' %}{{ loop.index }}{{ a }}{{ b }} {% endfor %}{{ loop.last }};{% endfor %}", {}),
     ("conditional_expr_chain", "{{ 'a' if x == 1 else 'b' if x == 2 else 'c' }}{{ 'd' if y }}!", {"x": 2, "y": False}),
+    ("loop_scope_per_iteration", "{% set x = 0 %}{% for i in [1, 2] %}{% set x = x + 1 %}{{ x }}{% endfor %}{{ x }}|"
+     "{% for i in [1, 2] %}{% if i == 2 %}[{{ y }}]{% endif %}{% set y = i %}{% endfor %}", {}),
+    ("macro_closure", "{% macro m() %}{{ outer }}{% endmacro %}{% set outer = 5 %}{{ m() }}|"
+     "{% for x in [7] %}{% macro n() %}{{ x }}{% endmacro %}{{ n() }}{% endfor %}", {}),
+    ("percent_and_format", "{{ '%s-%d' % ('a', 3) }}|{{ '%5.2f|%-4s|%03d|%x|%%' % (3.14159, 'ab', 7, 255) }}|{{ '%s' % 'solo' }}|"
+     "{{ '%(k)s=%(v)r' % {'k': 'key', 'v': 'val'} }}|{{ '{} {}'.format(1, 'b') }}|{{ '{0}{1}{0}'.format('x', 'y') }}|"
+     "{{ '{name}!'.format(name='N') }}|{{ '{{literal}} {}'.format(2) }}|{{ '{0[k]}/{1.a}'.format({'k': 'K'}, ns) }}",
+     {"ns": {"a": "A"}}),
+    ("undefined_filters", "[{{ u|upper }}|{{ u|trim }}|{{ u|length }}|{{ u|string }}|{{ u ~ 'x' }}|{{ u|default(none) is none }}|"
+     "{{ u|list }}|{{ u is iterable }}]", {}),
+    ("misc_literals", "{{ 'a' ~ 1.0 }}{{ [1, 2,][1:] }}{{ {'a': 1,} }}{{ (1 == 1) + 1 }}{{ true + true }}{{ 5 // 2.0 }}{{ -5 % 2.5 }}"
+     "{{ 2 ** -1 }}|{{ 0.1 }} {{ 1/3 }} {{ 1e16 }} {{ 1e15 }} {{ 123e-10 }} {{ -2.5e-5 }} {{ 2.0**60 }} {{ 1_000 }} {{ 0x1F }}", {}),
+    ("unicode_whitespace_control", "x \u00a0 {%- if true %}y{% endif %}|{{ ' \u3000z\u3000 '|trim }}|{{ '\u00a0a b\u2003c'.split() }}",
+     {}),
+    ("tab_indented_blocks", "a\n\t{% if true %}\n\tb\n\t{% endif %}\nc\n{{ 1 }}\n  {% if true %}x{% endif %}", {}),
+    ("raw_with_dashes", "{%- raw -%}  R  {%- endraw -%}  |", {}),
     # Errors (vlq must raise TemplateError).
     ("error_raise_exception", "{% if messages|length == 0 %}{{ raise_exception('No messages given!') }}{% endif %}ok", {"messages": []}),
     ("error_undefined_attr", "{{ x.y.z }}", {}),
@@ -186,6 +202,72 @@ FEATURES = [
     ("error_unknown_filter", "{{ 1|no_such_filter }}", {}),
     ("error_unknown_tag", "{% frobnicate %}", {}),
     ("error_compare_types", "{{ 1 < 'a' }}", {}),
+]
+
+
+# A Qwen2.5-Instruct style tool-calling template (as widely copied from the Qwen2.5 hub tokenizer_config.json;
+# used here as an interpreter test, not as a claim about a specific checkpoint).
+QWEN25_TOOLS = """{%- if tools %}
+    {{- '<|im_start|>system\\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\\n<tool_call>\\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\\n<tool_response>\\n' }}
+        {{- message.content }}
+        {{- '\\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+{%- endif %}
+"""
+
+QWEN25_TOOLS_CASES = [
+    ("plain", [{"role": "user", "content": "Hi"}], True, None, None),
+    ("system", [{"role": "system", "content": "Sys."}, {"role": "user", "content": "Hi"}], False, None, None),
+    ("tools_calls_responses", QWEN3_CASES[4][1], True, TOOLS, None),
+    ("tools_default_system", [{"role": "user", "content": "hi"}], True, TOOLS, None),
 ]
 
 
@@ -234,6 +316,8 @@ def main():
     with open(QWEN3_CONFIG, encoding="utf-8") as f:
         qwen3 = json.load(f)["chat_template"]
     write(os.path.join(OUT, "qwen3.json"), {"template": qwen3, "cases": chat_cases(qwen3, QWEN3_CASES)})
+    write(os.path.join(OUT, "qwen2_5_tools.json"),
+          {"template": QWEN25_TOOLS, "cases": chat_cases(QWEN25_TOOLS, QWEN25_TOOLS_CASES)})
     feats = []
     for name, template, variables in FEATURES:
         rec = {"name": name, "template": template, "vars": variables}

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <cstring>
 #include <functional>
 #include <unordered_map>
 
@@ -34,6 +35,9 @@ constexpr std::int64_t kMaxRange = 10'000'000;
 }
 
 std::string undefined_name_hint(const std::string& name) { return "'" + name + "' is undefined"; }
+
+Value get_attr(const Value& obj, const std::string& name);
+Value get_item(const Value& obj, const Value& key);
 
 // ---- string helpers (code-point aware, Python semantics) ----
 
@@ -262,9 +266,169 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   return q;
 }
 
+// Python printf-style formatting: str % value / str % tuple (%s %r %d %i %f %e %g %x %X %o %c %%, with
+// flags/width/precision).
+std::string percent_format(const std::string& fmt, const Value& arg) {
+  std::vector<Value> args = arg.is_list() && arg.as_list().tuple ? arg.as_list().items : std::vector<Value>{arg};
+  const Value* mapping = arg.is_dict() ? &arg : nullptr;
+  std::size_t next = 0;
+  std::string out;
+  for (std::size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%') {
+      out += fmt[i];
+      continue;
+    }
+    if (++i >= fmt.size()) fail("incomplete format");
+    if (fmt[i] == '%') {
+      out += '%';
+      continue;
+    }
+    const Value* val = nullptr;
+    Value keyed;
+    if (fmt[i] == '(') {
+      const std::size_t close = fmt.find(')', i);
+      if (close == std::string::npos || !mapping) fail("format requires a mapping");
+      const Value* v = mapping->as_dict().find(fmt.substr(i + 1, close - i - 1));
+      if (!v) fail("KeyError: '" + fmt.substr(i + 1, close - i - 1) + "'");
+      keyed = *v;
+      val = &keyed;
+      i = close + 1;
+    }
+    std::string spec = "%";
+    while (i < fmt.size() && std::strchr("-+ #0123456789.", fmt[i])) spec += fmt[i++];
+    if (i >= fmt.size()) fail("incomplete format");
+    const char conv = fmt[i];
+    if (!val) {
+      if (next >= args.size()) fail("not enough arguments for format string");
+      val = &args[next++];
+    }
+    char buf[512];
+    switch (conv) {
+      case 's':
+      case 'r': {
+        std::string str = conv == 's' ? val->str() : val->repr();
+        const bool left = spec.find('-') != std::string::npos;
+        std::size_t p = 1;
+        while (p < spec.size() && std::strchr("-+ #0", spec[p])) ++p;
+        std::size_t width = 0;
+        while (p < spec.size() && std::isdigit(static_cast<unsigned char>(spec[p]))) width = width * 10 + static_cast<std::size_t>(spec[p++] - '0');
+        if (p < spec.size() && spec[p] == '.') {
+          std::size_t prec = 0;
+          ++p;
+          while (p < spec.size() && std::isdigit(static_cast<unsigned char>(spec[p]))) prec = prec * 10 + static_cast<std::size_t>(spec[p++] - '0');
+          const auto cps = to_cps(str);
+          if (cps.size() > prec) str = from_cps(cps, 0, prec);
+        }
+        const std::size_t len = utf8::length(str);
+        const std::string pad = len < width ? std::string(width - len, ' ') : std::string();
+        out += left ? str + pad : pad + str;
+        break;
+      }
+      case 'd':
+      case 'i':
+      case 'x':
+      case 'X':
+      case 'o':
+        if (!val->is_number()) fail("%" + std::string(1, conv) + " format: a real number is required, not " + val->type_name());
+        std::snprintf(buf, sizeof buf, (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(),
+                      static_cast<long long>(val->is_float() ? static_cast<std::int64_t>(val->as_double()) : val->as_int()));
+        out += buf;
+        break;
+      case 'f':
+      case 'F':
+      case 'e':
+      case 'E':
+      case 'g':
+      case 'G':
+        if (!val->is_number()) fail("must be real number, not " + val->type_name());
+        std::snprintf(buf, sizeof buf, (spec + conv).c_str(), val->as_double());
+        out += buf;
+        break;
+      case 'c':
+        if (val->is_string()) {
+          out += val->as_string();
+        } else {
+          utf8::append(out, static_cast<char32_t>(val->as_int()));
+        }
+        break;
+      default: fail(std::string("unsupported format character '") + conv + "'");
+    }
+  }
+  if (!mapping && next < args.size()) fail("not all arguments converted during string formatting");
+  return out;
+}
+
+// str.format with {} / {0} / {name} / {name.attr} / {0[key]} fields and {{ }} escapes; format specs other
+// than empty are not supported.
+std::string brace_format(const std::string& fmt, const CallArgs& a) {
+  std::string out;
+  std::size_t auto_index = 0;
+  for (std::size_t i = 0; i < fmt.size(); ++i) {
+    const char c = fmt[i];
+    if (c == '{' && i + 1 < fmt.size() && fmt[i + 1] == '{') {
+      out += '{';
+      ++i;
+      continue;
+    }
+    if (c == '}' && i + 1 < fmt.size() && fmt[i + 1] == '}') {
+      out += '}';
+      ++i;
+      continue;
+    }
+    if (c == '}') fail("Single '}' encountered in format string");
+    if (c != '{') {
+      out += c;
+      continue;
+    }
+    const std::size_t close = fmt.find('}', i);
+    if (close == std::string::npos) fail("Single '{' encountered in format string");
+    std::string field = fmt.substr(i + 1, close - i - 1);
+    i = close;
+    std::string conv;
+    if (const std::size_t bang = field.find('!'); bang != std::string::npos) {
+      conv = field.substr(bang + 1);
+      field.resize(bang);
+    }
+    if (const std::size_t colon = field.find(':'); colon != std::string::npos) {
+      if (colon + 1 != field.size()) fail("format specs are not supported in str.format: '" + field + "'");
+      field.resize(colon);
+    }
+    std::size_t j = 0;
+    while (j < field.size() && field[j] != '.' && field[j] != '[') ++j;
+    const std::string head = field.substr(0, j);
+    Value v;
+    if (head.empty()) {
+      v = a.get(auto_index++, "\x01");
+    } else if (std::all_of(head.begin(), head.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+      v = a.get(static_cast<std::size_t>(std::stoul(head)), "\x01");
+    } else {
+      v = a.get(static_cast<std::size_t>(-1), head);
+    }
+    if (v.is_undefined()) fail("format field '" + field + "' has no argument");
+    while (j < field.size()) {
+      if (field[j] == '.') {
+        std::size_t k = j + 1;
+        while (k < field.size() && field[k] != '.' && field[k] != '[') ++k;
+        v = get_attr(v, field.substr(j + 1, k - j - 1));
+        j = k;
+      } else {
+        const std::size_t k = field.find(']', j);
+        if (k == std::string::npos) fail("Missing ']' in format string");
+        const std::string key = field.substr(j + 1, k - j - 1);
+        const bool numeric = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        v = get_item(v, numeric ? Value(static_cast<std::int64_t>(std::stoll(key))) : Value(key));
+        j = k + 1;
+      }
+    }
+    out += conv == "r" ? v.repr() : v.str();
+  }
+  return out;
+}
+
 Value arith(const std::string& op, const Value& a, const Value& b) {
   if (a.is_undefined()) undefined_error(a);
   if (b.is_undefined()) undefined_error(b);
+  if (op == "%" && a.is_string()) return Value(percent_format(a.as_string(), b));
   auto type_error = [&]() -> Value {
     fail("unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" + b.type_name() + "'");
   };
@@ -315,7 +479,8 @@ Value arith(const std::string& op, const Value& a, const Value& b) {
     if (b.as_double() == 0) fail("integer division or modulo by zero");
     if (use_float) {
       const double r = std::fmod(a.as_double(), b.as_double());
-      return Value(r != 0 && ((r < 0) != (b.as_double() < 0)) ? r + b.as_double() : r);
+      if (r == 0) return Value(std::copysign(0.0, b.as_double()));  // Python: zero takes the divisor's sign
+      return Value((r < 0) != (b.as_double() < 0) ? r + b.as_double() : r);
     }
     return Value(a.as_int() - floor_div(a.as_int(), b.as_int()) * b.as_int());
   }
@@ -431,6 +596,7 @@ Value string_method(const std::string& s, const std::string& name) {
       if (!o.is_string() || !n.is_string()) fail("replace() arguments must be str");
       return Value(py_replace(s, o.as_string(), n.as_string(), a.get(2, "count", Value(-1)).as_int()));
     });
+  if (name == "format") return m([s](CallArgs& a) { return Value(brace_format(s, a)); });
   if (name == "upper") return m([s](CallArgs&) { return Value(map_case(s, true)); });
   if (name == "lower") return m([s](CallArgs&) { return Value(map_case(s, false)); });
   if (name == "title") return m([s](CallArgs&) { return Value(py_title(s)); });
@@ -1213,7 +1379,10 @@ class Renderer {
       }
       items = std::move(kept);
     }
+    frames_.back().clear();
     for (std::size_t i = 0; i < items.size(); ++i) {
+      // Jinja: names set in the body do not carry over to the next iteration.
+      frames_.back().clear();
       bind_target(s, items[i]);
       frames_.back()["loop"] = make_loop(i, items);
       const Flow f = exec(s.body, out);
@@ -1226,7 +1395,9 @@ class Renderer {
   void define_macro(const Stmt& s) {
     const Stmt* macro = &s;
     Renderer* self = this;
-    frames_.back()[s.name] = Value::function(s.name, [macro, self](CallArgs& a) -> Value {
+    // Closure: the enclosing (non-top-level) scopes as they are now; top-level names are read at call time.
+    auto closure = std::make_shared<std::vector<std::map<std::string, Value>>>(frames_.begin() + 1, frames_.end());
+    frames_.back()[s.name] = Value::function(s.name, [macro, self, closure](CallArgs& a) -> Value {
       if (self->depth_ >= kMaxCallDepth) fail("maximum macro recursion depth exceeded");
       std::map<std::string, Value> locals;
       if (a.args.size() > macro->params.size())
@@ -1255,6 +1426,7 @@ class Renderer {
       std::vector<std::map<std::string, Value>> saved;
       saved.swap(self->frames_);
       self->frames_.push_back(saved.front());
+      for (const auto& f : *closure) self->frames_.push_back(f);
       self->frames_.push_back(std::move(locals));
       ++self->depth_;
       std::string out;
