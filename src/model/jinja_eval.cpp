@@ -27,8 +27,10 @@ struct LocatedFailure {
 [[noreturn]] void fail(std::string msg) { throw RuntimeFailure{std::move(msg)}; }
 
 constexpr std::size_t kMaxOutputBytes = std::size_t{256} << 20;
-constexpr int kMaxCallDepth = 200;
-constexpr std::int64_t kMaxRange = 10'000'000;
+constexpr int kMaxCallDepth = 100;
+constexpr std::int64_t kMaxRange = 1'000'000;
+constexpr std::int64_t kMaxLoopIterations = 1'000'000;  // over a whole rendering
+constexpr std::size_t kMaxListItems = 10'000'000;
 
 [[noreturn]] void undefined_error(const Value& v) {
   fail(v.undefined_hint().empty() ? std::string("value is undefined") : v.undefined_hint());
@@ -455,6 +457,7 @@ Value arith(const std::string& op, const Value& a, const Value& b) {
         for (std::int64_t i = 0; i < n; ++i) out += seq->as_string();
         return Value(std::move(out));
       }
+      if (static_cast<double>(n) * static_cast<double>(seq->as_list().items.size()) > kMaxListItems) fail("list too long");
       std::vector<Value> items;
       for (std::int64_t i = 0; i < n; ++i)
         items.insert(items.end(), seq->as_list().items.begin(), seq->as_list().items.end());
@@ -495,28 +498,38 @@ Value arith(const std::string& op, const Value& a, const Value& b) {
   return type_error();
 }
 
-Value make_loop(std::size_t i, const std::vector<Value>& items) {
+// The `loop` object of a for statement: one mutable dict updated in place each iteration (as Jinja's
+// LoopContext is one object), so `{% set outer = loop %}` sees the current state.
+Value make_loop() {
   Value loop = Value::dict();
   Dict& d = loop.as_dict();
-  const auto n = static_cast<std::int64_t>(items.size());
-  const auto idx = static_cast<std::int64_t>(i);
-  d.items.reserve(12);
-  d.items.emplace_back("index", Value(idx + 1));
-  d.items.emplace_back("index0", Value(idx));
-  d.items.emplace_back("revindex", Value(n - idx));
-  d.items.emplace_back("revindex0", Value(n - idx - 1));
-  d.items.emplace_back("first", Value(i == 0));
-  d.items.emplace_back("last", Value(idx == n - 1));
-  d.items.emplace_back("length", Value(n));
-  d.items.emplace_back("depth", Value(1));
-  d.items.emplace_back("depth0", Value(0));
-  d.items.emplace_back("previtem", i > 0 ? items[i - 1] : Value::undefined("there is no previous item"));
-  d.items.emplace_back("nextitem", i + 1 < items.size() ? items[i + 1] : Value::undefined("there is no next item"));
-  d.items.emplace_back("cycle", Value::function("cycle", [i](CallArgs& a) -> Value {
+  for (const char* k : {"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0",
+                        "previtem", "nextitem"})
+    d.items.emplace_back(k, Value());
+  std::weak_ptr<Dict> weak = loop.dict_ptr();
+  d.items.emplace_back("cycle", Value::function("cycle", [weak](CallArgs& a) -> Value {
                          if (a.args.empty()) fail("no items for cycling given");
-                         return a.args[i % a.args.size()];
+                         const auto self = weak.lock();
+                         const std::int64_t i = self ? self->items[1].second.as_int() : 0;
+                         return a.args[static_cast<std::size_t>(i) % a.args.size()];
                        }));
   return loop;
+}
+
+void update_loop(Dict& d, std::size_t i, const std::vector<Value>& items) {
+  const auto n = static_cast<std::int64_t>(items.size());
+  const auto idx = static_cast<std::int64_t>(i);
+  d.items[0].second = Value(idx + 1);
+  d.items[1].second = Value(idx);
+  d.items[2].second = Value(n - idx);
+  d.items[3].second = Value(n - idx - 1);
+  d.items[4].second = Value(i == 0);
+  d.items[5].second = Value(idx == n - 1);
+  d.items[6].second = Value(n);
+  d.items[7].second = Value(1);
+  d.items[8].second = Value(0);
+  d.items[9].second = i > 0 ? items[i - 1] : Value::undefined("there is no previous item");
+  d.items[10].second = i + 1 < items.size() ? items[i + 1] : Value::undefined("there is no next item");
 }
 
 std::string html_escape(const std::string& s) {
@@ -1380,11 +1393,14 @@ class Renderer {
       items = std::move(kept);
     }
     frames_.back().clear();
+    const Value loop = make_loop();
     for (std::size_t i = 0; i < items.size(); ++i) {
+      if (++iterations_ > kMaxLoopIterations) fail("template loops exceed 1 million iterations");
       // Jinja: names set in the body do not carry over to the next iteration.
       frames_.back().clear();
       bind_target(s, items[i]);
-      frames_.back()["loop"] = make_loop(i, items);
+      update_loop(loop.as_dict(), i, items);
+      frames_.back()["loop"] = loop;
       const Flow f = exec(s.body, out);
       if (f == Flow::kBreak) break;
     }
@@ -1564,6 +1580,7 @@ class Renderer {
   const Template::Impl& tmpl_;
   std::vector<std::map<std::string, Value>> frames_;
   int depth_ = 0;
+  std::int64_t iterations_ = 0;
 };
 
 // Rejects unknown filters and tests at parse time, as Jinja's compiler does.

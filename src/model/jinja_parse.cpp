@@ -171,11 +171,22 @@ class Lexer {
     return t;
   }
 
+  // 1-based line and column (in characters) of byte offset `at`. Positions are mostly requested in
+  // increasing order, so the column is counted from the previous answer when it is on the same line.
   void position(std::size_t at, int& line, int& col) const {
     auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), at);
     const std::size_t idx = static_cast<std::size_t>(it - line_starts_.begin()) - 1;
     line = static_cast<int>(idx) + 1;
-    col = static_cast<int>(utf8::length(std::string_view(src_).substr(line_starts_[idx], at - line_starts_[idx]))) + 1;
+    std::size_t from = line_starts_[idx];
+    int base = 1;
+    if (cache_line_ == idx && cache_at_ <= at) {
+      from = cache_at_;
+      base = cache_col_;
+    }
+    col = base + static_cast<int>(utf8::length(std::string_view(src_).substr(from, at - from)));
+    cache_line_ = idx;
+    cache_at_ = at;
+    cache_col_ = col;
   }
 
   [[noreturn]] void error_at(std::size_t at, const std::string& what) const {
@@ -390,6 +401,9 @@ class Lexer {
   std::string src_;
   std::vector<std::size_t> line_starts_;
   std::vector<Token> tokens_;
+  mutable std::size_t cache_line_ = static_cast<std::size_t>(-1);
+  mutable std::size_t cache_at_ = 0;
+  mutable int cache_col_ = 1;
 };
 
 // ---- parser ---------------------------------------------------------------------------------------
@@ -506,6 +520,7 @@ class Parser {
   }
 
   Stmt parse_statement(const std::vector<std::string>& enclosing_end) {
+    Nest nest(*this, cur());
     const Token kw = advance();
     Stmt s;
     s.line = kw.line;
@@ -689,6 +704,7 @@ class Parser {
   }
 
   ExprPtr parse_not() {
+    Nest nest(*this, cur());
     if (is_name("not")) {
       auto e = node(Expr::kNot, advance());
       e->children.push_back(parse_not());
@@ -771,7 +787,18 @@ class Parser {
     return left;
   }
 
+  // Bounds recursion on hostile input (((((... or deeply nested blocks).
+  struct Nest {
+    Parser& p;
+    explicit Nest(Parser& parser, const Token& at) : p(parser) {
+      if (++p.nesting_ > kMaxNesting) p.fail(at, "template nested too deeply");
+    }
+    ~Nest() { --p.nesting_; }
+  };
+  static constexpr int kMaxNesting = 150;
+
   ExprPtr parse_unary(bool with_filter) {
+    Nest nest(*this, cur());
     ExprPtr n;
     if (is_op("-") || is_op("+")) {
       const Token op = advance();
@@ -997,6 +1024,7 @@ class Parser {
   std::vector<Token> toks_;
   std::size_t pos_ = 0;
   std::string name_;
+  int nesting_ = 0;
 };
 
 }  // namespace

@@ -103,6 +103,10 @@ std::string float_repr(double d) {
 
 namespace {
 
+// Deepest list/dict nesting printed or serialised; deeper (or circular, via namespaces) values fail.
+constexpr int kMaxNesting = 200;
+thread_local int repr_depth = 0;
+
 bool py_printable(char32_t cp) {
   if (cp == ' ') return true;
   switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
@@ -179,6 +183,7 @@ void json_string(const std::string& s, std::string& out) {
 
 void to_json_impl(const Value& v, int indent, int level, bool sort_keys, const std::string& item_sep,
                   const std::string& key_sep, std::string& out) {
+  if (level > kMaxNesting) throw RuntimeFailure{"value nested too deeply for tojson (circular reference?)"};
   auto newline = [&](int lvl) {
     out += '\n';
     out.append(static_cast<std::size_t>(indent * lvl), ' ');
@@ -248,6 +253,15 @@ std::string Value::str() const {
 }
 
 std::string Value::repr() const {
+  struct DepthGuard {
+    DepthGuard() {
+      if (++repr_depth > kMaxNesting) {
+        --repr_depth;
+        throw RuntimeFailure{"value nested too deeply to print (circular reference?)"};
+      }
+    }
+    ~DepthGuard() { --repr_depth; }
+  } guard;
   switch (type_) {
     case Type::kUndefined: return "";
     case Type::kNone: return "None";

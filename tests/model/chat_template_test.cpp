@@ -127,6 +127,29 @@ TEST(ChatTemplate, ErrorsCarryLineAndColumn) {
   EXPECT_THROW(ChatTemplate("{% endfor %}", "x"), vlq::FormatError);
 }
 
+TEST(ChatTemplate, HostileTemplatesFailCleanly) {
+  const std::string deep_parens = std::string(5000, '(') + "1" + std::string(5000, ')');
+  EXPECT_THROW(ChatTemplate("{{ " + deep_parens + " }}", "deep"), TemplateError);
+  std::string deep_ifs;
+  for (int i = 0; i < 2000; ++i) deep_ifs += "{% if true %}";
+  EXPECT_THROW(ChatTemplate(deep_ifs, "ifs"), TemplateError);
+  EXPECT_THROW(ChatTemplate("{{ " + std::string(5000, '-') + "1 }}", "neg"), TemplateError);
+  EXPECT_THROW(ChatTemplate("{{ " + [] { std::string s; for (int i = 0; i < 3000; ++i) s += "not "; return s; }() + "x }}", "not"),
+               TemplateError);
+  const ChatTemplate cyc("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", "cyc");
+  EXPECT_THROW(cyc.render_variables(ordered_json::object()), TemplateError);
+  const ChatTemplate cyc_json("{% set ns = namespace() %}{% set ns.me = ns %}{{ {'a': ns}|tojson }}", "cycj");
+  EXPECT_THROW(cyc_json.render_variables(ordered_json::object()), TemplateError);
+  const ChatTemplate big("{% for i in range(100000000) %}{% endfor %}", "big");
+  EXPECT_THROW(big.render_variables(ordered_json::object()), TemplateError);
+  const ChatTemplate loops("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "loops");
+  EXPECT_THROW(loops.render_variables(ordered_json::object()), TemplateError);
+  const ChatTemplate rec("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}", "rec");
+  EXPECT_THROW(rec.render_variables(ordered_json::object()), TemplateError);
+  const ChatTemplate rep("{{ ([1] * 100000) * 100000 }}", "rep");
+  EXPECT_THROW(rep.render_variables(ordered_json::object()), TemplateError);
+}
+
 // ---- loading from model folders ----------------------------------------------------------------------
 
 fs::path temp_dir(const std::string& tag) {
