@@ -2,6 +2,7 @@
 // include/vlq/formats/convert.h). Plan from headers → check the planned output in memory → stream the
 // tensors (dequantizing FP8 vision Linears on the way) → check the written files → rename into place.
 #include "vlq/formats/convert.h"
+#include "vlq/formats/patterns.h"
 
 #include <fmt/format.h>
 
@@ -242,6 +243,30 @@ ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const 
   // ---- configs -----------------------------------------------------------------------------------
   const QuantDeclaration* primary = L.declared.primary();
   std::vector<std::string> exclude = primary ? primary->exclude : std::vector<std::string>{};
+  if (format == QuantFormat::kModelOpt) {
+    // Stale entries (e.g. ModelOpt <= 0.37's "model.layers.visual*", which names no module on disk) are
+    // dropped: a runtime that honours them excludes nothing, and `check` reports them as matching nothing.
+    std::set<std::string> modules;
+    for (const auto& t : view.tensors()) {
+      const std::string m(module_of(t.name));
+      modules.insert(m);
+      modules.insert(canonical_name(m));
+    }
+    MatchPolicy producer;
+    producer.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
+    producer.regex_entries = MatchMode::kExact;
+    std::vector<std::string> kept;
+    for (const auto& e : exclude) {
+      bool hit = e == "lm_head";
+      for (const auto& m : modules) {
+        if (hit) break;
+        hit = first_match({e}, m, producer) == 0 || in_subtree(m, e);
+      }
+      if (hit) kept.push_back(e);
+      else res.actions.push_back(fmt::format("dropped exclude entry '{}': it matches no module of the checkpoint", e));
+    }
+    exclude = std::move(kept);
+  }
   const bool vision_now_bf16 = vision_bf16 || vision_fp8.empty();
   if (vision_now_bf16) {
     const std::string root = vision_root(L);
