@@ -1118,7 +1118,18 @@ Report check_checkpoint(const fs::path& dir, std::string_view target, const Chec
   const RuntimeProfile& p = find_profile(target);
   try {
     CheckpointView v = CheckpointView::open(dir);
-    return check_view(v, p, opts);
+    Report r = check_view(v, p, opts);
+    if (!v.config()) {
+      // No runtime loads a model folder without config.json (transformers, vLLM, SGLang, TRT-LLM all
+      // start from it), whatever the tensors say.
+      const fs::path folder = fs::is_directory(dir) ? dir : dir.parent_path();
+      Finding f = make(Severity::kInvalid, "no_config", (folder / "config.json").string(),
+                       "the checkpoint has no config.json: no runtime can build the model");
+      f.hint = "copy config.json from the model this checkpoint was made from";
+      r.findings.insert(r.findings.begin(), f);
+      r.verdict = verdict_of(r.findings);
+    }
+    return r;
   } catch (const UsageError&) {
     throw;
   } catch (const Error& e) {

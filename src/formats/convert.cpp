@@ -163,7 +163,23 @@ std::string first_failure_text(const Report& r) {
 
 ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const ConvertOptions& opts) {
   const RuntimeProfile& prof = find_profile(opts.target);
+  {
+    // The output may not be the input, inside it, or hold it (the writer re-checks the last two).
+    std::error_code ec;
+    const fs::path cin = fs::weakly_canonical(fs::absolute(in), ec), cout = fs::weakly_canonical(fs::absolute(out), ec);
+    const fs::path in_dir = fs::is_directory(cin) ? cin : cin.parent_path();
+    auto rel = cout.lexically_relative(in_dir);
+    if (!rel.empty() && *rel.begin() != ".." && !rel.is_absolute())
+      throw UsageError({out.string(), "output folder is inside the input checkpoint folder", "a folder outside " + in_dir.string(),
+                        cout.string(), "choose an output folder outside the input"});
+    if (fs::exists(out) && !opts.force)
+      throw UsageError({out.string(), "output folder already exists", "a path that does not exist", "an existing folder",
+                        "choose another output folder or pass --force to replace it"});
+  }
   CheckpointView view = CheckpointView::open(in);
+  if (!view.config())
+    throw FormatError({(fs::is_directory(in) ? in : in.parent_path()).string() + "/config.json", "the input checkpoint has no config.json",
+                       "config.json", "nothing", "copy config.json from the model this checkpoint was made from"});
   const io::Checkpoint& ck = *view.checkpoint();
   QuantLayout L = build_quant_layout(view);
   for (const auto& f : L.findings)

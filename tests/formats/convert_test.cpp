@@ -180,4 +180,23 @@ TEST_F(ConvertTest, RefusesToWriteIntoItsInput) {
   EXPECT_EQ(snapshot(in), before);
 }
 
+TEST_F(ConvertTest, RefusesOutputInsideInputAndInputWithoutConfig) {
+  const fs::path in = tmp_ / "in";
+  fs::copy(kRef / "modelopt-lm-fp8-kv", in, fs::copy_options::recursive);
+  auto before = snapshot(in);
+  EXPECT_THROW(F::convert_checkpoint(in, in / "sub", opts("vllm-0.10")), vlq::UsageError);
+  EXPECT_FALSE(fs::exists(in / "sub"));
+  fs::remove(in / "config.json");
+  before.erase("config.json");
+  EXPECT_THROW(F::convert_checkpoint(in, tmp_ / "out", opts("vllm-0.10")), vlq::FormatError);
+  EXPECT_FALSE(fs::exists(tmp_ / "out"));
+  EXPECT_EQ(snapshot(in), before);
+  // check: a folder without config.json is invalid for every target (exit code 3).
+  for (std::string t : {"vllm-0.10", "vllm-latest", "vlq"}) {
+    F::Report r = F::check_checkpoint(in, t);
+    EXPECT_EQ(r.verdict, F::Verdict::kInvalid) << t;
+    EXPECT_FALSE(r.with_code("no_config").empty()) << t;
+  }
+}
+
 }  // namespace
