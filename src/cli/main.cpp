@@ -27,7 +27,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::string cmd = "vlq";
+    for (auto& [sub, fn] : subs)
+      if (sub->parsed()) cmd += " " + sub->get_name();
+    std::cerr << "vlq: error: " << e.what() << ". Hint: see `" << cmd << " --help`\n";
+    return 64;
   }
   try {
     for (auto& [sub, fn] : subs)

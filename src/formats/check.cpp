@@ -1137,7 +1137,10 @@ Report check_checkpoint(const fs::path& dir, std::string_view target, const Chec
     r.checkpoint = dir.string();
     r.target = p.id;
     r.target_title = p.title;
-    Finding f = make(Severity::kInvalid, "unreadable", e.info().where, e.what());
+    ErrorInfo msg = e.info();
+    msg.where.clear();  // the subject already names it
+    msg.hint.clear();   // kept in f.hint
+    Finding f = make(Severity::kInvalid, "unreadable", e.info().where, format_error_message(msg));
     f.hint = e.info().hint;
     r.findings.push_back(f);
     r.verdict = Verdict::kInvalid;
@@ -1179,9 +1182,10 @@ json report_to_json(const Report& r) {
 
 std::string report_to_text(const Report& r) {
   std::string s = fmt::format("{} on {} ({}): {}\n", r.checkpoint, r.target, r.target_title, verdict_name(r.verdict));
-  s += fmt::format("  layout: {} FP8, {}; {} Linears, {} FP8 ({} vision), {} KV scales\n", r.summary.format,
-                   r.summary.naming, r.summary.linears, r.summary.fp8_linears, r.summary.vision_fp8_linears,
-                   r.summary.kv_scales);
+  if (!r.summary.format.empty())  // empty when the checkpoint could not be read
+    s += fmt::format("  layout: {} FP8, {}; {} Linears, {} FP8 ({} vision), {} KV scales\n", r.summary.format,
+                     r.summary.naming, r.summary.linears, r.summary.fp8_linears, r.summary.vision_fp8_linears,
+                     r.summary.kv_scales);
   if (!r.summary.config_read.empty()) s += "  reads: " + r.summary.config_read + "\n";
   if (!r.summary.kv_cache.empty()) s += "  KV cache: " + r.summary.kv_cache + "\n";
   for (const auto& f : r.findings) {

@@ -559,7 +559,7 @@ TEST(CheckF21, UnknownSafetensorsDtypeMakesTheCheckpointInvalid) {
   EXPECT_VERDICT(r, Verdict::kInvalid);
   ASSERT_NE(find(r, "unreadable"), nullptr);
   EXPECT_NE(find(r, "unreadable")->message.find("F8_E4M3FN"), std::string::npos) << dump(r);
-  EXPECT_NE(find(r, "unreadable")->message.find("model.layers.0.mlp.down_proj.weight"), std::string::npos) << dump(r);
+  EXPECT_NE(find(r, "unreadable")->subject.find("model.layers.0.mlp.down_proj.weight"), std::string::npos) << dump(r);
 }
 
 TEST(CheckF22, FusedNameExclusionMatching) {
