@@ -26,7 +26,7 @@ struct LocatedFailure {
 
 [[noreturn]] void fail(std::string msg) { throw RuntimeFailure{std::move(msg)}; }
 
-constexpr std::size_t kMaxOutputBytes = std::size_t{256} << 20;
+constexpr std::size_t kMaxOutputBytes = std::size_t{64} << 20;
 constexpr int kMaxCallDepth = 100;
 constexpr std::int64_t kMaxRange = 1'000'000;
 constexpr std::int64_t kMaxLoopIterations = 1'000'000;  // over a whole rendering
@@ -40,6 +40,16 @@ std::string undefined_name_hint(const std::string& name) { return "'" + name + "
 
 Value get_attr(const Value& obj, const std::string& name);
 Value get_item(const Value& obj, const Value& key);
+
+// A run of decimal digits as an index; fails (instead of throwing std::out_of_range) when too large.
+std::int64_t parse_index(const std::string& digits) {
+  std::int64_t v = 0;
+  for (char c : digits) {
+    if (v > (INT64_MAX - 9) / 10) fail("index '" + digits + "' is too large");
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
 
 // ---- string helpers (code-point aware, Python semantics) ----
 
@@ -298,6 +308,7 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
     }
     std::string spec = "%";
     while (i < fmt.size() && std::strchr("-+ #0123456789.", fmt[i])) spec += fmt[i++];
+    if (spec.size() > 8) fail("format specification too long: " + spec);
     if (i >= fmt.size()) fail("incomplete format");
     const char conv = fmt[i];
     if (!val) {
@@ -321,6 +332,7 @@ std::string percent_format(const std::string& fmt, const Value& arg) {
           const auto cps = to_cps(str);
           if (cps.size() > prec) str = from_cps(cps, 0, prec);
         }
+        if (width > 1'000'000) fail("format width too large");
         const std::size_t len = utf8::length(str);
         const std::string pad = len < width ? std::string(width - len, ' ') : std::string();
         out += left ? str + pad : pad + str;
@@ -402,7 +414,7 @@ std::string brace_format(const std::string& fmt, const CallArgs& a) {
     if (head.empty()) {
       v = a.get(auto_index++, "\x01");
     } else if (std::all_of(head.begin(), head.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
-      v = a.get(static_cast<std::size_t>(std::stoul(head)), "\x01");
+      v = a.get(static_cast<std::size_t>(parse_index(head)), "\x01");
     } else {
       v = a.get(static_cast<std::size_t>(-1), head);
     }
@@ -418,7 +430,7 @@ std::string brace_format(const std::string& fmt, const CallArgs& a) {
         if (k == std::string::npos) fail("Missing ']' in format string");
         const std::string key = field.substr(j + 1, k - j - 1);
         const bool numeric = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-        v = get_item(v, numeric ? Value(static_cast<std::int64_t>(std::stoll(key))) : Value(key));
+        v = get_item(v, numeric ? Value(parse_index(key)) : Value(key));
         j = k + 1;
       }
     }
@@ -466,9 +478,21 @@ Value arith(const std::string& op, const Value& a, const Value& b) {
   }
   if (!a.is_number() || !b.is_number()) return type_error();
   const bool use_float = a.is_float() || b.is_float();
-  if (op == "+") return use_float ? Value(a.as_double() + b.as_double()) : Value(a.as_int() + b.as_int());
-  if (op == "-") return use_float ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
-  if (op == "*") return use_float ? Value(a.as_double() * b.as_double()) : Value(a.as_int() * b.as_int());
+  // Python integers are unbounded; vlq's are 64-bit and overflow is an error rather than a wrong value.
+  if (op == "+" || op == "-" || op == "*") {
+    if (use_float) {
+      const double x = a.as_double(), y = b.as_double();
+      return Value(op == "+" ? x + y : op == "-" ? x - y : x * y);
+    }
+    std::int64_t r = 0;
+    const bool overflow = op == "+"   ? __builtin_add_overflow(a.as_int(), b.as_int(), &r)
+                          : op == "-" ? __builtin_sub_overflow(a.as_int(), b.as_int(), &r)
+                                      : __builtin_mul_overflow(a.as_int(), b.as_int(), &r);
+    if (overflow) fail("integer overflow (template integers are 64-bit)");
+    return Value(r);
+  }
+  if (!use_float && (op == "//" || op == "%") && a.as_int() == INT64_MIN && b.as_int() == -1)
+    fail("integer overflow (template integers are 64-bit)");
   if (op == "/") {
     if (b.as_double() == 0) fail("division by zero");
     return Value(a.as_double() / b.as_double());
@@ -489,9 +513,14 @@ Value arith(const std::string& op, const Value& a, const Value& b) {
   }
   if (op == "**") {
     if (!use_float && b.as_int() >= 0) {
-      std::int64_t r = 1;
-      for (std::int64_t i = 0; i < b.as_int() && i < 64; ++i) r *= a.as_int();
-      return Value(r);
+      const std::int64_t base = a.as_int(), e = b.as_int();
+      if (base == 0) return Value(std::int64_t{e == 0 ? 1 : 0});
+      if (base == 1) return Value(1);
+      if (base == -1) return Value(std::int64_t{e % 2 ? -1 : 1});
+      std::int64_t p = 1;  // |base| >= 2: overflows within 63 steps
+      for (std::int64_t k = 0; k < e; ++k)
+        if (__builtin_mul_overflow(p, base, &p)) fail("integer overflow (template integers are 64-bit)");
+      return Value(p);
     }
     return Value(std::pow(a.as_double(), b.as_double()));
   }
@@ -901,7 +930,7 @@ Value attribute_path(const Value& v, const Value& attr) {
   for (const Value& part : py_split(attr.as_string(), Value("."), -1)) {
     const std::string& p = part.as_string();
     const bool numeric = !p.empty() && std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
-    cur = numeric ? get_item(cur, Value(static_cast<std::int64_t>(std::stoll(p)))) : get_item(cur, Value(p));
+    cur = numeric ? get_item(cur, Value(parse_index(p))) : get_item(cur, Value(p));
   }
   return cur;
 }
@@ -1073,7 +1102,10 @@ const std::unordered_map<std::string, FilterFn>& filters() {
     };
     m["abs"] = [](const Value& v, CallArgs&) -> Value {
       if (v.is_float()) return Value(std::fabs(v.as_double()));
-      if (v.is_number()) return Value(v.as_int() < 0 ? -v.as_int() : v.as_int());
+      if (v.is_number()) {
+        if (v.as_int() == INT64_MIN) fail("integer overflow (template integers are 64-bit)");
+        return Value(v.as_int() < 0 ? -v.as_int() : v.as_int());
+      }
       fail("bad operand type for abs(): '" + v.type_name() + "'");
     };
     m["round"] = [](const Value& v, CallArgs& a) -> Value {
@@ -1134,6 +1166,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
     };
     m["indent"] = [](const Value& v, CallArgs& a) {
       const Value w = a.get(0, "width", Value(4));
+      if (w.is_number() && w.as_int() > 10'000) fail("indent width too large");
       const std::string pad = w.is_string() ? w.as_string() : std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, w.as_int())), ' ');
       const bool first = a.get(1, "first", Value(false)).truthy();
       const bool blank = a.get(2, "blank", Value(false)).truthy();
@@ -1300,7 +1333,7 @@ class Renderer {
   [[noreturn]] static void relocate(const RuntimeFailure& f, int line, int col) { throw LocatedFailure{f.message, line, col}; }
 
   void emit(std::string& out, const std::string& s) {
-    if (out.size() + s.size() > kMaxOutputBytes) fail("rendered output exceeds 256 MiB");
+    if (out.size() + s.size() > kMaxOutputBytes) fail("rendered output exceeds 64 MiB");
     out += s;
   }
 
@@ -1513,6 +1546,7 @@ class Renderer {
         if (v.is_undefined()) undefined_error(v);
         if (!v.is_number()) fail("bad operand type for unary " + std::string(e.kind == Expr::kNeg ? "-" : "+") + ": '" + v.type_name() + "'");
         if (e.kind == Expr::kPos) return v.is_float() ? v : Value(v.as_int());
+        if (!v.is_float() && v.as_int() == INT64_MIN) fail("integer overflow (template integers are 64-bit)");
         return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
       }
       case Expr::kAnd: {
@@ -1639,6 +1673,8 @@ std::string Template::render(const std::map<std::string, Value>& vars) const {
                         f.line, f.col);
   } catch (const RuntimeFailure& f) {
     throw TemplateError({impl_->name, "chat template error: " + f.message, "", "", ""}, 0, 0);
+  } catch (const std::logic_error& e) {  // e.g. std::out_of_range from a library call: report, don't crash
+    throw TemplateError({impl_->name, std::string("chat template error: ") + e.what(), "", "", ""}, 0, 0);
   }
 }
 

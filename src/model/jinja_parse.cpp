@@ -299,7 +299,11 @@ class Lexer {
       for (std::size_t i = p + 2; i < q; ++i)
         if (src_[i] != '_') clean += src_[i];
       Token t = make(Token::kInt, src_.substr(p, q - p), p);
-      t.ival = std::stoll(clean, nullptr, base);
+      try {
+        t.ival = std::stoll(clean, nullptr, base);
+      } catch (const std::exception&) {
+        error_at(p, "invalid integer literal '" + src_.substr(p, q - p) + "'");
+      }
       tokens_.push_back(std::move(t));
       return q;
     }

@@ -148,6 +148,14 @@ TEST(ChatTemplate, HostileTemplatesFailCleanly) {
   EXPECT_THROW(rec.render_variables(ordered_json::object()), TemplateError);
   const ChatTemplate rep("{{ ([1] * 100000) * 100000 }}", "rep");
   EXPECT_THROW(rep.render_variables(ordered_json::object()), TemplateError);
+  // Found by fuzz/jinja_fuzz.cpp: 64-bit overflow is an error, bad literals are syntax errors.
+  for (const char* src : {"{{ 270 ** 60 }}", "{{ 9223372036854775807 + 1 }}", "{{ -(-9223372036854775807 - 1) }}",
+                          "{{ '%99999999s' % 'x' }}", "{{ 'x'|indent(100000000) }}"})
+    EXPECT_THROW(ChatTemplate(src, "ovf").render_variables(ordered_json::object()), TemplateError) << src;
+  EXPECT_THROW(ChatTemplate("{{ 0x }}", "hex"), TemplateError);
+  EXPECT_THROW(ChatTemplate("{{ 99999999999999999999 }}", "big"), TemplateError);
+  EXPECT_EQ(ChatTemplate("{{ (-1) ** 7 }} {{ 2 ** 62 }} {{ 0 ** 0 }}", "pow").render_variables(ordered_json::object()),
+            "-1 4611686018427387904 1");
 }
 
 // ---- loading from model folders ----------------------------------------------------------------------
