@@ -112,6 +112,16 @@ def corpus_bulk():
     return out
 
 
+def random_mixes():
+    # Random strings over a pool of troublesome characters (combining marks, ZWJ, CR/LF, digits, CJK, emoji,
+    # apostrophes for the contraction rule, NBSP and other Unicode spaces).
+    rng = random.Random(7)
+    pool = ["a", "Z", " ", "  ", "\n", "\r\n", "\t", "1", "23", "é", "e\u0301", "\u0301", "中", "文", "😀", "👍🏽",
+            "\u200d", "'s", "'LL", "'", ".", "...", "!", "<|im_start|>", "<|im_end", "\u00a0", "\u3000", "ß", "Ω",
+            "ﬁ", "ا", "ह", "\u093c", "ん", "\u3099", "\ufeff", "\x00", "\x1b", "#", "{", "}", "\\", "\"", "_"]
+    return ["".join(rng.choice(pool) for _ in range(n)) for n in (50, 120, 300, 600, 900)]
+
+
 def nfc_variants(texts):
     # A few bulk lines decomposed (NFD) so that NFC has work to do.
     import unicodedata
@@ -205,7 +215,7 @@ def main():
     if not os.path.exists(os.path.join(FORTUNES, "chinese")):
         sys.exit("install Debian packages fortunes and fortunes-zh first")
     bulk = corpus_bulk()
-    texts = HANDWRITTEN + bulk + nfc_variants(bulk)
+    texts = HANDWRITTEN + random_mixes() + bulk + nfc_variants(bulk)
     qwen = Tokenizer.from_file(QWEN)
     write_jsonl(os.path.join(OUT, "qwen_golden.jsonl"),
                 golden_lines(qwen, texts, cut_utf8_cases(qwen, qwen.get_vocab_size(with_added_tokens=True))))
