@@ -13,6 +13,9 @@
 #include <unordered_set>
 
 #include "vlq/core/error.h"
+#include "vlq/core/numerics.h"
+#include "vlq/formats/names.h"
+#include "vlq/formats/patterns.h"
 #include "vlq/io/safetensors.h"
 
 namespace vlq::formats {
@@ -27,67 +30,7 @@ bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.
 bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
-std::string_view module_of(std::string_view n) {
-  auto d = n.rfind('.');
-  return d == std::string_view::npos ? std::string_view{} : n.substr(0, d);
-}
-std::string_view leaf_of(std::string_view n) {
-  auto d = n.rfind('.');
-  return d == std::string_view::npos ? n : n.substr(d + 1);
-}
 
-// Python fnmatch.fnmatchcase: '*', '?', '[seq]', '[!seq]'; an unterminated '[' is literal.
-bool fnmatch_impl(std::string_view p, std::string_view s) {
-  std::size_t pi = 0, si = 0, star_p = std::string_view::npos, star_s = 0;
-  auto class_match = [&](std::size_t& i, char c, bool& ok) -> bool {
-    // p[i] == '['; returns false if not a valid class (then '[' is literal).
-    std::size_t j = i + 1;
-    bool neg = false;
-    if (j < p.size() && p[j] == '!') { neg = true; ++j; }
-    std::size_t start = j;
-    if (j < p.size() && p[j] == ']') ++j;  // ']' first is literal
-    while (j < p.size() && p[j] != ']') ++j;
-    if (j >= p.size()) return false;
-    bool hit = false;
-    for (std::size_t k = start; k < j; ++k) {
-      if (k + 2 < j && p[k + 1] == '-') {
-        if (p[k] <= c && c <= p[k + 2]) hit = true;
-        k += 2;
-      } else if (p[k] == c) {
-        hit = true;
-      }
-    }
-    ok = hit != neg;
-    i = j + 1;
-    return true;
-  };
-  while (si < s.size()) {
-    if (pi < p.size() && p[pi] == '*') {
-      star_p = pi++;
-      star_s = si;
-      continue;
-    }
-    if (pi < p.size()) {
-      if (p[pi] == '?') { ++pi; ++si; continue; }
-      if (p[pi] == '[') {
-        std::size_t i = pi;
-        bool ok = false;
-        if (class_match(i, s[si], ok)) {
-          if (ok) { pi = i; ++si; continue; }
-        } else if (s[si] == '[') {
-          ++pi; ++si; continue;
-        }
-      } else if (p[pi] == s[si]) {
-        ++pi; ++si; continue;
-      }
-    }
-    if (star_p == std::string_view::npos) return false;
-    pi = star_p + 1;
-    si = ++star_s;
-  }
-  while (pi < p.size() && p[pi] == '*') ++pi;
-  return pi == p.size();
-}
 
 constexpr std::string_view kScaleKinds[] = {
     "weight_scale", "weight_scale_inv", "weight_scale_2", "weight_global_scale", "input_scale",
@@ -301,22 +244,9 @@ bool entry_matches(const std::string& entry, std::string_view module, bool regex
     }
   }
   if (entry == module) return true;
-  return entry.find_first_of("*?[") != std::string::npos && fnmatch_impl(entry, module);
+  return entry.find_first_of("*?[") != std::string::npos && fnmatch_case(entry, module);
 }
 
-double bf16_to_double(std::uint16_t b) {
-  std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-double f16_to_double(std::uint16_t h) {
-  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  const double sign = (h & 0x8000) ? -1.0 : 1.0;
-  if (e == 0x1f) return m ? std::nan("") : sign * INFINITY;
-  if (e == 0) return sign * std::ldexp(m, -24);
-  return sign * std::ldexp(1024 + m, e - 25);
-}
 
 }  // namespace
 
@@ -780,7 +710,7 @@ CheckpointSummary summarize_checkpoint(const fs::path& dir_or_file, const Inspec
     if ((t.dtype == DType::BF16 || t.dtype == DType::F16) && bytes.size() == 2) {
       std::uint16_t u;
       std::memcpy(&u, bytes.data(), 2);
-      return t.dtype == DType::BF16 ? bf16_to_double(u) : f16_to_double(u);
+      return t.dtype == DType::BF16 ? static_cast<double>(bf16_to_f32(u)) : static_cast<double>(f16_to_f32(u));
     }
     return std::nullopt;
   };
