@@ -1,0 +1,47 @@
+// From chat messages and decoded images to what the model consumes: the prompt rendered with the model's
+// chat template, each <|image_pad|> expanded to grid_t·grid_h·grid_w / merge² copies, tokenized (special
+// tokens recognised), and the images preprocessed into pixel_values / image_grid_thw.
+// Spec: ../shared/docs/qwen2_5_vl.md §2.5 (token count), §5 (template), transformers
+// processing_qwen2_5_vl.py (Qwen2_5_VLProcessor.__call__ expansion).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vlq/model/chat_template.h"
+#include "vlq/model/hf_config.h"
+#include "vlq/model/image.h"
+#include "vlq/model/image_processor.h"
+#include "vlq/model/tokenizer.h"
+
+namespace vlq::engine {
+
+struct Prompt {
+  std::string text;                    // rendered template, before expansion
+  std::vector<std::int32_t> ids;       // [S] after expansion and tokenization
+  model::ProcessedImages images;       // pixel_values [N, 1176], grid_thw [n_images, 3]
+  std::int64_t image_tokens = 0;       // Σ image token counts
+};
+
+// Everything besides weights that turns messages into a Prompt.
+struct PromptBuilder {
+  const model::ModelConfig* config = nullptr;
+  const model::ChatTemplate* chat_template = nullptr;
+  const model::Tokenizer* tokenizer = nullptr;
+  model::ImageProcessorParams image_params;
+
+  // messages: HF chat format ([{"role", "content": string | [{"type":"image"}, {"type":"text","text"}]}]);
+  // images: the decoded images of the image parts, in order. Throws UsageError when the number of
+  // image placeholders in the rendered prompt differs from images.size(), ConfigError when the tokenizer
+  // lacks the image-pad token, and what the template / image processor throw.
+  Prompt build(const nlohmann::ordered_json& messages, std::span<const model::RgbImage> images,
+               bool add_generation_prompt = true) const;
+  // Raw text (no template), tokenized with special tokens recognised; no images.
+  Prompt build_raw(const std::string& text) const;
+};
+
+}  // namespace vlq::engine

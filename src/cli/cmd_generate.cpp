@@ -1,0 +1,158 @@
+// `vlq generate`: runs a Qwen2.5-VL checkpoint (BF16, FP8 or mixed) on the CPU reference path: image(s) +
+// text or an OpenAI-style messages file in, streamed text out; optional safetensors dump of inputs/logits.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "vlq/core/error.h"
+#include "vlq/engine/generate.h"
+#include "vlq/engine/messages.h"
+#include "vlq/engine/prompt.h"
+#include "vlq/io/safetensors_writer.h"
+#include "vlq/model/qwen2_5_vl.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace vlq;
+
+struct GenerateArgs {
+  std::string model, prompt, messages, system, dump, kv_cache = "auto";
+  std::vector<std::string> images;
+  std::int64_t max_new_tokens = -1, dump_last = 1, top_k = -1;
+  double temperature = -1, top_p = -1, repetition_penalty = -1;
+  std::uint64_t seed = 0;
+  bool quiet = false, raw = false;
+};
+
+template <class T>
+std::span<const std::byte> bytes_of(const std::vector<T>& v) {
+  return std::as_bytes(std::span<const T>(v));
+}
+
+int run_generate(const GenerateArgs& a, bool has_system) {
+  const auto t_load = std::chrono::steady_clock::now();
+  model::LoadOptions lo;
+  if (a.kv_cache == "fp8") lo.kv_cache = model::KvCacheMode::kFp8;
+  else if (a.kv_cache == "f32" || a.kv_cache == "none") lo.kv_cache = model::KvCacheMode::kF32;
+  else if (a.kv_cache != "auto")
+    throw UsageError({"--kv-cache", "unknown KV-cache mode", "auto, fp8 or f32", a.kv_cache, ""});
+  const fs::path dir = a.model;
+  if (!fs::is_directory(dir))
+    throw IoError({a.model, "model folder not found", "a Hugging Face checkpoint folder", "no such directory", ""});
+  // Tokenizer first: a missing tokenizer is reported before the (possibly long) weight load.
+  const model::Tokenizer tok = model::Tokenizer::from_model_dir(dir);
+  const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(dir);
+  const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(dir, lo);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+
+  engine::PromptBuilder pb;
+  pb.config = &m.config();
+  pb.tokenizer = &tok;
+  pb.chat_template = &tmpl;
+  if (m.files().preprocessor) pb.image_params = model::image_processor_params_from_config(*m.files().preprocessor);
+
+  engine::MessageOptions mo;
+  mo.base_dir = fs::current_path();
+  engine::ParsedMessages pm;
+  if (!a.messages.empty()) {
+    pm = engine::load_messages_file(a.messages, mo);
+  } else {
+    pm = engine::build_prompt_messages(a.prompt, a.images, has_system ? std::optional<std::string>(a.system) : std::nullopt,
+                                       mo);
+  }
+  std::vector<model::RgbImage> imgs;
+  if (!pm.images.empty() && !m.files().preprocessor)
+    throw ConfigError({(dir / "preprocessor_config.json").string(), "image given but the model has no image processor config",
+                       "preprocessor_config.json", "none", "copy preprocessor_config.json from the base model"});
+  for (const auto& src : pm.images) imgs.push_back(engine::load_image_source(src));
+  const engine::Prompt prompt = pb.build(pm.messages, imgs, true);
+
+  engine::GenerateOptions go;
+  const model::GenerationConfig gc = m.files().generation.value_or(model::GenerationConfig{});
+  go.eos_ids = !gc.eos_token_ids.empty() ? gc.eos_token_ids : m.config().tokens.eos_token_ids;
+  go.max_new_tokens = a.max_new_tokens >= 0 ? a.max_new_tokens : gc.max_new_tokens.value_or(128);
+  const bool sample_default = gc.do_sample.value_or(false);
+  double temp = a.temperature >= 0 ? a.temperature : (sample_default ? gc.temperature.value_or(1.0) : 0.0);
+  if (temp < 1e-5) temp = 0.0;  // Qwen ships temperature 1e-6: the same as greedy
+  go.sampling.temperature = temp;
+  go.sampling.top_p = a.top_p >= 0 ? a.top_p : (sample_default ? gc.top_p.value_or(1.0) : 1.0);
+  go.sampling.top_k = a.top_k >= 0 ? a.top_k : (sample_default ? gc.top_k.value_or(0) : 0);
+  go.sampling.repetition_penalty = a.repetition_penalty >= 0 ? a.repetition_penalty : gc.repetition_penalty.value_or(1.0);
+  go.seed = a.seed;
+  go.logits_last_k = std::max<std::int64_t>(1, a.dump_last);
+
+  model::StreamDecoder dec(tok, true);
+  const auto r = engine::generate(m, prompt, go, [&](std::int32_t id) {
+    std::cout << dec.push(id) << std::flush;
+  });
+  std::cout << dec.finish() << std::endl;
+
+  if (!a.dump.empty()) {
+    std::vector<std::int64_t> ids(prompt.ids.begin(), prompt.ids.end()), out(r.output_ids.begin(), r.output_ids.end());
+    std::vector<std::int64_t> grid;
+    for (const auto& g : prompt.images.grid_thw) grid.insert(grid.end(), g.begin(), g.end());
+    std::vector<io::TensorData> t;
+    t.push_back({{"input_ids", DType::I64, {static_cast<std::int64_t>(ids.size())}}, bytes_of(ids)});
+    if (prompt.images.n_patches > 0) {
+      t.push_back({{"pixel_values", DType::F32, {prompt.images.n_patches, prompt.images.patch_dim}},
+                   bytes_of(prompt.images.pixel_values)});
+      t.push_back({{"image_grid_thw", DType::I64, {static_cast<std::int64_t>(prompt.images.grid_thw.size()), 3}},
+                   bytes_of(grid)});
+    }
+    t.push_back({{"logits", DType::F32, {r.prompt_logits.rows, r.prompt_logits.cols}}, bytes_of(r.prompt_logits.data)});
+    t.push_back({{"output_ids", DType::I64, {static_cast<std::int64_t>(out.size())}}, bytes_of(out)});
+    io::write_safetensors_file(a.dump, t, {{"model", a.model}}, true);
+  }
+  if (!a.quiet) {
+    const double tps = r.decode_seconds > 0 && r.output_ids.size() > 1 ? (r.output_ids.size() - 1) / r.decode_seconds : 0;
+    std::cerr << fmt::format(
+        "[vlq] {} prompt tokens ({} image tokens), {} new{}; load {:.2f} s, prefill {:.3f} s ({:.1f} tok/s), "
+        "decode {:.1f} tok/s; KV cache {}\n",
+        r.prompt_tokens, prompt.image_tokens, r.output_ids.size(), r.stopped_at_eos ? " (stopped at EOS)" : "", load_s,
+        r.prefill_seconds, r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0.0, tps,
+        m.fp8_kv_cache() ? "FP8 E4M3" : "f32");
+  }
+  return 0;
+}
+
+std::function<int()> setup_generate(CLI::App& app) {
+  app.description("Generate text from image(s) + a prompt (or a messages file) on the CPU reference path");
+  auto a = std::make_shared<GenerateArgs>();
+  app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
+  auto* prompt = app.add_option("--prompt", a->prompt, "User text");
+  app.add_option("--image", a->images, "Image file (repeatable; placed before the text)");
+  auto* messages = app.add_option("--messages", a->messages,
+                                  "OpenAI chat messages JSON file (content parts text / image_url with a path, file:// "
+                                  "or data: URL)");
+  prompt->excludes(messages);
+  messages->excludes(prompt);
+  auto* system = app.add_option("--system", a->system, "System prompt (default: the template's)");
+  app.add_option("--max-new-tokens", a->max_new_tokens, "Most tokens to generate (default: generation_config or 128)");
+  app.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config)");
+  app.add_option("--top-p", a->top_p, "Nucleus sampling mass");
+  app.add_option("--top-k", a->top_k, "Top-k sampling (0 = off)");
+  app.add_option("--repetition-penalty", a->repetition_penalty, "HF repetition penalty (default: generation_config or 1)");
+  app.add_option("--seed", a->seed, "Sampling seed");
+  app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
+  app.add_option("--dump", a->dump, "Write input_ids, pixel_values, image_grid_thw, logits, output_ids to this safetensors file");
+  app.add_option("--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");
+  app.add_flag("-q,--quiet", a->quiet, "No timing line on stderr");
+  return [a, prompt, messages, system]() {
+    if (prompt->count() == 0 && messages->count() == 0)
+      throw UsageError({"vlq generate", "no input", "--prompt TEXT [--image PATH ...] or --messages FILE.json", "neither",
+                        ""});
+    if (messages->count() && (!a->images.empty() || system->count()))
+      throw UsageError({"vlq generate", "--image/--system go with --prompt", "--messages alone", "both", ""});
+    return run_generate(*a, system->count() > 0);
+  };
+}
+
+}  // namespace
+
+VLQ_COMMAND("generate", setup_generate);

@@ -1,0 +1,49 @@
+// Prompt building: template → image-pad expansion → tokens, images → pixel_values (see vlq/engine/prompt.h).
+#include "vlq/engine/prompt.h"
+
+#include "vlq/core/error.h"
+
+namespace vlq::engine {
+
+Prompt PromptBuilder::build(const nlohmann::ordered_json& messages, std::span<const model::RgbImage> images,
+                            bool add_generation_prompt) const {
+  Prompt p;
+  model::ChatTemplateOptions opt;
+  opt.add_generation_prompt = add_generation_prompt;
+  p.text = chat_template->render(messages, opt);
+  const std::int64_t image_id = config->tokens.image_token_id;
+  const auto pad = tokenizer->id_to_token(static_cast<std::int32_t>(image_id));
+  if (!pad)
+    throw ConfigError({tokenizer->origin(), "tokenizer has no token for image_token_id", "a token with id " +
+                       std::to_string(image_id), "none", "tokenizer.json and config.json do not belong together"});
+  const std::string pad_tok(*pad);
+  std::vector<std::size_t> at;
+  for (std::size_t pos = p.text.find(pad_tok); pos != std::string::npos; pos = p.text.find(pad_tok, pos + pad_tok.size()))
+    at.push_back(pos);
+  if (at.size() != images.size())
+    throw UsageError({"messages", "number of images differs from the image placeholders in the prompt",
+                      std::to_string(images.size()) + " (images given)", std::to_string(at.size()) + " placeholder(s)",
+                      "give one image per {\"type\": \"image\"} part"});
+  if (!images.empty()) p.images = model::preprocess_images(images, image_params);
+  std::string expanded;
+  std::size_t prev = 0;
+  for (std::size_t i = 0; i < at.size(); ++i) {
+    expanded.append(p.text, prev, at[i] - prev);
+    const std::int64_t n = model::image_token_count(p.images.grid_thw[i], image_params.merge_size);
+    for (std::int64_t k = 0; k < n; ++k) expanded += pad_tok;
+    p.image_tokens += n;
+    prev = at[i] + pad_tok.size();
+  }
+  expanded.append(p.text, prev, std::string::npos);
+  p.ids = tokenizer->encode(expanded, true);
+  return p;
+}
+
+Prompt PromptBuilder::build_raw(const std::string& text) const {
+  Prompt p;
+  p.text = text;
+  p.ids = tokenizer->encode(text, true);
+  return p;
+}
+
+}  // namespace vlq::engine

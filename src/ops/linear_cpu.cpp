@@ -1,0 +1,98 @@
+// CPU implementation of ops/linear.h: dense sgemm through OpenBLAS and the FP8 GEMM emulation.
+#include "vlq/ops/linear.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "vlq/core/error.h"
+#include "vlq/core/numerics.h"
+
+namespace vlq::ops {
+
+const char* linear_kind_name(LinearKind k) noexcept {
+  switch (k) {
+    case LinearKind::kDense: return "dense";
+    case LinearKind::kFp8Static: return "fp8-static";
+    case LinearKind::kFp8Dynamic: return "fp8-dynamic";
+  }
+  return "?";
+}
+
+void fake_quantize_e4m3(const float* x, std::int64_t n, float scale, float* out) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (std::int64_t i = 0; i < n; ++i) out[i] = e4m3fn_to_f32(f32_to_e4m3fn_sat(x[i] / scale));
+}
+
+namespace {
+
+void sgemm_xwt(const float* x, std::int64_t m, std::int64_t k, const float* w, std::int64_t n, float* y) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 0.0f, y, static_cast<int>(n));
+}
+
+}  // namespace
+
+void linear_forward(const LinearWeights& lin, const float* x, std::int64_t m, std::int64_t x_cols, float* y) {
+  const std::int64_t n = lin.out_features, k = lin.in_features;
+  if (x_cols != k)
+    throw UsageError({lin.name, "linear input width mismatch", std::to_string(k), std::to_string(x_cols),
+                      "this is a bug in the caller"});
+  if (m == 0) return;
+  if (lin.kind == LinearKind::kDense) {
+    sgemm_xwt(x, m, k, lin.w.data(), n, y);
+  } else {
+    std::vector<float> xq(static_cast<std::size_t>(m * k));
+    std::vector<float> row_scale(static_cast<std::size_t>(m));
+    if (lin.kind == LinearKind::kFp8Static) {
+      const float s = *lin.input_scale;
+      fake_quantize_e4m3(x, m * k, s, xq.data());
+      std::fill(row_scale.begin(), row_scale.end(), s);
+    } else {
+#pragma omp parallel for schedule(static)
+      for (std::int64_t r = 0; r < m; ++r) {
+        float amax = 0.0f;
+        for (std::int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[r * k + c]));
+        const float s = std::max(amax / 448.0f, kDynamicScaleFloor);
+        row_scale[r] = s;
+        for (std::int64_t c = 0; c < k; ++c) xq[r * k + c] = e4m3fn_to_f32(f32_to_e4m3fn_sat(x[r * k + c] / s));
+      }
+    }
+    sgemm_xwt(xq.data(), m, k, lin.w.data(), n, y);
+    const bool per_channel = lin.weight_scale.size() > 1;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t r = 0; r < m; ++r) {
+      float* yr = y + r * n;
+      for (std::int64_t c = 0; c < n; ++c)
+        yr[c] *= row_scale[r] * (per_channel ? lin.weight_scale[c] : lin.weight_scale[0]);
+    }
+  }
+  if (!lin.bias.empty()) {
+#pragma omp parallel for schedule(static) if (m * n > 65536)
+    for (std::int64_t r = 0; r < m; ++r)
+      for (std::int64_t c = 0; c < n; ++c) y[r * n + c] += lin.bias[c];
+  }
+}
+
+void quantize_linear_fp8_static(LinearWeights& lin, float input_amax, bool bf16_double_round) {
+  if (lin.kind != LinearKind::kDense)
+    throw UsageError({lin.name, "layer is already quantized", "dense", linear_kind_name(lin.kind), ""});
+  if (!(std::isfinite(input_amax) && input_amax > 0.0f))
+    throw UsageError({lin.name, "input amax must be finite and > 0", "> 0", std::to_string(input_amax),
+                      "the calibration data never reached this module"});
+  float wmax = 0.0f;
+  for (float v : lin.w) wmax = std::max(wmax, std::fabs(v));
+  const float ws = wmax > 0.0f ? wmax / 448.0f : 1.0f;
+  for (float& v : lin.w) {
+    float q = v / ws;
+    if (bf16_double_round) q = bf16_to_f32(f32_to_bf16(q));
+    v = e4m3fn_to_f32(f32_to_e4m3fn_sat(q));
+  }
+  lin.kind = LinearKind::kFp8Static;
+  lin.weight_scale = {ws};
+  lin.input_scale = input_amax / 448.0f;
+}
+
+}  // namespace vlq::ops
