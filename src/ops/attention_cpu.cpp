@@ -53,7 +53,9 @@ void attention_segments(const float* q, const float* k, const float* v, std::int
       throw UsageError({"attention_segments", "cu_seqlens not ascending", "", std::to_string(cu_seqlens[i]), ""});
   const std::int64_t stride = heads * head_dim;
   const std::int64_t nseg = static_cast<std::int64_t>(cu_seqlens.size()) - 1;
-#pragma omp parallel
+  // Threads only when there is enough work: a barrier costs more than a tiny model's whole attention.
+  const bool par = n * heads * head_dim * (n / std::max<std::int64_t>(nseg, 1)) > (1 << 20);
+#pragma omp parallel if (par)
   {
     std::vector<float> scores;
 #pragma omp for schedule(dynamic) collapse(2)
@@ -120,7 +122,8 @@ void attention_causal_cached(const float* q, std::int64_t n_new, std::int64_t he
   const std::int64_t kv_stride = kvh * head_dim;
   const float* K = cache.kf_.data();
   const float* V = cache.vf_.data();
-#pragma omp parallel
+  const bool par = n_new * heads * head_dim * cache.length_ > (1 << 20);
+#pragma omp parallel if (par)
   {
     std::vector<float> scores;
 #pragma omp for schedule(dynamic) collapse(2)

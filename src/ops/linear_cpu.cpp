@@ -22,13 +22,26 @@ const char* linear_kind_name(LinearKind k) noexcept {
 }
 
 void fake_quantize_e4m3(const float* x, std::int64_t n, float scale, float* out) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > (1 << 18))
   for (std::int64_t i = 0; i < n; ++i) out[i] = e4m3fn_to_f32(f32_to_e4m3fn_sat(x[i] / scale));
 }
 
 namespace {
 
+// OpenBLAS threads only for GEMMs big enough to amortise a thread hand-off: on small models (and on a
+// loaded machine) threaded small GEMMs are several times slower than one thread.
+void set_blas_threads_for(std::int64_t macs) {
+  static const int max_threads = openblas_get_num_threads();
+  static thread_local int current = -1;
+  const int want = macs >= (std::int64_t{1} << 22) ? max_threads : 1;
+  if (want != current) {
+    openblas_set_num_threads(want);
+    current = want;
+  }
+}
+
 void sgemm_xwt(const float* x, std::int64_t m, std::int64_t k, const float* w, std::int64_t n, float* y) {
+  set_blas_threads_for(m * n * k);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
               1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 0.0f, y, static_cast<int>(n));
 }
@@ -51,7 +64,7 @@ void linear_forward(const LinearWeights& lin, const float* x, std::int64_t m, st
       fake_quantize_e4m3(x, m * k, s, xq.data());
       std::fill(row_scale.begin(), row_scale.end(), s);
     } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * k > (1 << 18))
       for (std::int64_t r = 0; r < m; ++r) {
         float amax = 0.0f;
         for (std::int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(x[r * k + c]));
@@ -62,7 +75,7 @@ void linear_forward(const LinearWeights& lin, const float* x, std::int64_t m, st
     }
     sgemm_xwt(xq.data(), m, k, lin.w.data(), n, y);
     const bool per_channel = lin.weight_scale.size() > 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n > (1 << 18))
     for (std::int64_t r = 0; r < m; ++r) {
       float* yr = y + r * n;
       for (std::int64_t c = 0; c < n; ++c)
@@ -70,7 +83,7 @@ void linear_forward(const LinearWeights& lin, const float* x, std::int64_t m, st
     }
   }
   if (!lin.bias.empty()) {
-#pragma omp parallel for schedule(static) if (m * n > 65536)
+#pragma omp parallel for schedule(static) if (m * n > (1 << 18))
     for (std::int64_t r = 0; r < m; ++r)
       for (std::int64_t c = 0; c < n; ++c) y[r * n + c] += lin.bias[c];
   }

@@ -6,7 +6,7 @@
 namespace vlq::ops {
 
 void rms_norm(const float* x, const float* weight, std::int64_t rows, std::int64_t dim, float eps, float* y) {
-#pragma omp parallel for schedule(static) if (rows > 16)
+#pragma omp parallel for schedule(static) if (rows * dim > (1 << 18))
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     float* yr = y + r * dim;

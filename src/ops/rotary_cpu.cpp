@@ -50,13 +50,18 @@ std::vector<float> mrope_angles(const std::vector<std::int64_t>& positions, std:
 
 void apply_rotary_inplace(float* x, std::int64_t rows, std::int64_t heads, std::int64_t head_dim, const float* angles) {
   const std::int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static) if (rows > 8)
+#pragma omp parallel for schedule(static) if (rows * heads * head_dim > (1 << 18))
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* ang = angles + r * half;
+    std::vector<float> cs(static_cast<std::size_t>(2 * half));
+    for (std::int64_t j = 0; j < half; ++j) {
+      cs[2 * j] = std::cos(ang[j]);
+      cs[2 * j + 1] = std::sin(ang[j]);
+    }
     for (std::int64_t h = 0; h < heads; ++h) {
       float* v = x + (r * heads + h) * head_dim;
       for (std::int64_t j = 0; j < half; ++j) {
-        const float c = std::cos(ang[j]), s = std::sin(ang[j]);
+        const float c = cs[2 * j], s = cs[2 * j + 1];
         const float a = v[j], b = v[j + half];
         v[j] = a * c + (-b) * s;
         v[j + half] = b * c + a * s;

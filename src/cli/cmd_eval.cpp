@@ -1,0 +1,133 @@
+// `vlq eval`: scores quantized checkpoints against their BF16 reference (KL, top-1 agreement, perplexity,
+// greedy exact match, task accuracy, size) and, with --per-layer, each FP8 module group's share of the KL.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "vlq/core/error.h"
+#include "vlq/engine/evaluate.h"
+#include "vlq/quant/calib_data.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace vlq;
+
+struct EvalArgs {
+  std::vector<std::string> models;
+  std::string reference, tasks, text, data = "both", json_out;
+  std::int64_t limit = 0, max_new_tokens = 48, seq_len = 256, text_limit = 0;
+  bool json = false, per_layer = false, quiet = false, no_generate = false;
+};
+
+int run_eval(const EvalArgs& a) {
+  const bool tty = !a.quiet && isatty(STDERR_FILENO);
+  engine::EvalOptions o;
+  o.max_new_tokens = a.max_new_tokens;
+  o.seq_len = a.seq_len;
+  o.generation = !a.no_generate;
+  if (a.data == "text") o.tasks = false;
+  else if (a.data == "images") o.text = false;
+  else if (a.data != "both") throw UsageError({"--data", "unknown data selection", "text, images or both", a.data, ""});
+  std::vector<engine::EvalItem> items;
+  std::vector<std::string> texts;
+  if (o.tasks) {
+    if (a.tasks.empty()) {
+      if (a.data == "images")
+        throw UsageError({"--data images", "no task file", "--tasks FILE.jsonl (e.g. data/heldout/heldout.jsonl)", "none", ""});
+      o.tasks = false;
+    } else {
+      items = engine::load_eval_items(a.tasks);
+      if (a.limit > 0 && static_cast<std::int64_t>(items.size()) > a.limit) {
+        // Deterministic, task-balanced subset: every k-th item.
+        std::vector<engine::EvalItem> sub;
+        const double step = static_cast<double>(items.size()) / static_cast<double>(a.limit);
+        for (std::int64_t i = 0; i < a.limit; ++i) sub.push_back(items[static_cast<std::size_t>(i * step)]);
+        items = std::move(sub);
+      }
+    }
+  }
+  if (o.text) {
+    if (a.text.empty()) {
+      if (a.data == "text") throw UsageError({"--data text", "no text file", "--text FILE (plain text or JSONL)", "none", ""});
+      o.text = false;
+    } else {
+      for (const auto& s : quant::load_calib_text(a.text)) texts.push_back(s.text);
+      if (a.text_limit > 0 && static_cast<std::int64_t>(texts.size()) > a.text_limit) texts.resize(a.text_limit);
+    }
+  }
+  if (!o.tasks && !o.text)
+    throw UsageError({"vlq eval", "nothing to evaluate", "--tasks FILE.jsonl and/or --text FILE", "neither",
+                      "e.g. --tasks data/heldout/heldout.jsonl --limit 100"});
+  if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
+  const engine::EvalModel ref = engine::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)");
+  std::vector<engine::EvalModel> ms;
+  for (const auto& m : a.models) ms.push_back(engine::EvalModel::load(m));
+  std::vector<const engine::EvalModel*> ptrs;
+  for (const auto& m : ms) ptrs.push_back(&m);
+  if (tty)
+    o.progress = [](std::size_t done, std::size_t total) {
+      std::cerr << fmt::format("\r[vlq] evaluating {}/{}", done, total) << (done == total ? "\n" : "") << std::flush;
+    };
+  const auto scores = engine::evaluate(ref, ptrs, items, texts, o);
+  nlohmann::ordered_json j;
+  j["schema"] = "vlq.eval/1";
+  j["reference"] = a.reference;
+  j["task_items"] = items.size();
+  j["text_samples"] = texts.size();
+  j["models"] = nlohmann::ordered_json::array();
+  for (const auto& s : scores) j["models"].push_back(s.to_json());
+  std::vector<engine::GroupScore> groups;
+  if (a.per_layer) {
+    if (ms.size() != 1) throw UsageError({"--per-layer", "needs exactly one --model", "1", std::to_string(ms.size()), ""});
+    engine::EvalOptions po = o;
+    po.generation = false;
+    if (tty)
+      po.progress = [](std::size_t done, std::size_t total) {
+        std::cerr << fmt::format("\r[vlq] per-layer {}/{} groups", done, total) << (done == total ? "\n" : "") << std::flush;
+      };
+    groups = engine::evaluate_per_layer(ref, ms[0], items, texts, po);
+    j["per_layer"] = nlohmann::ordered_json::array();
+    for (const auto& g : groups)
+      j["per_layer"].push_back({{"group", g.group}, {"fp8_linears", g.fp8_linears}, {"logits", g.logits.to_json()}});
+  }
+  if (!a.json_out.empty()) std::ofstream(a.json_out) << j.dump(2) << "\n";
+  if (a.json) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("{} task item(s), {} text sample(s); KL = KL(P_ref || P_model) per next-token position (nats)\n",
+                             items.size(), texts.size());
+    std::cout << engine::format_scores(scores);
+    if (!groups.empty()) std::cout << "\nper-layer attribution (" << ms[0].label << "):\n" << engine::format_group_scores(groups);
+  }
+  return 0;
+}
+
+std::function<int()> setup_eval(CLI::App& app) {
+  app.description("Measure what quantization cost: KL, top-1 agreement, perplexity, exact match and task accuracy vs a reference");
+  auto a = std::make_shared<EvalArgs>();
+  app.add_option("--model", a->models, "Quantized checkpoint folder (repeatable: one table row each)")->required();
+  app.add_option("--reference", a->reference, "The BF16 checkpoint the models were made from")->required();
+  app.add_option("--tasks", a->tasks, "Task items JSONL (image questions with answers), e.g. data/heldout/heldout.jsonl");
+  app.add_option("--text", a->text, "Held-out text (plain text or JSONL with \"text\")");
+  app.add_option("--data", a->data, "text, images (task items) or both (default: whatever is given)");
+  app.add_option("--limit", a->limit, "Evaluate an evenly spaced subset of this many task items");
+  app.add_option("--text-limit", a->text_limit, "Use at most this many text samples");
+  app.add_option("--max-new-tokens", a->max_new_tokens, "Generation length per task item (default 48)");
+  app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 256)");
+  app.add_flag("--no-generate", a->no_generate, "Skip greedy generation (no accuracy / exact match)");
+  app.add_flag("--per-layer", a->per_layer, "Score each FP8 module group alone (vision blocks, merger, LM attention/MLP, KV cache)");
+  app.add_flag("--json", a->json, "Print JSON (schema vlq.eval/1) instead of the table");
+  app.add_option("--json-out", a->json_out, "Also write the JSON to this file");
+  app.add_flag("-q,--quiet", a->quiet, "No progress output");
+  return [a]() { return run_eval(*a); };
+}
+
+}  // namespace
+
+VLQ_COMMAND("eval", setup_eval);

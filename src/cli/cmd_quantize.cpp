@@ -1,0 +1,169 @@
+// `vlq quantize MODEL OUT`: FP8 post-training quantization of a BF16 Qwen2.5-VL checkpoint — plan (scope,
+// exclusions, shape pre-flight), max calibration on text and/or image+caption data on the CPU runtime,
+// and the exact ModelOpt or compressed-tensors export, checked for the --for targets before it is renamed
+// into place.
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "vlq/core/error.h"
+#include "vlq/engine/prompt.h"
+#include "vlq/io/safetensors.h"
+#include "vlq/model/qwen2_5_vl.h"
+#include "vlq/quant/calib_data.h"
+#include "vlq/quant/calibrate.h"
+#include "vlq/quant/export.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace vlq;
+
+struct QuantizeArgs {
+  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none";
+  std::vector<std::string> exclude, targets;
+  std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat;
+  std::size_t samples = 64;
+  std::int64_t seq_len = 512;
+  std::uint64_t seed = 0;
+  bool force = false, quiet = false, pad = false;
+};
+
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+int run_quantize(const QuantizeArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool tty = !a.quiet && isatty(STDERR_FILENO);
+  quant::QuantizeOptions opt;
+  if (a.scope == "lm") opt.scope = quant::Scope::kLanguageModel;
+  else if (a.scope == "vlm") opt.scope = quant::Scope::kVisionLanguage;
+  else throw UsageError({"--scope", "unknown scope", "lm or vlm", a.scope, ""});
+  if (a.format == "modelopt") opt.format = quant::ExportFormat::kModelOpt;
+  else if (a.format == "compressed-tensors") opt.format = quant::ExportFormat::kCompressedTensors;
+  else throw UsageError({"--format", "unknown export format", "modelopt or compressed-tensors", a.format, ""});
+  if (a.kv_cache == "fp8") opt.kv_cache_fp8 = true;
+  else if (a.kv_cache == "none") opt.kv_cache_fp8 = false;
+  else throw UsageError({"--kv-cache", "unknown KV-cache mode", "fp8 or none", a.kv_cache, ""});
+  if (a.vision_kv == "none") opt.vision_kv = quant::VisionKvScales::kNone;
+  else if (a.vision_kv == "modelopt") opt.vision_kv = quant::VisionKvScales::kModelOpt;
+  else throw UsageError({"--vision-kv-scales", "unknown value", "none or modelopt", a.vision_kv, ""});
+  if (!a.modelopt_compat.empty()) opt.modelopt_version_compat = a.modelopt_compat;
+  opt.exclude = a.exclude;
+  opt.pad = a.pad;
+  opt.check_targets = a.targets;
+  if (std::find(opt.check_targets.begin(), opt.check_targets.end(), "vlq") == opt.check_targets.end())
+    opt.check_targets.push_back("vlq");
+  opt.force = a.force;
+
+  const fs::path model_dir = a.model, out_dir = a.out;
+  if (!fs::is_directory(model_dir))
+    throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
+  if (fs::exists(out_dir) && !a.force)
+    throw UsageError({a.out, "output folder already exists", "a new path", "an existing path",
+                      "choose another OUT or pass --force to replace it"});
+  if (a.load_calib.empty() && a.calib_text.empty() && a.calib_images.empty())
+    throw UsageError({"vlq quantize", "no calibration data", "--calib-text FILE and/or --calib-images DIR|JSONL",
+                      "neither", "e.g. --calib-text data/calib/text.jsonl --calib-images data/calib/images"});
+
+  // 1. plan (headers only): bad --exclude / scope errors before any compute
+  const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
+  const model::ModelConfig cfg = model::load_model_config(model_dir / "config.json");
+  const quant::QuantPlan plan = quant::plan_quantization(ckpt, cfg, opt);
+  const double t_plan = since(t0);
+
+  // 2. calibration data
+  std::vector<quant::CalibSample> text_pool, image_pool;
+  if (!a.calib_text.empty()) text_pool = quant::load_calib_text(a.calib_text);
+  if (!a.calib_images.empty()) image_pool = quant::load_calib_images(a.calib_images);
+  if (opt.scope == quant::Scope::kVisionLanguage && image_pool.empty() && a.load_calib.empty())
+    throw UsageError({"--scope vlm", "the vision tower needs image calibration data", "--calib-images DIR|JSONL",
+                      "text only", "add --calib-images, or use --scope lm"});
+
+  // 3. calibrate
+  quant::CalibrationStats stats;
+  const auto t_cal0 = std::chrono::steady_clock::now();
+  if (!a.load_calib.empty()) {
+    stats = quant::load_calibration_stats(a.load_calib);
+  } else {
+    const std::vector<quant::CalibSample> samples = quant::select_calib_samples(text_pool, image_pool, a.samples, a.seed);
+    if (!a.quiet)
+      std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
+                               samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
+    const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(model_dir);
+    const model::Tokenizer tok = model::Tokenizer::from_model_dir(model_dir);
+    const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(model_dir);
+    engine::PromptBuilder pb;
+    pb.config = &m.config();
+    pb.tokenizer = &tok;
+    pb.chat_template = &tmpl;
+    if (m.files().preprocessor) pb.image_params = model::image_processor_params_from_config(*m.files().preprocessor);
+    else if (!image_pool.empty())
+      throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
+                         "preprocessor_config.json", "none", "use --calib-text only, or add the base model's preprocessor_config.json"});
+    quant::CalibrateOptions co;
+    co.seq_len = a.seq_len;
+    const auto* head = plan.find("lm_head");
+    co.lm_head = head && head->quantize;
+    const auto tc = std::chrono::steady_clock::now();
+    if (tty)
+      co.progress = [&](std::size_t done, std::size_t total) {
+        const int w = 30, filled = static_cast<int>(w * done / std::max<std::size_t>(total, 1));
+        std::cerr << fmt::format("\r[vlq] calibrating [{}{}] {}/{} {:.1f} s", std::string(filled, '#'),
+                                 std::string(w - filled, '.'), done, total, since(tc))
+                  << (done == total ? "\n" : "") << std::flush;
+      };
+    stats = quant::calibrate(m, pb, samples, co);
+  }
+  const double t_cal = since(t_cal0);
+  if (!a.save_calib.empty()) quant::save_calibration_stats(stats, a.save_calib);
+
+  // 4. export (streams; checked before the rename)
+  if (!a.quiet) std::cerr << "[vlq] writing " << a.out << " ...\n";
+  const quant::ExportReport rep = quant::export_quantized(model_dir, out_dir, plan, stats, opt);
+  if (!a.quiet) {
+    std::cout << quant::format_summary(plan, rep);
+    std::cout << fmt::format("calibration: {} samples, {} text tokens, {} image tokens; plan {:.2f} s, calibration "
+                             "{:.2f} s, total {:.2f} s\n",
+                             stats.samples, stats.text_tokens, stats.image_tokens, t_plan, t_cal, since(t0));
+  }
+  return 0;
+}
+
+std::function<int()> setup_quantize(CLI::App& app) {
+  app.description("FP8 post-training quantization of a BF16 Qwen2.5-VL checkpoint (ModelOpt or compressed-tensors export)");
+  auto a = std::make_shared<QuantizeArgs>();
+  app.add_option("MODEL", a->model, "Input checkpoint folder (BF16/F16/F32)")->required();
+  app.add_option("OUT", a->out, "Output folder (must not exist unless --force)")->required();
+  app.add_option("--scope", a->scope, "lm: language model only (ModelOpt hf_ptq default); vlm: language model + vision tower");
+  app.add_option("--exclude", a->exclude, "Keep matching modules in BF16 (repeatable; wildcard, re:REGEX or module name)");
+  app.add_option("--calib-text", a->calib_text, "Calibration text: plain text or JSONL with a \"text\" field");
+  app.add_option("--calib-images", a->calib_images,
+                 "Image+caption pairs: a folder of images with same-named .txt captions, or JSONL with image/text");
+  app.add_option("--samples", a->samples, "Number of calibration samples (default 64)");
+  app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 512)");
+  app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
+  app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
+  app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
+  app.add_option("--vision-kv-scales", a->vision_kv,
+                 "none (default: loads on the most runtimes) or modelopt (write the orphan vision K/V scales as ModelOpt does)");
+  app.add_option("--modelopt-compat", a->modelopt_compat, "Reproduce an older ModelOpt's layout, e.g. 0.35");
+  app.add_option("--for", a->targets, "Runtime profile the export must load on (repeatable): vllm-0.10, vllm-latest, sglang, ...");
+  app.add_flag("--pad", a->pad, "Pad Linears that do not fit FP8 GEMM alignment (not supported: see --help of plan)");
+  app.add_option("--save-calib", a->save_calib, "Write the calibration amax statistics (JSON)");
+  app.add_option("--load-calib", a->load_calib, "Use saved calibration statistics instead of calibrating");
+  app.add_flag("--force", a->force, "Replace an existing OUT");
+  app.add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
+  return [a]() { return run_quantize(*a); };
+}
+
+}  // namespace
+
+VLQ_COMMAND("quantize", setup_quantize);
