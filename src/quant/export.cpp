@@ -49,8 +49,8 @@ int component_rank(std::string_view c) {
       // towers
       {"visual", 0}, {"language_model", 1},
       // vision
-      {"patch_embed", 0}, {"rotary_pos_emb", 1}, {"blocks", 2}, {"merger", 3}, {"norm1", 0}, {"norm2", 1},
-      {"attn", 2}, {"qkv", 0}, {"proj", 1}, {"ln_q", 0},
+      {"patch_embed", 0}, {"rotary_pos_emb", 1}, {"blocks", 2}, {"merger", 3},
+      {"attn", 0}, {"qkv", 0}, {"proj", 1}, {"ln_q", 0},  // block: norm1, norm2, attn, mlp (norms are no Linears)
       // language model
       {"embed_tokens", 0}, {"layers", 1}, {"norm", 2}, {"rotary_emb", 3}, {"self_attn", 0}, {"mlp", 1},
       {"input_layernorm", 2}, {"post_attention_layernorm", 3}, {"q_proj", 0}, {"k_proj", 1}, {"v_proj", 2},
