@@ -14,6 +14,8 @@
 #include "cli/command.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/prompt.h"
+#include "vlq/formats/check.h"
+#include "vlq/formats/convert.h"
 #include "vlq/io/safetensors.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/quant/calib_data.h"
@@ -26,7 +28,7 @@ namespace fs = std::filesystem;
 using namespace vlq;
 
 struct QuantizeArgs {
-  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none";
+  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", layout = "portable";
   std::vector<std::string> exclude, targets;
   std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat;
   std::size_t samples = 64;
@@ -34,6 +36,24 @@ struct QuantizeArgs {
   std::uint64_t seed = 0;
   bool force = false, quiet = false, pad = false;
 };
+
+// Interrupt (Ctrl-C / SIGTERM): remove this run's temporary folders next to OUT ("<OUT>.tmp-*",
+// "<OUT>.exact-*", created after the run started) and exit 130. OUT itself is only ever created by a
+// final rename, so an interrupted run leaves nothing at OUT.
+fs::path g_out;
+fs::file_time_type g_started;
+extern "C" void on_interrupt(int sig) {
+  std::error_code ec;
+  const std::string base = g_out.filename().string();
+  for (const auto& e : fs::directory_iterator(g_out.parent_path().empty() ? "." : g_out.parent_path(), ec)) {
+    const std::string n = e.path().filename().string();
+    if ((n.rfind(base + ".tmp-", 0) == 0 || n.rfind(base + ".exact-", 0) == 0) && e.last_write_time(ec) >= g_started)
+      fs::remove_all(e.path(), ec);
+  }
+  const char msg[] = "\n[vlq] interrupted: temporary output removed, nothing written at OUT\n";
+  (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+  ::_exit(128 + sig);
+}
 
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -63,7 +83,11 @@ int run_quantize(const QuantizeArgs& a) {
     opt.check_targets.push_back("vlq");
   opt.force = a.force;
 
-  const fs::path model_dir = a.model, out_dir = a.out;
+  const fs::path model_dir = a.model, out_dir = fs::absolute(a.out).lexically_normal();
+  g_out = out_dir;
+  g_started = fs::file_time_type::clock::now() - std::chrono::seconds(1);
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
   if (!fs::is_directory(model_dir))
     throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
   if (fs::exists(out_dir) && !a.force)
@@ -127,9 +151,61 @@ int run_quantize(const QuantizeArgs& a) {
 
   // 4. export (streams; checked before the rename)
   if (!a.quiet) std::cerr << "[vlq] writing " << a.out << " ...\n";
-  const quant::ExportReport rep = quant::export_quantized(model_dir, out_dir, plan, stats, opt);
+  quant::ExportReport rep;
+  std::string layout_note;
+  if (opt.format == quant::ExportFormat::kModelOpt && a.layout == "portable") {
+    // The exact ModelOpt layout, then the one change that makes it load on vLLM 0.10 too (config.json's
+    // quantization_config also gets the `exclude_modules` / `kv_cache_quant_algo` keys 0.10 reads; the
+    // tensors are unchanged). Both steps write temporary folders; the targets are checked before the
+    // final rename.
+    quant::QuantizeOptions exact = opt;
+    exact.check_targets = {"vlq"};
+    exact.force = false;
+    const fs::path tmp1 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()));
+    const fs::path tmp2 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()) + "-portable");
+    std::error_code ec;
+    fs::remove_all(tmp1, ec);
+    fs::remove_all(tmp2, ec);
+    try {
+      rep = quant::export_quantized(model_dir, tmp1, plan, stats, exact);
+      formats::ConvertOptions co;
+      co.target = "vllm-0.10";
+      co.vision = formats::VisionMode::kKeep;
+      formats::convert_checkpoint(tmp1, tmp2, co);
+      fs::remove_all(tmp1);
+      rep.checks.clear();
+      std::string failed;
+      for (const std::string& t : opt.check_targets) {
+        formats::Report r = formats::check_checkpoint(tmp2, t);
+        if (r.verdict == formats::Verdict::kFails || r.verdict == formats::Verdict::kInvalid) {
+          std::string text = formats::report_to_text(r);
+          for (std::size_t p = text.find(tmp2.string()); p != std::string::npos; p = text.find(tmp2.string(), p))
+            text.replace(p, tmp2.string().size(), out_dir.string());
+          failed += "\n" + text;
+        }
+        rep.checks.push_back(std::move(r));
+      }
+      if (!failed.empty())
+        throw ConfigError({a.out, "the export would not load on a --for target", "loads", "fails",
+                           "drop that --for and run the `vlq convert` shown below on the result, or use --format compressed-tensors "
+                           "or --scope lm:" + failed});
+      if (fs::exists(out_dir)) fs::remove_all(out_dir);  // --force (checked above)
+      fs::rename(tmp2, out_dir);
+    } catch (...) {
+      fs::remove_all(tmp1, ec);
+      fs::remove_all(tmp2, ec);
+      throw;
+    }
+    rep.out = out_dir;
+    layout_note = "layout: ModelOpt 0.47 tensors and hf_quant_config.json; config.json also carries exclude_modules/"
+                  "kv_cache_quant_algo for vLLM 0.10 (--layout exact for ModelOpt's config.json byte for byte)\n";
+  } else {
+    if (a.layout != "portable" && a.layout != "exact")
+      throw UsageError({"--layout", "unknown layout", "portable or exact", a.layout, ""});
+    rep = quant::export_quantized(model_dir, out_dir, plan, stats, opt);
+  }
   if (!a.quiet) {
-    std::cout << quant::format_summary(plan, rep);
+    std::cout << quant::format_summary(plan, rep) << layout_note;
     std::cout << fmt::format("calibration: {} samples, {} text tokens, {} image tokens; plan {:.2f} s, calibration "
                              "{:.2f} s, total {:.2f} s\n",
                              stats.samples, stats.text_tokens, stats.image_tokens, t_plan, t_cal, since(t0));
@@ -152,6 +228,9 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
   app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
+  app.add_option("--layout", a->layout,
+                 "ModelOpt only: portable (default: also loads on vLLM 0.10, whose loader reads exclude_modules from "
+                 "config.json) or exact (config.json as ModelOpt 0.47 writes it)");
   app.add_option("--vision-kv-scales", a->vision_kv,
                  "none (default: loads on the most runtimes) or modelopt (write the orphan vision K/V scales as ModelOpt does)");
   app.add_option("--modelopt-compat", a->modelopt_compat, "Reproduce an older ModelOpt's layout, e.g. 0.35");
