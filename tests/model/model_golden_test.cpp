@@ -52,13 +52,15 @@ std::vector<std::int64_t> i64(const io::SafetensorsFile& f, const std::string& n
 }
 
 // max|a−b| ≤ tol · max(1, max|golden|)
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
-                  double tol = 1e-4) {
-  ASSERT_EQ(got.size(), want.size()) << what;
+double expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
+                    double tol = 1e-4) {
+  EXPECT_EQ(got.size(), want.size()) << what;
+  if (got.size() != want.size()) return 1.0;
   double mx = 1.0, err = 0.0;
   for (float w : want) mx = std::max(mx, static_cast<double>(std::fabs(w)));
   for (std::size_t i = 0; i < got.size(); ++i) err = std::max(err, static_cast<double>(std::fabs(got[i] - want[i])));
   EXPECT_LE(err, tol * mx) << what << ": max abs err " << err << " vs scale " << mx;
+  return err / mx;
 }
 
 struct Loaded {
@@ -114,7 +116,9 @@ void run_case(const Loaded& L, const nlohmann::json& messages, const nlohmann::j
     }
   }
   if (full_intermediates) EXPECT_TRUE(g.find("lm.layer.0") != nullptr);
-  expect_close(logits.data, f32(g, "logits"), "logits");
+  const double rel = expect_close(logits.data, f32(g, "logits"), "logits");
+  std::cout << "[golden] " << golden_file.parent_path().filename().string() << "/" << golden_file.filename().string()
+            << ": logits max |vlq - HF| / max(1, max |HF|) = " << rel << "\n";
   // greedy generation = transformers generate
   const auto want_gen = i64(g, "generated_ids");
   engine::GenerateOptions go;
