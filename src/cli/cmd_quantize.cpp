@@ -118,6 +118,9 @@ int run_quantize(const QuantizeArgs& a) {
     stats = quant::load_calibration_stats(a.load_calib);
   } else {
     const std::vector<quant::CalibSample> samples = quant::select_calib_samples(text_pool, image_pool, a.samples, a.seed);
+    if (samples.size() < a.samples && !a.quiet)
+      std::cerr << fmt::format("[vlq] warning: --samples {} asked, the calibration data holds only {}\n", a.samples,
+                               samples.size());
     if (!a.quiet)
       std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
                                samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
