@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <array>
 #include <map>
 
 #include <fmt/format.h>
@@ -27,7 +28,18 @@ struct GenerateArgs {
   std::int64_t max_new_tokens = -1, dump_last = 1, top_k = -1;
   double temperature = -1, top_p = -1, repetition_penalty = -1;
   std::uint64_t seed = 0;
-  bool quiet = false, raw = false;
+  bool quiet = false, raw = false, dump_intermediates = false;
+};
+
+// Collects the named intermediates of the prefill (vision.patch_embed, vision.block.{i}, vision.merger,
+// lm.embeds, lm.layer.{l}, lm.norm) for --dump-intermediates.
+struct IntermediateDump : model::ForwardObserver {
+  std::map<std::string, std::pair<std::vector<float>, std::array<std::int64_t, 2>>> tensors;
+  bool active = true;
+  bool wants_tensors() const override { return active; }
+  void on_tensor(const std::string& name, const float* d, std::int64_t r, std::int64_t c) override {
+    tensors[name] = {std::vector<float>(d, d + r * c), {r, c}};
+  }
 };
 
 template <class T>
@@ -88,9 +100,16 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   go.logits_last_k = std::max<std::int64_t>(1, a.dump_last);
 
   model::StreamDecoder dec(tok, true);
-  const auto r = engine::generate(m, prompt, go, [&](std::int32_t id) {
-    std::cout << dec.push(id) << std::flush;
-  });
+  IntermediateDump inter;
+  bool first = true;
+  const auto r = engine::generate(
+      m, prompt, go,
+      [&](std::int32_t id) {
+        if (first) inter.active = false;  // prefill done: keep the prompt's intermediates only
+        first = false;
+        std::cout << dec.push(id) << std::flush;
+      },
+      a.dump_intermediates ? &inter : nullptr);
   std::cout << dec.finish() << std::endl;
 
   if (!a.dump.empty()) {
@@ -107,6 +126,8 @@ int run_generate(const GenerateArgs& a, bool has_system) {
     }
     t.push_back({{"logits", DType::F32, {r.prompt_logits.rows, r.prompt_logits.cols}}, bytes_of(r.prompt_logits.data)});
     t.push_back({{"output_ids", DType::I64, {static_cast<std::int64_t>(out.size())}}, bytes_of(out)});
+    for (const auto& [name, v] : inter.tensors)
+      t.push_back({{name, DType::F32, {v.second[0], v.second[1]}}, bytes_of(v.first)});
     io::write_safetensors_file(a.dump, t, {{"model", a.model}}, true);
   }
   if (!a.quiet) {
@@ -142,6 +163,9 @@ std::function<int()> setup_generate(CLI::App& app) {
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
   app.add_option("--dump", a->dump, "Write input_ids, pixel_values, image_grid_thw, logits, output_ids to this safetensors file");
   app.add_option("--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");
+  app.add_flag("--dump-intermediates", a->dump_intermediates,
+               "--dump also writes the prompt's named intermediates: vision.patch_embed, vision.block.{i} (window "
+               "order), vision.merger, lm.embeds, lm.layer.{l}, lm.norm (the names of the HF golden files)");
   app.add_flag("-q,--quiet", a->quiet, "No timing line on stderr");
   return [a, prompt, messages, system]() {
     if (prompt->count() == 0 && messages->count() == 0)
