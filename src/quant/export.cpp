@@ -779,8 +779,10 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
         me.weight_scale = s;
         me.input_amax = stats.input_amax.at(o.m->canonical_module);
         me.input_scale = outs[i + 2].value;
+        // Clipped = beyond what round-to-nearest would give anyway: |W/s| > 464 (the tie between 448 and the
+        // next, non-existent E4M3 step). W/s slightly above 448 from f32 rounding of amax/448 is not clipping.
         for (std::size_t j = 0; j < n; ++j)
-          if (std::fabs(load_elem(bytes.data() + j * es, info.dtype)) / s > kE4M3Max) ++me.saturated;
+          if (std::fabs(load_elem(bytes.data() + j * es, info.dtype)) / s > 464.0f) ++me.saturated;
         rep.modules.push_back(me);
         rep.weight_amax.add(amax);
         rep.weight_scale.add(s);

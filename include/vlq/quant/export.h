@@ -184,7 +184,7 @@ struct ModuleExport {
   std::string checkpoint_module;
   float weight_amax = 0, weight_scale = 0;  // weight_scale as written (BF16-rounded for compressed-tensors)
   float input_amax = 0, input_scale = 0;
-  std::uint64_t saturated = 0;  // |W/s| > 448 elements clamped (0 unless the amax was overridden)
+  std::uint64_t saturated = 0;  // |W/s| > 464 elements clipped to ±448 beyond rounding (0 unless the amax was overridden)
 };
 struct ScaleRange {
   float min = 0, max = 0;
