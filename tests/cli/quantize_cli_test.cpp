@@ -1,0 +1,242 @@
+// End-to-end tests of `vlq quantize` on the bundled tiny trained model: a small successful run, corrupt
+// and empty calibration data, bad --exclude, existing / nested OUT (with and without --force), --scope vlm
+// without images, an already-quantized input and an interrupt. Each failure must exit with the documented
+// code, name the file and leave nothing at OUT (or next to it), and the input must stay byte-identical.
+#include <fcntl.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "cli/cli_test_util.h"
+
+namespace {
+
+using namespace vlq::clitest;
+
+const std::string kFast = " --samples 4 --seq-len 64 -q";
+
+std::string text_calib() { return " --calib-text " + q(kCalib / "text.jsonl"); }
+
+// Expects a failed quantize into `out` to leave nothing: no OUT and no OUT.* siblings.
+void expect_no_leftovers(const fs::path& out) {
+  EXPECT_FALSE(fs::exists(out)) << out;
+  EXPECT_TRUE(entries_starting(out.parent_path(), out.filename().string() + ".").empty())
+      << joined(entries_starting(out.parent_path(), out.filename().string() + "."));
+}
+
+TEST(QuantizeCli, LmOnlyTextCalibrationThenRequantizeIsRefused) {
+  Scratch s("quant");
+  const fs::path m = link_model(s / "m"), out = s / "fp8", out2 = s / "fp8-again";
+  const auto before = fingerprint(m);
+  auto r = run_vlq("quantize " + q(m) + " " + q(out) + text_calib() + kFast);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "hf_quant_config.json"));
+  EXPECT_TRUE(entries_starting(s.dir, "fp8.").empty()) << joined(entries_starting(s.dir, "fp8."));
+  EXPECT_EQ(fingerprint(m), before);
+  // The export loads in vlq: greedy generation still works.
+  auto g = run_vlq("generate --model " + q(out) + " --image " + q(kColorImage) +
+               " --prompt 'What color is the shape?' --max-new-tokens 8 -q");
+  EXPECT_EQ(g.rc, 0) << g.err;
+  EXPECT_FALSE(g.out.empty());
+
+  const auto q_before = fingerprint(out);
+  auto again = run_vlq("quantize " + q(out) + " " + q(out2) + text_calib() + kFast);
+  EXPECT_EQ(again.rc, 64) << again.err;
+  EXPECT_TRUE(has(again.err, "already quantized")) << again.err;
+  EXPECT_TRUE(has(again.err, "config.json")) << again.err;
+  EXPECT_TRUE(has(again.err, "vlq convert")) << again.err;  // the hint
+  expect_no_leftovers(out2);
+  EXPECT_EQ(fingerprint(out), q_before);
+}
+
+TEST(QuantizeCli, CorruptCalibrationText) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  const std::map<std::string, std::pair<std::string, std::string>> cases = {
+      {"badline.jsonl", {"{\"text\":\"hello\"}\n{\"text\": broken\n", "badline.jsonl:2"}},
+      {"nokey.jsonl", {"{\"text\":\"hello\"}\n{\"caption\":\"x\"}\n", "no \"text\""}},
+      {"empty.jsonl", {"", "no calibration text samples"}},
+      {"blank.txt", {"\n\n\n", "no calibration text samples"}},
+  };
+  for (const auto& [name, c] : cases) {
+    write_file(s / name, c.first);
+    auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + " --calib-text " + q(s / name) + kFast);
+    EXPECT_EQ(r.rc, 3) << name << ": " << r.err;
+    EXPECT_TRUE(has(r.err, name)) << name << ": " << r.err;
+    EXPECT_TRUE(has(r.err, c.second)) << name << ": " << r.err;
+    expect_no_leftovers(out);
+  }
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + " --calib-text " + q(s / "nothere.jsonl") + kFast);
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_TRUE(has(r.err, "nothere.jsonl")) << r.err;
+  expect_no_leftovers(out);
+}
+
+// An image folder: a.png+a.txt is good; the variants add one problem each.
+fs::path image_folder(const fs::path& dir) {
+  fs::create_directories(dir);
+  fs::copy_file(kCalib / "images/photo-astronaut.png", dir / "a.png");
+  write_file(dir / "a.txt", "An astronaut.\n");
+  return dir;
+}
+
+TEST(QuantizeCli, CorruptCalibrationImageFolders) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  {  // image without its caption
+    const fs::path d = image_folder(s / "nocap");
+    fs::copy_file(kCalib / "images/photo-brick.png", d / "b.png");
+    auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + " --scope vlm --calib-images " + q(d) + kFast);
+    EXPECT_EQ(r.rc, 3) << r.err;
+    EXPECT_TRUE(has(r.err, "b.png")) << r.err;
+    EXPECT_TRUE(has(r.err, "caption")) << r.err;
+    expect_no_leftovers(out);
+  }
+  {  // no images at all
+    fs::create_directories(s / "none");
+    auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + " --scope vlm --calib-images " + q(s / "none") + kFast);
+    EXPECT_EQ(r.rc, 3) << r.err;
+    EXPECT_TRUE(has(r.err, "no calibration images")) << r.err;
+    expect_no_leftovers(out);
+  }
+}
+
+// BUG (wrong exit code): a non-image file with a caption is reported as a usage error (exit 64) because
+// quant::calibrate rethrows every sample error as UsageError; a damaged input file is exit 3. The message
+// also starts with the caption path ("c.txt: .../c.png: ...").
+TEST(QuantizeCli, NonImageFileInImageFolderIsAnInputError) {
+  Scratch s("quant");
+  const fs::path out = s / "out", d = image_folder(s / "junk");
+  write_file(d / "c.png", "not an image");
+  write_file(d / "c.txt", "caption of c");
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + " --scope vlm --calib-images " + q(d) + kFast);
+  EXPECT_TRUE(has(r.err, "c.png")) << r.err;
+  EXPECT_TRUE(has(r.err, "unsupported image format")) << r.err;
+  expect_no_leftovers(out);
+  EXPECT_EQ(r.rc, 3) << r.err;
+}
+
+// Not a crash, but silent: a caption whose image is missing (e.g. a misnamed image) is ignored without a
+// word. Expected: an error or at least a warning naming the orphan caption.
+TEST(QuantizeCli, CaptionWithoutImageIsReported) {
+  Scratch s("quant");
+  const fs::path out = s / "out", d = image_folder(s / "orphan");
+  write_file(d / "b.txt", "a caption whose image is missing");
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + " --scope vlm --calib-images " + q(d) + " --samples 4 --seq-len 64");
+  EXPECT_TRUE(has(r.err, "b.txt")) << "orphan caption not mentioned (rc " << r.rc << "): " << r.err;
+}
+
+TEST(QuantizeCli, ImagesOnAModelWithoutPreprocessorConfig) {
+  Scratch s("quant");
+  const fs::path m = link_model(s / "m", {"preprocessor_config.json"}), out = s / "out";
+  auto r = run_vlq("quantize " + q(m) + " " + q(out) + " --scope vlm --calib-images " + q(kCalib / "images") + kFast);
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_TRUE(has(r.err, "preprocessor_config.json")) << r.err;
+  EXPECT_TRUE(has(r.err, "Hint:")) << r.err;
+  expect_no_leftovers(out);
+}
+
+TEST(QuantizeCli, UsageErrors) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  auto none = run_vlq("quantize " + q(kModel) + " " + q(out) + kFast);
+  EXPECT_EQ(none.rc, 64) << none.err;
+  EXPECT_TRUE(has(none.err, "no calibration data")) << none.err;
+
+  auto ex = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + " --exclude 'nothing*'" + kFast);
+  EXPECT_EQ(ex.rc, 64) << ex.err;
+  EXPECT_TRUE(has(ex.err, "nothing*")) << ex.err;
+  EXPECT_TRUE(has(ex.err, "matches no module")) << ex.err;
+  EXPECT_TRUE(has(ex.err, "Hint:")) << ex.err;
+  expect_no_leftovers(out);
+
+  auto vlm = run_vlq("quantize " + q(kModel) + " " + q(out) + " --scope vlm" + text_calib() + kFast);
+  EXPECT_EQ(vlm.rc, 64) << vlm.err;
+  EXPECT_TRUE(has(vlm.err, "--calib-images")) << vlm.err;
+  expect_no_leftovers(out);
+
+  auto nomodel = run_vlq("quantize " + q(s / "nomodel") + " " + q(out) + text_calib() + kFast);
+  EXPECT_EQ(nomodel.rc, 3) << nomodel.err;
+  EXPECT_TRUE(has(nomodel.err, "nomodel")) << nomodel.err;
+  expect_no_leftovers(out);
+}
+
+TEST(QuantizeCli, ExistingOutIsRefusedWithoutForce) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  fs::create_directories(out);
+  write_file(out / "keep.txt", "mine");
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + kFast);
+  EXPECT_EQ(r.rc, 64) << r.err;
+  EXPECT_TRUE(has(r.err, "already exists")) << r.err;
+  EXPECT_TRUE(has(r.err, "--force")) << r.err;
+  EXPECT_EQ(read_file(out / "keep.txt"), "mine");
+}
+
+TEST(QuantizeCli, OutInsideTheInputIsRefused) {
+  Scratch s("quant");
+  const fs::path m = link_model(s / "m");
+  const auto before = fingerprint(m);
+  auto r = run_vlq("quantize " + q(m) + " " + q(m / "out") + text_calib() + kFast);
+  EXPECT_EQ(r.rc, 64) << r.err;
+  EXPECT_TRUE(has(r.err, "inside the input")) << r.err;
+  EXPECT_EQ(fingerprint(m), before);
+  EXPECT_TRUE(entries_starting(m, "out").empty()) << joined(entries_starting(m, "out"));
+}
+
+// BUG (data loss): with --force, OUT equal to the input folder, or a folder that contains it, is accepted:
+// the input folder (and everything else in OUT) is deleted and replaced by the export. The scratch model
+// here is a folder of symlinks, so the repository's files are safe.
+TEST(QuantizeCli, ForceNeverReplacesTheInputOrItsParent) {
+  Scratch s("quant");
+  const fs::path par = s / "par", m = link_model(par / "m");
+  write_file(par / "other.txt", "unrelated file");
+  auto same = run_vlq("quantize " + q(m) + " " + q(m) + text_calib() + kFast + " --force");
+  EXPECT_EQ(same.rc, 64) << "OUT == MODEL accepted";
+  EXPECT_TRUE(fs::is_symlink(m / "model.safetensors")) << "the input model was replaced";
+  EXPECT_FALSE(fs::exists(m / "hf_quant_config.json")) << "the input model was replaced";
+
+  fs::remove_all(m);
+  link_model(m);
+  auto parent = run_vlq("quantize " + q(m) + " " + q(par) + text_calib() + kFast + " --force");
+  EXPECT_EQ(parent.rc, 64) << "OUT containing MODEL accepted";
+  EXPECT_TRUE(fs::exists(m / "config.json")) << "the input model was deleted";
+  EXPECT_TRUE(fs::exists(par / "other.txt")) << "an unrelated file next to the input was deleted";
+}
+
+// SIGINT half-way: exit 130 (or killed by SIGINT if it arrives before the handler), nothing at OUT and no
+// temporary folders next to it, input untouched.
+TEST(QuantizeCli, InterruptLeavesNothing) {
+  Scratch s("quant");
+  const fs::path m = link_model(s / "m"), out = s / "out";
+  const auto before = fingerprint(m);
+  const std::string images = (kCalib / "images").string(), text = (kCalib / "text.jsonl").string();
+  for (int delay_ms : {300, 700}) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const int dn = ::open("/dev/null", O_WRONLY);
+      ::dup2(dn, 1);
+      ::dup2(dn, 2);
+      ::execl(VLQ_BINARY, VLQ_BINARY, "quantize", m.c_str(), out.c_str(), "--scope", "vlm", "--calib-images",
+              images.c_str(), "--calib-text", text.c_str(), "-q", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(pid, SIGINT);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    const bool interrupted = (WIFEXITED(st) && WEXITSTATUS(st) == 130) || (WIFSIGNALED(st) && WTERMSIG(st) == SIGINT);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {  // finished before the signal (fast machine): nothing to check
+      fs::remove_all(out);
+      continue;
+    }
+    EXPECT_TRUE(interrupted) << "status " << st;
+    expect_no_leftovers(out);
+  }
+  EXPECT_EQ(fingerprint(m), before);
+}
+
+}  // namespace
