@@ -191,7 +191,7 @@ int run(int argc, char** argv) {
   const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(model_dir);
   const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(model_dir, lo);
   const double load_s = since(t_load), load_cpu = cpu_s() - c_load;
-  const double rss_loaded = current_rss_mb();
+  const double rss_loaded = current_rss_mb(), peak_loaded = peak_rss_mb();
 
   engine::PromptBuilder pb;
   pb.config = &m.config();
@@ -205,7 +205,9 @@ int run(int argc, char** argv) {
               static_cast<long long>(m.config().text.vocab_size), static_cast<int>(m.weights().vision.blocks.size()));
   std::printf("threads: OpenMP %d, OpenBLAS %d; KV cache %s\n", omp_get_max_threads(), openblas_get_num_threads(),
               m.fp8_kv_cache() ? "FP8" : "f32");
-  std::printf("load %.2f s wall (%.2f s CPU), RSS after load %.0f MB\n", load_s, load_cpu, rss_loaded);
+  // The load's peak includes the mmap'd (file-backed, reclaimable) shard pages it has touched.
+  std::printf("load %.2f s wall (%.2f s CPU), RSS after load %.0f MB, peak RSS during load %.0f MB\n", load_s, load_cpu,
+              rss_loaded, peak_loaded);
   // Case 1: the image(s) + text (unless only --text-tokens was given); case 2: text-only of ~N tokens.
   if (!images.empty() || text_tokens == 0) bench_prompt(m, pb, mo, prompt_text, images, new_tokens, repeat);
   if (text_tokens > 0) bench_prompt(m, pb, mo, text_of_tokens(tok, text_tokens), {}, new_tokens, repeat);
