@@ -153,7 +153,7 @@ void bench_prompt(const model::Qwen2_5_VL& m, const engine::PromptBuilder& pb, c
   };
   const double pf = med(&Run::prefill), lm = med(&Run::lm_prefill), dec = med(&Run::decode);
   std::printf("median: vision %.3f s; LM prefill %.3f s (%.1f tok/s over %lld text+image tokens); prefill total %.3f s "
-              "(%.1f tok/s, CPU %.2f s); decode %.2f tok/s (%.1f ms/token, CPU %.2f s for %lld); peak RSS so far %.0f MB\n",
+              "(%.1f tok/s, CPU %.2f s); decode %.2f tok/s (%.1f ms/token, CPU %.2f s for %lld); peak RSS so far %.0f MiB\n",
               med(&Run::vision), lm, S / lm, static_cast<long long>(S), pf, S / pf, med(&Run::prefill_cpu),
               new_tokens / dec, 1e3 * dec / new_tokens, med(&Run::decode_cpu), static_cast<long long>(new_tokens),
               peak_rss_mb());
@@ -206,12 +206,12 @@ int run(int argc, char** argv) {
   std::printf("threads: OpenMP %d, OpenBLAS %d; KV cache %s\n", omp_get_max_threads(), openblas_get_num_threads(),
               m.fp8_kv_cache() ? "FP8" : "f32");
   // The load's peak includes the mmap'd (file-backed, reclaimable) shard pages it has touched.
-  std::printf("load %.2f s wall (%.2f s CPU), RSS after load %.0f MB, peak RSS during load %.0f MB\n", load_s, load_cpu,
+  std::printf("load %.2f s wall (%.2f s CPU), RSS after load %.0f MiB, peak RSS during load %.0f MiB\n", load_s, load_cpu,
               rss_loaded, peak_loaded);
   // Case 1: the image(s) + text (unless only --text-tokens was given); case 2: text-only of ~N tokens.
   if (!images.empty() || text_tokens == 0) bench_prompt(m, pb, mo, prompt_text, images, new_tokens, repeat);
   if (text_tokens > 0) bench_prompt(m, pb, mo, text_of_tokens(tok, text_tokens), {}, new_tokens, repeat);
-  std::printf("peak RSS %.0f MB\n", peak_rss_mb());
+  std::printf("peak RSS %.0f MiB\n", peak_rss_mb());
   return 0;
 }
 

@@ -32,10 +32,10 @@ for i in $(seq "$REPEAT"); do
   r=$(awk -F': ' '/Maximum resident set size/{print $2}' "$log.time")
   u=$(awk -F': ' '/User time/{print $2}' "$log.time")
   s=$(awk -F': ' '/System time/{print $2}' "$log.time")
-  echo "   wall $w, user $u s, sys $s s, peak RSS $((r / 1024)) MB"
+  echo "   wall $w, user $u s, sys $s s, peak RSS $((r / 1024)) MiB"
   sec=$(echo "$w" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
   walls+=("$sec") rss+=("$r")
   rm -f "$log.time" "$log.out"
 done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
-echo "== median of $REPEAT: wall $(med "${walls[@]}") s, peak RSS $(( $(med "${rss[@]}" | cut -d. -f1) / 1024 )) MB"
+echo "== median of $REPEAT: wall $(med "${walls[@]}") s, peak RSS $(( $(med "${rss[@]}" | cut -d. -f1) / 1024 )) MiB"
