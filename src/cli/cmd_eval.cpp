@@ -27,6 +27,15 @@ struct EvalArgs {
 
 int run_eval(const EvalArgs& a) {
   const bool tty = !a.quiet && isatty(STDERR_FILENO);
+  if (a.per_layer && a.models.size() != 1)
+    throw UsageError({"--per-layer", "needs exactly one --model", "1", std::to_string(a.models.size()), ""});
+  if (!a.json_out.empty()) {
+    std::error_code ec;
+    const fs::path parent = fs::absolute(a.json_out).parent_path();
+    if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
+      throw IoError({a.json_out, "cannot write the --json-out file", "a writable folder", parent.string(),
+                     "create the folder or choose another path (checked before the evaluation)"});
+  }
   engine::EvalOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.seq_len = a.seq_len;
@@ -96,7 +105,27 @@ int run_eval(const EvalArgs& a) {
     for (const auto& g : groups)
       j["per_layer"].push_back({{"group", g.group}, {"fp8_linears", g.fp8_linears}, {"logits", g.logits.to_json()}});
   }
-  if (!a.json_out.empty()) std::ofstream(a.json_out) << j.dump(2) << "\n";
+  if (!a.json_out.empty()) {
+    // Temporary file renamed into place; a failed write is an error, not a silent empty file.
+    const fs::path out = a.json_out, tmp = fs::path(a.json_out + ".tmp-" + std::to_string(::getpid()));
+    {
+      std::ofstream f(tmp);
+      f << j.dump(2) << "\n";
+      f.flush();
+      if (!f) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw IoError({a.json_out, "cannot write the --json-out file", "a writable path", "write failed",
+                       "check that the folder exists, is writable and the disk is not full"});
+      }
+    }
+    std::error_code ec;
+    fs::rename(tmp, out, ec);
+    if (ec) {
+      fs::remove(tmp, ec);
+      throw IoError({a.json_out, "cannot move the --json-out file into place", "", ec.message(), ""});
+    }
+  }
   if (a.json) {
     std::cout << j.dump(2) << "\n";
   } else {

@@ -1,5 +1,7 @@
 // `vlq generate`: runs a Qwen2.5-VL checkpoint (BF16, FP8 or mixed) on the CPU reference path: image(s) +
 // text or an OpenAI-style messages file in, streamed text out; optional safetensors dump of inputs/logits.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -82,7 +84,19 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   if (!pm.images.empty() && !m.files().preprocessor)
     throw ConfigError({(dir / "preprocessor_config.json").string(), "image given but the model has no image processor config",
                        "preprocessor_config.json", "none", "copy preprocessor_config.json from the base model"});
-  for (const auto& src : pm.images) imgs.push_back(engine::load_image_source(src));
+  for (const auto& src : pm.images) {
+    imgs.push_back(engine::load_image_source(src));
+    // Size checks now, naming the image (the processor's own errors only know its size).
+    try {
+      (void)model::smart_resize(imgs.back().height, imgs.back().width, pb.image_params.patch_size * pb.image_params.merge_size,
+                                pb.image_params.min_pixels, pb.image_params.max_pixels,
+                                pb.image_params.reject_smaller_than_factor);
+    } catch (const Error& e) {
+      auto info = e.info();
+      info.where = (src.kind == engine::ImageSource::Kind::kPath ? src.path.string() : src.origin) + ": " + info.where;
+      throw FormatError(info);
+    }
+  }
   const engine::Prompt prompt = pb.build(pm.messages, imgs, true);
 
   engine::GenerateOptions go;
@@ -168,6 +182,22 @@ std::function<int()> setup_generate(CLI::App& app) {
                "order), vision.merger, lm.embeds, lm.layer.{l}, lm.norm (the names of the HF golden files)");
   app.add_flag("-q,--quiet", a->quiet, "No timing line on stderr");
   return [a, prompt, messages, system]() {
+    auto bad = [](const char* opt, const std::string& want, const std::string& got) {
+      throw UsageError({opt, "value out of range", want, got, ""});
+    };
+    if (a->temperature != -1 && a->temperature < 0) bad("--temperature", ">= 0 (0 = greedy)", fmt::format("{}", a->temperature));
+    if (a->top_p != -1 && !(a->top_p > 0 && a->top_p <= 1)) bad("--top-p", "in (0, 1]", fmt::format("{}", a->top_p));
+    if (a->top_k < -1) bad("--top-k", ">= 0 (0 = off)", std::to_string(a->top_k));
+    if (a->repetition_penalty != -1 && !(a->repetition_penalty > 0))
+      bad("--repetition-penalty", "> 0", fmt::format("{}", a->repetition_penalty));
+    if (a->max_new_tokens < -1) bad("--max-new-tokens", ">= 0", std::to_string(a->max_new_tokens));
+    if (a->dump_last < 1) bad("--dump-last", ">= 1", std::to_string(a->dump_last));
+    if (!a->dump.empty()) {
+      const fs::path parent = fs::absolute(a->dump).parent_path();
+      if (!fs::is_directory(parent) || ::access(parent.c_str(), W_OK) != 0)
+        throw IoError({a->dump, "cannot write the --dump file", "a writable folder", parent.string(),
+                       "create the folder or choose another path (checked before generating)"});
+    }
     if (prompt->count() == 0 && messages->count() == 0)
       throw UsageError({"vlq generate", "no input", "--prompt TEXT [--image PATH ...] or --messages FILE.json", "neither",
                         ""});

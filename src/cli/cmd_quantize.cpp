@@ -90,6 +90,20 @@ int run_quantize(const QuantizeArgs& a) {
   std::signal(SIGTERM, on_interrupt);
   if (!fs::is_directory(model_dir))
     throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
+  {
+    // OUT must be neither the input, nor inside it, nor a folder that contains it (--force would delete it).
+    std::error_code ec;
+    const fs::path mc = fs::weakly_canonical(fs::absolute(model_dir), ec), oc = fs::weakly_canonical(out_dir, ec);
+    const auto inside = [](const fs::path& a, const fs::path& b) {  // a == b or a inside b
+      const fs::path rel = a.lexically_relative(b);
+      return !rel.empty() && *rel.begin() != "..";
+    };
+    if (inside(mc, oc) || inside(oc, mc))
+      throw UsageError({a.out, inside(oc, mc) ? "output folder is the input model folder or inside the input"
+                                              : "output folder contains the input model folder",
+                        "an OUT separate from MODEL", "MODEL = " + a.model,
+                        "choose an OUT outside the model folder; --force never replaces an input"});
+  }
   if (fs::exists(out_dir) && !a.force)
     throw UsageError({a.out, "output folder already exists", "a new path", "an existing path",
                       "choose another OUT or pass --force to replace it"});

@@ -46,6 +46,7 @@ bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d =
 class Loader {
  public:
   Loader(const io::Checkpoint& ckpt) : ckpt_(ckpt) {
+    legacy_ = formats::detect_naming(ckpt.names()) == formats::NamingGeneration::kLegacy;
     for (const std::string& n : ckpt.names()) {
       std::string c = formats::canonical_name(n);
       auto [it, fresh] = by_canonical_.emplace(c, n);
@@ -60,6 +61,20 @@ class Loader {
     if (it == by_canonical_.end()) return nullptr;
     return &ckpt_.info(it->second);
   }
+  // A missing tensor in the checkpoint's own naming ("model.layers.0..." for a legacy checkpoint), with the
+  // canonical name in parentheses when they differ.
+  std::string display(const std::string& canonical) const {
+    std::string n = canonical;
+    if (legacy_) {
+      for (const auto& [from, to] : {std::pair<std::string, std::string>{"model.language_model.", "model."},
+                                     {"model.visual.", "visual."}})
+        if (n.rfind(from, 0) == 0) {
+          n = to + n.substr(from.size());
+          break;
+        }
+    }
+    return n;
+  }
   std::string original(const std::string& canonical) const {
     auto it = by_canonical_.find(canonical);
     return it == by_canonical_.end() ? canonical : it->second;
@@ -69,7 +84,8 @@ class Loader {
   std::vector<float> plain(const std::string& canonical, const std::vector<std::int64_t>& shape) {
     const io::TensorInfo* t = find(canonical);
     if (!t) {
-      problems_.push_back(fmt::format("{}: missing (expected {} BF16/F16/F32)", canonical, shape_str(shape)));
+      problems_.push_back(fmt::format("{}: missing (expected {} BF16/F16/F32; canonical name {})", display(canonical),
+                                      shape_str(shape), canonical));
       return std::vector<float>(numel(shape), 0.0f);
     }
     used_.insert(canonical);
@@ -113,13 +129,19 @@ class Loader {
     const std::string wname = module + ".weight";
     const io::TensorInfo* t = find(wname);
     if (!t) {
-      problems_.push_back(fmt::format("{}: missing (expected {} BF16/F16/F32 or F8_E4M3)", wname, shape_str(wshape)));
+      problems_.push_back(fmt::format("{}: missing (expected {} BF16/F16/F32 or F8_E4M3; canonical name {})", display(wname),
+                                      shape_str(wshape), wname));
+      if (has_bias) (void)plain(module + ".bias", {out});
       return lin;
     }
     used_.insert(wname);
     if (t->shape != wshape || !(is_float_dtype(t->dtype) || t->dtype == DType::F8_E4M3)) {
       problems_.push_back(fmt::format("{}: expected {} BF16/F16/F32 or F8_E4M3, found {} {}", original(wname),
                                       shape_str(wshape), shape_str(t->shape), dtype_name(t->dtype)));
+      // The module's other tensors belong to it: check the bias, don't report them as unexpected.
+      if (has_bias) (void)plain(module + ".bias", {out});
+      for (const char* leaf : {".weight_scale", ".input_scale"})
+        if (find(module + leaf)) used_.insert(module + leaf);
       return lin;
     }
     lin.w = to_f32(*t, ckpt_.data(t->name));
@@ -194,6 +216,7 @@ class Loader {
     return n;
   }
   const io::Checkpoint& ckpt_;
+  bool legacy_ = false;
   std::map<std::string, std::string> by_canonical_;
   std::set<std::string> used_;
   std::vector<std::string> problems_;

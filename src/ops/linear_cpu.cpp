@@ -42,6 +42,11 @@ void set_blas_threads_for(std::int64_t macs) {
 
 void sgemm_xwt(const float* x, std::int64_t m, std::int64_t k, const float* w, std::int64_t n, float* y) {
   set_blas_threads_for(m * n * k);
+  if (m == 1) {  // decode: a matrix-vector product streams W once without sgemm's packing
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), 1.0f, w, static_cast<int>(k), x, 1,
+                0.0f, y, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
               1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 0.0f, y, static_cast<int>(n));
 }

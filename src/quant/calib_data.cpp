@@ -145,6 +145,7 @@ bool is_image_ext(const std::string& ext) {
 std::vector<CalibSample> load_images_dir(const fs::path& dir) {
   const std::string name = dir.string();
   std::vector<fs::path> images;
+  std::vector<fs::path> captions;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const fs::path p = it->path();
@@ -153,6 +154,7 @@ std::vector<CalibSample> load_images_dir(const fs::path& dir) {
     std::error_code ec2;
     if (!it->is_regular_file(ec2)) continue;
     if (is_image_ext(p.extension().string())) images.push_back(p);
+    else if (lower_ascii(p.extension().string()) == ".txt") captions.push_back(p);
   }
   if (ec) throw IoError({name, "cannot list the calibration image folder", "", ec.message(), ""});
   std::sort(images.begin(), images.end(),
@@ -182,7 +184,23 @@ std::vector<CalibSample> load_images_dir(const fs::path& dir) {
     }
     out.push_back({CalibKind::kImageCaption, caption, img, txt.string()});
   }
-  if (!missing.empty() || !empty.empty()) {
+  // Caption files whose image is missing (a misnamed or deleted image) are reported, not silently skipped.
+  std::vector<std::string> orphans;
+  for (const fs::path& txt : captions) {
+    bool found = false;
+    for (const char* ext : {".png", ".jpg", ".jpeg", ".webp", ".PNG", ".JPG", ".JPEG", ".WEBP"}) {
+      fs::path img = txt;
+      img.replace_extension(ext);
+      std::error_code ec2;
+      if (fs::is_regular_file(img, ec2)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) orphans.push_back(txt.filename().string());
+  }
+  std::sort(orphans.begin(), orphans.end());
+  if (!missing.empty() || !empty.empty() || !orphans.empty()) {
     auto list = [](const std::vector<std::string>& v) {
       std::string s;
       for (std::size_t i = 0; i < v.size() && i < kMaxListed; ++i) s += (i ? ", " : "") + v[i];
@@ -193,8 +211,12 @@ std::vector<CalibSample> load_images_dir(const fs::path& dir) {
     if (!missing.empty()) found = fmt::format("{} image(s) without a caption file: {}", missing.size(), list(missing));
     if (!empty.empty())
       found += fmt::format("{}{} empty caption file(s): {}", found.empty() ? "" : "; ", empty.size(), list(empty));
-    throw ConfigError({name, "calibration images without captions", "a same-named .txt caption next to each image",
-                       found, "write a one-line caption into NAME.txt for each image, or move the image out"});
+    if (!orphans.empty())
+      found += fmt::format("{}{} caption file(s) without an image: {}", found.empty() ? "" : "; ", orphans.size(),
+                           list(orphans));
+    throw ConfigError({name, "calibration images and captions do not pair up",
+                       "a same-named .txt caption next to each image (NAME.png + NAME.txt)", found,
+                       "write a one-line caption into NAME.txt for each image; remove or rename unpaired files"});
   }
   return out;
 }

@@ -50,8 +50,14 @@ CalibrationStats calibrate(const model::Qwen2_5_VL& model, const engine::PromptB
         p = prompts.build(calib_sample_messages(s), std::span<const model::RgbImage>(&img, 1), false);
       }
     } catch (const Error& e) {
+      // Same error type (exit code), with the sample's source in front unless the message already names it.
       auto info = e.info();
-      info.where = s.source + ": " + info.where;
+      const std::string ctx = s.kind == CalibKind::kImageCaption ? s.image_path.string() : s.source;
+      if (info.where.find(ctx) == std::string::npos) info.where = ctx + ": " + info.where;
+      if (dynamic_cast<const FormatError*>(&e)) throw FormatError(info);
+      if (dynamic_cast<const IoError*>(&e)) throw IoError(info);
+      if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(info);
+      if (dynamic_cast<const UnsupportedError*>(&e)) throw UnsupportedError(info);
       throw UsageError(info);
     }
     if (p.ids.empty()) continue;

@@ -107,7 +107,7 @@ TEST(ModelLoad, ListsEveryProblemAtOnce) {
   } catch (const FormatError& e) {
     const std::string m = e.what();
     EXPECT_NE(m.find("3 problem(s)"), std::string::npos) << m;
-    EXPECT_NE(m.find("model.language_model.layers.0.mlp.up_proj.weight: missing"), std::string::npos) << m;
+    EXPECT_NE(m.find("model.layers.0.mlp.up_proj.weight: missing"), std::string::npos) << m;
     EXPECT_NE(m.find("model.norm.weight: expected [64]"), std::string::npos) << m;
     EXPECT_NE(m.find("model.layers.0.mlp.extra_proj.weight: unexpected tensor"), std::string::npos) << m;
   }

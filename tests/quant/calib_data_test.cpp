@@ -78,7 +78,6 @@ TEST(CalibData, ImageFolderWithCaptions) {
   write_bytes(dir / "a.txt", "\n  An apple. \nUne pomme.\n");
   write_bytes(dir / "b.txt", "A bee.");
   write_bytes(dir / "c.txt", "A cat.\n");
-  write_bytes(dir / "orphan.txt", "no image");
   write_bytes(dir / "notes.md", "ignored");
   write_bytes(dir / ".hidden.png", "ignored");
   const auto v = vlq::quant::load_calib_images(dir.path());
@@ -94,7 +93,7 @@ TEST(CalibData, ImageFolderErrorsListAllUncaptioned) {
   for (const char* n : {"x.png", "y.png", "z.jpeg", "w.png"}) fs::copy_file(kTinyPng, dir / n);
   write_bytes(dir / "x.txt", "X.");
   write_bytes(dir / "w.txt", "  \n\n");
-  VLQ_EXPECT_ERROR(vlq::quant::load_calib_images(dir.path()), vlq::ConfigError, "without captions",
+  VLQ_EXPECT_ERROR(vlq::quant::load_calib_images(dir.path()), vlq::ConfigError, "without a caption file",
                    "2 image(s) without a caption file: y.png, z.jpeg", "1 empty caption file(s): w.txt", "NAME.txt");
   vlq::testing::TempDir empty;
   write_bytes(empty / "a.txt", "x");
@@ -213,3 +212,12 @@ TEST(CalibData, CommittedDataSetLoads) {
 }
 
 }  // namespace
+
+// A caption whose image is missing (misnamed or deleted) is reported, not silently skipped.
+TEST(CalibData, CaptionWithoutImageIsAnError) {
+  vlq::testing::TempDir dir;
+  fs::copy_file(kTinyPng, dir / "a.png");
+  write_bytes(dir / "a.txt", "An apple.");
+  write_bytes(dir / "orphan.txt", "no image");
+  VLQ_EXPECT_ERROR(vlq::quant::load_calib_images(dir.path()), vlq::ConfigError, "caption file(s) without an image: orphan.txt");
+}
