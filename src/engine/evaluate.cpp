@@ -23,7 +23,7 @@ PromptBuilder EvalModel::prompts() const {
 
 EvalModel EvalModel::load(const std::filesystem::path& dir, const std::string& label) {
   EvalModel m{label.empty() ? dir.filename().string() : label, dir, model::Qwen2_5_VL::load(dir),
-              model::Tokenizer::from_model_dir(dir), model::ChatTemplate::from_model_dir(dir)};
+              model::Tokenizer::from_model_dir(dir), model::ChatTemplate::from_model_dir(dir), 0, ""};
   const io::Checkpoint ck = io::Checkpoint::open(dir);
   for (const auto& h : ck.shard_headers())
     for (const auto& t : h.tensors) m.tensor_bytes += t.nbytes();
