@@ -52,7 +52,7 @@ ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const Pr
     if (id < 0 || id >= tc.vocab_size)
       throw UsageError({"input_ids", "token id outside the embedding", "0.." + std::to_string(tc.vocab_size - 1),
                         std::to_string(id), "tokenizer and checkpoint do not belong together"});
-    std::copy(weights_.lm.embed.begin() + id * H, weights_.lm.embed.begin() + (id + 1) * H, e.row(i));
+    std::copy(weights_.lm.embedding().begin() + id * H, weights_.lm.embedding().begin() + (id + 1) * H, e.row(i));
   }
   const std::int64_t image_id = config().tokens.image_token_id;
   const std::int64_t n_pad = std::count(ids.begin(), ids.end(), static_cast<std::int32_t>(image_id));
@@ -109,8 +109,8 @@ ops::Matrix Qwen2_5_VL::decode(Session& s, std::int32_t id, ForwardObserver* obs
     throw UsageError({"decode", "token id outside the embedding", "0.." + std::to_string(tc.vocab_size - 1),
                       std::to_string(id), ""});
   ops::Matrix e(1, tc.hidden_size);
-  std::copy(weights_.lm.embed.begin() + static_cast<std::int64_t>(id) * tc.hidden_size,
-            weights_.lm.embed.begin() + (static_cast<std::int64_t>(id) + 1) * tc.hidden_size, e.row(0));
+  std::copy(weights_.lm.embedding().begin() + static_cast<std::int64_t>(id) * tc.hidden_size,
+            weights_.lm.embedding().begin() + (static_cast<std::int64_t>(id) + 1) * tc.hidden_size, e.row(0));
   const std::int64_t p = s.length + s.rope_deltas;
   const std::vector<std::int64_t> pos{p, p, p};
   ops::Matrix logits = lm_forward(weights_.lm, config().text, e, pos, s.cache, 0, obs);

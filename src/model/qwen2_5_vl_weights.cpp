@@ -277,7 +277,8 @@ Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const Mode
     W.lm.lm_head.name = "lm_head";
     W.lm.lm_head.out_features = tc.vocab_size;
     W.lm.lm_head.in_features = H;
-    W.lm.lm_head.w = W.lm.embed;
+    W.lm.lm_head.w = std::move(W.lm.embed);  // one copy: embed lookups read lm_head.w (embedding())
+    W.lm.embed.clear();
   } else {
     W.lm.lm_head = L.linear("lm_head", tc.vocab_size, H, false);
   }

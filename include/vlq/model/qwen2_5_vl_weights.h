@@ -37,10 +37,12 @@ struct DecoderLayerWeights {
   std::optional<float> k_scale, v_scale;         // FP8 KV-cache scales from the checkpoint (any spelling)
 };
 struct LanguageWeights {
-  std::vector<float> embed;         // [V, H]
+  std::vector<float> embed;         // [V, H]; empty when tie_word_embeddings (then lm_head.w holds it)
   std::vector<DecoderLayerWeights> layers;
   std::vector<float> norm;          // [H]
-  ops::LinearWeights lm_head;       // [V, H]; a copy of embed when tie_word_embeddings
+  ops::LinearWeights lm_head;       // [V, H]; with tie_word_embeddings the one copy of the embedding
+  // The token embedding table [V, H] (embed, or lm_head.w when tied).
+  const std::vector<float>& embedding() const { return embed.empty() ? lm_head.w : embed; }
 };
 
 // What the loader found (for `vlq generate -v`, inspect-like summaries and tests).
