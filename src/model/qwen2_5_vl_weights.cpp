@@ -22,7 +22,20 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return r + "]";
 }
 
-std::vector<float> to_f32(const io::TensorInfo& t, std::span<const std::byte> bytes) {
+std::vector<float> to_f32_raw(const io::TensorInfo& t, std::span<const std::byte> bytes);
+
+// Converts a checkpoint tensor to f32, then drops its mapped file pages (page cache would otherwise count
+// on top of the f32 copy while a large model loads).
+std::vector<float> to_f32(const io::Checkpoint& ck, const io::TensorInfo& t) {
+  std::vector<float> v = to_f32_raw(t, ck.data(t.name));
+  if (t.nbytes() >= (1u << 20)) {
+    const io::TensorRef ref = ck.find(t.name);
+    ck.shard(ref.shard).advise_dontneed(t);
+  }
+  return v;
+}
+
+std::vector<float> to_f32_raw(const io::TensorInfo& t, std::span<const std::byte> bytes) {
   const std::size_t n = static_cast<std::size_t>(t.numel());
   std::vector<float> out(n);
   switch (t.dtype) {
@@ -94,7 +107,7 @@ class Loader {
                                       shape_str(shape), shape_str(t->shape), dtype_name(t->dtype)));
       return std::vector<float>(numel(shape), 0.0f);
     }
-    return to_f32(*t, ckpt_.data(t->name));
+    return to_f32(ckpt_, *t);
   }
 
   std::optional<float> scalar(const std::string& canonical, bool required, const char* what) {
@@ -109,7 +122,7 @@ class Loader {
                                       shape_str(t->shape), dtype_name(t->dtype)));
       return std::nullopt;
     }
-    const float v = to_f32(*t, ckpt_.data(t->name))[0];
+    const float v = to_f32(ckpt_, *t)[0];
     if (!(std::isfinite(v) && v > 0)) {
       problems_.push_back(fmt::format("{}: {} must be finite and > 0, found {}", original(canonical), what, v));
       return std::nullopt;
@@ -144,7 +157,7 @@ class Loader {
         if (find(module + leaf)) used_.insert(module + leaf);
       return lin;
     }
-    lin.w = to_f32(*t, ckpt_.data(t->name));
+    lin.w = to_f32(ckpt_, *t);
     if (has_bias) lin.bias = plain(module + ".bias", {out});
     if (t->dtype == DType::F8_E4M3) {
       ++report_.fp8_linears;
@@ -162,7 +175,7 @@ class Loader {
                                         original(sname), out, out, shape_str(s->shape), dtype_name(s->dtype)));
         return lin;
       }
-      lin.weight_scale = to_f32(*s, ckpt_.data(s->name));
+      lin.weight_scale = to_f32(ckpt_, *s);
       for (float v : lin.weight_scale)
         if (!(std::isfinite(v) && v > 0)) {
           problems_.push_back(fmt::format("{}: weight_scale must be finite and > 0, found {}", original(sname), v));
