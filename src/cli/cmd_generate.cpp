@@ -64,6 +64,12 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(dir);
   const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(dir, lo);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  if (lo.kv_cache == model::KvCacheMode::kFp8 && m.weights().report.kv_scale_layers <
+                                                     static_cast<std::int64_t>(m.weights().lm.layers.size()))
+    std::cerr << "[vlq] warning: --kv-cache fp8 but the checkpoint has k_scale/v_scale for "
+              << m.weights().report.kv_scale_layers << " of " << m.weights().lm.layers.size()
+              << " layers; the others use scale 1.0 (vLLM's default), which may clip or lose precision. "
+                 "Calibrated scales come from `vlq quantize --kv-cache fp8`.\n";
 
   engine::PromptBuilder pb;
   pb.config = &m.config();
