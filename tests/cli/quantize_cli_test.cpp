@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "cli/cli_test_util.h"
@@ -237,6 +239,45 @@ TEST(QuantizeCli, InterruptLeavesNothing) {
     expect_no_leftovers(out);
   }
   EXPECT_EQ(fingerprint(m), before);
+}
+
+}  // namespace
+
+namespace {
+
+// The default (portable) ModelOpt layout loads cleanly on vLLM 0.10 and current vLLM; --layout exact
+// (ModelOpt 0.47's config.json byte for byte) does not declare exclude_modules where 0.10 reads it, so
+// 0.10 would build the BF16 vision Linears as FP8: loads_with_warnings (exit 1).
+TEST(QuantizeCli, PortableLayoutLoadsOnBothVllmVersionsExactDoesNot) {
+  Scratch s("quant");
+  const fs::path m = link_model(s / "m"), portable = s / "portable", exact = s / "exact";
+  auto r = run_vlq("quantize " + q(m) + " " + q(portable) + text_calib() + kFast + " --for vllm-0.10 --for vllm-latest");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(run_vlq("check " + q(portable) + " --target vllm-0.10").rc, 0);
+  EXPECT_EQ(run_vlq("check " + q(portable) + " --target vllm-latest").rc, 0);
+  r = run_vlq("quantize " + q(m) + " " + q(exact) + text_calib() + kFast + " --layout exact");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(run_vlq("check " + q(exact) + " --target vllm-0.10").rc, 1);
+  EXPECT_EQ(run_vlq("check " + q(exact) + " --target vllm-latest").rc, 0);
+  // Same tensors either way: only config.json differs.
+  auto bytes = [](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(portable / "model.safetensors"), bytes(exact / "model.safetensors"));
+  EXPECT_NE(bytes(portable / "config.json"), bytes(exact / "config.json"));
+}
+
+// A whole-VLM ModelOpt export cannot load on current vLLM: asking for it fails before anything is written.
+TEST(QuantizeCli, ForTargetThatWouldFailWritesNothing) {
+  Scratch s("quant");
+  const fs::path m = link_model(s / "m"), out = s / "vlm";
+  auto r = run_vlq("quantize " + q(m) + " " + q(out) + " --scope vlm --calib-images " + q(kCalib / "images") + kFast +
+                   " --for vllm-latest");
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_TRUE(has(r.err, "vllm-latest")) << r.err;
+  EXPECT_TRUE(has(r.err, "vlq convert")) << r.err;
+  expect_no_leftovers(out);
 }
 
 }  // namespace
