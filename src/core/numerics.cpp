@@ -5,6 +5,7 @@
 #include "vlq/core/numerics.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "vlq/core/error.h"
@@ -160,6 +161,31 @@ void dequantize_e4m3(std::span<const uint8_t> q, float scale, std::span<float> o
   check_sizes("dequantize_e4m3", q.size(), out.size());
   check_scale("dequantize_e4m3", scale, false);
   k_dequantize(q.data(), scale, out.data(), q.size());
+}
+
+void decode_to_f32(DType dtype, std::span<const std::byte> bytes, std::span<float> out) {
+  const std::size_t n = out.size();
+  if (bytes.size() != n * dtype_size(dtype))
+    throw UsageError({"decode_to_f32", "byte count does not match the element count",
+                      std::to_string(n * dtype_size(dtype)), std::to_string(bytes.size()), "this is a bug in the caller"});
+  const void* p = bytes.data();
+  switch (dtype) {
+    case DType::F32: std::memcpy(out.data(), p, n * 4); return;
+    case DType::F64:
+      for (std::size_t i = 0; i < n; ++i) {
+        double d;
+        std::memcpy(&d, static_cast<const std::byte*>(p) + i * 8, 8);
+        out[i] = static_cast<float>(d);
+      }
+      return;
+    case DType::BF16: bf16_to_f32(std::span<const uint16_t>(static_cast<const uint16_t*>(p), n), out); return;
+    case DType::F16: f16_to_f32(std::span<const uint16_t>(static_cast<const uint16_t*>(p), n), out); return;
+    case DType::F8_E4M3: e4m3fn_to_f32(std::span<const uint8_t>(static_cast<const uint8_t*>(p), n), out); return;
+    case DType::F8_E5M2: e5m2_to_f32(std::span<const uint8_t>(static_cast<const uint8_t*>(p), n), out); return;
+    default:
+      throw UsageError({"decode_to_f32", "not a float dtype", "F64, F32, F16, BF16, F8_E4M3 or F8_E5M2",
+                        std::string(dtype_name(dtype)), "this is a bug in the caller"});
+  }
 }
 
 }  // namespace vlq

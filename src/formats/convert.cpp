@@ -37,22 +37,10 @@ std::vector<float> read_floats(const io::Checkpoint& ck, const std::string& name
   const std::size_t n = static_cast<std::size_t>(info.numel());
   std::vector<float> out(n);
   switch (info.dtype) {
-    case DType::F32: std::memcpy(out.data(), bytes.data(), n * 4); break;
+    case DType::F32:
     case DType::F64:
-      for (std::size_t i = 0; i < n; ++i) {
-        double d;
-        std::memcpy(&d, bytes.data() + i * 8, 8);
-        out[i] = static_cast<float>(d);
-      }
-      break;
     case DType::BF16:
-    case DType::F16:
-      for (std::size_t i = 0; i < n; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, bytes.data() + i * 2, 2);
-        out[i] = info.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-      }
-      break;
+    case DType::F16: decode_to_f32(info.dtype, bytes, out); break;
     default:
       throw UnsupportedError({name, "scale tensor has a dtype vlq cannot read as a scale", "F32, BF16, F16 or F64",
                               std::string(dtype_name(info.dtype)), "re-export the checkpoint with float scales"});

@@ -22,36 +22,16 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return r + "]";
 }
 
-std::vector<float> to_f32_raw(const io::TensorInfo& t, std::span<const std::byte> bytes);
-
 // Converts a checkpoint tensor to f32, then drops its mapped file pages (page cache would otherwise count
 // on top of the f32 copy while a large model loads).
 std::vector<float> to_f32(const io::Checkpoint& ck, const io::TensorInfo& t) {
-  std::vector<float> v = to_f32_raw(t, ck.data(t.name));
+  std::vector<float> v(static_cast<std::size_t>(t.numel()));
+  decode_to_f32(t.dtype, ck.data(t.name), v);  // callers accept only F32/F16/BF16/F8_E4M3
   if (t.nbytes() >= (1u << 20)) {
     const io::TensorRef ref = ck.find(t.name);
     ck.shard(ref.shard).advise_dontneed(t);
   }
   return v;
-}
-
-std::vector<float> to_f32_raw(const io::TensorInfo& t, std::span<const std::byte> bytes) {
-  const std::size_t n = static_cast<std::size_t>(t.numel());
-  std::vector<float> out(n);
-  switch (t.dtype) {
-    case DType::F32: std::memcpy(out.data(), bytes.data(), n * 4); break;
-    case DType::BF16:
-      bf16_to_f32(std::span<const std::uint16_t>(reinterpret_cast<const std::uint16_t*>(bytes.data()), n), out);
-      break;
-    case DType::F16:
-      f16_to_f32(std::span<const std::uint16_t>(reinterpret_cast<const std::uint16_t*>(bytes.data()), n), out);
-      break;
-    case DType::F8_E4M3:
-      e4m3fn_to_f32(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bytes.data()), n), out);
-      break;
-    default: break;  // rejected by the caller
-  }
-  return out;
 }
 
 bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; }

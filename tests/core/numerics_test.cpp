@@ -555,3 +555,23 @@ TEST(Numerics, MismatchedSpansAndBadScalesThrowUsageError) {
 }
 
 }  // namespace
+
+// decode_to_f32: the shared whole-tensor decoder equals the scalar conversions for every float dtype.
+TEST(NumericsDecode, WholeTensorEqualsScalarConversions) {
+  const std::vector<std::uint16_t> h{0x3f80, 0xc000, 0x7f80, 0x0001};
+  std::vector<float> out(4);
+  vlq::decode_to_f32(vlq::DType::BF16, std::as_bytes(std::span(h)), out);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(vlq::numerics_detail::bits(out[i]), vlq::numerics_detail::bits(vlq::bf16_to_f32(h[i])));
+  vlq::decode_to_f32(vlq::DType::F16, std::as_bytes(std::span(h)), out);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(vlq::numerics_detail::bits(out[i]), vlq::numerics_detail::bits(vlq::f16_to_f32(h[i])));
+  const std::vector<std::uint8_t> c{0x00, 0x7e, 0xfe, 0x01};
+  vlq::decode_to_f32(vlq::DType::F8_E4M3, std::as_bytes(std::span(c)), out);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], vlq::e4m3fn_to_f32(c[i]));
+  const std::vector<double> d{1.5, -2.25, 1e300, 0.1};
+  vlq::decode_to_f32(vlq::DType::F64, std::as_bytes(std::span(d)), out);
+  EXPECT_EQ(out[0], 1.5f);
+  EXPECT_EQ(out[3], 0.1f);
+  EXPECT_TRUE(std::isinf(out[2]));
+  EXPECT_THROW(vlq::decode_to_f32(vlq::DType::F32, std::as_bytes(std::span(h)), out), vlq::UsageError);  // 8 bytes for 4 floats
+  EXPECT_THROW(vlq::decode_to_f32(vlq::DType::I64, std::as_bytes(std::span(d)), out), vlq::UsageError);
+}

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <span>
 
+#include "vlq/core/dtype.h"
+
 namespace vlq {
 
 // ---- format constants ------------------------------------------------------------------------------
@@ -233,5 +235,12 @@ void quantize_bf16_e4m3_sat(std::span<const uint16_t> x, float scale, std::span<
 // overflows), q [N] E4M3FN codes, out [N] f32. Equals PyTorch `q.to(torch.float32) * scale`.
 // NaN codes give NaN. Throws vlq::UsageError when q.size() != out.size() or scale is not finite.
 void dequantize_e4m3(std::span<const uint8_t> q, float scale, std::span<float> out);
+
+// ---- whole tensors --------------------------------------------------------------------------------
+// Decodes out.size() little-endian elements of a float dtype (F64, F32, F16, BF16, F8_E4M3, F8_E5M2) to
+// f32, each exactly as the scalar conversion above (F64 is rounded to nearest). The one decoder behind the
+// runtime's weight loader, the exporter and the converter. Throws vlq::UsageError when bytes.size() !=
+// out.size() x dtype size, or the dtype is not a float dtype (callers that accept fewer dtypes check first).
+void decode_to_f32(DType dtype, std::span<const std::byte> bytes, std::span<float> out);
 
 }  // namespace vlq
