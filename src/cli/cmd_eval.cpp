@@ -11,6 +11,7 @@
 #include "cli/command.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/evaluate.h"
+#include "vlq/io/safetensors_writer.h"
 #include "vlq/quant/calib_data.h"
 
 namespace {
@@ -105,27 +106,7 @@ int run_eval(const EvalArgs& a) {
     for (const auto& g : groups)
       j["per_layer"].push_back({{"group", g.group}, {"fp8_linears", g.fp8_linears}, {"logits", g.logits.to_json()}});
   }
-  if (!a.json_out.empty()) {
-    // Temporary file renamed into place; a failed write is an error, not a silent empty file.
-    const fs::path out = a.json_out, tmp = fs::path(a.json_out + ".tmp-" + std::to_string(::getpid()));
-    {
-      std::ofstream f(tmp);
-      f << j.dump(2) << "\n";
-      f.flush();
-      if (!f) {
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        throw IoError({a.json_out, "cannot write the --json-out file", "a writable path", "write failed",
-                       "check that the folder exists, is writable and the disk is not full"});
-      }
-    }
-    std::error_code ec;
-    fs::rename(tmp, out, ec);
-    if (ec) {
-      fs::remove(tmp, ec);
-      throw IoError({a.json_out, "cannot move the --json-out file into place", "", ec.message(), ""});
-    }
-  }
+  if (!a.json_out.empty()) io::write_text_file(a.json_out, j.dump(2) + "\n");
   if (a.json) {
     std::cout << j.dump(2) << "\n";
   } else {

@@ -17,6 +17,7 @@
 #include "vlq/formats/check.h"
 #include "vlq/formats/convert.h"
 #include "vlq/io/safetensors.h"
+#include "vlq/io/safetensors_writer.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/quant/calib_data.h"
 #include "vlq/quant/calibrate.h"
@@ -90,20 +91,9 @@ int run_quantize(const QuantizeArgs& a) {
   std::signal(SIGTERM, on_interrupt);
   if (!fs::is_directory(model_dir))
     throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
-  {
-    // OUT must be neither the input, nor inside it, nor a folder that contains it (--force would delete it).
-    std::error_code ec;
-    const fs::path mc = fs::weakly_canonical(fs::absolute(model_dir), ec), oc = fs::weakly_canonical(out_dir, ec);
-    const auto inside = [](const fs::path& a, const fs::path& b) {  // a == b or a inside b
-      const fs::path rel = a.lexically_relative(b);
-      return !rel.empty() && *rel.begin() != "..";
-    };
-    if (inside(mc, oc) || inside(oc, mc))
-      throw UsageError({a.out, inside(oc, mc) ? "output folder is the input model folder or inside the input"
-                                              : "output folder contains the input model folder",
-                        "an OUT separate from MODEL", "MODEL = " + a.model,
-                        "choose an OUT outside the model folder; --force never replaces an input"});
-  }
+  // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
+  // too, but the portable layout stages under other names first, so check up front.
+  io::require_separate_output(out_dir, {model_dir});
   if (fs::exists(out_dir) && !a.force)
     throw UsageError({a.out, "output folder already exists", "a new path", "an existing path",
                       "choose another OUT or pass --force to replace it"});

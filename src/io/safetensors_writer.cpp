@@ -360,14 +360,7 @@ struct CheckpointWriter::Impl {
     if (out.filename().empty() || out == out.root_path())
       throw UsageError({out_dir.string(), "bad output folder", "a folder path", out_dir.string(), ""});
     std::error_code ec;
-    const fs::path out_canon = fs::weakly_canonical(out, ec);
-    for (const auto& in : opts.inputs) {
-      const fs::path ic = fs::weakly_canonical(fs::absolute(in), ec);
-      auto rel = ic.lexically_relative(out_canon);
-      if (ic == out_canon || (!rel.empty() && *rel.begin() != ".."))
-        throw UsageError({out.string(), "output folder is or contains an input", "an output separate from the inputs",
-                          "input " + in.string(), "choose another output folder"});
-    }
+    require_separate_output(out, opts.inputs);
     if (exists_nofollow(out) && !opts.overwrite)
       throw UsageError({out.string(), "output already exists", "a path that does not exist", "an existing path",
                         "choose another output folder or pass --overwrite"});
@@ -641,6 +634,38 @@ void write_safetensors_file(const fs::path& file, const std::vector<TensorData>&
     if (fd >= 0) ::close(fd);
     ::unlink(tmp.c_str());
     throw;
+  }
+}
+
+void require_separate_output(const fs::path& out, const std::vector<fs::path>& inputs) {
+  std::error_code ec;
+  const fs::path out_canon = fs::weakly_canonical(fs::absolute(out), ec);
+  for (const auto& in : inputs) {
+    const fs::path ic = fs::weakly_canonical(fs::absolute(in), ec);
+    auto rel = ic.lexically_relative(out_canon);
+    if (ic == out_canon || (!rel.empty() && *rel.begin() != ".."))
+      throw UsageError({out.string(), "output folder is or contains an input", "an output separate from the inputs",
+                        "input " + in.string(), "choose another output folder"});
+    const auto back = out_canon.lexically_relative(ic);
+    if (!back.empty() && *back.begin() != ".." && *back.begin() != ".")
+      throw UsageError({out.string(), "output folder is inside the input folder", "an output separate from the inputs",
+                        "input " + in.string(), "choose an output folder outside the input"});
+  }
+}
+
+void write_text_file(const fs::path& file, std::string_view text) {
+  const fs::path target = fs::absolute(file);
+  fs::path tmp;
+  try {
+    tmp = sibling_name(target, ".tmp-");
+    write_new_file(tmp, text, true);
+    if (::rename(tmp.c_str(), target.c_str()) != 0) throw_io(target, "cannot move the file into place", errno);
+  } catch (const Error& e) {
+    if (!tmp.empty()) ::unlink(tmp.c_str());
+    auto info = e.info();
+    info.where = file.string();
+    if (info.hint.empty()) info.hint = "check that the folder exists, is writable and the disk is not full";
+    throw IoError(info);
   }
 }
 

@@ -291,24 +291,7 @@ CalibrationStats calibration_stats_from_json(const json& j, const std::string& f
 }
 
 void save_calibration_stats(const CalibrationStats& s, const fs::path& file) {
-  const fs::path tmp = file.string() + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    if (!o) throw IoError({tmp.string(), "cannot create file", "", "", "check the folder exists and is writable"});
-    o << calibration_stats_to_json(s).dump(2) << "\n";
-    o.flush();
-    if (!o) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw IoError({tmp.string(), "write failed", "", "", "check free disk space"});
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError({file.string(), "cannot rename the temporary file into place", "", ec.message(), ""});
-  }
+  io::write_text_file(file, calibration_stats_to_json(s).dump(2) + "\n");
 }
 
 CalibrationStats load_calibration_stats(const fs::path& file) {
@@ -765,7 +748,7 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
           quantize_bf16_e4m3_sat(h, s, q, modelopt ? opt.weight_rounding : Bf16Quotient::kBf16);
         } else {
           f.resize(n);
-          for (std::size_t j = 0; j < n; ++j) f[j] = load_elem(bytes.data() + j * es, info.dtype);
+          decode_to_f32(info.dtype, bytes, f);
           if (info.dtype == DType::F16) {  // PyTorch: f16 tensor / scale → f16 quotient, then the E4M3 cast
             for (std::size_t j = 0; j < n; ++j) f[j] = round_to(f[j] / s, DType::F16);
             quantize_e4m3_sat(f, 1.0f, q);

@@ -134,4 +134,13 @@ struct TensorData {
 void write_safetensors_file(const std::filesystem::path& file, const std::vector<TensorData>& tensors,
                             const std::map<std::string, std::string>& metadata = {}, bool overwrite = false);
 
+// Writes a small text file (JSON reports, calibration statistics) atomically: a temporary sibling file,
+// fsynced, renamed over `file` (an existing file is replaced). Throws IoError naming `file` when the folder
+// is missing or not writable, the disk is full, or the rename fails; the temporary file is removed.
+void write_text_file(const std::filesystem::path& file, std::string_view text);
+
+// Throws UsageError when `out` is one of `inputs`, contains one, or lies inside one (writing or replacing it
+// would touch an input): the guard of CheckpointWriter, for callers that stage outputs under other names first.
+void require_separate_output(const std::filesystem::path& out, const std::vector<std::filesystem::path>& inputs);
+
 }  // namespace vlq::io
