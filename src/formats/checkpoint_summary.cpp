@@ -727,9 +727,6 @@ template <class T>
 ordered_json opt_json(const std::optional<T>& v) {
   return v ? ordered_json(*v) : ordered_json(nullptr);
 }
-ordered_json path_or_null(const fs::path& p) {
-  return p.empty() ? ordered_json(nullptr) : ordered_json(p.filename().string());
-}
 }  // namespace
 
 ordered_json summary_to_json(const CheckpointSummary& s) {
