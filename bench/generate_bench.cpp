@@ -82,7 +82,7 @@ double median(std::vector<double> v) {
 }
 
 // A user text of roughly `tokens` tokens: calibration sentences repeated, cut at a token boundary.
-std::string text_of_tokens(const model::Tokenizer& tok, std::int64_t tokens) {
+std::string text_of_tokens(const text::Tokenizer& tok, std::int64_t tokens) {
   std::ifstream f("data/calib/text.jsonl");
   if (!f) throw IoError({"data/calib/text.jsonl", "cannot open", "the repo's calibration text", "", "run from the repo root"});
   std::string all, line;
@@ -100,12 +100,12 @@ void bench_prompt(const model::Qwen2_5_VL& m, const engine::PromptBuilder& pb, c
                   std::int64_t repeat) {
   const auto t_pre = Clock::now();
   const engine::ParsedMessages pm = engine::build_prompt_messages(prompt_text, images, std::nullopt, mo);
-  std::vector<model::RgbImage> imgs;
+  std::vector<image::RgbImage> imgs;
   for (const auto& src : pm.images) imgs.push_back(engine::load_image_source(src));
   const engine::Prompt prompt = pb.build(pm.messages, imgs, true);
   const double preprocess_s = since(t_pre);
   const std::int64_t S = static_cast<std::int64_t>(prompt.ids.size());
-  const model::ProcessedImages* pimg = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
+  const image::ProcessedImages* pimg = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
 
   std::printf("prompt: %lld tokens (%lld image tokens, %lld patches", static_cast<long long>(S),
               static_cast<long long>(prompt.image_tokens), static_cast<long long>(prompt.images.n_patches));
@@ -187,8 +187,8 @@ int run(int argc, char** argv) {
 
   const auto t_load = Clock::now();
   const double c_load = cpu_s();
-  const model::Tokenizer tok = model::Tokenizer::from_model_dir(model_dir);
-  const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(model_dir);
+  const text::Tokenizer tok = text::Tokenizer::from_model_dir(model_dir);
+  const text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(model_dir);
   const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(model_dir, lo);
   const double load_s = since(t_load), load_cpu = cpu_s() - c_load;
   const double rss_loaded = current_rss_mb(), peak_loaded = peak_rss_mb();
@@ -197,7 +197,7 @@ int run(int argc, char** argv) {
   pb.config = &m.config();
   pb.tokenizer = &tok;
   pb.chat_template = &tmpl;
-  if (m.files().preprocessor) pb.image_params = model::image_processor_params_from_config(*m.files().preprocessor);
+  if (m.files().preprocessor) pb.image_params = image::image_processor_params_from_config(*m.files().preprocessor);
   engine::MessageOptions mo;
   mo.base_dir = fs::current_path();
   std::printf("model %s: %d layers, hidden %lld, vocab %lld; vision depth %d\n", model_dir.c_str(),

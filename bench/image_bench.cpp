@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "vlq/core/error.h"
-#include "vlq/model/image.h"
-#include "vlq/model/image_processor.h"
+#include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
 
-using namespace vlq::model;
+using namespace vlq::image;
 
 namespace {
 

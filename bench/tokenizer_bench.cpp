@@ -15,10 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vlq/model/tokenizer.h"
+#include "vlq/text/tokenizer.h"
 
 namespace fs = std::filesystem;
-using vlq::model::Tokenizer;
+using vlq::text::Tokenizer;
 
 namespace {
 

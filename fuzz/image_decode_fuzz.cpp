@@ -6,29 +6,29 @@
 #include <span>
 
 #include "vlq/core/error.h"
-#include "vlq/model/image.h"
-#include "vlq/model/image_processor.h"
+#include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   try {
-    (void)vlq::model::read_image_header(bytes);
+    (void)vlq::image::read_image_header(bytes);
   } catch (const vlq::Error&) {
   }
-  vlq::model::ImageDecodeOptions opt;
+  vlq::image::ImageDecodeOptions opt;
   opt.max_pixels = std::int64_t{1} << 20;  // keep memory bounded
-  opt.alpha = (size % 2) ? vlq::model::AlphaMode::kDrop : vlq::model::AlphaMode::kCompositeOnWhite;
-  opt.pillow = (size % 3) ? vlq::model::PillowCompat::kPillow13 : vlq::model::PillowCompat::kPillow9;
+  opt.alpha = (size % 2) ? vlq::image::AlphaMode::kDrop : vlq::image::AlphaMode::kCompositeOnWhite;
+  opt.pillow = (size % 3) ? vlq::image::PillowCompat::kPillow13 : vlq::image::PillowCompat::kPillow9;
   try {
-    const vlq::model::RgbImage img = vlq::model::decode_image(bytes, opt);
+    const vlq::image::RgbImage img = vlq::image::decode_image(bytes, opt);
     if (img.width < 1 || img.height < 1 || img.width * img.height > opt.max_pixels) __builtin_trap();
     if (img.pixels.size() != static_cast<std::size_t>(img.width * img.height * 3)) __builtin_trap();
-    vlq::model::ImageProcessorParams p;
+    vlq::image::ImageProcessorParams p;
     p.min_pixels = 784;
     p.max_pixels = 28 * 28 * 64;
     p.reject_smaller_than_factor = (size % 5) == 0;
     p.threads = 1;
-    const vlq::model::ProcessedImages r = vlq::model::preprocess_image(img, p);
+    const vlq::image::ProcessedImages r = vlq::image::preprocess_image(img, p);
     if (r.pixel_values.size() != static_cast<std::size_t>(r.n_patches * r.patch_dim)) __builtin_trap();
     if (r.grid_thw.size() != 1 || r.grid_thw[0][1] * r.grid_thw[0][2] != r.n_patches) __builtin_trap();
   } catch (const vlq::Error&) {

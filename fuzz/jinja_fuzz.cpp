@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/core/error.h"
-#include "vlq/model/chat_template.h"
+#include "vlq/text/chat_template.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const nlohmann::ordered_json messages = nlohmann::ordered_json::parse(R"([
@@ -18,8 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     {"role": "tool", "content": "42"}])");
   const std::string_view src(reinterpret_cast<const char*>(data), size);
   try {
-    const vlq::model::ChatTemplate t(src, "fuzz.jinja");
-    vlq::model::ChatTemplateOptions opt;
+    const vlq::text::ChatTemplate t(src, "fuzz.jinja");
+    vlq::text::ChatTemplateOptions opt;
     opt.add_generation_prompt = size % 2;
     opt.tools = nlohmann::ordered_json::parse(R"([{"type": "function", "function": {"name": "f"}}])");
     const std::string a = t.render(messages, opt);

@@ -12,12 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/core/error.h"
-#include "vlq/model/tokenizer.h"
+#include "vlq/text/tokenizer.h"
 
 namespace {
 
-const vlq::model::Tokenizer& tokenizer() {
-  static const vlq::model::Tokenizer tok = [] {
+const vlq::text::Tokenizer& tokenizer() {
+  static const vlq::text::Tokenizer tok = [] {
     nlohmann::json vocab = nlohmann::json::object();
     std::vector<std::string> sym(256);
     int n = 0;
@@ -65,7 +65,7 @@ const vlq::model::Tokenizer& tokenizer() {
             {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
         {"decoder", {{"type", "ByteLevel"}}},
         {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
-    return vlq::model::Tokenizer::from_json_text(j.dump(), "fuzz-tokenizer");
+    return vlq::text::Tokenizer::from_json_text(j.dump(), "fuzz-tokenizer");
   }();
   return tok;
 }
@@ -83,7 +83,7 @@ bool valid_utf8(const std::string& s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const vlq::model::Tokenizer& tok = tokenizer();
+  const vlq::text::Tokenizer& tok = tokenizer();
   const std::string text(reinterpret_cast<const char*>(data), size);
   bool ascii = true;
   for (unsigned char c : text) ascii = ascii && c < 0x80;
@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // Arbitrary id sequences (including unknown ids): streaming == batch decoding.
   std::vector<std::int32_t> ids;
   for (std::size_t i = 0; i + 1 < size; i += 2) ids.push_back(static_cast<std::int32_t>((data[i] << 8 | data[i + 1]) % 300));
-  vlq::model::StreamDecoder sd(tok, size % 3 == 0);
+  vlq::text::StreamDecoder sd(tok, size % 3 == 0);
   std::string streamed;
   for (std::int32_t id : ids) streamed += sd.push(id);
   streamed += sd.finish();

@@ -10,7 +10,7 @@
 
 #include "cli/command.h"
 #include "vlq/core/error.h"
-#include "vlq/engine/evaluate.h"
+#include "vlq/eval/evaluate.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/quant/calib_data.h"
 
@@ -37,14 +37,14 @@ int run_eval(const EvalArgs& a) {
       throw IoError({a.json_out, "cannot write the --json-out file", "a writable folder", parent.string(),
                      "create the folder or choose another path (checked before the evaluation)"});
   }
-  engine::EvalOptions o;
+  eval::EvalOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.seq_len = a.seq_len;
   o.generation = !a.no_generate;
   if (a.data == "text") o.tasks = false;
   else if (a.data == "images") o.text = false;
   else if (a.data != "both") throw UsageError({"--data", "unknown data selection", "text, images or both", a.data, ""});
-  std::vector<engine::EvalItem> items;
+  std::vector<eval::EvalItem> items;
   std::vector<std::string> texts;
   if (o.tasks) {
     if (a.tasks.empty()) {
@@ -52,10 +52,10 @@ int run_eval(const EvalArgs& a) {
         throw UsageError({"--data images", "no task file", "--tasks FILE.jsonl (e.g. data/heldout/heldout.jsonl)", "none", ""});
       o.tasks = false;
     } else {
-      items = engine::load_eval_items(a.tasks);
+      items = eval::load_eval_items(a.tasks);
       if (a.limit > 0 && static_cast<std::int64_t>(items.size()) > a.limit) {
         // Deterministic, task-balanced subset: every k-th item.
-        std::vector<engine::EvalItem> sub;
+        std::vector<eval::EvalItem> sub;
         const double step = static_cast<double>(items.size()) / static_cast<double>(a.limit);
         for (std::int64_t i = 0; i < a.limit; ++i) sub.push_back(items[static_cast<std::size_t>(i * step)]);
         items = std::move(sub);
@@ -75,16 +75,16 @@ int run_eval(const EvalArgs& a) {
     throw UsageError({"vlq eval", "nothing to evaluate", "--tasks FILE.jsonl and/or --text FILE", "neither",
                       "e.g. --tasks data/heldout/heldout.jsonl --limit 100"});
   if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
-  const engine::EvalModel ref = engine::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)");
-  std::vector<engine::EvalModel> ms;
-  for (const auto& m : a.models) ms.push_back(engine::EvalModel::load(m));
-  std::vector<const engine::EvalModel*> ptrs;
+  const eval::EvalModel ref = eval::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)");
+  std::vector<eval::EvalModel> ms;
+  for (const auto& m : a.models) ms.push_back(eval::EvalModel::load(m));
+  std::vector<const eval::EvalModel*> ptrs;
   for (const auto& m : ms) ptrs.push_back(&m);
   if (tty)
     o.progress = [](std::size_t done, std::size_t total) {
       std::cerr << fmt::format("\r[vlq] evaluating {}/{}", done, total) << (done == total ? "\n" : "") << std::flush;
     };
-  const auto scores = engine::evaluate(ref, ptrs, items, texts, o);
+  const auto scores = eval::evaluate(ref, ptrs, items, texts, o);
   nlohmann::ordered_json j;
   j["schema"] = "vlq.eval/1";
   j["reference"] = a.reference;
@@ -92,16 +92,16 @@ int run_eval(const EvalArgs& a) {
   j["text_samples"] = texts.size();
   j["models"] = nlohmann::ordered_json::array();
   for (const auto& s : scores) j["models"].push_back(s.to_json());
-  std::vector<engine::GroupScore> groups;
+  std::vector<eval::GroupScore> groups;
   if (a.per_layer) {
     if (ms.size() != 1) throw UsageError({"--per-layer", "needs exactly one --model", "1", std::to_string(ms.size()), ""});
-    engine::EvalOptions po = o;
+    eval::EvalOptions po = o;
     po.generation = false;
     if (tty)
       po.progress = [](std::size_t done, std::size_t total) {
         std::cerr << fmt::format("\r[vlq] per-layer {}/{} groups", done, total) << (done == total ? "\n" : "") << std::flush;
       };
-    groups = engine::evaluate_per_layer(ref, ms[0], items, texts, po);
+    groups = eval::evaluate_per_layer(ref, ms[0], items, texts, po);
     j["per_layer"] = nlohmann::ordered_json::array();
     for (const auto& g : groups)
       j["per_layer"].push_back({{"group", g.group}, {"fp8_linears", g.fp8_linears}, {"logits", g.logits.to_json()}});
@@ -112,8 +112,8 @@ int run_eval(const EvalArgs& a) {
   } else {
     std::cout << fmt::format("{} task item(s), {} text sample(s); KL = KL(P_ref || P_model) per next-token position (nats)\n",
                              items.size(), texts.size());
-    std::cout << engine::format_scores(scores);
-    if (!groups.empty()) std::cout << "\nper-layer attribution (" << ms[0].label << "):\n" << engine::format_group_scores(groups);
+    std::cout << eval::format_scores(scores);
+    if (!groups.empty()) std::cout << "\nper-layer attribution (" << ms[0].label << "):\n" << eval::format_group_scores(groups);
   }
   return 0;
 }

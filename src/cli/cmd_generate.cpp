@@ -60,8 +60,8 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   if (!fs::is_directory(dir))
     throw IoError({a.model, "model folder not found", "a Hugging Face checkpoint folder", "no such directory", ""});
   // Tokenizer first: a missing tokenizer is reported before the (possibly long) weight load.
-  const model::Tokenizer tok = model::Tokenizer::from_model_dir(dir);
-  const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(dir);
+  const text::Tokenizer tok = text::Tokenizer::from_model_dir(dir);
+  const text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(dir);
   const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(dir, lo);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   if (lo.kv_cache == model::KvCacheMode::kFp8 && m.weights().report.kv_scale_layers <
@@ -75,7 +75,7 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   pb.config = &m.config();
   pb.tokenizer = &tok;
   pb.chat_template = &tmpl;
-  if (m.files().preprocessor) pb.image_params = model::image_processor_params_from_config(*m.files().preprocessor);
+  if (m.files().preprocessor) pb.image_params = image::image_processor_params_from_config(*m.files().preprocessor);
 
   engine::MessageOptions mo;
   mo.base_dir = fs::current_path();
@@ -86,7 +86,7 @@ int run_generate(const GenerateArgs& a, bool has_system) {
     pm = engine::build_prompt_messages(a.prompt, a.images, has_system ? std::optional<std::string>(a.system) : std::nullopt,
                                        mo);
   }
-  std::vector<model::RgbImage> imgs;
+  std::vector<image::RgbImage> imgs;
   if (!pm.images.empty() && !m.files().preprocessor)
     throw ConfigError({(dir / "preprocessor_config.json").string(), "image given but the model has no image processor config",
                        "preprocessor_config.json", "none", "copy preprocessor_config.json from the base model"});
@@ -94,7 +94,7 @@ int run_generate(const GenerateArgs& a, bool has_system) {
     imgs.push_back(engine::load_image_source(src));
     // Size checks now, naming the image (the processor's own errors only know its size).
     try {
-      (void)model::smart_resize(imgs.back().height, imgs.back().width, pb.image_params.patch_size * pb.image_params.merge_size,
+      (void)image::smart_resize(imgs.back().height, imgs.back().width, pb.image_params.patch_size * pb.image_params.merge_size,
                                 pb.image_params.min_pixels, pb.image_params.max_pixels,
                                 pb.image_params.reject_smaller_than_factor);
     } catch (const Error& e) {
@@ -106,7 +106,7 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   const engine::Prompt prompt = pb.build(pm.messages, imgs, true);
 
   engine::GenerateOptions go;
-  const model::GenerationConfig gc = m.files().generation.value_or(model::GenerationConfig{});
+  const formats::GenerationConfig gc = m.files().generation.value_or(formats::GenerationConfig{});
   go.eos_ids = !gc.eos_token_ids.empty() ? gc.eos_token_ids : m.config().tokens.eos_token_ids;
   go.max_new_tokens = a.max_new_tokens >= 0 ? a.max_new_tokens : gc.max_new_tokens.value_or(128);
   const bool sample_default = gc.do_sample.value_or(false);
@@ -119,7 +119,7 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   go.seed = a.seed;
   go.logits_last_k = std::max<std::int64_t>(1, a.dump_last);
 
-  model::StreamDecoder dec(tok, true);
+  text::StreamDecoder dec(tok, true);
   IntermediateDump inter;
   bool first = true;
   const auto r = engine::generate(

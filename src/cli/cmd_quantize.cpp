@@ -103,7 +103,7 @@ int run_quantize(const QuantizeArgs& a) {
 
   // 1. plan (headers only): bad --exclude / scope errors before any compute
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
-  const model::ModelConfig cfg = model::load_model_config(model_dir / "config.json");
+  const formats::ModelConfig cfg = formats::load_model_config(model_dir / "config.json");
   const quant::QuantPlan plan = quant::plan_quantization(ckpt, cfg, opt);
   const double t_plan = since(t0);
 
@@ -129,13 +129,13 @@ int run_quantize(const QuantizeArgs& a) {
       std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
                                samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
     const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(model_dir);
-    const model::Tokenizer tok = model::Tokenizer::from_model_dir(model_dir);
-    const model::ChatTemplate tmpl = model::ChatTemplate::from_model_dir(model_dir);
+    const text::Tokenizer tok = text::Tokenizer::from_model_dir(model_dir);
+    const text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(model_dir);
     engine::PromptBuilder pb;
     pb.config = &m.config();
     pb.tokenizer = &tok;
     pb.chat_template = &tmpl;
-    if (m.files().preprocessor) pb.image_params = model::image_processor_params_from_config(*m.files().preprocessor);
+    if (m.files().preprocessor) pb.image_params = image::image_processor_params_from_config(*m.files().preprocessor);
     else if (!image_pool.empty())
       throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
                          "preprocessor_config.json", "none", "use --calib-text only, or add the base model's preprocessor_config.json"});

@@ -9,7 +9,7 @@
 
 #include "cli/command.h"
 #include "vlq/core/error.h"
-#include "vlq/model/tokenizer.h"
+#include "vlq/text/tokenizer.h"
 
 namespace {
 
@@ -32,8 +32,8 @@ std::string read_text_file(const std::string& path) {
 int run_tokenize(const TokenizeArgs& a) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  const vlq::model::Tokenizer tok = fs::is_regular_file(a.model, ec) ? vlq::model::Tokenizer::load(a.model)
-                                                                      : vlq::model::Tokenizer::from_model_dir(a.model);
+  const vlq::text::Tokenizer tok = fs::is_regular_file(a.model, ec) ? vlq::text::Tokenizer::load(a.model)
+                                                                      : vlq::text::Tokenizer::from_model_dir(a.model);
   const std::string text = a.file.empty() ? a.text : read_text_file(a.file);
   std::vector<std::int32_t> ids;
   try {

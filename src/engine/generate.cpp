@@ -14,7 +14,7 @@ GenerateResult generate(const model::Qwen2_5_VL& model, const Prompt& prompt, co
   r.prompt_tokens = S;
   model::Session s = model.new_session(S + std::max<std::int64_t>(options.max_new_tokens, 0));
   const auto t0 = clock::now();
-  const model::ProcessedImages* imgs = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
+  const image::ProcessedImages* imgs = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
   ops::Matrix logits = model.prefill(s, prompt.ids, imgs, std::max<std::int64_t>(1, options.logits_last_k), obs);
   r.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   r.prompt_logits = logits;

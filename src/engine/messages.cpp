@@ -9,7 +9,7 @@
 #include <fstream>
 #include <system_error>
 
-#include "io/json_strict.h"
+#include "vlq/io/json.h"
 
 namespace vlq::engine {
 
@@ -98,9 +98,9 @@ ImageSource resolve_data_url(std::string_view ref, const MessageOptions& options
   src.bytes = decode_base64(payload, options.max_image_bytes, origin + " (data: URL payload)");
   if (src.bytes.empty())
     throw FormatError({origin, "data: URL has an empty payload", "base64-encoded image bytes", "nothing", ""});
-  if (!model::sniff_image_format(src.bytes))
+  if (!image::sniff_image_format(src.bytes))
     throw FormatError({origin, "data: URL payload is not an image vlq can decode", "JPEG, PNG or WebP bytes",
-                       model::describe_image_signature(src.bytes),
+                       image::describe_image_signature(src.bytes),
                        "check that the payload is the base64 of the image file"});
   return src;
 }
@@ -254,9 +254,9 @@ ImageSource resolve_image_reference(std::string_view ref, const MessageOptions& 
                           "scheme '" + scheme + "'", "pass a local file path"});
 }
 
-model::RgbImage load_image_source(const ImageSource& source, const model::ImageDecodeOptions& options) {
-  if (source.kind == ImageSource::Kind::kPath) return model::load_image(source.path, options);
-  return model::decode_image(source.bytes, options, source.origin);
+image::RgbImage load_image_source(const ImageSource& source, const image::ImageDecodeOptions& options) {
+  if (source.kind == ImageSource::Kind::kPath) return image::load_image(source.path, options);
+  return image::decode_image(source.bytes, options, source.origin);
 }
 
 ParsedMessages parse_messages(const ojson& json, const MessageOptions& options, const std::string& origin) {
@@ -402,7 +402,7 @@ ParsedMessages load_messages_file(const std::filesystem::path& file, const Messa
                    fmt::format("{} bytes", in.gcount()), ""});
   // Strict parse first (syntax errors with byte offsets, duplicate keys, nesting depth), then again as
   // ordered_json, which the strict parser does not produce.
-  (void)io::detail::parse_json_strict(text, name, 64, "messages file");
+  (void)io::parse_json_strict(text, name, 64, "messages file");
   return parse_messages(ojson::parse(text), options, name);
 }
 

@@ -5,10 +5,10 @@
 
 namespace vlq::engine {
 
-Prompt PromptBuilder::build(const nlohmann::ordered_json& messages, std::span<const model::RgbImage> images,
+Prompt PromptBuilder::build(const nlohmann::ordered_json& messages, std::span<const image::RgbImage> images,
                             bool add_generation_prompt) const {
   Prompt p;
-  model::ChatTemplateOptions opt;
+  text::ChatTemplateOptions opt;
   opt.add_generation_prompt = add_generation_prompt;
   p.text = chat_template->render(messages, opt);
   const std::int64_t image_id = config->tokens.image_token_id;
@@ -24,12 +24,12 @@ Prompt PromptBuilder::build(const nlohmann::ordered_json& messages, std::span<co
     throw UsageError({"messages", "number of images differs from the image placeholders in the prompt",
                       std::to_string(images.size()) + " (images given)", std::to_string(at.size()) + " placeholder(s)",
                       "give one image per {\"type\": \"image\"} part"});
-  if (!images.empty()) p.images = model::preprocess_images(images, image_params);
+  if (!images.empty()) p.images = image::preprocess_images(images, image_params);
   std::string expanded;
   std::size_t prev = 0;
   for (std::size_t i = 0; i < at.size(); ++i) {
     expanded.append(p.text, prev, at[i] - prev);
-    const std::int64_t n = model::image_token_count(p.images.grid_thw[i], image_params.merge_size);
+    const std::int64_t n = image::image_token_count(p.images.grid_thw[i], image_params.merge_size);
     for (std::int64_t k = 0; k < n; ++k) expanded += pad_tok;
     p.image_tokens += n;
     prev = at[i] + pad_tok.size();

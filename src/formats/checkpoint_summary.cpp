@@ -16,6 +16,7 @@
 #include "vlq/core/numerics.h"
 #include "vlq/formats/names.h"
 #include "vlq/formats/patterns.h"
+#include "vlq/io/json.h"
 #include "vlq/io/safetensors.h"
 
 namespace vlq::formats {
@@ -348,7 +349,7 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
   s.shards = in.shards;
   s.sharded = in.sharded;
   Anomalies an(opts.max_examples);
-  const model::ModelConfig* cfg = in.files.config ? &*in.files.config : nullptr;
+  const formats::ModelConfig* cfg = in.files.config ? &*in.files.config : nullptr;
 
   std::unordered_map<std::string, const TensorMeta*> by_name;
   std::unordered_set<std::string> has_children;  // every module prefix of a non-quantization tensor
@@ -688,9 +689,9 @@ CheckpointSummary summarize_checkpoint(const fs::path& dir_or_file, const Inspec
   const fs::path dir = is_dir ? dir_or_file : dir_or_file.parent_path().empty() ? fs::path(".") : dir_or_file.parent_path();
   SummaryInput in;
   in.dir = dir_or_file;
-  in.files = model::load_hf_model_files(dir);
+  in.files = formats::load_hf_model_files(dir);
   if (fs::is_regular_file(dir / "hf_quant_config.json", ec))
-    in.hf_quant_config = model::read_json_file(dir / "hf_quant_config.json");
+    in.hf_quant_config = io::read_json_file(dir / "hf_quant_config.json");
   io::Checkpoint ck = io::Checkpoint::open(dir_or_file);
   for (const auto& p : ck.shard_paths()) in.shards.push_back(p.filename().string());
   in.sharded = ck.sharded();
@@ -761,7 +762,7 @@ ordered_json summary_to_json(const CheckpointSummary& s) {
     j["model"] = {
         {"architectures", c.architectures},
         {"model_type", c.model_type},
-        {"config_form", model::config_form_name(c.form)},
+        {"config_form", formats::config_form_name(c.form)},
         {"transformers_version", c.transformers_version.empty() ? ordered_json(nullptr) : ordered_json(c.transformers_version)},
         {"dtype", t.dtype.empty() ? ordered_json(nullptr) : ordered_json(t.dtype)},
         {"text",
@@ -917,7 +918,7 @@ std::string summary_to_table(const CheckpointSummary& s) {
     const auto& t = c.text;
     const auto& v = c.vision;
     line(fmt::format("Model        {} ({}), config {}{}, dtype {}", join(c.architectures, ","), c.model_type,
-                     model::config_form_name(c.form),
+                     formats::config_form_name(c.form),
                      c.transformers_version.empty() ? "" : " (transformers " + c.transformers_version + ")",
                      t.dtype.empty() ? "?" : t.dtype));
     line(fmt::format("Text         hidden {}, intermediate {}, layers {}, heads {} (kv {}, head_dim {}), vocab {}, "

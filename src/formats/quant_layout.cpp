@@ -14,6 +14,7 @@
 #include "vlq/core/error.h"
 #include "vlq/core/numerics.h"
 #include "vlq/formats/patterns.h"
+#include "vlq/io/json.h"
 #include "vlq/io/safetensors.h"
 
 namespace vlq::formats {
@@ -45,17 +46,11 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return out + "]";
 }
 
-std::optional<json> read_json_file(const fs::path& p) {
+// Optional metadata file: nullopt when absent, else the one JSON-file reader (any top-level value; the
+// callers check the shape).
+std::optional<json> read_json_if_present(const fs::path& p) {
   if (!fs::exists(p)) return std::nullopt;
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw IoError({p.string(), "cannot read file", "", "", "check permissions"});
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw FormatError({p.string(), "not valid JSON", "a JSON document", e.what(), "repair or re-export the file"});
-  }
+  return io::read_json_file(p, /*require_object=*/false);
 }
 
 bool is_float_scale_dtype(DType t) {
@@ -77,8 +72,8 @@ CheckpointView CheckpointView::open(const fs::path& dir) {
     v.shards_.push_back(r.shard);
   }
   fs::path folder = fs::is_directory(dir) ? dir : dir.parent_path();
-  v.config_ = read_json_file(folder / "config.json");
-  v.hf_quant_config_ = read_json_file(folder / "hf_quant_config.json");
+  v.config_ = read_json_if_present(folder / "config.json");
+  v.hf_quant_config_ = read_json_if_present(folder / "hf_quant_config.json");
   v.ckpt_ = std::move(ck);
   return v;
 }

@@ -10,15 +10,13 @@
 
 #include <fmt/format.h>
 
-#include "io/json_strict.h"
+#include "vlq/io/json.h"
 #include "vlq/core/error.h"
 #include "vlq/io/safetensors.h"
 
 namespace vlq::io {
 
 namespace fs = std::filesystem;
-using detail::json_kind;
-using detail::quote_name;
 using nlohmann::json;
 
 namespace {
@@ -87,7 +85,7 @@ std::vector<std::string> CheckpointIndex::shards() const {
 }
 
 CheckpointIndex parse_checkpoint_index(std::string_view text, const std::string& file) {
-  json j = detail::parse_json_strict(text, file, 64, "checkpoint index", 2);
+  json j = io::parse_json_strict(text, file, 64, "checkpoint index", 2);
   if (!j.is_object())
     throw FormatError({file, "checkpoint index is not a JSON object", "{\"metadata\": {...}, \"weight_map\": {...}}",
                        json_kind(j), ""});

@@ -13,14 +13,12 @@
 
 #include <fmt/format.h>
 
-#include "io/json_strict.h"
+#include "vlq/io/json.h"
 #include "vlq/core/error.h"
 #include "vlq/io/safetensors.h"
 
 namespace vlq::io {
 
-using detail::json_kind;
-using detail::quote_name;
 using nlohmann::json;
 
 namespace {
@@ -207,16 +205,16 @@ SafetensorsHeader parse_safetensors_header(std::string_view header_json, std::ui
   if (header_json.empty() || header_json.front() != '{')
     throw FormatError({file, "header does not begin with '{'", "a JSON object starting with '{'",
                        header_json.empty() ? std::string("an empty header")
-                                           : detail::show_byte(static_cast<unsigned char>(header_json.front())),
+                                           : io::show_byte(static_cast<unsigned char>(header_json.front())),
                        "the file is corrupt or not a safetensors file"});
   std::string_view body = header_json;
   while (!body.empty() && body.back() == ' ') body.remove_suffix(1);
   if (body.back() != '}')
     throw FormatError({file, "header does not end with '}' followed only by space padding",
-                       "'}' then spaces (0x20)", "last non-space byte " + detail::show_byte(static_cast<unsigned char>(body.back())),
+                       "'}' then spaces (0x20)", "last non-space byte " + io::show_byte(static_cast<unsigned char>(body.back())),
                        "the header is truncated or corrupt"});
   // Depth 3: {name: {"shape": [dims]}}.
-  json j = detail::parse_json_strict(body, file, 3, "safetensors header", 1);
+  json j = io::parse_json_strict(body, file, 3, "safetensors header", 1);
   if (!j.is_object())
     throw FormatError({file, "header is not a JSON object", "an object", json_kind(j), ""});
 

@@ -21,7 +21,7 @@ void run_linear(const ops::LinearWeights& lin, const float* x, std::int64_t rows
 }
 }  // namespace
 
-std::vector<ops::KvCacheLayer> make_kv_cache(const LanguageWeights& w, const TextConfig& cfg, std::int64_t capacity,
+std::vector<ops::KvCacheLayer> make_kv_cache(const LanguageWeights& w, const formats::TextConfig& cfg, std::int64_t capacity,
                                              KvCacheMode mode) {
   bool all_scaled = !w.layers.empty();
   for (const auto& l : w.layers) all_scaled = all_scaled && l.k_scale && l.v_scale;
@@ -34,7 +34,7 @@ std::vector<ops::KvCacheLayer> make_kv_cache(const LanguageWeights& w, const Tex
   return cache;
 }
 
-ops::Matrix lm_forward(const LanguageWeights& w, const TextConfig& cfg, const ops::Matrix& embeds,
+ops::Matrix lm_forward(const LanguageWeights& w, const formats::TextConfig& cfg, const ops::Matrix& embeds,
                        const std::vector<std::int64_t>& positions, std::vector<ops::KvCacheLayer>& cache,
                        std::int64_t logits_from, ForwardObserver* obs) {
   const std::int64_t S = embeds.rows, H = cfg.hidden_size, hd = cfg.head_dim;

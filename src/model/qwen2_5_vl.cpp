@@ -11,7 +11,7 @@
 namespace vlq::model {
 
 Qwen2_5_VL Qwen2_5_VL::load(const std::filesystem::path& dir, const LoadOptions& options) {
-  HfModelFiles files = load_hf_model_files(dir);
+  formats::HfModelFiles files = formats::load_hf_model_files(dir);
   if (!files.config)
     throw IoError({(dir / "config.json").string(), "model folder has no config.json", "config.json", "none",
                    "point --model at a Hugging Face checkpoint folder"});
@@ -20,7 +20,7 @@ Qwen2_5_VL Qwen2_5_VL::load(const std::filesystem::path& dir, const LoadOptions&
   return Qwen2_5_VL(std::move(files), std::move(w), options);
 }
 
-Qwen2_5_VL::Qwen2_5_VL(HfModelFiles files, Qwen2_5_VLWeights weights, LoadOptions options)
+Qwen2_5_VL::Qwen2_5_VL(formats::HfModelFiles files, Qwen2_5_VLWeights weights, LoadOptions options)
     : files_(std::move(files)), weights_(std::move(weights)), options_(options) {}
 
 bool Qwen2_5_VL::fp8_kv_cache() const {
@@ -42,7 +42,7 @@ Session Qwen2_5_VL::new_session(std::int64_t capacity) const {
   return s;
 }
 
-ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const ProcessedImages* images,
+ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                                      ForwardObserver* obs) const {
   const auto& tc = config().text;
   const std::int64_t S = static_cast<std::int64_t>(ids.size()), H = tc.hidden_size;
@@ -78,7 +78,7 @@ ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const Pr
   return e;
 }
 
-ops::Matrix Qwen2_5_VL::prefill(Session& s, std::span<const std::int32_t> ids, const ProcessedImages* images,
+ops::Matrix Qwen2_5_VL::prefill(Session& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                                 std::int64_t logits_last_k, ForwardObserver* obs) const {
   if (s.length != 0)
     throw UsageError({"prefill", "session already holds a prompt", "an empty session", std::to_string(s.length), ""});

@@ -217,11 +217,11 @@ class Loader {
 
 }  // namespace
 
-Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const ModelConfig& cfg) {
+Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg) {
   Loader L(ckpt);
   Qwen2_5_VLWeights W;
-  const VisionConfig& vc = cfg.vision;
-  const TextConfig& tc = cfg.text;
+  const formats::VisionConfig& vc = cfg.vision;
+  const formats::TextConfig& tc = cfg.text;
   const std::int64_t Dv = vc.hidden_size, Iv = vc.intermediate_size;
   const std::int64_t unit = vc.spatial_merge_size * vc.spatial_merge_size;
   const std::int64_t patch_dim = vc.in_chans * vc.temporal_patch_size * vc.patch_size * vc.patch_size;

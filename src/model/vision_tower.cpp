@@ -65,7 +65,7 @@ WindowIndex vision_window_index(const std::vector<GridThw>& grid_thw, std::int64
   return wi;
 }
 
-ops::Matrix vision_forward(const VisionWeights& w, const VisionConfig& cfg, const float* pixel_values,
+ops::Matrix vision_forward(const VisionWeights& w, const formats::VisionConfig& cfg, const float* pixel_values,
                            std::int64_t n, std::int64_t patch_dim, const std::vector<GridThw>& grid_thw,
                            ForwardObserver* obs) {
   const std::int64_t ms = cfg.spatial_merge_size, unit = ms * ms;

@@ -11,8 +11,8 @@
 #include <random>
 #include <system_error>
 
-#include "io/json_strict.h"
-#include "model/utf8.h"
+#include "vlq/io/json.h"
+#include "vlq/text/utf8.h"
 
 namespace vlq::quant {
 
@@ -67,7 +67,7 @@ void for_each_line(const std::string& text, const std::string& file, Fn&& fn) {
     if (end == std::string::npos) end = text.size();
     const std::string_view line(text.data() + start, end - start);
     std::size_t bad = 0;
-    if (!model::utf8::is_valid(line, &bad))
+    if (!text::utf8::is_valid(line, &bad))
       throw FormatError({fmt::format("{}:{}", file, lineno), "invalid UTF-8", "UTF-8 text",
                          fmt::format("byte 0x{:02x} at column {}", static_cast<unsigned char>(line[bad]), bad + 1),
                          "convert the file to UTF-8"});
@@ -82,11 +82,11 @@ bool looks_like_jsonl(const fs::path& file, const std::string& text) {
   return !t.empty() && t.front() == '{';
 }
 
-std::string json_kind_of(const nlohmann::json& j) { return io::detail::json_kind(j); }
+std::string json_kind_of(const nlohmann::json& j) { return io::json_kind(j); }
 
 // Parses one JSONL line into an object. Throws FormatError naming file:line.
 nlohmann::json parse_record(std::string_view line, const std::string& where) {
-  nlohmann::json j = io::detail::parse_json_strict(line, where, 64, "JSONL record");
+  nlohmann::json j = io::parse_json_strict(line, where, 64, "JSONL record");
   if (!j.is_object())
     throw FormatError({where, "JSONL record is not an object", "one JSON object per line", json_kind_of(j), ""});
   return j;

@@ -46,8 +46,8 @@ CalibrationStats calibrate(const model::Qwen2_5_VL& model, const engine::PromptB
         p = prompts.build_raw(s.text);
         if (static_cast<std::int64_t>(p.ids.size()) > options.seq_len) p.ids.resize(static_cast<std::size_t>(options.seq_len));
       } else {
-        const model::RgbImage img = model::load_image(s.image_path);
-        p = prompts.build(calib_sample_messages(s), std::span<const model::RgbImage>(&img, 1), false);
+        const image::RgbImage img = image::load_image(s.image_path);
+        p = prompts.build(calib_sample_messages(s), std::span<const image::RgbImage>(&img, 1), false);
       }
     } catch (const Error& e) {
       // Same error type (exit code), with the sample's source in front unless the message already names it.

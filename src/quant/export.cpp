@@ -19,9 +19,10 @@
 #include "vlq/formats/patterns.h"
 #include "vlq/formats/quant_layout.h"
 #include "vlq/formats/runtime_profile.h"
+#include "vlq/io/json.h"
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
 
 namespace vlq::quant {
 namespace {
@@ -295,7 +296,7 @@ void save_calibration_stats(const CalibrationStats& s, const fs::path& file) {
 }
 
 CalibrationStats load_calibration_stats(const fs::path& file) {
-  return calibration_stats_from_json(model::read_json_file(file), file.string());
+  return calibration_stats_from_json(io::read_json_file(file), file.string());
 }
 
 // ==== plan ==========================================================================================
@@ -310,7 +311,7 @@ const ModulePlan* QuantPlan::find(std::string_view canonical_module) const {
   return nullptr;
 }
 
-QuantPlan plan_quantization(const io::Checkpoint& ckpt, const model::ModelConfig& cfg, const QuantizeOptions& opt) {
+QuantPlan plan_quantization(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg, const QuantizeOptions& opt) {
   const std::string where = ckpt.dir().string();
   // ---- option consistency ----
   if (opt.pad)
@@ -516,7 +517,7 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
   }
   io::Checkpoint ck = io::Checkpoint::open(model_dir);
   const fs::path folder = fs::is_directory(model_dir) ? model_dir : model_dir.parent_path();
-  json config = model::read_json_file(folder / "config.json");
+  json config = io::read_json_file(folder / "config.json");
 
   // ---- resolve amax for everything written ----
   std::map<std::string, const ModulePlan*> by_weight;  // checkpoint weight name → plan

@@ -117,7 +117,7 @@ TEST(Messages, OpenAiFormWithAllImageForms) {
   EXPECT_EQ(p.images[2].origin, "req.json: messages[1].content[3]");
   EXPECT_EQ(p.images[3].path, dir / "sub dir/é.png");
   // Every source decodes to the same pixels.
-  const auto ref = vlq::model::load_image(kTinyPng);
+  const auto ref = vlq::image::load_image(kTinyPng);
   for (const auto& s : p.images) {
     const auto img = vlq::engine::load_image_source(s);
     EXPECT_EQ(img.width, ref.width);

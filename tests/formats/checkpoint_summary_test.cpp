@@ -13,7 +13,8 @@
 
 #include "vlq/core/error.h"
 #include "vlq/formats/checkpoint_summary.h"
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
+#include "vlq/io/json.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -49,7 +50,7 @@ struct TempCopy {
     fs::copy(kTiny / name, dir, fs::copy_options::recursive);
   }
   ~TempCopy() { fs::remove_all(dir); }
-  json read(const std::string& f) const { return vlq::model::read_json_file(dir / f); }
+  json read(const std::string& f) const { return vlq::io::read_json_file(dir / f); }
   void write(const std::string& f, const json& j) const { std::ofstream(dir / f) << j.dump(2); }
 };
 
@@ -107,14 +108,14 @@ void quantize_lm(std::vector<TensorMeta>& v, bool vision_too = false) {
   v.insert(v.end(), add.begin(), add.end());
 }
 
-vlq::model::HfModelFiles tiny_files(json qc = nullptr, int layers = 1, int depth = 1) {
-  json c = vlq::model::read_json_file(kTiny / "qwen2_5_vl-bf16-legacy" / "config.json");
+vlq::formats::HfModelFiles tiny_files(json qc = nullptr, int layers = 1, int depth = 1) {
+  json c = vlq::io::read_json_file(kTiny / "qwen2_5_vl-bf16-legacy" / "config.json");
   c["num_hidden_layers"] = layers;
   c["vision_config"]["depth"] = depth;
   c["vision_config"]["fullatt_block_indexes"] = json::array({0});
   if (!qc.is_null()) c["quantization_config"] = qc;
-  vlq::model::HfModelFiles f;
-  f.config = vlq::model::parse_model_config(c, "config.json");
+  vlq::formats::HfModelFiles f;
+  f.config = vlq::formats::parse_model_config(c, "config.json");
   return f;
 }
 
@@ -131,7 +132,7 @@ json modelopt_qc(json ignore = json::array({"lm_head", "model.visual*"}), bool k
   return q;
 }
 
-SummaryInput input(std::vector<TensorMeta> tensors, vlq::model::HfModelFiles files,
+SummaryInput input(std::vector<TensorMeta> tensors, vlq::formats::HfModelFiles files,
                    std::optional<json> hf = std::nullopt) {
   SummaryInput in;
   in.dir = "synthetic";
@@ -149,7 +150,7 @@ SummaryInput input(std::vector<TensorMeta> tensors, vlq::model::HfModelFiles fil
 TEST(CheckpointSummary, TinyCheckpointsMatchPyTorchCounts) {
   for (const char* name : kTinyNames) {
     SCOPED_TRACE(name);
-    const json exp = vlq::model::read_json_file(kTiny / (std::string(name) + ".expected.json"));
+    const json exp = vlq::io::read_json_file(kTiny / (std::string(name) + ".expected.json"));
     const CheckpointSummary s = summarize_checkpoint(kTiny / name);
     const json j = as_json(s);
     EXPECT_EQ(j["files"]["shards"].size(), exp["shards"].get<size_t>());
@@ -207,7 +208,7 @@ TEST(CheckpointSummary, TinyFp8IsModelOptProfileA) {
   // A single shard file works too (its folder's JSON files are used).
   const CheckpointSummary one = summarize_checkpoint(kTiny / "qwen2_5_vl-bf16-legacy" / "model.safetensors");
   EXPECT_EQ(one.weights.params, 223456u);
-  EXPECT_EQ(one.files.config->form, vlq::model::ConfigForm::kFlatV4);
+  EXPECT_EQ(one.files.config->form, vlq::formats::ConfigForm::kFlatV4);
 }
 
 TEST(CheckpointSummary, TableNamesTheEssentials) {
@@ -267,7 +268,7 @@ TEST(CheckpointSummary, ErrorsForBadInputs) {
     EXPECT_NE(std::string(e.what()).find("LlavaForConditionalGeneration"), std::string::npos);
   }
   std::ofstream(c.dir / "hf_quant_config.json") << R"({"quantization": {"exclude_modules": "lm_head"}})";
-  c.write("config.json", vlq::model::read_json_file(kTiny / "qwen2_5_vl-bf16-legacy" / "config.json"));
+  c.write("config.json", vlq::io::read_json_file(kTiny / "qwen2_5_vl-bf16-legacy" / "config.json"));
   EXPECT_THROW(summarize_checkpoint(c.dir), vlq::ConfigError);
 }
 
@@ -478,7 +479,7 @@ TEST(InspectCli, JsonOutputParsesAndMatchesExpected) {
   EXPECT_EQ(j["quantization"]["kv_cache_quant_algo"], "FP8");
   EXPECT_EQ(j["quantization"]["quantized_modules"]["language_model"], 14);
   EXPECT_EQ(j["quantization"]["quantized_modules"]["vision_tower"], 0);
-  const json exp = vlq::model::read_json_file(kTiny / "qwen2_5_vl-fp8-modelopt.expected.json");
+  const json exp = vlq::io::read_json_file(kTiny / "qwen2_5_vl-fp8-modelopt.expected.json");
   EXPECT_EQ(j["totals"]["params"], exp["params"]);
   EXPECT_EQ(j["by_dtype"], exp["by_dtype"]);
   EXPECT_EQ(j["anomaly_counts"]["error"], 0);
@@ -504,7 +505,7 @@ TEST(InspectCli, TableAndErrors) {
 // ---- real sizes: the released 3B/7B layouts reproduce the parameter totals of qwen2_5_vl.md §7 -------
 
 namespace {
-std::vector<TensorMeta> released_layout(const vlq::model::ModelConfig& c) {
+std::vector<TensorMeta> released_layout(const vlq::formats::ModelConfig& c) {
   using vlq::DType;
   const auto& t = c.text;
   const auto& v = c.vision;
@@ -560,8 +561,8 @@ TEST(CheckpointSummary, ReleasedSizesMatchTheSpecTotals) {
   for (auto c : {Case{"qwen2_5_vl_3b", 668684288ull, 3085938688ull, 3754622976ull, "tied"},
                  Case{"qwen2_5_vl_7b", 676550144ull, 7615616512ull, 8292166656ull, "separate"}}) {
     SCOPED_TRACE(c.name);
-    vlq::model::HfModelFiles f;
-    f.config = vlq::model::load_model_config(fs::path(VLQ_SOURCE_DIR) / "tests" / "data" / "hf_config" /
+    vlq::formats::HfModelFiles f;
+    f.config = vlq::formats::load_model_config(fs::path(VLQ_SOURCE_DIR) / "tests" / "data" / "hf_config" /
                                              (std::string(c.name) + ".v4.config.json"));
     const CheckpointSummary s = summarize(input(released_layout(*f.config), f));
     auto params = [&](Component k) { return s.components[static_cast<size_t>(k)].weights.params; };

@@ -65,28 +65,28 @@ double expect_close(const std::vector<float>& got, const std::vector<float>& wan
 
 struct Loaded {
   model::Qwen2_5_VL model;
-  model::Tokenizer tok;
-  model::ChatTemplate tmpl;
+  text::Tokenizer tok;
+  text::ChatTemplate tmpl;
   engine::PromptBuilder builder() const {
     engine::PromptBuilder b;
     b.config = &model.config();
     b.tokenizer = &tok;
     b.chat_template = &tmpl;
-    b.image_params = model::image_processor_params_from_config(*model.files().preprocessor);
+    b.image_params = image::image_processor_params_from_config(*model.files().preprocessor);
     return b;
   }
 };
 
 Loaded load(const fs::path& dir) {
-  return Loaded{model::Qwen2_5_VL::load(dir), model::Tokenizer::from_model_dir(dir),
-                model::ChatTemplate::from_model_dir(dir)};
+  return Loaded{model::Qwen2_5_VL::load(dir), text::Tokenizer::from_model_dir(dir),
+                text::ChatTemplate::from_model_dir(dir)};
 }
 
 void run_case(const Loaded& L, const nlohmann::json& messages, const nlohmann::json& image_paths,
               const fs::path& golden_file, bool full_intermediates) {
   const auto g = io::SafetensorsFile::open(golden_file);
-  std::vector<model::RgbImage> imgs;
-  for (const auto& p : image_paths) imgs.push_back(model::load_image(kRoot / p.get<std::string>()));
+  std::vector<image::RgbImage> imgs;
+  for (const auto& p : image_paths) imgs.push_back(image::load_image(kRoot / p.get<std::string>()));
   const engine::Prompt prompt = L.builder().build(nlohmann::ordered_json::parse(messages.dump()), imgs);
   // input_ids exact
   const auto want_ids = i64(g, "input_ids");

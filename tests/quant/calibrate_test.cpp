@@ -13,8 +13,8 @@
 
 #include "vlq/core/error.h"
 #include "vlq/formats/names.h"
-#include "vlq/model/image.h"
-#include "vlq/model/image_processor.h"
+#include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/quant/calibrate.h"
 
@@ -36,12 +36,12 @@ quant::CalibrationStats run_calib(bool images, bool texts) {
   const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(kRef / "base-bf16");
   const auto calib = read_json(kRef / "calib/calib.json");
   quant::AmaxObserver obs;
-  const auto params = model::image_processor_params_from_config(*m.files().preprocessor);
+  const auto params = image::image_processor_params_from_config(*m.files().preprocessor);
   if (images)
     for (const auto& s : calib["image_samples"]) {
       const std::vector<std::int32_t> ids = s["input_ids"].get<std::vector<std::int32_t>>();
-      const auto img = model::load_image(kRef / "calib" / s["image"].get<std::string>());
-      const auto pv = model::preprocess_image(img, params);
+      const auto img = image::load_image(kRef / "calib" / s["image"].get<std::string>());
+      const auto pv = image::preprocess_image(img, params);
       EXPECT_EQ(pv.grid_thw[0][1], s["image_grid_thw"][1].get<std::int64_t>());
       model::Session sess = m.new_session(static_cast<std::int64_t>(ids.size()));
       m.prefill(sess, ids, &pv, 0, &obs);

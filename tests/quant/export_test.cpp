@@ -15,7 +15,7 @@
 #include "vlq/formats/names.h"
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
 #include "vlq/quant/export.h"
 
 namespace fs = std::filesystem;
@@ -116,7 +116,7 @@ class QuantExport : public ::testing::Test {
   }
   Q::QuantPlan plan(const fs::path& dir, const Q::QuantizeOptions& o) {
     auto ck = vlq::io::Checkpoint::open(dir);
-    auto cfg = vlq::model::load_model_config(dir / "config.json");
+    auto cfg = vlq::formats::load_model_config(dir / "config.json");
     return Q::plan_quantization(ck, cfg, o);
   }
   // Exports base-bf16 and compares everything with the reference export `ref`.

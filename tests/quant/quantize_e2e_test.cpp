@@ -45,13 +45,13 @@ class QuantizeE2E : public ::testing::TestWithParam<Variant> {
 fs::path QuantizeE2E::tmp_;
 
 std::string answer(const model::Qwen2_5_VL& m, const fs::path& dir, const char* image, const char* question) {
-  const auto tok = model::Tokenizer::from_model_dir(dir);
-  const auto tmpl = model::ChatTemplate::from_model_dir(dir);
-  engine::PromptBuilder pb{&m.config(), &tmpl, &tok, model::image_processor_params_from_config(*m.files().preprocessor)};
+  const auto tok = text::Tokenizer::from_model_dir(dir);
+  const auto tmpl = text::ChatTemplate::from_model_dir(dir);
+  engine::PromptBuilder pb{&m.config(), &tmpl, &tok, image::image_processor_params_from_config(*m.files().preprocessor)};
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
   msgs.push_back({{"role", "user"}, {"content", {{{"type", "image"}}, {{"type", "text"}, {"text", question}}}}});
-  const model::RgbImage img = model::load_image(kRoot / image);
-  const auto p = pb.build(msgs, std::span<const model::RgbImage>(&img, 1));
+  const image::RgbImage img = image::load_image(kRoot / image);
+  const auto p = pb.build(msgs, std::span<const image::RgbImage>(&img, 1));
   engine::GenerateOptions go;
   go.max_new_tokens = 16;
   go.eos_ids = m.files().generation->eos_token_ids;
@@ -69,14 +69,14 @@ TEST_P(QuantizeE2E, ExportChecksRunsAndAnswers) {
   opt.check_targets = {"vlq"};
   opt.fsync = false;
   const io::Checkpoint ck = io::Checkpoint::open(kModel);
-  const auto cfg = model::load_model_config(kModel / "config.json");
+  const auto cfg = formats::load_model_config(kModel / "config.json");
   const quant::QuantPlan plan = quant::plan_quantization(ck, cfg, opt);
 
   const model::Qwen2_5_VL base = model::Qwen2_5_VL::load(kModel);
-  const auto tok = model::Tokenizer::from_model_dir(kModel);
-  const auto tmpl = model::ChatTemplate::from_model_dir(kModel);
+  const auto tok = text::Tokenizer::from_model_dir(kModel);
+  const auto tmpl = text::ChatTemplate::from_model_dir(kModel);
   engine::PromptBuilder pb{&base.config(), &tmpl, &tok,
-                           model::image_processor_params_from_config(*base.files().preprocessor)};
+                           image::image_processor_params_from_config(*base.files().preprocessor)};
   std::vector<quant::CalibSample> text, images;
   if (v.text) text = quant::load_calib_text(kRoot / "data/calib/text.jsonl");
   if (v.images) images = quant::load_calib_images(kRoot / "data/calib/images");

@@ -7,7 +7,7 @@
 // {"type":"image", "image"|"url"|"path": ...}, {"type":"text","text":...}); RFC 2397 (data: URLs),
 // RFC 4648 §4 (base64), RFC 8089 (file: URLs), RFC 3986 §2.1 (percent-encoding).
 //
-// Output format (what model::ChatTemplate::render expects, and what the Qwen2.5-VL template counts images in):
+// Output format (what text::ChatTemplate::render expects, and what the Qwen2.5-VL template counts images in):
 //   [{"role": "system"|"user"|"assistant", "content": <string> | [{"type":"image"} | {"type":"text","text":s}, ...]}]
 // A string content stays a string; a list keeps its parts in order, one {"type":"image"} per image part.
 // Other message keys (name, ...) and part keys (detail, ...) are dropped. images[k] belongs to the k-th
@@ -15,7 +15,7 @@
 //
 // Image references (part value, e.g. image_url.url):
 // - "data:image/<fmt>[;param=v...];base64,<payload>": payload decoded (decode_base64), the bytes must sniff as
-//   JPEG/PNG/WebP (model::sniff_image_format); decoded size at most MessageOptions::max_image_bytes.
+//   JPEG/PNG/WebP (image::sniff_image_format); decoded size at most MessageOptions::max_image_bytes.
 // - "file:///abs/path", "file://localhost/abs/path", "file:/abs/path": percent-decoded absolute path.
 // - "http://", "https://": UnsupportedError (vlq never opens network connections); other schemes
 //   ("ftp:", "s3:", ...): UnsupportedError. A single letter before ':' is not a scheme (not special on Linux).
@@ -34,7 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/core/error.h"
-#include "vlq/model/image.h"
+#include "vlq/image/image.h"
 
 namespace vlq::engine {
 
@@ -52,9 +52,9 @@ struct ImageSource {
   std::string origin;
 };
 
-// Decodes an image source to RGB (model::load_image / model::decode_image). Errors as those functions, their
+// Decodes an image source to RGB (image::load_image / image::decode_image). Errors as those functions, their
 // messages naming the path, or `origin` for bytes.
-model::RgbImage load_image_source(const ImageSource& source, const model::ImageDecodeOptions& options = {});
+image::RgbImage load_image_source(const ImageSource& source, const image::ImageDecodeOptions& options = {});
 
 struct MessageOptions {
   // Relative image paths are joined to this folder. Empty: they stay relative (i.e. to the process's

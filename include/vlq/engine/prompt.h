@@ -12,33 +12,33 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vlq/model/chat_template.h"
-#include "vlq/model/hf_config.h"
-#include "vlq/model/image.h"
-#include "vlq/model/image_processor.h"
-#include "vlq/model/tokenizer.h"
+#include "vlq/text/chat_template.h"
+#include "vlq/formats/hf_config.h"
+#include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
+#include "vlq/text/tokenizer.h"
 
 namespace vlq::engine {
 
 struct Prompt {
   std::string text;                    // rendered template, before expansion
   std::vector<std::int32_t> ids;       // [S] after expansion and tokenization
-  model::ProcessedImages images;       // pixel_values [N, 1176], grid_thw [n_images, 3]
+  image::ProcessedImages images;       // pixel_values [N, 1176], grid_thw [n_images, 3]
   std::int64_t image_tokens = 0;       // Σ image token counts
 };
 
 // Everything besides weights that turns messages into a Prompt.
 struct PromptBuilder {
-  const model::ModelConfig* config = nullptr;
-  const model::ChatTemplate* chat_template = nullptr;
-  const model::Tokenizer* tokenizer = nullptr;
-  model::ImageProcessorParams image_params;
+  const formats::ModelConfig* config = nullptr;
+  const text::ChatTemplate* chat_template = nullptr;
+  const text::Tokenizer* tokenizer = nullptr;
+  image::ImageProcessorParams image_params;
 
   // messages: HF chat format ([{"role", "content": string | [{"type":"image"}, {"type":"text","text"}]}]);
   // images: the decoded images of the image parts, in order. Throws UsageError when the number of
   // image placeholders in the rendered prompt differs from images.size(), ConfigError when the tokenizer
   // lacks the image-pad token, and what the template / image processor throw.
-  Prompt build(const nlohmann::ordered_json& messages, std::span<const model::RgbImage> images,
+  Prompt build(const nlohmann::ordered_json& messages, std::span<const image::RgbImage> images,
                bool add_generation_prompt = true) const;
   // Raw text (no template), tokenized with special tokens recognised; no images.
   Prompt build_raw(const std::string& text) const;

@@ -24,7 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/core/dtype.h"
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
 
 namespace vlq::formats {
 
@@ -118,7 +118,7 @@ struct Anomaly {
 
 struct CheckpointSummary {
   std::filesystem::path dir;
-  model::HfModelFiles files;  // config.json, generation_config.json, preprocessor, tokenizer files
+  formats::HfModelFiles files;  // config.json, generation_config.json, preprocessor, tokenizer files
   bool has_hf_quant_config = false;
   std::vector<std::string> shards;  // file names, in index order
   bool sharded = false;             // model.safetensors.index.json present
@@ -153,7 +153,7 @@ struct TensorMeta {
 // Everything summarize() looks at; summarize_checkpoint() fills it from a folder.
 struct SummaryInput {
   std::filesystem::path dir;
-  model::HfModelFiles files;
+  formats::HfModelFiles files;
   std::optional<nlohmann::json> hf_quant_config;  // parsed hf_quant_config.json
   std::vector<std::string> shards;
   bool sharded = false;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
 #include "vlq/model/observer.h"
 #include "vlq/model/qwen2_5_vl_weights.h"
 #include "vlq/ops/attention.h"
@@ -22,13 +22,13 @@ enum class KvCacheMode {
 };
 
 // One KV cache per decoder layer, capacity = max positions of the session.
-std::vector<ops::KvCacheLayer> make_kv_cache(const LanguageWeights& w, const TextConfig& cfg, std::int64_t capacity,
+std::vector<ops::KvCacheLayer> make_kv_cache(const LanguageWeights& w, const formats::TextConfig& cfg, std::int64_t capacity,
                                              KvCacheMode mode);
 
 // Runs the decoder over S new tokens (embeds [S, H]) whose M-RoPE positions are [3, S], appending their
 // K/V to `cache` (which holds the earlier tokens). Returns the logits [S − logits_from, V] of rows
 // [logits_from, S) (logits_from = S → no logits). Named intermediates: lm.embeds, lm.layer.{l}, lm.norm.
-ops::Matrix lm_forward(const LanguageWeights& w, const TextConfig& cfg, const ops::Matrix& embeds,
+ops::Matrix lm_forward(const LanguageWeights& w, const formats::TextConfig& cfg, const ops::Matrix& embeds,
                        const std::vector<std::int64_t>& positions, std::vector<ops::KvCacheLayer>& cache,
                        std::int64_t logits_from, ForwardObserver* obs = nullptr);
 

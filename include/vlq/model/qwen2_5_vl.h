@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "vlq/io/safetensors.h"
-#include "vlq/model/hf_config.h"
-#include "vlq/model/image_processor.h"
+#include "vlq/formats/hf_config.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/model/language_model.h"
 #include "vlq/model/observer.h"
 #include "vlq/model/qwen2_5_vl_weights.h"
@@ -37,10 +37,10 @@ class Qwen2_5_VL {
   // FormatError / IoError from the readers and the weight loader (one error listing all tensor problems).
   static Qwen2_5_VL load(const std::filesystem::path& dir, const LoadOptions& options = {});
   // Builds from parts already in memory (tests, in-memory quantization for eval).
-  Qwen2_5_VL(HfModelFiles files, Qwen2_5_VLWeights weights, LoadOptions options);
+  Qwen2_5_VL(formats::HfModelFiles files, Qwen2_5_VLWeights weights, LoadOptions options);
 
-  const ModelConfig& config() const { return *files_.config; }
-  const HfModelFiles& files() const { return files_; }
+  const formats::ModelConfig& config() const { return *files_.config; }
+  const formats::HfModelFiles& files() const { return files_; }
   const Qwen2_5_VLWeights& weights() const { return weights_; }
   Qwen2_5_VLWeights& mutable_weights() { return weights_; }
   // Whether sessions get an FP8 KV cache (after resolving kAuto against the checkpoint's scales).
@@ -53,17 +53,17 @@ class Qwen2_5_VL {
 
   // Token embeddings of `ids` with the image features (vision tower over `images`) placed at the
   // image-pad positions in order. Throws UsageError when the pad count differs from the features.
-  ops::Matrix embed_prompt(std::span<const std::int32_t> ids, const ProcessedImages* images,
+  ops::Matrix embed_prompt(std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                            ForwardObserver* obs = nullptr) const;
 
   // Runs the prompt: returns logits [K, V] of the last K = logits_last_k positions (K clamped to S).
-  ops::Matrix prefill(Session& s, std::span<const std::int32_t> ids, const ProcessedImages* images,
+  ops::Matrix prefill(Session& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                       std::int64_t logits_last_k = 1, ForwardObserver* obs = nullptr) const;
   // One decode step: logits [1, V] of `id` at position s.length + rope_deltas.
   ops::Matrix decode(Session& s, std::int32_t id, ForwardObserver* obs = nullptr) const;
 
  private:
-  HfModelFiles files_;
+  formats::HfModelFiles files_;
   Qwen2_5_VLWeights weights_;
   LoadOptions options_;
 };

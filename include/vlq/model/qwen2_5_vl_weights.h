@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "vlq/io/safetensors.h"
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
 #include "vlq/ops/linear.h"
 
 namespace vlq::model {
@@ -63,6 +63,6 @@ struct Qwen2_5_VLWeights {
 // Reads all weights. Throws FormatError listing every problem at once (missing tensors, wrong shape or
 // dtype, unexpected tensors, FP8 weight without weight_scale, scale of the wrong shape), each naming the
 // tensor with expected vs found; IoError from the reader.
-Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const ModelConfig& cfg);
+Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg);
 
 }  // namespace vlq::model

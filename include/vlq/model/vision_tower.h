@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vlq/model/hf_config.h"
+#include "vlq/formats/hf_config.h"
 #include "vlq/model/observer.h"
 #include "vlq/model/qwen2_5_vl_weights.h"
 #include "vlq/ops/tensor.h"
@@ -33,7 +33,7 @@ WindowIndex vision_window_index(const std::vector<GridThw>& grid_thw, std::int64
 // [N / merge², out_hidden_size] f32 in raster order of each item's merged grid, items concatenated.
 // Named intermediates (observer): vision.patch_embed [N, Dv] (processor order), vision.block.{i}
 // [N, Dv] (window order), vision.merger [N/4, D]. Throws UsageError on inconsistent sizes.
-ops::Matrix vision_forward(const VisionWeights& w, const VisionConfig& cfg, const float* pixel_values,
+ops::Matrix vision_forward(const VisionWeights& w, const formats::VisionConfig& cfg, const float* pixel_values,
                            std::int64_t n_patches, std::int64_t patch_dim, const std::vector<GridThw>& grid_thw,
                            ForwardObserver* obs = nullptr);
 

@@ -14,7 +14,7 @@
 //                                                        // --vision-kv none|modelopt, --modelopt-compat 0.35,
 //                                                        // --check TARGET (repeatable), --force
 //   io::Checkpoint ck = io::Checkpoint::open(model_dir);
-//   model::ModelConfig cfg = model::load_model_config(model_dir / "config.json");
+//   formats::ModelConfig cfg = formats::load_model_config(model_dir / "config.json");
 //   QuantPlan plan = plan_quantization(ck, cfg, opt);   // cheap (headers only); throws on bad --exclude /
 //                                                        // scope before any calibration is spent
 //   CalibrationStats stats = --load-calib F ? load_calibration_stats(F) : <the lead's calibration pass,
@@ -175,7 +175,7 @@ struct QuantPlan {
 //     nothing left to quantize.
 //   UnsupportedError — `pad` (see QuantizeOptions::pad); a source weight dtype other than BF16/F16/F32.
 //   ConfigError — a `re:` entry that does not compile.
-QuantPlan plan_quantization(const io::Checkpoint& ckpt, const model::ModelConfig& cfg, const QuantizeOptions& opt);
+QuantPlan plan_quantization(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg, const QuantizeOptions& opt);
 
 // ---- the export ------------------------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+// `vlq eval`: what quantization cost, measured by running a quantized model and its BF16 reference on the
+// same inputs: per-token KL(P_ref ‖ P_quant) of the next-token distribution, top-1 agreement, perplexity
+// of each on held-out targets (task answers teacher-forced, plain text), greedy-generation exact-match
+// rate against the reference, task accuracy (data/README.md `exact_normalized`), and (per_layer) each
+// module group's own contribution to the KL.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vlq/eval/eval_metrics.h"
+#include "vlq/engine/prompt.h"
+#include "vlq/model/qwen2_5_vl.h"
+
+namespace vlq::eval {
+
+// A model under evaluation with what builds its prompts.
+struct EvalModel {
+  std::string label;                  // shown in tables ("reference", the folder name, ...)
+  std::filesystem::path dir;
+  model::Qwen2_5_VL model;
+  text::Tokenizer tokenizer;
+  text::ChatTemplate chat_template;
+  std::uint64_t tensor_bytes = 0;     // bytes of all safetensors data (the checkpoint's size)
+  std::string quantization;           // short description: "BF16", "FP8 LM (ModelOpt)", ...
+  engine::PromptBuilder prompts() const;
+  // Throws what Qwen2_5_VL::load / the tokenizer / template loaders throw.
+  static EvalModel load(const std::filesystem::path& dir, const std::string& label = "");
+};
+
+struct EvalOptions {
+  bool tasks = true;                 // task items (image questions): teacher-forced KL/ppl + generation
+  bool text = true;                  // plain text samples: KL/ppl over every next token
+  bool generation = true;            // greedy generation per task item (accuracy, exact match)
+  std::int64_t max_new_tokens = 48;
+  std::int64_t seq_len = 256;        // text samples cut to this many tokens
+  std::function<void(std::size_t done, std::size_t total)> progress;
+};
+
+struct ModelScore {
+  std::string label;
+  std::string quantization;
+  std::uint64_t tensor_bytes = 0;
+  LogitMetrics task_logits;          // teacher-forced answer tokens (+ <|im_end|>) of task items
+  LogitMetrics text_logits;          // next tokens of plain text
+  AccuracyTable accuracy;            // generation vs expected answers
+  std::int64_t gen_exact = 0, gen_total = 0;  // generations identical to the reference's
+  bool is_reference = false;
+  nlohmann::ordered_json to_json() const;
+};
+
+// Evaluates `models` against `reference` on the items and texts. The reference's own row has KL 0 and
+// exact match 1 by definition (its ppl and accuracy are the baseline). Throws UsageError when nothing is
+// selected, or models do not share the reference's vocabulary size.
+std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<const EvalModel*>& models,
+                                 const std::vector<EvalItem>& items, const std::vector<std::string>& texts,
+                                 const EvalOptions& options);
+
+// Per-layer attribution: for each module group that `quantized` holds in FP8 (vision blocks, the merger,
+// each LM layer's attention and MLP, lm_head, the FP8 KV cache), the reference with only that group taken
+// from `quantized` is scored against the reference (teacher-forced task answers and text, no generation).
+struct GroupScore {
+  std::string group;                 // "vision.blocks.3", "vision.merger", "lm.layers.5.attn", "lm.layers.5.mlp", "lm.kv_cache", "lm_head"
+  int fp8_linears = 0;
+  LogitMetrics logits;
+};
+std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const EvalModel& quantized,
+                                           const std::vector<EvalItem>& items, const std::vector<std::string>& texts,
+                                           const EvalOptions& options);
+
+// Text table of scores (one row per model) and of group scores.
+std::string format_scores(const std::vector<ModelScore>& scores);
+std::string format_group_scores(const std::vector<GroupScore>& groups);
+
+}  // namespace vlq::eval

@@ -1,0 +1,118 @@
+// Qwen2-VL / Qwen2.5-VL image preprocessing on the CPU, bit-exact with transformers' PIL-based ("slow")
+// Qwen2VLImageProcessor: smart_resize -> Pillow BICUBIC resize -> rescale -> normalize -> patchify into
+// pixel_values [n_patches, C*temporal_patch_size*patch_size^2] float32 and image_grid_thw [t, h, w].
+//
+// Spec: /work/shared/docs/qwen2_5_vl.md §2.1-§2.2, §2.5; dependencies.md §1 (Pillow bicubic); transformers
+// `models/qwen2_vl/image_processing_qwen2_vl.py` (4.x, rev cb0fc56) and `image_processing_pil_qwen2_vl.py`
+// (5.x); Pillow `src/libImaging/Resample.c`. Checked against transformers 5.24 + Pillow 13.0 and Pillow 9.4
+// by tools/make_image_golden.py (goldens in tests/data/images/).
+//
+// Parameters: ImageProcessorParams mirrors preprocessor_config.json (min_pixels/max_pixels, or
+// size.shortest_edge/longest_edge; patch_size, temporal_patch_size, merge_size, image_mean, image_std,
+// rescale_factor, do_resize/do_rescale/do_normalize); image_processor_params_from_config() converts the
+// PreprocessorConfig parsed by vlq/model/hf_config.h. Defaults are the released Qwen2.5-VL values
+// (min 3136, max 12845056), NOT the transformers class default max of 1,003,520.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "vlq/formats/hf_config.h"
+#include "vlq/image/image.h"
+
+namespace vlq::image {
+
+struct ImageProcessorParams {
+  std::int64_t min_pixels = 3136;      // = 4*28*28 ("min_pixels" or "size.shortest_edge")
+  std::int64_t max_pixels = 12845056;  // = 16384*28*28 ("max_pixels" or "size.longest_edge")
+  std::int64_t patch_size = 14;
+  std::int64_t temporal_patch_size = 2;
+  std::int64_t merge_size = 2;
+  std::array<double, 3> image_mean{0.48145466, 0.4578275, 0.40821073};  // OpenAI CLIP
+  std::array<double, 3> image_std{0.26862954, 0.26130258, 0.27577711};
+  double rescale_factor = 1.0 / 255.0;
+  bool do_resize = true;
+  bool do_rescale = true;
+  bool do_normalize = true;
+  // transformers 4.x smart_resize raises when height or width < patch_size*merge_size; 5.x does not (the
+  // image is then scaled up to min_pixels). true = 4.x behaviour.
+  bool reject_smaller_than_factor = true;
+  // Pillow release whose resize pass order is reproduced (see resize_bicubic).
+  PillowCompat pillow = PillowCompat::kPillow13;
+  // Worker threads for resize and patchify (0 = hardware concurrency, at most 8; small images use 1).
+  // Results do not depend on it.
+  int threads = 0;
+};
+
+// Throws ConfigError (where = "image processor parameters") when a size is < 1, min_pixels > max_pixels,
+// or a std entry is 0 / not finite.
+void validate_image_processor_params(const ImageProcessorParams& p);
+
+// Parameters from a parsed preprocessor_config.json (vlq/model/hf_config.h). The result is validated.
+// do_convert_rgb is not a parameter: vlq always decodes to RGB (ImageDecodeOptions::alpha chooses how).
+// Throws UnsupportedError when "resample" is not 3 (BICUBIC, the only filter implemented), ConfigError
+// (naming `file`) for invalid values.
+ImageProcessorParams image_processor_params_from_config(const formats::PreprocessorConfig& config,
+                                                        const std::string& file = "preprocessor_config.json");
+
+struct ResizeTarget {
+  std::int64_t height = 0;
+  std::int64_t width = 0;
+};
+
+// transformers smart_resize(height, width, factor, min_pixels, max_pixels) in double precision with Python
+// semantics: round() is round-half-to-even, then floor (above max_pixels) / ceil (below min_pixels):
+//   h = round(H/f)*f, w = round(W/f)*f;
+//   if h*w > max: b = sqrt(H*W/max); h = max(f, floor(H/b/f)*f); w = max(f, floor(W/b/f)*f)
+//   elif h*w < min: b = sqrt(min/(H*W)); h = ceil(H*b/f)*f; w = ceil(W*b/f)*f
+// (the max(f, .) clamp is transformers 5.x; 4.x would produce a zero size there).
+// Throws UnsupportedError when max(H,W)/min(H,W) > 200, or (reject_smaller_than_factor) H < f or W < f;
+// UsageError when H, W or f < 1.
+ResizeTarget smart_resize(std::int64_t height, std::int64_t width, std::int64_t factor, std::int64_t min_pixels,
+                          std::int64_t max_pixels, bool reject_smaller_than_factor = true);
+
+// Pillow Image.resize((out_width, out_height), BICUBIC) of an RGB image, bit-exact: separable Keys cubic
+// (a = -0.5, support 2 scaled by in/out when downscaling = antialias), coefficients normalised per output
+// sample and rounded to 22-bit fixed point (half away from zero), one pass into a uint8 intermediate,
+// then the other; each pass accumulates from 1<<21 and clips (acc >> 22) to [0, 255]. A pass whose size
+// does not change is skipped; same size in both directions returns a copy.
+// Pass order: Pillow <= 12 (kPillow9) always runs horizontal then vertical (the horizontal pass only over
+// the rows the vertical pass reads). Pillow 13 (kPillow13) runs vertical first when
+// out_h < in_h and 2*(in_w - out_w) < (in_h - out_h), e.g. 640x427 -> 644x420; this rule was fitted
+// to ~1,900 random size pairs (0 mismatches), as the Pillow 13 source was not available.
+// Throws UsageError when a size is < 1 or > 2^24, or the input is empty/inconsistent.
+// `threads`: 1 = calling thread only, 0 = hardware concurrency (at most 8); the result does not depend
+// on it (rows are split between threads).
+RgbImage resize_bicubic(const RgbImage& image, std::int64_t out_width, std::int64_t out_height,
+                        PillowCompat pillow = PillowCompat::kPillow13, int threads = 1);
+
+// Output of preprocessing one image (or several, concatenated along the patch axis).
+struct ProcessedImages {
+  // pixel_values: [n_patches, patch_dim] float32, row-major. Row r of one image, with gh = grid_h/m,
+  // gw = grid_w/m (m = merge_size): r = ((t*gh + bh)*gw + bw)*m*m + mh*m + mw; column
+  // k = ((c*T + tt)*p + py)*p + px (T = temporal_patch_size, p = patch_size); value = normalised pixel of
+  // channel c at y = (bh*m + mh)*p + py, x = (bw*m + mw)*p + px (every tt is the same still image).
+  std::vector<float> pixel_values;
+  std::int64_t n_patches = 0;
+  std::int64_t patch_dim = 0;  // C*T*p*p = 1176 for Qwen2.5-VL
+  // image_grid_thw: one [t, h, w] row per image, in patches (not merged units); t = 1 for a still image.
+  std::vector<std::array<std::int64_t, 3>> grid_thw;
+  // Size each image was resized to (pixels), one per image.
+  std::vector<ResizeTarget> resized;
+};
+
+// Number of LLM tokens (<|image_pad|> copies) for one grid: t*h*w / merge_size^2.
+std::int64_t image_token_count(const std::array<std::int64_t, 3>& grid_thw, std::int64_t merge_size);
+
+// Resizes (if do_resize) and normalises one RGB image and patchifies it, exactly as
+// Qwen2VLImageProcessor (slow): pixel = float32(float32(float64(u8)*rescale_factor) - float32(mean_c)) /
+// float32(std_c) (each step only if enabled). Throws what smart_resize throws, ConfigError for invalid
+// params, UnsupportedError when do_resize is false and the size is not a multiple of patch_size*merge_size.
+ProcessedImages preprocess_image(const RgbImage& image, const ImageProcessorParams& params = {});
+
+// Same for several images; pixel_values are concatenated in input order, one grid_thw row per image.
+ProcessedImages preprocess_images(std::span<const RgbImage> images, const ImageProcessorParams& params = {});
+
+}  // namespace vlq::image
