@@ -52,7 +52,9 @@ void run_gemm(GemmContext& ctx, const char* op, bool fp8, const Tensor& x, const
       reinterpret_cast<std::uintptr_t>(w.data) % 16 || reinterpret_cast<std::uintptr_t>(y.data) % 16)
     usage_error(op, "cuBLASLt needs K and leading dims multiple of " + std::to_string(align) + " and 16-byte aligned pointers",
                 "K % " + std::to_string(align) + " == 0", "K = " + std::to_string(k));
-  if (fp8 && (!x_scale || !w_scale)) usage_error(op, "FP8 GEMM needs device scale pointers", "non-null", "null");
+  if (fp8 && (!x_scale || !w_scale || reinterpret_cast<std::uintptr_t>(x_scale) % 16 || reinterpret_cast<std::uintptr_t>(w_scale) % 16))
+    usage_error(op, "FP8 GEMM needs 16-byte aligned device scale pointers (cuBLASLt returned NOT_SUPPORTED for a 4-byte offset one)",
+                "non-null, 16-byte aligned", x_scale && w_scale ? "misaligned" : "null");
   if (m == 0 || n == 0) return;
   auto& im = ctx.impl();
   const cudaDataType_t dt = y.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F;

@@ -23,7 +23,7 @@ Fp8Case make_fp8(std::mt19937& g, int m, int n, int k, bool bias) {
   c.lin.in_features = k;
   c.lin.kind = ops::LinearKind::kDense;
   c.lin.w = randn(static_cast<std::size_t>(n) * k, g, 0.05f);
-  if (bias) c.lin.bias = randn(n, g);
+  if (bias) c.lin.bias = from_bf16(to_bf16(randn(n, g)));  // BF16-representable: cuBLASLt's FP8 bias is BF16
   c.x = randn(static_cast<std::size_t>(m) * k, g, 2.0f);
   float amax = 0;
   for (float v : c.x) amax = std::max(amax, std::abs(v));

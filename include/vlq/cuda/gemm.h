@@ -1,7 +1,7 @@
 // GEMMs through cuBLASLt for prefill / large-batch decode: y[M, N] = x[M, K] · W[N, K]ᵀ (· scales) (+ bias).
 //   FP8:  x, W F8_E4M3 codes; y = (xq · Wqᵀ) · (x_scale · w_scale) + bias — the static per-tensor FP8 Linear
 //         of vlq::ops::linear_forward (kFp8Static), f32 accumulation on the tensor cores. Scales are device
-//         pointers to one f32 each (cuBLASLt A/B scale pointers; CUDA-graph friendly).
+//         pointers to one f32 each, 16-byte aligned (cuBLASLt A/B scale pointers; CUDA-graph friendly).
 //   BF16: x, W BF16; y = x · Wᵀ + bias, f32 accumulation.
 // Row-major operands map to cuBLASLt's column-major TN form (A = W, op T; B = x, op N; D = yᵀ), which FP8
 // requires; FP8 also needs K % 16 == 0 and 16-byte aligned pointers/leading dims (checked, vlq::UsageError).
