@@ -15,7 +15,8 @@ using Key = std::tuple<int, int, int, int, int, std::int64_t, bool>;  // in dtyp
 struct Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
+  cublasLtMatmulAlgo_t algo[8]{};
+  int n_algo = 0, chosen = 0;
 };
 }  // namespace
 
@@ -88,9 +89,9 @@ void run_gemm(GemmContext& ctx, const char* op, bool fp8, const Tensor& x, const
     VLQ_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const std::size_t ws = im.workspace.bytes();
     VLQ_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    cublasLtMatmulHeuristicResult_t res{};
+    cublasLtMatmulHeuristicResult_t res[8]{};
     int found = 0;
-    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(im.handle, p.op, p.a, p.b, p.d, p.d, pref, 1, &res, &found);
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(im.handle, p.op, p.a, p.b, p.d, p.d, pref, 8, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
       cublasLtMatmulDescDestroy(p.op);
@@ -102,7 +103,8 @@ void run_gemm(GemmContext& ctx, const char* op, bool fp8, const Tensor& x, const
                                   std::string(dtype_name(y.dtype)) + (bias ? " +bias" : "") + ", status " + std::to_string(st),
                               "FP8 needs sm_89+; try BF16 output"});
     }
-    p.algo = res.algo;
+    for (int i = 0; i < found; ++i) p.algo[i] = res[i].algo;
+    p.n_algo = found;
     it = im.plans.emplace(key, p).first;
   }
   Plan& p = it->second;
@@ -112,8 +114,16 @@ void run_gemm(GemmContext& ctx, const char* op, bool fp8, const Tensor& x, const
   }
   if (bias) VLQ_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
   const float one = 1.0f, zero = 0.0f;
-  VLQ_CUBLAS_CHECK(cublasLtMatmul(im.handle, p.op, &one, w.data, p.a, x.data, p.b, &zero, y.data, p.d, y.data, p.d, &p.algo,
-                                  im.workspace.data(), im.workspace.bytes(), stream));
+  // The heuristic's first choice can answer NOT_SUPPORTED at run time (seen for FP8 at 8192³ on H100):
+  // fall through the other candidates and remember the first that runs.
+  cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+  for (; p.chosen < p.n_algo; ++p.chosen) {
+    st = cublasLtMatmul(im.handle, p.op, &one, w.data, p.a, x.data, p.b, &zero, y.data, p.d, y.data, p.d, &p.algo[p.chosen],
+                        im.workspace.data(), im.workspace.bytes(), stream);
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED) break;
+  }
+  if (p.chosen == p.n_algo) p.chosen = 0;
+  VLQ_CUBLAS_CHECK(st);
 }
 
 }  // namespace
