@@ -1,0 +1,48 @@
+// Attention on CUDA: a paged KV cache (vLLM layout), the cache write, paged causal GQA attention (decode and
+// prefill: each query row attends keys [0, q_pos] of its sequence) and non-causal segment attention over
+// cu_seqlens (the ViT). Softmax is online (running max / sum per warp, merged across warps) in f32.
+// CPU references: vlq::ops::attention_causal_cached, attention_segments, KvCacheLayer (FP8: code =
+// E4M3_sat(k / k_scale), read back as code · k_scale), spec ../shared/docs/qwen2_5_vl.md §4.3.
+#pragma once
+
+#include <cstdint>
+
+#include "vlq/cuda/device.h"
+
+namespace vlq::cuda {
+
+// One layer's paged cache: k and v each [num_blocks, block_size, kv_heads, head_dim] of `dtype`
+// (F32 | BF16 | F8_E4M3 codes with per-tensor k_scale / v_scale). Position p of a sequence lives in
+// block block_table[p / block_size], row p % block_size. head_dim % 32 == 0 and <= 256.
+struct PagedKvLayer {
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::F8_E4M3;
+  int num_blocks = 0, block_size = 16, kv_heads = 0, head_dim = 0;
+  float k_scale = 1.0f, v_scale = 1.0f;
+  std::size_t bytes_per_side() const {
+    return static_cast<std::size_t>(num_blocks) * block_size * kv_heads * head_dim * dtype_size(dtype);
+  }
+};
+
+// Writes k, v rows into the cache: row t goes to slot slot_mapping[t] = block·block_size + offset
+// (slot < 0: skipped, a padding token). k, v: 3-D [T, kv_heads, head_dim] F32|BF16 (stride[0] any, heads
+// contiguous, e.g. the k / v parts of a fused qkv row); slot_mapping: [T] I32 device.
+void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const PagedKvLayer& cache,
+                    cudaStream_t stream);
+
+// Paged causal GQA attention. q: 3-D [T, heads, head_dim] F32|BF16 (stride[0] any); heads % kv_heads == 0,
+// query head h reads KV head h / (heads / kv_heads). block_tables: [B, max_blocks] I32; q_seq: [T] I32 (the
+// sequence of each query row, < B); q_pos: [T] I32 (its absolute position; it attends cache positions
+// [0, q_pos], which must have been written). Decode: T = B, q_seq = 0..B-1, q_pos = length - 1.
+// out: [T, heads, head_dim] F32|BF16 contiguous. scale: softmax scale (1/sqrt(head_dim)).
+void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
+                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream);
+
+// Segment attention: q, k, v [N, heads, head_dim] F32|BF16 contiguous (same dtype); cu_seqlens: [S+1] I32
+// device, ascending from 0 to N; token i attends every token of its segment. out: [N, heads, head_dim]
+// F32|BF16. cu_seqlens is not validated on the device: the caller checks it on the host (as the CPU op).
+void attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens, float scale,
+                        const Tensor& out, cudaStream_t stream);
+
+}  // namespace vlq::cuda

@@ -1,0 +1,59 @@
+// Elementwise and row-wise CUDA ops of the Qwen2 / Qwen2.5-VL forward: RMSNorm (optionally with the residual
+// add and static FP8 quantization fused), SwiGLU (optionally FP8-quantized), residual add, embedding gather,
+// half-split rotary with M-RoPE angles, E4M3 quantize/dequantize, argmax. CPU references: vlq/ops/norm.h,
+// activation.h, rotary.h, sampling.h, vlq/core/numerics.h (E4M3, bit-exact). Conventions: device.h.
+//
+// "E4M3 output with out_scale" always means code = E4M3_sat_rne(y / out_scale) with an IEEE f32 division,
+// bit-exact with vlq::quantize_e4m3_sat / torch.clamp(y / s, -448, 448).to(torch.float8_e4m3fn) for the same y,
+// except that a NaN y always gives 0x7f (GPU division returns the canonical, positive NaN; the CPU keeps the
+// sign and writes 0xff for a negative NaN; both codes are NaN).
+#pragma once
+
+#include <cstdint>
+
+#include "vlq/cuda/device.h"
+
+namespace vlq::cuda {
+
+// RMSNorm (Qwen2RMSNorm in f32): out = weight ⊙ (h · rsqrt(mean(h²) + eps)) per row, where h = x, or, when
+// `residual` is given, h = x + residual written back into x (the pre-norm residual stream update).
+//   x: [rows, dim] F32 (BF16 allowed only without residual); residual: null or [rows, dim] F32|BF16;
+//   weight: device [dim] F32; out: [rows, dim] F32 | BF16 | F8_E4M3 (then out_scale > 0 is the static
+//   input_scale of the next Linear). One CTA per row.
+void rms_norm(const Tensor& x, const Tensor* residual, const float* weight, float eps, const Tensor& out,
+              float out_scale, cudaStream_t stream);
+
+// SwiGLU: out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] (gate = first half of the fused gate_up row).
+//   gate_up: [rows, 2I] F32|BF16 (row stride allowed); out: [rows, I] F32 | BF16 | F8_E4M3 (out_scale).
+void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream);
+
+// x += y elementwise. x: [n] (any rank, contiguous) F32; y: same numel F32|BF16.
+void add_inplace(const Tensor& x, const Tensor& y, cudaStream_t stream);
+
+// out[i, :] = table[ids[i], :]. ids: [n] I32 device (each in [0, vocab); out-of-range rows are written as
+// zeros, the caller validates ids on the host); table: [vocab, dim] BF16|F32; out: [n, dim] F32|BF16.
+void embedding(const Tensor& ids, const Tensor& table, const Tensor& out, cudaStream_t stream);
+
+// M-RoPE angles (vlq::ops::mrope_angles): angles[s, j] = f32(positions[row(j), s]) · inv_freq[j], row(j) the
+// section (t, h, w) that frequency j falls in. positions: [3, S] I32 device; inv_freq: device [head_dim/2]
+// F32 (vlq::ops::rope_inv_freq(theta, head_dim), uploaded); sections t+h+w = head_dim/2; angles: [S, head_dim/2] F32.
+void mrope_angles(const Tensor& positions, const float* inv_freq, const int sections[3], const Tensor& angles,
+                  cudaStream_t stream);
+
+// Half-split rotary in place (vlq::ops::apply_rotary_inplace): for each row r and head h,
+// x' = x·cos(a) + rotate_half(x)·sin(a), dims j and j + D/2 share angle a = angles[r, j].
+//   x: 3-D [rows, heads, D] F32|BF16, stride[1] == D (heads contiguous), stride[0] any (e.g. q and k heads
+//   of a fused qkv row: heads = H + KVH, stride[0] = (H + 2·KVH)·D); angles: [rows, D/2] F32.
+void rotary_inplace(const Tensor& x, const Tensor& angles, cudaStream_t stream);
+
+// E4M3 quantize (vlq::quantize_e4m3_sat, bit-exact): out[i] = E4M3_sat_rne(x[i] / scale).
+//   x: [n] F32|BF16 (any rank, contiguous); out: same numel F8_E4M3; scale finite > 0.
+void quantize_e4m3(const Tensor& x, float scale, const Tensor& out, cudaStream_t stream);
+// Dequantize (vlq::dequantize_e4m3, bit-exact): out[i] = f32(q[i]) · scale. q F8_E4M3; out F32|BF16.
+void dequantize_e4m3(const Tensor& q, float scale, const Tensor& out, cudaStream_t stream);
+
+// Greedy argmax per row (vlq::ops::argmax: the first index of the maximum; NaNs never win).
+//   logits: [rows, vocab] F32|BF16; out: [rows] I32.
+void argmax(const Tensor& logits, const Tensor& out, cudaStream_t stream);
+
+}  // namespace vlq::cuda

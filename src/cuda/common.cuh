@@ -1,0 +1,91 @@
+// Device helpers shared by the vlq CUDA kernels: element conversions (F32/BF16/E4M3), the bit-exact
+// saturating E4M3 encoder, warp reductions and streaming 16-byte loads.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace vlq::cuda::detail {
+
+using bf16 = __nv_bfloat16;
+
+// f32 -> E4M3FN saturating, round to nearest even: a device port of vlq::f32_to_e4m3fn_sat
+// (include/vlq/core/numerics.h), same integer/float steps, so bit-exact with it (and with
+// torch.clamp(x, -448, 448).to(torch.float8_e4m3fn)) for every input including NaN signs.
+__device__ __forceinline__ std::uint8_t f32_to_e4m3_sat(float f) {
+  const std::uint32_t u = __float_as_uint(f);
+  const std::uint32_t sign = (u >> 24) & 0x80u;
+  const std::uint32_t a = u & 0x7fffffffu;
+  const std::uint32_t c = a < 0x43e00000u ? a : 0x43e00000u;
+  const std::uint32_t norm = (c - (120u << 23) + 0x7ffffu + ((c >> 20) & 1u)) >> 20;
+  const std::uint32_t sub = __float_as_uint(__fadd_rn(__uint_as_float(c), 16384.0f)) - (141u << 23);
+  std::uint32_t r = c < (121u << 23) ? sub : norm;
+  r = a > 0x7f800000u ? 0x7fu : r;
+  return static_cast<std::uint8_t>(r | sign);
+}
+// E4M3FN code -> f32, exact (hardware cvt through f16, which holds every E4M3 value; NaN codes give NaN).
+__device__ __forceinline__ float e4m3_to_f32(std::uint8_t c) {
+  const __half_raw h = __nv_cvt_fp8_to_halfraw(c, __NV_E4M3);
+  return __half2float(__half(h));
+}
+// Two E4M3 codes (low byte first) -> two f32.
+__device__ __forceinline__ float2 e4m3x2_to_f32x2(std::uint16_t c2) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(c2, __NV_E4M3);
+  return __half22float2(__half2(h));
+}
+
+template <class T> __device__ __forceinline__ float to_f32(T v);
+template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f32<bf16>(bf16 v) { return __bfloat162float(v); }
+
+template <class T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ bf16 from_f32<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// Output element that may be E4M3 (quantized with IEEE division by `scale`, as vlq::quantize_e4m3_sat).
+struct E4M3Out {
+  std::uint8_t* p;
+  float scale;
+};
+template <class O> struct OutWriter;
+template <> struct OutWriter<float> {
+  float* p;
+  __device__ __forceinline__ void put(std::int64_t i, float v) const { p[i] = v; }
+};
+template <> struct OutWriter<bf16> {
+  bf16* p;
+  __device__ __forceinline__ void put(std::int64_t i, float v) const { p[i] = __float2bfloat16_rn(v); }
+};
+template <> struct OutWriter<std::uint8_t> {
+  std::uint8_t* p;
+  float scale;
+  __device__ __forceinline__ void put(std::int64_t i, float v) const { p[i] = f32_to_e4m3_sat(__fdiv_rn(v, scale)); }
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// 16-byte global load that bypasses L1 (weights are read once per step).
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(p));
+  return r;
+}
+
+inline unsigned ceil_div(std::int64_t a, std::int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
+
+}  // namespace vlq::cuda::detail

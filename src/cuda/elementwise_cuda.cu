@@ -1,0 +1,352 @@
+// CUDA kernels of vlq/cuda/elementwise.h (RMSNorm [+residual, +E4M3], SwiGLU [+E4M3], add, embedding,
+// M-RoPE angles, rotary, E4M3 quantize/dequantize, argmax).
+#include "vlq/cuda/elementwise.h"
+
+#include <cfloat>
+#include <string>
+
+#include "common.cuh"
+
+namespace vlq::cuda {
+namespace {
+using namespace detail;
+
+constexpr int kRowThreads = 256;
+
+template <class T> const T* cptr(const Tensor& t) { return static_cast<const T*>(t.data); }
+template <class T> T* mptr(const Tensor& t) { return static_cast<T*>(t.data); }
+
+// Block-wide sum over kRowThreads threads (result broadcast to all).
+__device__ float block_sum(float v, float* sh) {
+  v = warp_sum(v);
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  float t = l < kRowThreads / 32 ? sh[l] : 0.0f;
+  t = warp_sum(t);
+  __syncthreads();
+  return t;
+}
+
+// ---- RMSNorm -------------------------------------------------------------------------------------
+template <class TX, class TR, class O>
+__global__ void __launch_bounds__(kRowThreads) rms_norm_kernel(TX* x, std::int64_t ldx, const TR* res, std::int64_t ldr,
+                                                               const float* w, int dim, float eps, OutWriter<O> out,
+                                                               std::int64_t ldo) {
+  __shared__ float sh[32];
+  const std::int64_t r = blockIdx.x;
+  TX* xr = x + r * ldx;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < dim; i += kRowThreads) {
+    float h = to_f32(xr[i]);
+    if (res) {
+      h += to_f32(res[r * ldr + i]);
+      xr[i] = from_f32<TX>(h);
+      h = to_f32(xr[i]);
+    }
+    ss += h * h;
+  }
+  ss = block_sum(ss, sh);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  for (int i = threadIdx.x; i < dim; i += kRowThreads) out.put(r * ldo + i, w[i] * (to_f32(xr[i]) * inv));
+}
+
+template <class O> OutWriter<O> writer(const Tensor& t, float scale);
+template <> OutWriter<float> writer<float>(const Tensor& t, float) { return {mptr<float>(t)}; }
+template <> OutWriter<bf16> writer<bf16>(const Tensor& t, float) { return {mptr<bf16>(t)}; }
+template <> OutWriter<std::uint8_t> writer<std::uint8_t>(const Tensor& t, float s) { return {mptr<std::uint8_t>(t), s}; }
+
+// Calls f(OutWriter<O>) for the output dtype of `out`.
+template <class F> void with_writer(const Tensor& out, float scale, F&& f) {
+  switch (out.dtype) {
+    case DType::F32: f(writer<float>(out, scale)); break;
+    case DType::BF16: f(writer<bf16>(out, scale)); break;
+    default: f(writer<std::uint8_t>(out, scale)); break;
+  }
+}
+// Calls f(T{}) for an F32 or BF16 input dtype.
+template <class F> void with_input(DType d, F&& f) {
+  if (d == DType::F32) f(float{}); else f(bf16{});
+}
+
+void check_scale(const char* op, const Tensor& out, float s) {
+  if (out.dtype == DType::F8_E4M3 && !(s > 0.0f && s < FLT_MAX))
+    usage_error(op, "E4M3 output needs a finite out_scale > 0", "> 0", std::to_string(s));
+}
+
+}  // namespace
+
+void rms_norm(const Tensor& x, const Tensor* residual, const float* weight, float eps, const Tensor& out,
+              float out_scale, cudaStream_t stream) {
+  if (residual) expect_tensor("cuda::rms_norm", "x", x, {DType::F32}, {-1, -1});
+  else expect_tensor("cuda::rms_norm", "x", x, {DType::F32, DType::BF16}, {-1, -1});
+  const std::int64_t rows = x.shape[0], dim = x.shape[1];
+  if (residual) expect_tensor("cuda::rms_norm", "residual", *residual, {DType::F32, DType::BF16}, {rows, dim});
+  expect_tensor("cuda::rms_norm", "out", out, {DType::F32, DType::BF16, DType::F8_E4M3}, {rows, dim});
+  if (!weight) usage_error("cuda::rms_norm", "weight is null", "device [dim] F32", "null");
+  check_scale("cuda::rms_norm", out, out_scale);
+  if (rows == 0) return;
+  with_writer(out, out_scale, [&](auto w) {
+    using O = std::remove_pointer_t<decltype(w.p)>;
+    with_input(x.dtype, [&](auto tx) {
+      using TX = decltype(tx);
+      if (residual) {
+        with_input(residual->dtype, [&](auto tr) {
+          using TR = decltype(tr);
+          rms_norm_kernel<TX, TR, O><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+              mptr<TX>(x), x.stride[0], cptr<TR>(*residual), residual->stride[0], weight, static_cast<int>(dim), eps, w,
+              out.stride[0]);
+        });
+      } else {
+        rms_norm_kernel<TX, float, O><<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(
+            mptr<TX>(x), x.stride[0], nullptr, 0, weight, static_cast<int>(dim), eps, w, out.stride[0]);
+      }
+    });
+  });
+  VLQ_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+}
+
+// ---- SwiGLU --------------------------------------------------------------------------------------
+namespace {
+template <class T, class O>
+__global__ void swiglu_kernel(const T* gu, std::int64_t ld, int inter, std::int64_t rows, OutWriter<O> out, std::int64_t ldo) {
+  const std::int64_t n = rows * inter;
+  for (std::int64_t idx = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = idx / inter, i = idx % inter;
+    const float g = to_f32(gu[r * ld + i]), u = to_f32(gu[r * ld + inter + i]);
+    const float s = g / (1.0f + expf(-g));
+    out.put(r * ldo + i, s * u);
+  }
+}
+}  // namespace
+
+void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream) {
+  expect_tensor("cuda::swiglu", "gate_up", gate_up, {DType::F32, DType::BF16}, {-1, -1});
+  if (gate_up.shape[1] % 2) usage_error("cuda::swiglu", "gate_up width must be even (gate | up)", "2I", std::to_string(gate_up.shape[1]));
+  const std::int64_t rows = gate_up.shape[0], inter = gate_up.shape[1] / 2;
+  expect_tensor("cuda::swiglu", "out", out, {DType::F32, DType::BF16, DType::F8_E4M3}, {rows, inter});
+  check_scale("cuda::swiglu", out, out_scale);
+  if (rows * inter == 0) return;
+  const unsigned blocks = std::min<unsigned>(ceil_div(rows * inter, 256), 132u * 16u);
+  with_writer(out, out_scale, [&](auto w) {
+    using O = std::remove_pointer_t<decltype(w.p)>;
+    with_input(gate_up.dtype, [&](auto t) {
+      using T = decltype(t);
+      swiglu_kernel<T, O><<<blocks, 256, 0, stream>>>(cptr<T>(gate_up), gate_up.stride[0], static_cast<int>(inter), rows, w,
+                                                      out.stride[0]);
+    });
+  });
+  VLQ_CUDA_CHECK_LAUNCH("swiglu_kernel");
+}
+
+// ---- add, embedding, quantize, dequantize --------------------------------------------------------
+namespace {
+template <class T>
+__global__ void add_kernel(float* x, const T* y, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    x[i] += to_f32(y[i]);
+}
+template <class T, class O>
+__global__ void embedding_kernel(const int* ids, const T* table, std::int64_t vocab, int dim, O* out) {
+  const std::int64_t r = blockIdx.x;
+  const int id = ids[r];
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    out[r * dim + i] = from_f32<O>(id >= 0 && id < vocab ? to_f32(table[static_cast<std::int64_t>(id) * dim + i]) : 0.0f);
+}
+template <class T>
+__global__ void quantize_kernel(const T* x, float scale, std::uint8_t* out, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    out[i] = f32_to_e4m3_sat(__fdiv_rn(to_f32(x[i]), scale));
+}
+template <class O>
+__global__ void dequantize_kernel(const std::uint8_t* q, float scale, O* out, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
+    out[i] = from_f32<O>(__fmul_rn(e4m3_to_f32(q[i]), scale));
+}
+unsigned grid_for(std::int64_t n) { return std::max(1u, std::min<unsigned>(ceil_div(n, 256), 132u * 16u)); }
+bool is_contiguous(const Tensor& t) {
+  std::int64_t s = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    if (t.stride[i] != s) return false;
+    s *= t.shape[i];
+  }
+  return t.data != nullptr;
+}
+void expect_flat(const char* op, const char* arg, const Tensor& t, std::initializer_list<DType> dt, std::int64_t n) {
+  bool ok = false;
+  for (auto d : dt) ok |= d == t.dtype;
+  if (!ok || !is_contiguous(t) || (n >= 0 && t.numel() != n))
+    usage_error(op, std::string("argument ") + arg + " has the wrong dtype, size or layout",
+                "contiguous" + (n >= 0 ? ", " + std::to_string(n) + " elements" : std::string()), t.describe());
+}
+}  // namespace
+
+void add_inplace(const Tensor& x, const Tensor& y, cudaStream_t stream) {
+  expect_flat("cuda::add_inplace", "x", x, {DType::F32}, -1);
+  expect_flat("cuda::add_inplace", "y", y, {DType::F32, DType::BF16}, x.numel());
+  const std::int64_t n = x.numel();
+  if (!n) return;
+  with_input(y.dtype, [&](auto t) {
+    using T = decltype(t);
+    add_kernel<T><<<grid_for(n), 256, 0, stream>>>(mptr<float>(x), cptr<T>(y), n);
+  });
+  VLQ_CUDA_CHECK_LAUNCH("add_kernel");
+}
+
+void embedding(const Tensor& ids, const Tensor& table, const Tensor& out, cudaStream_t stream) {
+  expect_tensor("cuda::embedding", "ids", ids, {DType::I32}, {-1});
+  expect_tensor("cuda::embedding", "table", table, {DType::BF16, DType::F32}, {-1, -1});
+  expect_tensor("cuda::embedding", "out", out, {DType::F32, DType::BF16}, {ids.shape[0], table.shape[1]});
+  if (!is_contiguous(out) || !is_contiguous(table)) usage_error("cuda::embedding", "table/out must be contiguous", "contiguous", out.describe());
+  if (!ids.shape[0]) return;
+  with_input(table.dtype, [&](auto tt) {
+    using T = decltype(tt);
+    with_input(out.dtype, [&](auto to) {
+      using O = decltype(to);
+      embedding_kernel<T, O><<<static_cast<unsigned>(ids.shape[0]), 256, 0, stream>>>(
+          cptr<int>(ids), cptr<T>(table), table.shape[0], static_cast<int>(table.shape[1]), mptr<O>(out));
+    });
+  });
+  VLQ_CUDA_CHECK_LAUNCH("embedding_kernel");
+}
+
+void quantize_e4m3(const Tensor& x, float scale, const Tensor& out, cudaStream_t stream) {
+  expect_flat("cuda::quantize_e4m3", "x", x, {DType::F32, DType::BF16}, -1);
+  expect_flat("cuda::quantize_e4m3", "out", out, {DType::F8_E4M3}, x.numel());
+  check_scale("cuda::quantize_e4m3", out, scale);
+  const std::int64_t n = x.numel();
+  if (!n) return;
+  with_input(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    quantize_kernel<T><<<grid_for(n), 256, 0, stream>>>(cptr<T>(x), scale, mptr<std::uint8_t>(out), n);
+  });
+  VLQ_CUDA_CHECK_LAUNCH("quantize_kernel");
+}
+
+void dequantize_e4m3(const Tensor& q, float scale, const Tensor& out, cudaStream_t stream) {
+  expect_flat("cuda::dequantize_e4m3", "q", q, {DType::F8_E4M3}, -1);
+  expect_flat("cuda::dequantize_e4m3", "out", out, {DType::F32, DType::BF16}, q.numel());
+  const std::int64_t n = q.numel();
+  if (!n) return;
+  with_input(out.dtype, [&](auto t) {
+    using O = decltype(t);
+    dequantize_kernel<O><<<grid_for(n), 256, 0, stream>>>(cptr<std::uint8_t>(q), scale, mptr<O>(out), n);
+  });
+  VLQ_CUDA_CHECK_LAUNCH("dequantize_kernel");
+}
+
+// ---- rotary --------------------------------------------------------------------------------------
+namespace {
+__global__ void mrope_angles_kernel(const int* pos, std::int64_t seq, const float* inv_freq, int half, int s0, int s1,
+                                    float* angles) {
+  const std::int64_t n = seq * half;
+  for (std::int64_t idx = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t s = idx / half;
+    const int j = static_cast<int>(idx % half);
+    const int row = j < s0 ? 0 : (j < s0 + s1 ? 1 : 2);
+    angles[idx] = __fmul_rn(static_cast<float>(pos[row * seq + s]), inv_freq[j]);
+  }
+}
+template <class T>
+__global__ void rotary_kernel(T* x, std::int64_t ld, int heads, int half, std::int64_t rows, const float* angles) {
+  const std::int64_t n = rows * heads * half;
+  for (std::int64_t idx = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(idx % half);
+    const std::int64_t rh = idx / half;
+    const int h = static_cast<int>(rh % heads);
+    const std::int64_t r = rh / heads;
+    const float a = angles[r * half + j];
+    const float c = cosf(a), s = sinf(a);
+    T* v = x + r * ld + static_cast<std::int64_t>(h) * 2 * half;
+    const float p = to_f32(v[j]), q = to_f32(v[j + half]);
+    v[j] = from_f32<T>(p * c + (-q) * s);
+    v[j + half] = from_f32<T>(q * c + p * s);
+  }
+}
+}  // namespace
+
+void mrope_angles(const Tensor& positions, const float* inv_freq, const int sections[3], const Tensor& angles,
+                  cudaStream_t stream) {
+  expect_tensor("cuda::mrope_angles", "positions", positions, {DType::I32}, {3, -1});
+  const std::int64_t seq = positions.shape[1];
+  expect_tensor("cuda::mrope_angles", "angles", angles, {DType::F32}, {seq, -1});
+  const int half = static_cast<int>(angles.shape[1]);
+  if (sections[0] + sections[1] + sections[2] != half || !inv_freq)
+    usage_error("cuda::mrope_angles", "mrope sections must sum to head_dim/2 (and inv_freq non-null)", std::to_string(half),
+                std::to_string(sections[0] + sections[1] + sections[2]));
+  if (!seq) return;
+  mrope_angles_kernel<<<grid_for(seq * half), 256, 0, stream>>>(cptr<int>(positions), seq, inv_freq, half, sections[0],
+                                                                sections[1], mptr<float>(angles));
+  VLQ_CUDA_CHECK_LAUNCH("mrope_angles_kernel");
+}
+
+void rotary_inplace(const Tensor& x, const Tensor& angles, cudaStream_t stream) {
+  expect_tensor("cuda::rotary_inplace", "x", x, {DType::F32, DType::BF16}, {-1, -1, -1});
+  const std::int64_t rows = x.shape[0], heads = x.shape[1], d = x.shape[2];
+  if (d % 2 || x.stride[1] != d) usage_error("cuda::rotary_inplace", "head_dim must be even with heads contiguous", "stride[1] == D", x.describe());
+  expect_tensor("cuda::rotary_inplace", "angles", angles, {DType::F32}, {rows, d / 2});
+  if (!rows) return;
+  with_input(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    rotary_kernel<T><<<grid_for(rows * heads * d / 2), 256, 0, stream>>>(mptr<T>(x), x.stride[0], static_cast<int>(heads),
+                                                                         static_cast<int>(d / 2), rows, cptr<float>(angles));
+  });
+  VLQ_CUDA_CHECK_LAUNCH("rotary_kernel");
+}
+
+// ---- argmax --------------------------------------------------------------------------------------
+namespace {
+template <class T>
+__global__ void __launch_bounds__(1024) argmax_kernel(const T* x, std::int64_t ld, int vocab, int* out) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  const T* xr = x + blockIdx.x * ld;
+  float best = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float v = to_f32(xr[i]);
+    if (v > best) { best = v; bi = i; }  // i increases: keeps the first max of this thread
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+  }
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  if (l == 0) { sv[w] = best; si[w] = bi; }
+  __syncthreads();
+  if (w == 0) {
+    const int nw = blockDim.x / 32;
+    best = l < nw ? sv[l] : -INFINITY;
+    bi = l < nw ? si[l] : 0x7fffffff;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+    }
+    if (l == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+}  // namespace
+
+void argmax(const Tensor& logits, const Tensor& out, cudaStream_t stream) {
+  expect_tensor("cuda::argmax", "logits", logits, {DType::F32, DType::BF16}, {-1, -1});
+  expect_tensor("cuda::argmax", "out", out, {DType::I32}, {logits.shape[0]});
+  if (!logits.shape[0]) return;
+  with_input(logits.dtype, [&](auto t) {
+    using T = decltype(t);
+    argmax_kernel<T><<<static_cast<unsigned>(logits.shape[0]), 1024, 0, stream>>>(cptr<T>(logits), logits.stride[0],
+                                                                                  static_cast<int>(logits.shape[1]), mptr<int>(out));
+  });
+  VLQ_CUDA_CHECK_LAUNCH("argmax_kernel");
+}
+
+}  // namespace vlq::cuda

@@ -1,0 +1,162 @@
+// CUDA kernel of vlq/cuda/gemv.h: small-M (1..8) GEMV over FP8 E4M3 or BF16 weights [N, K].
+// Layout: CTA of 8 warps; each warp owns R consecutive output rows and sweeps K with 16-byte loads (lane l
+// takes chunks l, l+32, ...; U chunks per row in flight); x [M, K] is copied to shared memory once per CTA.
+// Partial sums are reduced across the warp with shuffles; lane 0 applies alpha and bias and stores.
+#include "vlq/cuda/gemv.h"
+
+#include <string>
+
+#include "common.cuh"
+
+namespace vlq::cuda {
+namespace {
+using namespace detail;
+
+constexpr int kWarps = 8;
+
+// 16 bytes -> VEC floats.
+template <bool kFp8>
+__device__ __forceinline__ void decode16(const uint4& v, float* f) {
+  const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
+  if constexpr (kFp8) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 a = e4m3x2_to_f32x2(static_cast<std::uint16_t>(w[i] & 0xffffu));
+      const float2 b = e4m3x2_to_f32x2(static_cast<std::uint16_t>(w[i] >> 16));
+      f[4 * i + 0] = a.x;
+      f[4 * i + 1] = a.y;
+      f[4 * i + 2] = b.x;
+      f[4 * i + 3] = b.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i + 0] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+}
+
+template <bool kFp8, int M, int R, int U, class O>
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restrict__ x, const std::uint8_t* __restrict__ w,
+                                                           int n_rows, int k_chunks, float alpha,
+                                                           const float* __restrict__ bias, O* __restrict__ y,
+                                                           std::int64_t ldy) {
+  constexpr int VEC = kFp8 ? 16 : 8;
+  extern __shared__ uint4 xs[];
+  const int total = M * k_chunks;
+  for (int i = threadIdx.x; i < total; i += blockDim.x) xs[i] = __ldg(x + i);
+  __syncthreads();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row0 = (blockIdx.x * kWarps + warp) * R;
+  if (row0 >= n_rows) return;
+  const uint4* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    wr[r] = reinterpret_cast<const uint4*>(w) + static_cast<std::int64_t>(min(row0 + r, n_rows - 1)) * k_chunks;
+
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+
+  for (int c0 = lane; c0 < k_chunks; c0 += 32 * U) {
+    uint4 wv[U][R];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (c0 + u * 32 < k_chunks) wv[u][r] = ld_stream16(wr[r] + c0 + u * 32);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + u * 32;
+      if (c < k_chunks) {
+        float wf[R][VEC];
+#pragma unroll
+        for (int r = 0; r < R; ++r) decode16<kFp8>(wv[u][r], wf[r]);
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          float xf[VEC];
+          decode16<kFp8>(xs[m * k_chunks + c], xf);
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[r][m] = fmaf(xf[e], wf[r][e], acc[r][m]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float s = warp_sum(acc[r][m]);
+      const int row = row0 + r;
+      if (lane == 0 && row < n_rows) {
+        const float v = s * alpha + (bias ? bias[row] : 0.0f);
+        y[m * ldy + row] = from_f32<O>(v);
+      }
+    }
+}
+
+template <bool kFp8, int M, class O>
+void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t st) {
+  constexpr int R = M <= 2 ? 1 : 2;
+  constexpr int U = R == 1 ? 4 : 2;
+  const int n = static_cast<int>(w.shape[0]);
+  const int kc = static_cast<int>(w.shape[1] * (kFp8 ? 1 : 2) / 16);
+  const std::size_t smem = static_cast<std::size_t>(M) * kc * 16;
+  auto kern = gemv_kernel<kFp8, M, R, U, O>;
+  if (smem > 48 * 1024) VLQ_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const unsigned grid = ceil_div(n, kWarps * R);
+  kern<<<grid, kWarps * 32, smem, st>>>(static_cast<const uint4*>(x.data), static_cast<const std::uint8_t*>(w.data), n, kc,
+                                        alpha, bias, static_cast<O*>(y.data), y.stride[0]);
+  VLQ_CUDA_CHECK_LAUNCH("gemv_kernel");
+}
+
+template <bool kFp8, class O>
+void dispatch_m(int m, const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t st) {
+  switch (m) {
+    case 1: launch<kFp8, 1, O>(x, w, alpha, bias, y, st); break;
+    case 2: launch<kFp8, 2, O>(x, w, alpha, bias, y, st); break;
+    case 3: launch<kFp8, 3, O>(x, w, alpha, bias, y, st); break;
+    case 4: launch<kFp8, 4, O>(x, w, alpha, bias, y, st); break;
+    case 5: launch<kFp8, 5, O>(x, w, alpha, bias, y, st); break;
+    case 6: launch<kFp8, 6, O>(x, w, alpha, bias, y, st); break;
+    case 7: launch<kFp8, 7, O>(x, w, alpha, bias, y, st); break;
+    default: launch<kFp8, 8, O>(x, w, alpha, bias, y, st); break;
+  }
+}
+
+}  // namespace
+
+void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream) {
+  expect_tensor("cuda::gemv", "w", w, {DType::F8_E4M3, DType::BF16}, {-1, -1});
+  const std::int64_t n = w.shape[0], k = w.shape[1];
+  expect_tensor("cuda::gemv", "x", x, {w.dtype}, {-1, k});
+  const std::int64_t m = x.shape[0];
+  expect_tensor("cuda::gemv", "y", y, {DType::F32, DType::BF16}, {m, n});
+  const bool fp8 = w.dtype == DType::F8_E4M3;
+  const std::int64_t eb = fp8 ? 1 : 2;
+  if (m < 1 || m > kGemvMaxM) usage_error("cuda::gemv", "M out of range for the GEMV (use gemm_*)", "1..8", std::to_string(m));
+  if ((k * eb) % 16 || x.stride[0] != k || w.stride[0] != k || reinterpret_cast<std::uintptr_t>(x.data) % 16 ||
+      reinterpret_cast<std::uintptr_t>(w.data) % 16)
+    usage_error("cuda::gemv", "K·elem bytes must be a multiple of 16 with contiguous, 16-byte aligned rows",
+                "K % " + std::to_string(16 / eb) + " == 0", "K = " + std::to_string(k));
+  if (m * k * eb > 200 * 1024)
+    usage_error("cuda::gemv", "x does not fit in shared memory (use gemm_*)", "M·K·elem <= 200 KiB",
+                std::to_string(m * k * eb) + " bytes");
+  if (n == 0) return;
+  const int mi = static_cast<int>(m);
+  if (fp8) {
+    if (y.dtype == DType::F32) dispatch_m<true, float>(mi, x, w, alpha, bias, y, stream);
+    else dispatch_m<true, bf16>(mi, x, w, alpha, bias, y, stream);
+  } else {
+    if (y.dtype == DType::F32) dispatch_m<false, float>(mi, x, w, alpha, bias, y, stream);
+    else dispatch_m<false, bf16>(mi, x, w, alpha, bias, y, stream);
+  }
+}
+
+}  // namespace vlq::cuda
