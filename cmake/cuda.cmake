@@ -36,7 +36,9 @@ separate_arguments(_vlq_gencode UNIX_COMMAND "${VLQ_CUDA_GENCODE}")
 file(GLOB VLQ_CUDA_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/cuda/*.cu ${PROJECT_SOURCE_DIR}/src/cuda/*.cpp)
 add_library(vlq_cuda STATIC ${VLQ_CUDA_SOURCES})
 target_include_directories(vlq_cuda PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)
-target_link_libraries(vlq_cuda PUBLIC vlq_lib CUDA::cudart CUDA::cublasLt)
+# The device layer sits just above core (docs/architecture.md): it links nothing higher.
+target_link_libraries(vlq_cuda PUBLIC vlq_core CUDA::cudart CUDA::cublasLt)
+add_dependencies(vlq_cuda vlq_layering)
 target_compile_options(vlq_cuda PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:${_vlq_gencode} -Xptxas=-warn-spills --expt-relaxed-constexpr -lineinfo>
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
@@ -46,7 +48,7 @@ set_target_properties(vlq_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF POSITIO
 # -DVLQ_CUDA_STATIC_BLAS=ON links libopenblas.a (+ gfortran, gomp) into the CUDA test/bench executables.
 option(VLQ_CUDA_STATIC_BLAS "Link OpenBLAS statically into vlq_cuda_tests / benches" OFF)
 function(vlq_cuda_executable name)
-  target_link_libraries(${name} PRIVATE vlq_cuda)
+  target_link_libraries(${name} PRIVATE vlq_cuda vlq_lib)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   if(VLQ_CUDA_STATIC_BLAS)
     target_link_options(${name} PRIVATE -Wl,--as-needed)
