@@ -44,11 +44,20 @@ target_compile_options(vlq_cuda PRIVATE
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
 set_target_properties(vlq_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF POSITION_INDEPENDENT_CODE ON)
 
+# The Qwen2.5-VL language model on the device (src/model_cuda: weights in the stored dtype, paged KV,
+# batch-first forward over the vlq_cuda kernels). Layer: above model and cuda.
+file(GLOB VLQ_MODEL_CUDA_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/model_cuda/*.cpp)
+add_library(vlq_model_cuda STATIC ${VLQ_MODEL_CUDA_SOURCES})
+target_include_directories(vlq_model_cuda PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(vlq_model_cuda PUBLIC vlq_model vlq_cuda)
+target_compile_options(vlq_model_cuda PRIVATE -Wall -Wextra -Wno-unused-parameter)
+add_dependencies(vlq_model_cuda vlq_layering)
+
 # Static OpenBLAS for binaries that run on the device machine (it lacks the Debian libraries):
 # -DVLQ_CUDA_STATIC_BLAS=ON links libopenblas.a (+ gfortran, gomp) into the CUDA test/bench executables.
 option(VLQ_CUDA_STATIC_BLAS "Link OpenBLAS statically into vlq_cuda_tests / benches" OFF)
 function(vlq_cuda_executable name)
-  target_link_libraries(${name} PRIVATE vlq_cuda vlq_lib)
+  target_link_libraries(${name} PRIVATE vlq_model_cuda vlq_cuda vlq_lib)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   if(VLQ_CUDA_STATIC_BLAS)
     target_link_options(${name} PRIVATE -Wl,--as-needed)

@@ -1,0 +1,102 @@
+// The Qwen2.5-VL language model on one CUDA device: weights in their stored dtype (E4M3 codes one byte,
+// BF16 two) in a device arena, a paged KV cache (BF16, or FP8 E4M3 codes with the checkpoint's
+// k_scale/v_scale), and a batch-first forward over ragged sequences (prefill chunks and decode tokens of
+// many sequences in one call), built from the kernels of vlq/cuda/*.h. The CPU model
+// (vlq/model/qwen2_5_vl.h) is its oracle and, for now, its front end: prompts are embedded there (token
+// embeddings + the vision tower on CPU) and uploaded; decode tokens are gathered on the device.
+//
+// Numerics vs the CPU reference (lm_forward): FP8 Linears are the same static per-tensor recipe
+// (xq = E4M3_sat(x / input_scale), y = (xq·Wqᵀ)·input_scale·weight_scale + b), with f32 accumulation on the
+// tensor cores (cuBLASLt, M > 8) or CUDA cores (GEMV, M ≤ 8); dense Linears take BF16 activations (the CPU
+// keeps f32), the residual stream stays f32. Expected agreement: logits within ~1e-2 relative.
+// Spec: ../shared/docs/qwen2_5_vl.md §4.2–4.6; transformers modeling_qwen2_5_vl.py (Qwen2_5_VLTextModel);
+// vLLM's paged KV layout (block_table, slot_mapping).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "vlq/model/qwen2_5_vl.h"
+#include "vlq/ops/tensor.h"
+
+namespace vlq::model_cuda {
+
+struct CudaOptions {
+  int device = 0;
+  // KV cache: block pool size and block length (positions per block). 0 blocks = derive from kv_cache_bytes.
+  int block_size = 16;
+  int num_blocks = 0;
+  std::size_t kv_cache_bytes = std::size_t{1} << 30;  // used when num_blocks == 0
+  int max_batch_tokens = 8192;                         // T per forward (prefill chunk + decode rows)
+  int max_sequences = 256;                             // B per forward
+};
+
+// One sequence's place in the paged cache: the blocks it owns (in order) and how many positions are filled.
+struct CudaSequence {
+  std::vector<std::int32_t> blocks;
+  std::int64_t length = 0;       // positions in the cache
+  std::int64_t rope_deltas = 0;  // from the prompt's get_rope_index (decode position = length + rope_deltas)
+};
+
+// Host rows that replace the embedding of rows [row, row + rows) of a batch (prefill with images).
+struct EmbedRows {
+  std::int64_t row = 0, rows = 0;
+  const float* data = nullptr;  // [rows, H] f32 host
+};
+
+// One forward over T tokens of B sequences, rows grouped by sequence (any order of sequences).
+struct Batch {
+  std::vector<std::int32_t> token_ids;   // [T] (also for rows given by `embeds`: then only validated)
+  std::vector<EmbedRows> embeds;         // optional host embeddings overriding the gathered rows
+  std::vector<std::int32_t> positions;   // [3, T] M-RoPE position ids (rows t, h, w)
+  std::vector<std::int32_t> seq_of_row;  // [T] index into `sequences`
+  std::vector<std::int32_t> cache_pos;   // [T] the row's position in its sequence's cache (its K/V slot)
+  std::vector<const CudaSequence*> sequences;  // [B] block tables (blocks must cover every cache_pos)
+  std::vector<std::int32_t> logits_rows; // [R] rows whose logits are returned, in this order
+};
+
+class Qwen2_5_VLCuda {
+ public:
+  // Uploads the language model of `cpu` (which must outlive this object: prompts are embedded through it).
+  // Throws UnsupportedError for Linears the CUDA path does not run yet (dynamic per-token activation
+  // scales, per-channel weight scales, FP8 Linears with K % 16 != 0), naming the module; CudaError when
+  // there is no device or memory runs out.
+  Qwen2_5_VLCuda(const model::Qwen2_5_VL& cpu, const CudaOptions& options = {});
+  ~Qwen2_5_VLCuda();
+  Qwen2_5_VLCuda(const Qwen2_5_VLCuda&) = delete;
+  Qwen2_5_VLCuda& operator=(const Qwen2_5_VLCuda&) = delete;
+
+  const model::Qwen2_5_VL& cpu() const { return cpu_; }
+  bool fp8_kv_cache() const;
+  // Device bytes of the weights and of the KV block pool; blocks free now.
+  std::size_t weight_bytes() const;
+  std::size_t kv_cache_bytes() const;
+  int free_blocks() const;
+  int block_size() const;
+
+  // Grows `s` so that it holds `positions` positions (allocating blocks from the pool); false when the
+  // pool has too few free blocks (nothing allocated then). release() returns its blocks.
+  bool reserve(CudaSequence& s, std::int64_t positions);
+  void release(CudaSequence& s);
+
+  // The batch-first forward: writes the batch's K/V into the cache, returns logits [R, V] f32 of
+  // logits_rows. Throws UsageError when the batch is inconsistent (sizes, ids out of the vocabulary,
+  // cache positions outside the sequence's blocks, T > max_batch_tokens).
+  ops::Matrix forward(const Batch& batch);
+
+  // Single-sequence API mirroring model::Qwen2_5_VL (the CPU path's prefill/decode), built on forward():
+  // prefill embeds the prompt on the CPU (vision tower included), reserves `capacity` positions.
+  ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
+                      std::int64_t capacity, std::int64_t logits_last_k = 1);
+  ops::Matrix decode(CudaSequence& s, std::int32_t id);
+
+  struct Impl;
+
+ private:
+  const model::Qwen2_5_VL& cpu_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vlq::model_cuda

@@ -1,0 +1,231 @@
+// The batch-first forward of Qwen2_5_VLCuda: embedding gather (+ uploaded prompt embeddings), per layer
+// RMSNorm → q/k/v → M-RoPE → paged KV write → paged causal GQA attention → o → RMSNorm(+residual) →
+// gate/up → SwiGLU → down, final norm and lm_head on the requested rows. Mirrors model::lm_forward.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "impl.h"
+#include "vlq/core/error.h"
+#include "vlq/cuda/elementwise.h"
+#include "vlq/cuda/gemv.h"
+
+namespace vlq::model_cuda {
+namespace {
+
+using cuda::Tensor;
+
+constexpr std::size_t kGemvSharedBytes = 200 * 1024;
+
+// y[M, N] (F32, row stride allowed) = L(x), x in L's input form ([M, K] E4M3 codes or BF16).
+void run_linear(Qwen2_5_VLCuda::Impl& im, const DevLinear& L, const Tensor& x, const Tensor& y) {
+  const std::int64_t m = x.dim(0);
+  const Tensor w = Tensor::contiguous(L.w, L.fp8 ? DType::F8_E4M3 : DType::BF16, {L.n, L.k});
+  const std::size_t x_bytes = static_cast<std::size_t>(m * L.k) * (L.fp8 ? 1 : 2);
+  const bool gemv = m <= cuda::kGemvMaxM && x_bytes <= kGemvSharedBytes;
+  if (L.fp8) {
+    if (gemv) cuda::gemv(x, w, L.input_scale * L.weight_scale, L.bias_f32, y, im.stream.get());
+    else cuda::gemm_fp8(im.gemm, x, w, L.scales, L.scales + 4, L.bias_bf16, y, im.stream.get());
+  } else {
+    if (gemv) cuda::gemv(x, w, 1.0f, L.bias_f32, y, im.stream.get());
+    else cuda::gemm_bf16(im.gemm, x, w, L.bias_f32, y, im.stream.get());
+  }
+}
+
+// A view [rows, cols] of scratch `s` in form `f`.
+Tensor input_view(Scratch& s, const InputForm& f, std::int64_t rows, std::int64_t cols) {
+  const DType dt = f.fp8 ? DType::F8_E4M3 : DType::BF16;
+  return Tensor::contiguous(s.get(static_cast<std::size_t>(rows * cols) * 2 + 256), dt, {rows, cols});
+}
+
+// RMSNorm of h (after h += residual when given) into the input form of each Linear in `group`, then runs
+// each Linear into its output view. Linears with the same input form share one normalized copy.
+void norm_then_linears(Qwen2_5_VLCuda::Impl& im, const Tensor& h, const Tensor* residual, const float* norm_w,
+                       std::initializer_list<std::pair<const DevLinear*, Tensor>> group) {
+  InputForm forms[3];
+  Tensor views[3];
+  int n_forms = 0;
+  const std::int64_t rows = h.dim(0), cols = h.dim(1);
+  for (const auto& [lin, out] : group) {
+    const InputForm f = form_of(*lin);
+    int idx = -1;
+    for (int i = 0; i < n_forms; ++i)
+      if (forms[i] == f) idx = i;
+    if (idx < 0) {
+      if (n_forms == 3) throw UsageError({"norm_then_linears", "more than three input forms", "<= 3", "4", "a bug"});
+      idx = n_forms++;
+      forms[idx] = f;
+      views[idx] = input_view(im.xin[idx], f, rows, cols);
+      // Only the first normalization applies the residual (it updates h in place).
+      cuda::rms_norm(h, idx == 0 ? residual : nullptr, norm_w, im.eps, views[idx], f.fp8 ? f.scale : 0.0f,
+                     im.stream.get());
+    }
+    run_linear(im, *lin, views[idx], out);
+  }
+}
+
+Tensor f32_view(Scratch& s, std::int64_t rows, std::int64_t cols) {
+  return Tensor::contiguous(s.get(static_cast<std::size_t>(rows * cols) * 4), DType::F32, {rows, cols});
+}
+
+void validate(const Qwen2_5_VLCuda::Impl& im, const Batch& b) {
+  const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
+  auto bad = [](const std::string& what, const std::string& exp, const std::string& found) {
+    throw UsageError({"Qwen2_5_VLCuda::forward", what, exp, found, "the batch was built wrongly (a bug in the caller)"});
+  };
+  if (T == 0) bad("empty batch", ">= 1 token", "0");
+  if (T > im.opt.max_batch_tokens) bad("too many tokens in one batch", "<= " + std::to_string(im.opt.max_batch_tokens), std::to_string(T));
+  if (b.positions.size() != static_cast<std::size_t>(3 * T) || b.seq_of_row.size() != static_cast<std::size_t>(T) ||
+      b.cache_pos.size() != static_cast<std::size_t>(T))
+    bad("positions / seq_of_row / cache_pos sizes", "[3, T] / [T] / [T] with T = " + std::to_string(T),
+        std::to_string(b.positions.size()) + " / " + std::to_string(b.seq_of_row.size()) + " / " + std::to_string(b.cache_pos.size()));
+  if (b.sequences.empty() || static_cast<int>(b.sequences.size()) > im.opt.max_sequences)
+    bad("number of sequences", "1.." + std::to_string(im.opt.max_sequences), std::to_string(b.sequences.size()));
+  for (std::int64_t t = 0; t < T; ++t) {
+    if (b.token_ids[t] < 0 || b.token_ids[t] >= im.vocab)
+      bad("token id outside the embedding", "0.." + std::to_string(im.vocab - 1), std::to_string(b.token_ids[t]));
+    const int s = b.seq_of_row[t];
+    if (s < 0 || s >= static_cast<int>(b.sequences.size())) bad("seq_of_row out of range", "< B", std::to_string(s));
+    const std::int64_t cap = static_cast<std::int64_t>(b.sequences[s]->blocks.size()) * im.opt.block_size;
+    if (b.cache_pos[t] < 0 || b.cache_pos[t] >= cap)
+      bad("cache position outside the sequence's blocks", "< " + std::to_string(cap), std::to_string(b.cache_pos[t]));
+  }
+  for (const auto r : b.logits_rows)
+    if (r < 0 || r >= T) bad("logits row out of range", "< T", std::to_string(r));
+  for (const auto& e : b.embeds)
+    if (e.row < 0 || e.rows < 0 || e.row + e.rows > T || !e.data) bad("embedding rows out of range", "within [0, T)", std::to_string(e.row));
+}
+
+// Packs the batch's integer inputs into one device buffer: ids [T], positions [3, T], q_seq [T], q_pos [T],
+// slots [T], logits_rows [R], block_tables [B, max_blocks]. Returns views in that order.
+struct BatchInts {
+  Tensor ids, positions, q_seq, q_pos, slots, rows, tables;
+};
+BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
+  const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
+  const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
+  const std::int64_t B = static_cast<std::int64_t>(b.sequences.size());
+  std::int64_t max_blocks = 1;
+  for (const auto* s : b.sequences) max_blocks = std::max<std::int64_t>(max_blocks, static_cast<std::int64_t>(s->blocks.size()));
+  std::vector<std::int32_t> host;
+  host.reserve(static_cast<std::size_t>(7 * T + R + B * max_blocks));
+  auto put = [&](const std::vector<std::int32_t>& v) { host.insert(host.end(), v.begin(), v.end()); };
+  put(b.token_ids);
+  put(b.positions);
+  put(b.seq_of_row);
+  put(b.cache_pos);
+  for (std::int64_t t = 0; t < T; ++t) {
+    const auto& blocks = b.sequences[b.seq_of_row[t]]->blocks;
+    const std::int32_t p = b.cache_pos[t];
+    host.push_back(blocks[p / im.opt.block_size] * im.opt.block_size + p % im.opt.block_size);
+  }
+  put(b.logits_rows);
+  for (const auto* s : b.sequences) {
+    put(s->blocks);
+    host.insert(host.end(), static_cast<std::size_t>(max_blocks) - s->blocks.size(), 0);
+  }
+  auto* d = static_cast<std::int32_t*>(im.ints.get(host.size() * 4));
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(d, host.data(), host.size() * 4, cudaMemcpyHostToDevice, im.stream.get()));
+  VLQ_CUDA_CHECK(cudaStreamSynchronize(im.stream.get()));  // `host` dies at return
+  BatchInts v;
+  v.ids = Tensor::contiguous(d, DType::I32, {T});
+  v.positions = Tensor::contiguous(d + T, DType::I32, {3, T});
+  v.q_seq = Tensor::contiguous(d + 4 * T, DType::I32, {T});
+  v.q_pos = Tensor::contiguous(d + 5 * T, DType::I32, {T});
+  v.slots = Tensor::contiguous(d + 6 * T, DType::I32, {T});
+  v.rows = Tensor::contiguous(d + 7 * T, DType::I32, {std::max<std::int64_t>(R, 1)});
+  v.tables = Tensor::contiguous(d + 7 * T + R, DType::I32, {B, max_blocks});
+  return v;
+}
+
+// One decoder layer over T rows. `resid` is the previous layer's MLP output (null for layer 0), added to h
+// by this layer's first RMSNorm; returns (through d) this layer's MLP output.
+void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tensor* resid, const BatchInts& in,
+                   const Tensor& angles, const Tensor& d_out) {
+  const DevLayer& L = im.layers[li];
+  const std::int64_t T = h.dim(0), hd = im.hd, W = (im.heads + 2 * im.kvh) * hd;
+  cudaStream_t st = im.stream.get();
+  float* qkv = static_cast<float*>(im.qkv.get(static_cast<std::size_t>(T * W) * 4));
+  auto cols = [&](std::int64_t off, std::int64_t n) { return Tensor::strided2d(qkv + off, DType::F32, T, n, W); };
+  norm_then_linears(im, h, resid, L.input_norm,
+                    {{&L.q, cols(0, im.heads * hd)}, {&L.k, cols(im.heads * hd, im.kvh * hd)},
+                     {&L.v, cols((im.heads + im.kvh) * hd, im.kvh * hd)}});
+  Tensor qk{qkv, DType::F32, 3, {T, im.heads + im.kvh, hd}, {W, hd, 1}};
+  cuda::rotary_inplace(qk, angles, st);
+  Tensor q{qkv, DType::F32, 3, {T, im.heads, hd}, {W, hd, 1}};
+  Tensor k{qkv + im.heads * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
+  Tensor v{qkv + (im.heads + im.kvh) * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
+  cuda::kv_cache_write(k, v, in.slots, im.kv[li], st);
+  // Attention output in o_proj's input form: BF16 for a dense o, else f32 then E4M3.
+  const std::int64_t A = im.heads * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  Tensor o_in;
+  if (L.o.fp8) {
+    Tensor att = Tensor::contiguous(im.attn.get(static_cast<std::size_t>(T * A) * 4), DType::F32, {T, im.heads, hd});
+    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, att, st);
+    o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
+    cuda::quantize_e4m3(att, L.o.input_scale, o_in, st);
+  } else {
+    Tensor att = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A) * 2), DType::BF16, {T, im.heads, hd});
+    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, att, st);
+    o_in = Tensor::contiguous(att.data, DType::BF16, {T, A});
+  }
+  const Tensor a = f32_view(im.a, T, im.H);
+  run_linear(im, L.o, o_in, a);
+  // MLP: post norm (h += a), gate/up into one [T, 2I] row, SwiGLU in down's input form, down.
+  const std::int64_t I = im.inter;
+  float* gu = static_cast<float*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
+  norm_then_linears(im, h, &a, L.post_norm,
+                    {{&L.gate, Tensor::strided2d(gu, DType::F32, T, I, 2 * I)},
+                     {&L.up, Tensor::strided2d(gu + I, DType::F32, T, I, 2 * I)}});
+  const InputForm f = form_of(L.down);
+  const Tensor act = input_view(im.act_in, f, T, I);
+  cuda::swiglu(Tensor::contiguous(gu, DType::F32, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st);
+  run_linear(im, L.down, act, d_out);
+}
+
+}  // namespace
+
+ops::Matrix Qwen2_5_VLCuda::forward(const Batch& b) {
+  Impl& im = *impl_;
+  validate(im, b);
+  const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
+  const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
+  cudaStream_t st = im.stream.get();
+  const BatchInts in = upload_ints(im, b);
+
+  const Tensor h = f32_view(im.h, T, im.H);
+  cuda::embedding(in.ids, Tensor::contiguous(im.embed, DType::BF16, {im.vocab, im.H}), h, st);
+  for (const auto& e : b.embeds)
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(h.as<float>() + e.row * im.H, e.data, static_cast<std::size_t>(e.rows * im.H) * 4,
+                                   cudaMemcpyHostToDevice, st));
+  const Tensor angles = f32_view(im.angles, T, im.hd / 2);
+  cuda::mrope_angles(in.positions, im.inv_freq, im.sections, angles, st);
+
+  // Two MLP-output buffers alternate: layer l reads d[l-1] as its residual and writes d[l].
+  const Tensor d0 = f32_view(im.d, 2 * T, im.H);
+  const Tensor dl[2] = {Tensor::contiguous(d0.data, DType::F32, {T, im.H}),
+                        Tensor::contiguous(d0.as<float>() + T * im.H, DType::F32, {T, im.H})};
+  for (int li = 0; li < static_cast<int>(im.layers.size()); ++li)
+    decoder_layer(im, li, h, li == 0 ? nullptr : &dl[(li - 1) % 2], in, angles, dl[li % 2]);
+  if (!im.layers.empty()) cuda::add_inplace(h, dl[(im.layers.size() - 1) % 2], st);
+
+  ops::Matrix logits(R, im.vocab);
+  if (R == 0) {
+    im.stream.sync();
+    return logits;
+  }
+  const Tensor g = f32_view(im.gathered, R, im.H);
+  cuda::embedding(in.rows, h, g, st);  // gather the rows whose logits are wanted
+  const InputForm f = form_of(im.lm_head);
+  const Tensor gin = input_view(im.gathered_in, f, R, im.H);
+  cuda::rms_norm(g, nullptr, im.final_norm, im.eps, gin, f.fp8 ? f.scale : 0.0f, st);
+  const Tensor out = f32_view(im.logits, R, im.vocab);
+  run_linear(im, im.lm_head, gin, out);
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(logits.data.data(), out.data, static_cast<std::size_t>(R * im.vocab) * 4,
+                                 cudaMemcpyDeviceToHost, st));
+  im.stream.sync();
+  return logits;
+}
+
+}  // namespace vlq::model_cuda

@@ -1,0 +1,80 @@
+// Private state of Qwen2_5_VLCuda shared by its .cpp files: device Linears and layers, the KV block pool,
+// grow-only workspace buffers. Not part of the public API (vlq/model_cuda/qwen2_5_vl_cuda.h).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "vlq/cuda/attention.h"
+#include "vlq/cuda/device.h"
+#include "vlq/cuda/gemm.h"
+#include "vlq/model_cuda/qwen2_5_vl_cuda.h"
+
+namespace vlq::model_cuda {
+
+// One Linear on the device in its stored dtype. FP8: W E4M3 codes [N, K], scales[0] = input_scale,
+// scales[4] = weight_scale (two 16-byte aligned f32 for cuBLASLt's scale pointers). Dense: W BF16 [N, K].
+struct DevLinear {
+  std::string name;
+  std::int64_t n = 0, k = 0;
+  bool fp8 = false;
+  void* w = nullptr;
+  float* scales = nullptr;
+  float input_scale = 1.0f, weight_scale = 1.0f;
+  float* bias_f32 = nullptr;   // [N] or null
+  void* bias_bf16 = nullptr;   // [N] BF16 (cuBLASLt FP8 epilogue) or null
+};
+
+// What a Linear's input must look like: E4M3 codes of x / input_scale, or BF16. Linears with equal
+// forms share one producer output (q/k/v, gate/up).
+struct InputForm {
+  bool fp8 = false;
+  float scale = 1.0f;
+  bool operator==(const InputForm&) const = default;
+};
+inline InputForm form_of(const DevLinear& l) { return {l.fp8, l.fp8 ? l.input_scale : 1.0f}; }
+
+struct DevLayer {
+  float* input_norm = nullptr;  // [H] f32
+  float* post_norm = nullptr;   // [H] f32
+  DevLinear q, k, v, o, gate, up, down;
+  float k_scale = 1.0f, v_scale = 1.0f;
+};
+
+// Grow-only device buffer for per-forward workspace.
+struct Scratch {
+  cuda::DeviceBuffer buf;
+  void* get(std::size_t bytes) {
+    if (buf.bytes() < bytes) buf = cuda::DeviceBuffer(bytes);
+    return buf.data();
+  }
+};
+
+struct Qwen2_5_VLCuda::Impl {
+  CudaOptions opt;
+  std::int64_t H = 0, heads = 0, kvh = 0, hd = 0, inter = 0, vocab = 0, layers_n = 0, max_pos = 0;
+  float eps = 1e-6f;
+  int sections[3] = {0, 0, 0};
+
+  cuda::Stream stream;
+  cuda::GemmContext gemm;
+  std::unique_ptr<cuda::DeviceArena> arena;
+  void* embed = nullptr;     // [V, H] BF16
+  float* final_norm = nullptr;
+  float* inv_freq = nullptr; // [hd/2]
+  DevLinear lm_head;
+  std::vector<DevLayer> layers;
+
+  bool kv_fp8 = false;
+  cuda::DeviceBuffer kv_pool;
+  std::vector<cuda::PagedKvLayer> kv;   // per layer, views into kv_pool
+  std::vector<std::int32_t> free_blocks;
+
+  // Workspace (grow-only), named for what they hold.
+  Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits;
+};
+
+// weights_cuda.cpp: uploads the language model of `cpu` into impl.arena (sizes the arena first).
+void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& impl);
+
+}  // namespace vlq::model_cuda

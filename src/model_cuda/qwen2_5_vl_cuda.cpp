@@ -1,0 +1,142 @@
+// Qwen2_5_VLCuda: construction (weight upload, KV block pool), block reservation, and the single-sequence
+// prefill/decode built on the batch-first forward (forward_cuda.cpp).
+#include "vlq/model_cuda/qwen2_5_vl_cuda.h"
+
+#include <algorithm>
+
+#include "impl.h"
+#include "vlq/core/error.h"
+#include "vlq/model/rope_index.h"
+
+namespace vlq::model_cuda {
+
+namespace {
+void make_kv_pool(Qwen2_5_VLCuda::Impl& im) {
+  const DType dt = im.kv_fp8 ? DType::F8_E4M3 : DType::BF16;
+  const std::size_t per_block_layer = static_cast<std::size_t>(im.opt.block_size * im.kvh * im.hd) * dtype_size(dt) * 2;
+  int blocks = im.opt.num_blocks;
+  if (blocks <= 0) blocks = static_cast<int>(im.opt.kv_cache_bytes / (per_block_layer * std::max<std::int64_t>(im.layers_n, 1)));
+  if (blocks < 1)
+    throw UsageError({"kv_cache_bytes", "KV cache budget smaller than one block", ">= " + std::to_string(per_block_layer * im.layers_n) + " bytes",
+                      std::to_string(im.opt.kv_cache_bytes), "raise the KV cache budget"});
+  im.kv_pool = cuda::DeviceBuffer(per_block_layer * blocks * im.layers_n);
+  auto* base = static_cast<std::uint8_t*>(im.kv_pool.data());
+  for (std::int64_t l = 0; l < im.layers_n; ++l) {
+    cuda::PagedKvLayer p;
+    p.dtype = dt;
+    p.num_blocks = blocks;
+    p.block_size = im.opt.block_size;
+    p.kv_heads = static_cast<int>(im.kvh);
+    p.head_dim = static_cast<int>(im.hd);
+    p.k_scale = im.kv_fp8 ? im.layers[l].k_scale : 1.0f;
+    p.v_scale = im.kv_fp8 ? im.layers[l].v_scale : 1.0f;
+    p.k = base;
+    p.v = base + p.bytes_per_side();
+    base += 2 * p.bytes_per_side();
+    im.kv.push_back(p);
+  }
+  im.free_blocks.resize(static_cast<std::size_t>(blocks));
+  for (int i = 0; i < blocks; ++i) im.free_blocks[i] = blocks - 1 - i;  // pop_back hands out 0, 1, 2, ...
+}
+}  // namespace
+
+Qwen2_5_VLCuda::Qwen2_5_VLCuda(const model::Qwen2_5_VL& cpu, const CudaOptions& options)
+    : cpu_(cpu), impl_(nullptr) {
+  if (cuda::device_count() <= options.device)
+    throw CudaError({"--device cuda", "no CUDA device", "device " + std::to_string(options.device),
+                     std::to_string(cuda::device_count()) + " devices", "run with --device cpu"});
+  VLQ_CUDA_CHECK(cudaSetDevice(options.device));
+  impl_ = std::make_unique<Impl>();
+  impl_->opt = options;
+  upload_language_model(cpu, *impl_);
+  impl_->kv_fp8 = cpu.fp8_kv_cache();
+  make_kv_pool(*impl_);
+}
+
+Qwen2_5_VLCuda::~Qwen2_5_VLCuda() = default;
+
+bool Qwen2_5_VLCuda::fp8_kv_cache() const { return impl_->kv_fp8; }
+std::size_t Qwen2_5_VLCuda::weight_bytes() const { return impl_->arena->used(); }
+std::size_t Qwen2_5_VLCuda::kv_cache_bytes() const { return impl_->kv_pool.bytes(); }
+int Qwen2_5_VLCuda::free_blocks() const { return static_cast<int>(impl_->free_blocks.size()); }
+int Qwen2_5_VLCuda::block_size() const { return impl_->opt.block_size; }
+
+bool Qwen2_5_VLCuda::reserve(CudaSequence& s, std::int64_t positions) {
+  const std::int64_t bs = impl_->opt.block_size;
+  const std::int64_t need = (positions + bs - 1) / bs - static_cast<std::int64_t>(s.blocks.size());
+  if (need <= 0) return true;
+  if (need > static_cast<std::int64_t>(impl_->free_blocks.size())) return false;
+  for (std::int64_t i = 0; i < need; ++i) {
+    s.blocks.push_back(impl_->free_blocks.back());
+    impl_->free_blocks.pop_back();
+  }
+  return true;
+}
+
+void Qwen2_5_VLCuda::release(CudaSequence& s) {
+  impl_->free_blocks.insert(impl_->free_blocks.end(), s.blocks.rbegin(), s.blocks.rend());
+  s.blocks.clear();
+  s.length = 0;
+  s.rope_deltas = 0;
+}
+
+ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_t> ids,
+                                    const image::ProcessedImages* images, std::int64_t capacity,
+                                    std::int64_t logits_last_k) {
+  if (s.length != 0)
+    throw UsageError({"prefill", "sequence already holds a prompt", "an empty sequence", std::to_string(s.length), ""});
+  const std::int64_t S = static_cast<std::int64_t>(ids.size());
+  if (S == 0) throw UsageError({"prompt", "empty prompt", "at least one token", "0", ""});
+  if (S > impl_->opt.max_batch_tokens)
+    throw UnsupportedError({"prompt", "prompt longer than one CUDA batch (chunked prefill is not wired here yet)",
+                            "<= " + std::to_string(impl_->opt.max_batch_tokens) + " tokens", std::to_string(S), ""});
+  capacity = std::max(capacity, S);
+  if (capacity > impl_->max_pos)
+    throw UsageError({"prompt", "prompt longer than the context", "<= " + std::to_string(impl_->max_pos) + " positions",
+                      std::to_string(capacity), "shorten the prompt or lower --max-new-tokens"});
+  if (!reserve(s, capacity))
+    throw UsageError({"KV cache", "not enough free KV blocks", std::to_string((capacity + block_size() - 1) / block_size()),
+                      std::to_string(free_blocks()) + " free", "raise the KV cache budget"});
+  const auto& cfg = cpu_.config();
+  std::vector<model::GridThw> grid;
+  if (images) grid = images->grid_thw;
+  const model::RopeIndex ri = model::get_rope_index(ids, grid, cfg.tokens.image_token_id, cfg.tokens.video_token_id,
+                                                    cfg.vision.spatial_merge_size);
+  const ops::Matrix e = cpu_.embed_prompt(ids, images);  // token embeddings + vision features, on the CPU
+  Batch b;
+  b.token_ids.assign(ids.begin(), ids.end());
+  b.embeds.push_back({0, S, e.data.data()});
+  b.positions.resize(static_cast<std::size_t>(3 * S));
+  for (std::size_t i = 0; i < b.positions.size(); ++i) b.positions[i] = static_cast<std::int32_t>(ri.positions[i]);
+  b.seq_of_row.assign(static_cast<std::size_t>(S), 0);
+  b.cache_pos.resize(static_cast<std::size_t>(S));
+  for (std::int64_t i = 0; i < S; ++i) b.cache_pos[i] = static_cast<std::int32_t>(i);
+  b.sequences = {&s};
+  const std::int64_t k = std::clamp<std::int64_t>(logits_last_k, 0, S);
+  for (std::int64_t r = S - k; r < S; ++r) b.logits_rows.push_back(static_cast<std::int32_t>(r));
+  ops::Matrix logits = forward(b);
+  s.length = S;
+  s.rope_deltas = ri.rope_deltas;
+  return logits;
+}
+
+ops::Matrix Qwen2_5_VLCuda::decode(CudaSequence& s, std::int32_t id) {
+  if (!reserve(s, s.length + 1))
+    throw UsageError({"decode", "KV cache full", "a free block", "0 free", "raise the KV cache budget"});
+  if (s.length + 1 > impl_->max_pos)
+    throw UsageError({"decode", "context full", "<= " + std::to_string(impl_->max_pos) + " positions",
+                      std::to_string(s.length + 1), ""});
+  Batch b;
+  const auto p = static_cast<std::int32_t>(s.length + s.rope_deltas);
+  b.token_ids = {id};
+  b.positions = {p, p, p};
+  b.seq_of_row = {0};
+  b.cache_pos = {static_cast<std::int32_t>(s.length)};
+  b.sequences = {&s};
+  b.logits_rows = {0};
+  ops::Matrix logits = forward(b);
+  s.length += 1;
+  return logits;
+}
+
+}  // namespace vlq::model_cuda

@@ -1,0 +1,126 @@
+// Uploads the Qwen2.5-VL language model from the CPU runtime's weights into one device arena, in the
+// stored dtype: FP8 Linears as their E4M3 codes (re-encoded from the exact decoded values, so the bytes
+// equal the checkpoint's), dense Linears / embedding as BF16 (exact for BF16 checkpoints), norms as f32.
+#include <cstring>
+
+#include "impl.h"
+#include "vlq/core/error.h"
+#include "vlq/core/numerics.h"
+#include "vlq/ops/rotary.h"
+
+namespace vlq::model_cuda {
+namespace {
+
+constexpr std::size_t kAlign = 256;
+std::size_t aligned(std::size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
+
+std::size_t linear_bytes(const ops::LinearWeights& l) {
+  const std::size_t nk = static_cast<std::size_t>(l.out_features * l.in_features);
+  const std::size_t w = l.kind == ops::LinearKind::kDense ? 2 * nk : nk;
+  return aligned(w) + aligned(32) + 2 * aligned(static_cast<std::size_t>(l.out_features) * 4);
+}
+
+void* upload_bf16(cuda::DeviceArena& arena, const std::vector<float>& v) {
+  std::vector<std::uint16_t> b(v.size());
+  f32_to_bf16(std::span<const float>(v), std::span<std::uint16_t>(b));
+  return arena.upload(b.data(), b.size() * 2);
+}
+
+float* upload_f32(cuda::DeviceArena& arena, const std::vector<float>& v) {
+  return static_cast<float*>(arena.upload(v.data(), v.size() * 4));
+}
+
+void check_supported(const ops::LinearWeights& l) {
+  auto unsupported = [&](const std::string& what, const std::string& found) {
+    throw UnsupportedError({l.name, what, "dense (BF16/F16/F32) or FP8 static per-tensor (input_scale, one weight_scale)",
+                            found, "run this checkpoint with --device cpu, or re-export it with vlq quantize"});
+  };
+  if (l.kind == ops::LinearKind::kFp8Dynamic) unsupported("dynamic per-token FP8 activations are not on the CUDA path yet", "FP8 dynamic");
+  if (l.kind == ops::LinearKind::kFp8Static) {
+    if (l.weight_scale.size() != 1) unsupported("per-channel weight scales are not on the CUDA path yet",
+                                                std::to_string(l.weight_scale.size()) + " weight scales");
+    if (!l.input_scale) unsupported("FP8 Linear without input_scale", "no input_scale");
+    if (l.in_features % 16 != 0) unsupported("FP8 GEMMs need in_features % 16 == 0", std::to_string(l.in_features));
+  }
+}
+
+DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& l) {
+  check_supported(l);
+  DevLinear d;
+  d.name = l.name;
+  d.n = l.out_features;
+  d.k = l.in_features;
+  d.fp8 = l.kind == ops::LinearKind::kFp8Static;
+  if (d.fp8) {
+    std::vector<std::uint8_t> codes(l.w.size());
+    f32_to_e4m3fn(std::span<const float>(l.w), std::span<std::uint8_t>(codes));  // exact: w holds E4M3 values
+    d.w = arena.upload(codes.data(), codes.size());
+    d.input_scale = *l.input_scale;
+    d.weight_scale = l.weight_scale[0];
+    const float s[8] = {d.input_scale, 0, 0, 0, d.weight_scale, 0, 0, 0};
+    d.scales = static_cast<float*>(arena.upload(s, sizeof s));
+  } else {
+    d.w = upload_bf16(arena, l.w);
+  }
+  if (!l.bias.empty()) {
+    d.bias_f32 = upload_f32(arena, l.bias);
+    d.bias_bf16 = upload_bf16(arena, l.bias);
+  }
+  return d;
+}
+
+std::size_t arena_bytes(const model::LanguageWeights& w) {
+  std::size_t b = aligned(w.embedding().size() * 2) + aligned(w.norm.size() * 4) + linear_bytes(w.lm_head) + aligned(4096);
+  for (const auto& L : w.layers) {
+    b += aligned(L.input_norm.size() * 4) + aligned(L.post_norm.size() * 4);
+    for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += linear_bytes(*l);
+  }
+  return b;
+}
+
+}  // namespace
+
+void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& im) {
+  const auto& tc = cpu.config().text;
+  const auto& w = cpu.weights().lm;
+  im.H = tc.hidden_size;
+  im.heads = tc.num_attention_heads;
+  im.kvh = tc.num_key_value_heads;
+  im.hd = tc.head_dim;
+  im.inter = tc.intermediate_size;
+  im.vocab = tc.vocab_size;
+  im.layers_n = tc.num_hidden_layers;
+  im.max_pos = tc.max_position_embeddings;
+  im.eps = static_cast<float>(tc.rms_norm_eps);
+  if (tc.mrope_section.size() != 3)
+    throw UnsupportedError({"config.json", "mrope_section must have 3 entries on the CUDA path", "[t, h, w]",
+                            std::to_string(tc.mrope_section.size()) + " entries", ""});
+  for (int i = 0; i < 3; ++i) im.sections[i] = static_cast<int>(tc.mrope_section[i]);
+  if (im.hd % 32 != 0 || im.hd > 256)
+    throw UnsupportedError({"config.json", "head_dim not supported by the CUDA attention kernels",
+                            "a multiple of 32, at most 256", std::to_string(im.hd), "use --device cpu"});
+
+  im.arena = std::make_unique<cuda::DeviceArena>(arena_bytes(w));
+  im.embed = upload_bf16(*im.arena, w.embedding());
+  im.final_norm = upload_f32(*im.arena, w.norm);
+  im.lm_head = upload_linear(*im.arena, w.lm_head);
+  im.inv_freq = upload_f32(*im.arena, ops::rope_inv_freq(tc.rope_theta, im.hd));
+  im.layers.reserve(w.layers.size());
+  for (const auto& L : w.layers) {
+    DevLayer d;
+    d.input_norm = upload_f32(*im.arena, L.input_norm);
+    d.post_norm = upload_f32(*im.arena, L.post_norm);
+    d.q = upload_linear(*im.arena, L.q);
+    d.k = upload_linear(*im.arena, L.k);
+    d.v = upload_linear(*im.arena, L.v);
+    d.o = upload_linear(*im.arena, L.o);
+    d.gate = upload_linear(*im.arena, L.gate);
+    d.up = upload_linear(*im.arena, L.up);
+    d.down = upload_linear(*im.arena, L.down);
+    d.k_scale = L.k_scale.value_or(1.0f);
+    d.v_scale = L.v_scale.value_or(1.0f);
+    im.layers.push_back(std::move(d));
+  }
+}
+
+}  // namespace vlq::model_cuda

@@ -1,0 +1,230 @@
+// Whole-model CUDA vs CPU: the bundled trained Qwen2.5-VL (BF16; LM-only FP8 quantized in memory with
+// calibrated input scales; FP8 KV cache) run by model_cuda::Qwen2_5_VLCuda against model::Qwen2_5_VL —
+// prefill logits within 1e-2 relative, greedy tokens equal, one batch of ragged sequences equal to one
+// sequence at a time, blocks returned to the pool. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "cuda_test_util.h"
+#include "vlq/core/numerics.h"
+#include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
+#include "vlq/model/qwen2_5_vl.h"
+#include "vlq/model_cuda/qwen2_5_vl_cuda.h"
+#include "vlq/ops/sampling.h"
+
+namespace vlq::model_cuda {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kModel = fs::path(VLQ_SOURCE_DIR) / "models/qwen2_5_vl-tiny-trained";
+const fs::path kImage = fs::path(VLQ_SOURCE_DIR) / "data/heldout/images/color-0003.png";
+
+// max |a - b| / max |b| over all logits.
+double rel_error(const ops::Matrix& a, const ops::Matrix& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.data.size(); ++i) {
+    num = std::max(num, static_cast<double>(std::fabs(a.data[i] - b.data[i])));
+    den = std::max(den, static_cast<double>(std::fabs(b.data[i])));
+  }
+  return den > 0 ? num / den : num;
+}
+
+std::int32_t argmax_row(const ops::Matrix& m, std::int64_t r) {
+  return static_cast<std::int32_t>(std::max_element(m.row(r), m.row(r) + m.cols) - m.row(r));
+}
+
+std::vector<std::int32_t> random_text(std::int64_t n, std::uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_int_distribution<std::int32_t> d(10, 2000);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+  for (auto& x : ids) x = d(g);
+  return ids;
+}
+
+// Records amax of every Linear input and K/V (a max calibration).
+struct AmaxObserver : model::ForwardObserver {
+  std::map<std::string, float> amax;
+  void on_linear_input(const std::string& m, const float* x, std::int64_t rows, std::int64_t cols) override {
+    float& a = amax[m];
+    for (std::int64_t i = 0; i < rows * cols; ++i) a = std::max(a, std::fabs(x[i]));
+  }
+  void on_kv(const std::string& m, const float* k, const float* v, std::int64_t rows, std::int64_t w) override {
+    float& ak = amax[m + ".k"];
+    float& av = amax[m + ".v"];
+    for (std::int64_t i = 0; i < rows * w; ++i) ak = std::max(ak, std::fabs(k[i])), av = std::max(av, std::fabs(v[i]));
+  }
+};
+
+// The test's own FP8 static per-tensor recipe (as an export writes it): weight_scale = amax(W)/448,
+// Wq = E4M3(W / weight_scale), input_scale = amax(x)/448.
+void to_fp8(ops::LinearWeights& l, float input_amax) {
+  float wa = 0;
+  for (float w : l.w) wa = std::max(wa, std::fabs(w));
+  const float s = wa / 448.0f;
+  for (float& w : l.w) w = e4m3fn_to_f32(f32_to_e4m3fn_sat(w / s));
+  l.kind = ops::LinearKind::kFp8Static;
+  l.weight_scale = {s};
+  l.input_scale = std::max(input_amax, 1e-6f) / 448.0f;
+}
+
+model::Qwen2_5_VL quantized_lm_model() {
+  model::Qwen2_5_VL m = model::Qwen2_5_VL::load(kModel);
+  AmaxObserver obs;
+  auto s = m.new_session(256);
+  const auto ids = random_text(96, 7);
+  m.prefill(s, ids, nullptr, 1, &obs);
+  auto& lm = m.mutable_weights().lm;
+  for (std::size_t li = 0; li < lm.layers.size(); ++li) {
+    auto& L = lm.layers[li];
+    for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) to_fp8(*l, obs.amax.at(l->name));
+    const std::string attn = L.q.name.substr(0, L.q.name.rfind('.'));
+    L.k_scale = obs.amax.at(attn + ".k") / 448.0f;
+    L.v_scale = obs.amax.at(attn + ".v") / 448.0f;
+  }
+  m.set_kv_cache_mode(model::KvCacheMode::kFp8);
+  return m;
+}
+
+// CPU prefill + greedy decode vs CUDA prefill + greedy decode.
+void expect_same_generation(const model::Qwen2_5_VL& cpu, std::span<const std::int32_t> ids,
+                            const image::ProcessedImages* images, int steps) {
+  Qwen2_5_VLCuda gpu(cpu);
+  auto s = cpu.new_session(static_cast<std::int64_t>(ids.size()) + steps + 1);
+  const ops::Matrix ref = cpu.prefill(s, ids, images, 4);
+  CudaSequence q;
+  const int free0 = gpu.free_blocks();
+  const ops::Matrix got = gpu.prefill(q, ids, images, static_cast<std::int64_t>(ids.size()) + steps + 1, 4);
+  ASSERT_EQ(got.rows, ref.rows);
+  EXPECT_LE(rel_error(got, ref), 1e-2);
+  std::int32_t t_ref = argmax_row(ref, ref.rows - 1), t_got = argmax_row(got, got.rows - 1);
+  int equal = 0;
+  for (int i = 0; i < steps; ++i) {
+    equal += t_ref == t_got;
+    const ops::Matrix r = cpu.decode(s, t_ref);
+    const ops::Matrix g = gpu.decode(q, t_ref);  // teacher-forced on the CPU's tokens
+    EXPECT_LE(rel_error(g, r), 1e-2) << "decode step " << i;
+    t_ref = argmax_row(r, 0);
+    t_got = argmax_row(g, 0);
+  }
+  EXPECT_GE(equal, steps - 1) << "greedy tokens equal on " << equal << " of " << steps << " steps";
+  gpu.release(q);
+  EXPECT_EQ(gpu.free_blocks(), free0);
+}
+
+TEST(CudaModel, Bf16TextMatchesCpu) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = model::Qwen2_5_VL::load(kModel);
+  const auto ids = random_text(77, 1);
+  expect_same_generation(cpu, ids, nullptr, 16);
+}
+
+TEST(CudaModel, Bf16ImagePromptMatchesCpu) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = model::Qwen2_5_VL::load(kModel);
+  const auto params = image::image_processor_params_from_config(*cpu.files().preprocessor);
+  const image::ProcessedImages px = image::preprocess_image(image::load_image(kImage), params);
+  std::int64_t n_pad = 0;
+  for (const auto& g : px.grid_thw) n_pad += g[0] * g[1] * g[2] / 4;
+  const auto& tok = cpu.config().tokens;
+  std::vector<std::int32_t> ids = {static_cast<std::int32_t>(tok.vision_start_token_id)};
+  ids.insert(ids.end(), static_cast<std::size_t>(n_pad), static_cast<std::int32_t>(tok.image_token_id));
+  ids.push_back(static_cast<std::int32_t>(tok.vision_end_token_id));
+  const auto text = random_text(20, 2);
+  ids.insert(ids.end(), text.begin(), text.end());
+  expect_same_generation(cpu, ids, &px, 8);
+}
+
+TEST(CudaModel, Fp8LanguageModelAndFp8KvMatchCpu) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = quantized_lm_model();
+  Qwen2_5_VLCuda probe(cpu);
+  EXPECT_TRUE(probe.fp8_kv_cache());
+  const auto ids = random_text(40, 3);  // > 8 rows: cuBLASLt FP8 GEMMs; decode: FP8 GEMV
+  expect_same_generation(cpu, ids, nullptr, 16);
+}
+
+TEST(CudaModel, RaggedBatchEqualsOneAtATime) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = model::Qwen2_5_VL::load(kModel);
+  Qwen2_5_VLCuda gpu(cpu);
+  const std::vector<std::vector<std::int32_t>> prompts = {random_text(5, 11), random_text(33, 12), random_text(17, 13)};
+  // One at a time.
+  std::vector<ops::Matrix> alone;
+  for (const auto& p : prompts) {
+    CudaSequence s;
+    alone.push_back(gpu.prefill(s, p, nullptr, 64, 1));
+    gpu.release(s);
+  }
+  // All three prompts in one forward (text-only: positions t = h = w = index).
+  std::vector<CudaSequence> seqs(prompts.size());
+  Batch b;
+  std::vector<std::int32_t> pos_t;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(gpu.reserve(seqs[i], 64));
+    b.sequences.push_back(&seqs[i]);
+    for (std::size_t j = 0; j < prompts[i].size(); ++j) {
+      b.token_ids.push_back(prompts[i][j]);
+      pos_t.push_back(static_cast<std::int32_t>(j));
+      b.seq_of_row.push_back(static_cast<std::int32_t>(i));
+      b.cache_pos.push_back(static_cast<std::int32_t>(j));
+    }
+    b.logits_rows.push_back(static_cast<std::int32_t>(b.token_ids.size() - 1));
+  }
+  for (int r = 0; r < 3; ++r) b.positions.insert(b.positions.end(), pos_t.begin(), pos_t.end());
+  const ops::Matrix together = gpu.forward(b);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    ops::Matrix row(1, together.cols);
+    std::copy(together.row(static_cast<std::int64_t>(i)), together.row(static_cast<std::int64_t>(i)) + together.cols, row.row(0));
+    EXPECT_LE(rel_error(row, alone[i]), 1e-2) << "sequence " << i;
+    EXPECT_EQ(argmax_row(row, 0), argmax_row(alone[i], 0)) << "sequence " << i;
+    seqs[i].length = static_cast<std::int64_t>(prompts[i].size());
+  }
+  // One batched decode step of all three vs the CPU, each sequence at its own position.
+  Batch d;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    d.sequences.push_back(&seqs[i]);
+    d.token_ids.push_back(42);
+    d.seq_of_row.push_back(static_cast<std::int32_t>(i));
+    d.cache_pos.push_back(static_cast<std::int32_t>(seqs[i].length));
+    d.logits_rows.push_back(static_cast<std::int32_t>(i));
+  }
+  for (int r = 0; r < 3; ++r)
+    for (const auto& s : seqs) d.positions.push_back(static_cast<std::int32_t>(s.length));
+  const ops::Matrix step = gpu.forward(d);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    auto s = cpu.new_session(64);
+    cpu.prefill(s, prompts[i], nullptr, 1);
+    const ops::Matrix r = cpu.decode(s, 42);
+    ops::Matrix row(1, step.cols);
+    std::copy(step.row(static_cast<std::int64_t>(i)), step.row(static_cast<std::int64_t>(i)) + step.cols, row.row(0));
+    EXPECT_LE(rel_error(row, r), 1e-2) << "sequence " << i;
+  }
+  for (auto& s : seqs) gpu.release(s);
+}
+
+TEST(CudaModel, BadBatchIsAUsageError) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = model::Qwen2_5_VL::load(kModel);
+  Qwen2_5_VLCuda gpu(cpu);
+  CudaSequence s;
+  ASSERT_TRUE(gpu.reserve(s, 16));
+  Batch b;
+  b.sequences = {&s};
+  b.token_ids = {1};
+  b.positions = {0, 0, 0};
+  b.seq_of_row = {0};
+  b.cache_pos = {16};  // outside the one block
+  EXPECT_THROW(gpu.forward(b), UsageError);
+  b.cache_pos = {0};
+  b.token_ids = {999999};
+  EXPECT_THROW(gpu.forward(b), UsageError);
+}
+
+}  // namespace
+}  // namespace vlq::model_cuda
