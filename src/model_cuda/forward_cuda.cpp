@@ -184,10 +184,8 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   run_linear(im, L.down, act, d_out);
 }
 
-}  // namespace
-
-ops::Matrix Qwen2_5_VLCuda::forward(const Batch& b) {
-  Impl& im = *impl_;
+// Runs the batch; returns the device logits [R, V] f32 (in impl.logits) without synchronizing.
+cuda::Tensor run_batch(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   validate(im, b);
   const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
   const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
@@ -209,12 +207,8 @@ ops::Matrix Qwen2_5_VLCuda::forward(const Batch& b) {
   for (int li = 0; li < static_cast<int>(im.layers.size()); ++li)
     decoder_layer(im, li, h, li == 0 ? nullptr : &dl[(li - 1) % 2], in, angles, dl[li % 2]);
   if (!im.layers.empty()) cuda::add_inplace(h, dl[(im.layers.size() - 1) % 2], st);
+  if (R == 0) return Tensor::contiguous(nullptr, DType::F32, {0, im.vocab});
 
-  ops::Matrix logits(R, im.vocab);
-  if (R == 0) {
-    im.stream.sync();
-    return logits;
-  }
   const Tensor g = f32_view(im.gathered, R, im.H);
   cuda::embedding(in.rows, h, g, st);  // gather the rows whose logits are wanted
   const InputForm f = form_of(im.lm_head);
@@ -222,10 +216,33 @@ ops::Matrix Qwen2_5_VLCuda::forward(const Batch& b) {
   cuda::rms_norm(g, nullptr, im.final_norm, im.eps, gin, f.fp8 ? f.scale : 0.0f, st);
   const Tensor out = f32_view(im.logits, R, im.vocab);
   run_linear(im, im.lm_head, gin, out);
-  VLQ_CUDA_CHECK(cudaMemcpyAsync(logits.data.data(), out.data, static_cast<std::size_t>(R * im.vocab) * 4,
-                                 cudaMemcpyDeviceToHost, st));
+  return out;
+}
+
+}  // namespace
+
+ops::Matrix Qwen2_5_VLCuda::forward(const Batch& b) {
+  Impl& im = *impl_;
+  const Tensor out = run_batch(im, b);
+  ops::Matrix logits(out.dim(0), im.vocab);
+  if (out.dim(0) > 0)
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(logits.data.data(), out.data, static_cast<std::size_t>(out.numel()) * 4,
+                                   cudaMemcpyDeviceToHost, im.stream.get()));
   im.stream.sync();
   return logits;
+}
+
+std::vector<std::int32_t> Qwen2_5_VLCuda::forward_greedy(const Batch& b) {
+  Impl& im = *impl_;
+  const Tensor out = run_batch(im, b);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(out.dim(0)));
+  if (!ids.empty()) {
+    const Tensor am = Tensor::contiguous(im.argmax.get(ids.size() * 4), DType::I32, {out.dim(0)});
+    cuda::argmax(out, am, im.stream.get());
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(ids.data(), am.data, ids.size() * 4, cudaMemcpyDeviceToHost, im.stream.get()));
+  }
+  im.stream.sync();
+  return ids;
 }
 
 }  // namespace vlq::model_cuda

@@ -71,7 +71,7 @@ struct Qwen2_5_VLCuda::Impl {
   std::vector<std::int32_t> free_blocks;
 
   // Workspace (grow-only), named for what they hold.
-  Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits;
+  Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax;
 };
 
 // weights_cuda.cpp: uploads the language model of `cpu` into impl.arena (sizes the arena first).

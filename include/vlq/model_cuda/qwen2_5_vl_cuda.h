@@ -85,6 +85,9 @@ class Qwen2_5_VLCuda {
   // logits_rows. Throws UsageError when the batch is inconsistent (sizes, ids out of the vocabulary,
   // cache positions outside the sequence's blocks, T > max_batch_tokens).
   ops::Matrix forward(const Batch& batch);
+  // The same forward, returning only the greedy token (argmax on the device) of each logits row: what
+  // decode loops and benchmarks use (no [R, V] download).
+  std::vector<std::int32_t> forward_greedy(const Batch& batch);
 
   // Single-sequence API mirroring model::Qwen2_5_VL (the CPU path's prefill/decode), built on forward():
   // prefill embeds the prompt on the CPU (vision tower included), reserves `capacity` positions.
