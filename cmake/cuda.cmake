@@ -52,6 +52,9 @@ target_include_directories(vlq_model_cuda PUBLIC ${PROJECT_SOURCE_DIR}/include P
 target_link_libraries(vlq_model_cuda PUBLIC vlq_model vlq_cuda)
 target_compile_options(vlq_model_cuda PRIVATE -Wall -Wextra -Wno-unused-parameter)
 add_dependencies(vlq_model_cuda vlq_layering)
+# engine::DeviceModel runs models on the GPU in CUDA builds (src/engine/device_model.cpp, VLQ_HAVE_CUDA).
+target_link_libraries(vlq_engine PUBLIC vlq_model_cuda)
+target_compile_definitions(vlq_engine PRIVATE VLQ_HAVE_CUDA=1)
 
 # Static OpenBLAS for binaries that run on the device machine (it lacks the Debian libraries):
 # -DVLQ_CUDA_STATIC_BLAS=ON links libopenblas.a (+ gfortran, gomp) into the CUDA test/bench executables.

@@ -8,14 +8,20 @@ namespace vlq::engine {
 
 GenerateResult generate(const model::Qwen2_5_VL& model, const Prompt& prompt, const GenerateOptions& options,
                         const std::function<void(std::int32_t)>& on_token, model::ForwardObserver* obs) {
+  const auto cpu = DeviceModel::create(model, Device::kCpu);
+  return generate(*cpu, prompt, options, on_token, obs);
+}
+
+GenerateResult generate(DeviceModel& model, const Prompt& prompt, const GenerateOptions& options,
+                        const std::function<void(std::int32_t)>& on_token, model::ForwardObserver* obs) {
   using clock = std::chrono::steady_clock;
   GenerateResult r;
   const std::int64_t S = static_cast<std::int64_t>(prompt.ids.size());
   r.prompt_tokens = S;
-  model::Session s = model.new_session(S + std::max<std::int64_t>(options.max_new_tokens, 0));
+  model.begin(S + std::max<std::int64_t>(options.max_new_tokens, 0));
   const auto t0 = clock::now();
   const image::ProcessedImages* imgs = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
-  ops::Matrix logits = model.prefill(s, prompt.ids, imgs, std::max<std::int64_t>(1, options.logits_last_k), obs);
+  ops::Matrix logits = model.prefill(prompt.ids, imgs, std::max<std::int64_t>(1, options.logits_last_k), obs);
   r.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   r.prompt_logits = logits;
   std::mt19937_64 rng(options.seed);
@@ -33,7 +39,7 @@ GenerateResult generate(const model::Qwen2_5_VL& model, const Prompt& prompt, co
       break;
     }
     if (step + 1 == options.max_new_tokens) break;
-    ops::Matrix next = model.decode(s, id, obs);
+    ops::Matrix next = model.decode(id, obs);
     std::copy(next.row(0), next.row(0) + V, last.begin());
   }
   r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();

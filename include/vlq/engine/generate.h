@@ -1,4 +1,4 @@
-// The generation loop on the CPU reference path: prefill the prompt, then decode token by token with
+// The generation loop (CPU reference path or a DeviceModel): prefill the prompt, then decode token by token with
 // greedy or seeded sampling until an EOS id or max_new_tokens, streaming each token to a callback.
 // Spec: transformers GenerationMixin greedy/sample semantics (stop when the new token is in eos ids).
 #pragma once
@@ -7,6 +7,7 @@
 #include <functional>
 #include <vector>
 
+#include "vlq/engine/device_model.h"
 #include "vlq/engine/prompt.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/ops/sampling.h"
@@ -33,6 +34,10 @@ struct GenerateResult {
 // Runs generation. on_token (optional) is called with each new id as soon as it is chosen. Throws
 // UsageError when the prompt plus max_new_tokens exceed the context (checked before any compute).
 GenerateResult generate(const model::Qwen2_5_VL& model, const Prompt& prompt, const GenerateOptions& options,
+                        const std::function<void(std::int32_t)>& on_token = {}, model::ForwardObserver* obs = nullptr);
+// The same loop on any device (vlq/engine/device_model.h); starts a new sequence on `model`. The
+// observer is honoured on the CPU only.
+GenerateResult generate(DeviceModel& model, const Prompt& prompt, const GenerateOptions& options,
                         const std::function<void(std::int32_t)>& on_token = {}, model::ForwardObserver* obs = nullptr);
 
 }  // namespace vlq::engine
