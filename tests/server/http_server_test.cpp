@@ -350,7 +350,7 @@ TEST(HttpServer, ClientDisconnectMidStreamFreesItsSequence) {
 
 TEST(HttpServer, QueueFullIs429AndDrainIs503ThenFinishes) {
   auto s = std::make_unique<TestServer>(/*max_num_seqs=*/1, /*max_queue=*/1);
-  const std::string longreq = json{{"prompt", "Count"}, {"max_tokens", 1500}, {"ignore_eos", true}}.dump();
+  const std::string longreq = json{{"prompt", "Count"}, {"max_tokens", 800}, {"ignore_eos", true}}.dump();
   std::vector<int> status(3, 0);
   std::vector<std::thread> t;
   for (int i = 0; i < 2; ++i) {
