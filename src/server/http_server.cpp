@@ -5,6 +5,10 @@
 #include <httplib.h>
 #include <fmt/format.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <ctime>
 
@@ -68,6 +72,24 @@ struct Generation {
                 : completion_response_json(id, model, created, text, reason_text(last.reason), usage());
   }
 };
+
+// cpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in the Debian library):
+// a burst of clients then loses SYNs and waits a 1 s retransmit. Linux lets a listening socket call listen()
+// again with a larger backlog; find ours by its port.
+void widen_listen_backlog(int port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int accepting = 0;
+    socklen_t len = sizeof accepting;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int p = -1;
+    if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (p == port) ::listen(fd, 512);
+  }
+}
 
 }  // namespace
 
@@ -293,6 +315,7 @@ int HttpServer::bind() {
     throw IoError({impl_->opt.host + ":" + std::to_string(impl_->opt.port), "cannot listen on this address",
                    "a free local address", "bind failed", "choose another --port or --host"});
   impl_->bound = true;
+  widen_listen_backlog(port);
   return port;
 }
 
