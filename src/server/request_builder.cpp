@@ -172,10 +172,10 @@ BuiltRequest build_completion_request(const engine::ModelBundle& bundle, const C
         throw ApiError(400, fmt::format("token id {} in 'prompt' is outside the vocabulary (0..{})", id, vocab - 1),
                        "invalid_request_error", "prompt");
   }
-  const std::int64_t image_id = bundle.model().config().tokens.image_token_id;
+  const auto& tokens = bundle.model().config().tokens;
   for (std::int32_t id : out.request.prompt_ids)
-    if (id == image_id)
-      throw ApiError(400, "'prompt' contains image placeholder tokens; send images through /v1/chat/completions",
+    if (id == tokens.image_token_id || id == tokens.video_token_id)
+      throw ApiError(400, "'prompt' contains image/video placeholder tokens; send images through /v1/chat/completions",
                      "invalid_request_error", "prompt");
   if (out.request.prompt_ids.empty()) throw ApiError(400, "'prompt' encodes to no tokens", "invalid_request_error", "prompt");
   out.prompt_tokens = static_cast<std::int64_t>(out.request.prompt_ids.size());

@@ -294,6 +294,7 @@ TEST(HttpServer, EveryBadRequestGetsItsErrorAndTheServerKeepsServing) {
   expect_error(s.post("/v1/completions", json{{"prompt", 7}}.dump()), 400, "prompt");
   expect_error(s.post("/v1/completions", json{{"prompt", json::array({1, 999999})}}.dump()), 400, "prompt");
   expect_error(s.post("/v1/completions", json{{"prompt", "x"}, {"echo", true}}.dump()), 400, "echo");
+  expect_error(s.post("/v1/completions", json{{"prompt", "a <|image_pad|> b"}}.dump()), 400, "prompt");
   // ... and it still answers.
   auto ok = s.post("/v1/chat/completions", json{{"messages", good}, {"max_tokens", 8}}.dump());
   ASSERT_TRUE(ok);
