@@ -222,3 +222,45 @@ TEST(LlmEngine, StopStringsMaxTokensAndAbort) {
 
 }  // namespace
 }  // namespace vlq::engine
+
+namespace vlq::engine {
+namespace {
+
+// FP8 E4M3 KV cache: the mirror pool holds the dequantized values and restoring re-quantizes them exactly, so
+// a prefix-cache hit gives the same greedy answer as generate() with the same FP8 cache.
+TEST(LlmEngine, Fp8KvCachePrefixReuseEqualsGenerate) {
+  model::LoadOptions lo;
+  lo.kv_cache = model::KvCacheMode::kFp8;
+  const model::Qwen2_5_VL fp8 = model::Qwen2_5_VL::load(kModelDir, lo);
+  ASSERT_TRUE(fp8.fp8_kv_cache());
+  const Req r = make_request("What color is the shape?", "color-0002.png");
+  GenerateOptions go;
+  go.max_new_tokens = 12;
+  go.eos_ids = eos_ids();
+  const std::string want = tiny().tok.decode(generate(fp8, r.prompt, go).output_ids, true);
+  CpuRunnerOptions ro;
+  ro.num_blocks = 64;
+  CpuModelRunner runner(fp8, ro);
+  EXPECT_EQ(runner.kv_layout().elem_bytes, 1);
+  EngineConfig ec;
+  ec.num_blocks = 64;
+  ec.scheduler.max_num_batched_tokens = 10;
+  LlmEngine engine(runner, tiny().tok, ec);
+  std::map<SeqId, std::string> text;
+  std::map<SeqId, std::int64_t> cached;
+  for (SeqId id : {1, 2}) {
+    ASSERT_TRUE(engine.add(id, to_engine(r, 12)));
+    while (engine.has_work())
+      for (auto& ev : engine.step()) {
+        text[ev.id] += ev.text;
+        if (ev.finished) cached[ev.id] = ev.cached_tokens;
+      }
+  }
+  EXPECT_EQ(text[1], want);
+  EXPECT_EQ(text[2], want);
+  EXPECT_GT(cached[2], 0);
+  EXPECT_EQ(engine.stats().blocks.used_blocks, 0);
+}
+
+}  // namespace
+}  // namespace vlq::engine
