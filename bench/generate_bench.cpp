@@ -24,7 +24,7 @@
 
 #include "vlq/core/error.h"
 #include "vlq/engine/messages.h"
-#include "vlq/engine/prompt.h"
+#include "vlq/engine/model_bundle.h"
 #include "vlq/model/observer.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/ops/sampling.h"
@@ -95,14 +95,11 @@ std::string text_of_tokens(const text::Tokenizer& tok, std::int64_t tokens) {
   return tok.decode(ids);
 }
 
-void bench_prompt(const model::Qwen2_5_VL& m, const engine::PromptBuilder& pb, const engine::MessageOptions& mo,
+void bench_prompt(const engine::ModelBundle& bundle, const engine::MessageOptions& mo,
                   const std::string& prompt_text, const std::vector<std::string>& images, std::int64_t new_tokens,
                   std::int64_t repeat) {
   const auto t_pre = Clock::now();
-  const engine::ParsedMessages pm = engine::build_prompt_messages(prompt_text, images, std::nullopt, mo);
-  std::vector<image::RgbImage> imgs;
-  for (const auto& src : pm.images) imgs.push_back(engine::load_image_source(src));
-  const engine::Prompt prompt = pb.build(pm.messages, imgs, true);
+  const engine::Prompt prompt = bundle.build_prompt(engine::build_prompt_messages(prompt_text, images, std::nullopt, mo));
   const double preprocess_s = since(t_pre);
   const std::int64_t S = static_cast<std::int64_t>(prompt.ids.size());
   const image::ProcessedImages* pimg = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
@@ -117,6 +114,7 @@ void bench_prompt(const model::Qwen2_5_VL& m, const engine::PromptBuilder& pb, c
   std::printf("prompt build + image preprocess %.3f s\n", preprocess_s);
   std::fflush(stdout);
 
+  const model::Qwen2_5_VL& m = bundle.model();
   std::vector<Run> runs;
   for (std::int64_t r = 0; r < repeat; ++r) {
     Run run;
@@ -181,23 +179,13 @@ int run(int argc, char** argv) {
   }
   if (model_dir.empty()) throw UsageError({"generate_bench", "no model", "--model DIR or VLQ_BENCH_MODEL", "neither", ""});
 
-  model::LoadOptions lo;
-  if (kv == "fp8") lo.kv_cache = model::KvCacheMode::kFp8;
-  else if (kv == "f32") lo.kv_cache = model::KvCacheMode::kF32;
-
-  const auto t_load = Clock::now();
+  engine::BundleOptions bo;
+  bo.kv_cache = engine::parse_kv_cache_mode(kv);
   const double c_load = cpu_s();
-  const text::Tokenizer tok = text::Tokenizer::from_model_dir(model_dir);
-  const text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(model_dir);
-  const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(model_dir, lo);
-  const double load_s = since(t_load), load_cpu = cpu_s() - c_load;
+  const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir, bo);
+  const double load_s = bundle.load_seconds(), load_cpu = cpu_s() - c_load;
   const double rss_loaded = current_rss_mb(), peak_loaded = peak_rss_mb();
-
-  engine::PromptBuilder pb;
-  pb.config = &m.config();
-  pb.tokenizer = &tok;
-  pb.chat_template = &tmpl;
-  if (m.files().preprocessor) pb.image_params = image::image_processor_params_from_config(*m.files().preprocessor);
+  const model::Qwen2_5_VL& m = bundle.model();
   engine::MessageOptions mo;
   mo.base_dir = fs::current_path();
   std::printf("model %s: %d layers, hidden %lld, vocab %lld; vision depth %d\n", model_dir.c_str(),
@@ -209,8 +197,8 @@ int run(int argc, char** argv) {
   std::printf("load %.2f s wall (%.2f s CPU), RSS after load %.0f MiB, peak RSS during load %.0f MiB\n", load_s, load_cpu,
               rss_loaded, peak_loaded);
   // Case 1: the image(s) + text (unless only --text-tokens was given); case 2: text-only of ~N tokens.
-  if (!images.empty() || text_tokens == 0) bench_prompt(m, pb, mo, prompt_text, images, new_tokens, repeat);
-  if (text_tokens > 0) bench_prompt(m, pb, mo, text_of_tokens(tok, text_tokens), {}, new_tokens, repeat);
+  if (!images.empty() || text_tokens == 0) bench_prompt(bundle, mo, prompt_text, images, new_tokens, repeat);
+  if (text_tokens > 0) bench_prompt(bundle, mo, text_of_tokens(bundle.tokenizer(), text_tokens), {}, new_tokens, repeat);
   std::printf("peak RSS %.0f MiB\n", peak_rss_mb());
   return 0;
 }

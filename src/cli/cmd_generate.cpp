@@ -2,7 +2,6 @@
 // text or an OpenAI-style messages file in, streamed text out; optional safetensors dump of inputs/logits.
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -15,7 +14,7 @@
 #include "vlq/core/error.h"
 #include "vlq/engine/generate.h"
 #include "vlq/engine/messages.h"
-#include "vlq/engine/prompt.h"
+#include "vlq/engine/model_bundle.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/model/qwen2_5_vl.h"
 
@@ -49,77 +48,53 @@ std::span<const std::byte> bytes_of(const std::vector<T>& v) {
   return std::as_bytes(std::span<const T>(v));
 }
 
-int run_generate(const GenerateArgs& a, bool has_system) {
-  const auto t_load = std::chrono::steady_clock::now();
-  model::LoadOptions lo;
-  if (a.kv_cache == "fp8") lo.kv_cache = model::KvCacheMode::kFp8;
-  else if (a.kv_cache == "f32" || a.kv_cache == "none") lo.kv_cache = model::KvCacheMode::kF32;
-  else if (a.kv_cache != "auto")
-    throw UsageError({"--kv-cache", "unknown KV-cache mode", "auto, fp8 or f32", a.kv_cache, ""});
-  const fs::path dir = a.model;
-  if (!fs::is_directory(dir))
-    throw IoError({a.model, "model folder not found", "a Hugging Face checkpoint folder", "no such directory", ""});
-  // Tokenizer first: a missing tokenizer is reported before the (possibly long) weight load.
-  const text::Tokenizer tok = text::Tokenizer::from_model_dir(dir);
-  const text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(dir);
-  const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(dir, lo);
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
-  if (lo.kv_cache == model::KvCacheMode::kFp8 && m.weights().report.kv_scale_layers <
-                                                     static_cast<std::int64_t>(m.weights().lm.layers.size()))
-    std::cerr << "[vlq] warning: --kv-cache fp8 but the checkpoint has k_scale/v_scale for "
-              << m.weights().report.kv_scale_layers << " of " << m.weights().lm.layers.size()
-              << " layers; the others use scale 1.0 (vLLM's default), which may clip or lose precision. "
-                 "Calibrated scales come from `vlq quantize --kv-cache fp8`.\n";
+// --dump: the prompt's inputs, logits, output ids and (--dump-intermediates) named intermediates.
+void write_dump(const GenerateArgs& a, const engine::Prompt& prompt, const engine::GenerateResult& r,
+                const IntermediateDump& inter) {
+  std::vector<std::int64_t> ids(prompt.ids.begin(), prompt.ids.end()), out(r.output_ids.begin(), r.output_ids.end());
+  std::vector<std::int64_t> grid;
+  for (const auto& g : prompt.images.grid_thw) grid.insert(grid.end(), g.begin(), g.end());
+  std::vector<io::TensorData> t;
+  t.push_back({{"input_ids", DType::I64, {static_cast<std::int64_t>(ids.size())}}, bytes_of(ids)});
+  if (prompt.images.n_patches > 0) {
+    t.push_back({{"pixel_values", DType::F32, {prompt.images.n_patches, prompt.images.patch_dim}},
+                 bytes_of(prompt.images.pixel_values)});
+    t.push_back({{"image_grid_thw", DType::I64, {static_cast<std::int64_t>(prompt.images.grid_thw.size()), 3}},
+                 bytes_of(grid)});
+  }
+  t.push_back({{"logits", DType::F32, {r.prompt_logits.rows, r.prompt_logits.cols}}, bytes_of(r.prompt_logits.data)});
+  t.push_back({{"output_ids", DType::I64, {static_cast<std::int64_t>(out.size())}}, bytes_of(out)});
+  for (const auto& [name, v] : inter.tensors)
+    t.push_back({{name, DType::F32, {v.second[0], v.second[1]}}, bytes_of(v.first)});
+  io::write_safetensors_file(a.dump, t, {{"model", a.model}}, true);
+}
 
-  engine::PromptBuilder pb;
-  pb.config = &m.config();
-  pb.tokenizer = &tok;
-  pb.chat_template = &tmpl;
-  if (m.files().preprocessor) pb.image_params = image::image_processor_params_from_config(*m.files().preprocessor);
+int run_generate(const GenerateArgs& a, bool has_system) {
+  engine::BundleOptions bo;
+  bo.kv_cache = engine::parse_kv_cache_mode(a.kv_cache);
+  const engine::ModelBundle bundle = engine::ModelBundle::load(a.model, bo);
+  const model::Qwen2_5_VL& m = bundle.model();
+  if (auto w = bundle.kv_cache_warning()) std::cerr << "[vlq] warning: " << *w << "\n";
 
   engine::MessageOptions mo;
   mo.base_dir = fs::current_path();
-  engine::ParsedMessages pm;
-  if (!a.messages.empty()) {
-    pm = engine::load_messages_file(a.messages, mo);
-  } else {
-    pm = engine::build_prompt_messages(a.prompt, a.images, has_system ? std::optional<std::string>(a.system) : std::nullopt,
-                                       mo);
-  }
-  std::vector<image::RgbImage> imgs;
-  if (!pm.images.empty() && !m.files().preprocessor)
-    throw ConfigError({(dir / "preprocessor_config.json").string(), "image given but the model has no image processor config",
-                       "preprocessor_config.json", "none", "copy preprocessor_config.json from the base model"});
-  for (const auto& src : pm.images) {
-    imgs.push_back(engine::load_image_source(src));
-    // Size checks now, naming the image (the processor's own errors only know its size).
-    try {
-      (void)image::smart_resize(imgs.back().height, imgs.back().width, pb.image_params.patch_size * pb.image_params.merge_size,
-                                pb.image_params.min_pixels, pb.image_params.max_pixels,
-                                pb.image_params.reject_smaller_than_factor);
-    } catch (const Error& e) {
-      auto info = e.info();
-      info.where = (src.kind == engine::ImageSource::Kind::kPath ? src.path.string() : src.origin) + ": " + info.where;
-      throw FormatError(info);
-    }
-  }
-  const engine::Prompt prompt = pb.build(pm.messages, imgs, true);
+  const engine::ParsedMessages pm =
+      !a.messages.empty()
+          ? engine::load_messages_file(a.messages, mo)
+          : engine::build_prompt_messages(a.prompt, a.images, has_system ? std::optional<std::string>(a.system) : std::nullopt, mo);
+  const engine::Prompt prompt = bundle.build_prompt(pm);
 
-  engine::GenerateOptions go;
-  const formats::GenerationConfig gc = m.files().generation.value_or(formats::GenerationConfig{});
-  go.eos_ids = !gc.eos_token_ids.empty() ? gc.eos_token_ids : m.config().tokens.eos_token_ids;
-  go.max_new_tokens = a.max_new_tokens >= 0 ? a.max_new_tokens : gc.max_new_tokens.value_or(128);
-  const bool sample_default = gc.do_sample.value_or(false);
-  double temp = a.temperature >= 0 ? a.temperature : (sample_default ? gc.temperature.value_or(1.0) : 0.0);
-  if (temp < 1e-5) temp = 0.0;  // Qwen ships temperature 1e-6: the same as greedy
-  go.sampling.temperature = temp;
-  go.sampling.top_p = a.top_p >= 0 ? a.top_p : (sample_default ? gc.top_p.value_or(1.0) : 1.0);
-  go.sampling.top_k = a.top_k >= 0 ? a.top_k : (sample_default ? gc.top_k.value_or(0) : 0);
-  go.sampling.repetition_penalty = a.repetition_penalty >= 0 ? a.repetition_penalty : gc.repetition_penalty.value_or(1.0);
-  go.seed = a.seed;
-  go.logits_last_k = std::max<std::int64_t>(1, a.dump_last);
+  engine::GenerationOverrides ov;
+  if (a.max_new_tokens >= 0) ov.max_new_tokens = a.max_new_tokens;
+  if (a.temperature >= 0) ov.temperature = a.temperature;
+  if (a.top_p >= 0) ov.top_p = a.top_p;
+  if (a.top_k >= 0) ov.top_k = a.top_k;
+  if (a.repetition_penalty >= 0) ov.repetition_penalty = a.repetition_penalty;
+  ov.seed = a.seed;
+  ov.logits_last_k = a.dump_last;
+  const engine::GenerateOptions go = bundle.generate_options(ov);
 
-  text::StreamDecoder dec(tok, true);
+  text::StreamDecoder dec(bundle.tokenizer(), true);
   IntermediateDump inter;
   bool first = true;
   const auto r = engine::generate(
@@ -132,30 +107,14 @@ int run_generate(const GenerateArgs& a, bool has_system) {
       a.dump_intermediates ? &inter : nullptr);
   std::cout << dec.finish() << std::endl;
 
-  if (!a.dump.empty()) {
-    std::vector<std::int64_t> ids(prompt.ids.begin(), prompt.ids.end()), out(r.output_ids.begin(), r.output_ids.end());
-    std::vector<std::int64_t> grid;
-    for (const auto& g : prompt.images.grid_thw) grid.insert(grid.end(), g.begin(), g.end());
-    std::vector<io::TensorData> t;
-    t.push_back({{"input_ids", DType::I64, {static_cast<std::int64_t>(ids.size())}}, bytes_of(ids)});
-    if (prompt.images.n_patches > 0) {
-      t.push_back({{"pixel_values", DType::F32, {prompt.images.n_patches, prompt.images.patch_dim}},
-                   bytes_of(prompt.images.pixel_values)});
-      t.push_back({{"image_grid_thw", DType::I64, {static_cast<std::int64_t>(prompt.images.grid_thw.size()), 3}},
-                   bytes_of(grid)});
-    }
-    t.push_back({{"logits", DType::F32, {r.prompt_logits.rows, r.prompt_logits.cols}}, bytes_of(r.prompt_logits.data)});
-    t.push_back({{"output_ids", DType::I64, {static_cast<std::int64_t>(out.size())}}, bytes_of(out)});
-    for (const auto& [name, v] : inter.tensors)
-      t.push_back({{name, DType::F32, {v.second[0], v.second[1]}}, bytes_of(v.first)});
-    io::write_safetensors_file(a.dump, t, {{"model", a.model}}, true);
-  }
+  if (!a.dump.empty()) write_dump(a, prompt, r, inter);
   if (!a.quiet) {
     const double tps = r.decode_seconds > 0 && r.output_ids.size() > 1 ? (r.output_ids.size() - 1) / r.decode_seconds : 0;
     std::cerr << fmt::format(
         "[vlq] {} prompt tokens ({} image tokens), {} new{}; load {:.2f} s, prefill {:.3f} s ({:.1f} tok/s), "
         "decode {:.1f} tok/s; KV cache {}\n",
-        r.prompt_tokens, prompt.image_tokens, r.output_ids.size(), r.stopped_at_eos ? " (stopped at EOS)" : "", load_s,
+        r.prompt_tokens, prompt.image_tokens, r.output_ids.size(), r.stopped_at_eos ? " (stopped at EOS)" : "",
+        bundle.load_seconds(),
         r.prefill_seconds, r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0.0, tps,
         m.fp8_kv_cache() ? "FP8 E4M3" : "f32");
   }

@@ -13,7 +13,7 @@
 
 #include "cli/command.h"
 #include "vlq/core/error.h"
-#include "vlq/engine/prompt.h"
+#include "vlq/engine/model_bundle.h"
 #include "vlq/formats/check.h"
 #include "vlq/formats/convert.h"
 #include "vlq/io/safetensors.h"
@@ -128,15 +128,8 @@ int run_quantize(const QuantizeArgs& a) {
     if (!a.quiet)
       std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
                                samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
-    const model::Qwen2_5_VL m = model::Qwen2_5_VL::load(model_dir);
-    const text::Tokenizer tok = text::Tokenizer::from_model_dir(model_dir);
-    const text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(model_dir);
-    engine::PromptBuilder pb;
-    pb.config = &m.config();
-    pb.tokenizer = &tok;
-    pb.chat_template = &tmpl;
-    if (m.files().preprocessor) pb.image_params = image::image_processor_params_from_config(*m.files().preprocessor);
-    else if (!image_pool.empty())
+    const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir);
+    if (!image_pool.empty() && !bundle.has_image_processor())
       throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
                          "preprocessor_config.json", "none", "use --calib-text only, or add the base model's preprocessor_config.json"});
     quant::CalibrateOptions co;
@@ -151,7 +144,7 @@ int run_quantize(const QuantizeArgs& a) {
                                  std::string(w - filled, '.'), done, total, since(tc))
                   << (done == total ? "\n" : "") << std::flush;
       };
-    stats = quant::calibrate(m, pb, samples, co);
+    stats = quant::calibrate(bundle.model(), bundle.prompt_builder(), samples, co);
   }
   const double t_cal = since(t_cal0);
   if (!a.save_calib.empty()) quant::save_calibration_stats(stats, a.save_calib);

@@ -1,4 +1,4 @@
-// `vlq eval` library: scores quantized models against a reference (see vlq/engine/evaluate.h).
+// `vlq eval` library: scores quantized models against a reference (see vlq/eval/evaluate.h).
 #include "vlq/eval/evaluate.h"
 
 #include <fmt/format.h>
@@ -12,29 +12,19 @@
 
 namespace vlq::eval {
 
-engine::PromptBuilder EvalModel::prompts() const {
-  engine::PromptBuilder b;
-  b.config = &model.config();
-  b.tokenizer = &tokenizer;
-  b.chat_template = &chat_template;
-  if (model.files().preprocessor) b.image_params = image::image_processor_params_from_config(*model.files().preprocessor);
-  return b;
-}
-
 EvalModel EvalModel::load(const std::filesystem::path& dir, const std::string& label) {
-  EvalModel m{label.empty() ? dir.filename().string() : label, dir, model::Qwen2_5_VL::load(dir),
-              text::Tokenizer::from_model_dir(dir), text::ChatTemplate::from_model_dir(dir), 0, ""};
+  EvalModel m{label.empty() ? dir.filename().string() : label, dir, engine::ModelBundle::load(dir), 0, ""};
   const io::Checkpoint ck = io::Checkpoint::open(dir);
   for (const auto& h : ck.shard_headers())
     for (const auto& t : h.tensors) m.tensor_bytes += t.nbytes();
-  const auto& r = m.model.weights().report;
+  const auto& r = m.model().weights().report;
   if (r.fp8_linears == 0) {
-    m.quantization = m.model.config().text.dtype.empty() ? "dense" : m.model.config().text.dtype;
+    m.quantization = m.model().config().text.dtype.empty() ? "dense" : m.model().config().text.dtype;
   } else {
     int vis = 0;
-    for (const auto& b : m.model.weights().vision.blocks)
+    for (const auto& b : m.model().weights().vision.blocks)
       vis += b.qkv.kind != ops::LinearKind::kDense;
-    m.quantization = fmt::format("FP8 {}{}", vis ? "LM+vision" : "LM", m.model.fp8_kv_cache() ? " + FP8 KV" : "");
+    m.quantization = fmt::format("FP8 {}{}", vis ? "LM+vision" : "LM", m.model().fp8_kv_cache() ? " + FP8 KV" : "");
   }
   return m;
 }
@@ -48,15 +38,15 @@ struct TaskInputs {
   std::vector<image::RgbImage> images;
 };
 
-TaskInputs task_inputs(const engine::PromptBuilder& pb, const EvalItem& item) {
+TaskInputs task_inputs(const engine::ModelBundle& b, const EvalItem& item) {
   TaskInputs t;
-  for (const auto& src : item.chat.images) t.images.push_back(load_image_source(src));
-  t.prompt = pb.build(item.chat.messages, t.images, true);
+  t.images = b.load_images(item.chat);
+  t.prompt = b.build_prompt(item.chat.messages, t.images, true);
   nlohmann::ordered_json conv = item.chat.messages;
   conv.push_back({{"role", "assistant"}, {"content", item.answer}});
-  const engine::Prompt full = pb.build(conv, t.images, false);
+  const engine::Prompt full = b.build_prompt(conv, t.images, false);
   const std::size_t P = t.prompt.ids.size();
-  const auto im_end = pb.tokenizer->token_to_id("<|im_end|>");
+  const auto im_end = b.tokenizer().token_to_id("<|im_end|>");
   std::size_t end = full.ids.size();
   // cut after the assistant's <|im_end|>
   for (std::size_t i = P; i < full.ids.size(); ++i)
@@ -79,8 +69,8 @@ ops::Matrix forced_logits(const model::Qwen2_5_VL& m, const std::vector<std::int
   return m.prefill(s, ids, prompt.images.n_patches ? &prompt.images : nullptr, k);
 }
 
-std::vector<std::int32_t> text_ids(const engine::PromptBuilder& pb, const std::string& text, std::int64_t seq_len) {
-  engine::Prompt p = pb.build_raw(text);
+std::vector<std::int32_t> text_ids(const engine::ModelBundle& b, const std::string& text, std::int64_t seq_len) {
+  engine::Prompt p = b.build_raw(text);
   if (static_cast<std::int64_t>(p.ids.size()) > seq_len) p.ids.resize(static_cast<std::size_t>(seq_len));
   return p.ids;
 }
@@ -115,10 +105,10 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
     throw UsageError({"vlq eval", "nothing to evaluate", "task items and/or text samples", "none",
                       "pass --tasks FILE.jsonl and/or --text FILE"});
   for (const EvalModel* m : models)
-    if (m->model.config().text.vocab_size != reference.model.config().text.vocab_size)
+    if (m->model().config().text.vocab_size != reference.model().config().text.vocab_size)
       throw UsageError({m->dir.string(), "model and reference have different vocabularies",
-                        std::to_string(reference.model.config().text.vocab_size),
-                        std::to_string(m->model.config().text.vocab_size), "compare a quantized model with its own base"});
+                        std::to_string(reference.model().config().text.vocab_size),
+                        std::to_string(m->model().config().text.vocab_size), "compare a quantized model with its own base"});
   std::vector<ModelScore> scores(models.size() + 1);
   scores[0].label = reference.label;
   scores[0].quantization = reference.quantization;
@@ -129,28 +119,25 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
     scores[i + 1].quantization = models[i]->quantization;
     scores[i + 1].tensor_bytes = models[i]->tensor_bytes;
   }
-  const engine::PromptBuilder rpb = reference.prompts();
   const std::size_t total = (do_tasks ? items.size() : 0) + (do_text ? texts.size() : 0);
   std::size_t done = 0;
-  const std::vector<std::int64_t> eos = reference.model.files().generation && !reference.model.files().generation->eos_token_ids.empty()
-                                            ? reference.model.files().generation->eos_token_ids
-                                            : reference.model.config().tokens.eos_token_ids;
+  const std::vector<std::int64_t>& eos = reference.bundle.generation_defaults().eos_ids;
   auto gen = [&](const EvalModel& m, const engine::Prompt& p) {
     engine::GenerateOptions go;
     go.max_new_tokens = o.max_new_tokens;
     go.eos_ids = eos;
-    return engine::generate(m.model, p, go).output_ids;
+    return engine::generate(m.model(), p, go).output_ids;
   };
   auto text_of = [&](const EvalModel& m, const std::vector<std::int32_t>& ids) {
     std::vector<std::int32_t> v = ids;
     while (!v.empty() && std::find(eos.begin(), eos.end(), v.back()) != eos.end()) v.pop_back();
-    return m.tokenizer.decode(v, true);
+    return m.bundle.tokenizer().decode(v, true);
   };
   if (do_tasks) {
     for (const EvalItem& item : items) {
-      const TaskInputs t = task_inputs(rpb, item);
+      const TaskInputs t = task_inputs(reference.bundle, item);
       const auto K = static_cast<std::int64_t>(t.targets.size());
-      const ops::Matrix ref = forced_logits(reference.model, t.forced, t.prompt, K);
+      const ops::Matrix ref = forced_logits(reference.model(), t.forced, t.prompt, K);
       add_rows(scores[0].task_logits, ref, ref, t.targets);
       std::vector<std::int32_t> ref_gen;
       if (o.generation) {
@@ -160,7 +147,7 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
         scores[0].gen_total += 1;
       }
       for (std::size_t i = 0; i < models.size(); ++i) {
-        const ops::Matrix q = forced_logits(models[i]->model, t.forced, t.prompt, K);
+        const ops::Matrix q = forced_logits(models[i]->model(), t.forced, t.prompt, K);
         add_rows(scores[i + 1].task_logits, ref, q, t.targets);
         if (o.generation) {
           const auto g = gen(*models[i], t.prompt);
@@ -174,16 +161,16 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
   }
   if (do_text) {
     for (const std::string& text : texts) {
-      const std::vector<std::int32_t> ids = text_ids(rpb, text, o.seq_len);
+      const std::vector<std::int32_t> ids = text_ids(reference.bundle, text, o.seq_len);
       if (ids.size() < 2) continue;
       const std::vector<std::int32_t> targets(ids.begin() + 1, ids.end());
       const std::vector<std::int32_t> in(ids.begin(), ids.end() - 1);
       const engine::Prompt none;
       const auto K = static_cast<std::int64_t>(in.size());
-      const ops::Matrix ref = forced_logits(reference.model, in, none, K);
+      const ops::Matrix ref = forced_logits(reference.model(), in, none, K);
       add_rows(scores[0].text_logits, ref, ref, targets);
       for (std::size_t i = 0; i < models.size(); ++i)
-        add_rows(scores[i + 1].text_logits, ref, forced_logits(models[i]->model, in, none, K), targets);
+        add_rows(scores[i + 1].text_logits, ref, forced_logits(models[i]->model(), in, none, K), targets);
       if (o.progress) o.progress(++done, total);
     }
   }
@@ -229,11 +216,10 @@ std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const Eva
                                            const std::vector<EvalItem>& items, const std::vector<std::string>& texts,
                                            const EvalOptions& o) {
   // A private copy of the reference whose groups are swapped with the quantized model's, one at a time.
-  model::Qwen2_5_VL probe = reference.model;
-  model::Qwen2_5_VLWeights qw = quantized.model.weights();
+  model::Qwen2_5_VL probe = reference.model();
+  model::Qwen2_5_VLWeights qw = quantized.model().weights();
   std::vector<Group> groups = groups_of(probe.mutable_weights(), qw);
-  if (quantized.model.fp8_kv_cache()) groups.push_back(Group{"lm.kv_cache", {}, true});
-  const engine::PromptBuilder rpb = reference.prompts();
+  if (quantized.model().fp8_kv_cache()) groups.push_back(Group{"lm.kv_cache", {}, true});
   // Reference logits once.
   struct Input {
     std::vector<std::int32_t> ids, targets;
@@ -243,18 +229,18 @@ std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const Eva
   std::vector<Input> inputs;
   if (o.tasks)
     for (const EvalItem& item : items) {
-      TaskInputs t = task_inputs(rpb, item);
+      TaskInputs t = task_inputs(reference.bundle, item);
       Input in{t.forced, t.targets, std::move(t.prompt), {}};
-      in.ref = forced_logits(reference.model, in.ids, in.prompt, static_cast<std::int64_t>(in.targets.size()));
+      in.ref = forced_logits(reference.model(), in.ids, in.prompt, static_cast<std::int64_t>(in.targets.size()));
       inputs.push_back(std::move(in));
     }
   if (o.text)
     for (const std::string& text : texts) {
-      const auto ids = text_ids(rpb, text, o.seq_len);
+      const auto ids = text_ids(reference.bundle, text, o.seq_len);
       if (ids.size() < 2) continue;
       Input in{std::vector<std::int32_t>(ids.begin(), ids.end() - 1), std::vector<std::int32_t>(ids.begin() + 1, ids.end()),
                engine::Prompt{}, {}};
-      in.ref = forced_logits(reference.model, in.ids, in.prompt, static_cast<std::int64_t>(in.ids.size()));
+      in.ref = forced_logits(reference.model(), in.ids, in.prompt, static_cast<std::int64_t>(in.ids.size()));
       inputs.push_back(std::move(in));
     }
   std::vector<GroupScore> out;
@@ -264,8 +250,8 @@ std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const Eva
     auto& layers = probe.mutable_weights().lm.layers;
     if (g.kv) {
       for (std::size_t l = 0; l < layers.size(); ++l) {
-        layers[l].k_scale = quantized.model.weights().lm.layers[l].k_scale;
-        layers[l].v_scale = quantized.model.weights().lm.layers[l].v_scale;
+        layers[l].k_scale = quantized.model().weights().lm.layers[l].k_scale;
+        layers[l].v_scale = quantized.model().weights().lm.layers[l].v_scale;
       }
       probe.set_kv_cache_mode(model::KvCacheMode::kFp8);
     }

@@ -14,22 +14,21 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/eval/eval_metrics.h"
-#include "vlq/engine/prompt.h"
+#include "vlq/engine/model_bundle.h"
 #include "vlq/model/qwen2_5_vl.h"
 
 namespace vlq::eval {
 
-// A model under evaluation with what builds its prompts.
+// A model under evaluation: the loaded bundle (model, tokenizer, chat template, prompt builder, generation
+// defaults) and what the tables show about it.
 struct EvalModel {
   std::string label;                  // shown in tables ("reference", the folder name, ...)
   std::filesystem::path dir;
-  model::Qwen2_5_VL model;
-  text::Tokenizer tokenizer;
-  text::ChatTemplate chat_template;
+  engine::ModelBundle bundle;
   std::uint64_t tensor_bytes = 0;     // bytes of all safetensors data (the checkpoint's size)
   std::string quantization;           // short description: "BF16", "FP8 LM (ModelOpt)", ...
-  engine::PromptBuilder prompts() const;
-  // Throws what Qwen2_5_VL::load / the tokenizer / template loaders throw.
+  const model::Qwen2_5_VL& model() const { return bundle.model(); }
+  // Throws what engine::ModelBundle::load throws.
   static EvalModel load(const std::filesystem::path& dir, const std::string& label = "");
 };
 

@@ -1,0 +1,338 @@
+// OpenAI-compatible HTTP routes over cpp-httplib: auth, errors, SSE streaming, disconnect aborts, drain
+// (see vlq/server/http_server.h).
+#include "vlq/server/http_server.h"
+
+#include <httplib.h>
+#include <fmt/format.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <ctime>
+
+#include "vlq/core/error.h"
+
+namespace vlq::server {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status();
+  res.set_content(e.to_json().dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
+}
+
+// Comparison whose time does not depend on where the strings differ.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+std::string endpoint_label(const std::string& path) {
+  for (const char* p : {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"})
+    if (path == p) return p;
+  return "other";
+}
+
+std::string reason_text(engine::FinishReason r) {
+  return r == engine::FinishReason::kLength ? "length" : "stop";
+}
+
+// State of one generation request shared by the handler and its content provider.
+struct Generation {
+  std::shared_ptr<RequestStream> stream;
+  std::string id, model;
+  std::int64_t created = 0;
+  bool chat = true, include_usage = false;
+  std::string text;
+  bool finished = false;
+  engine::SeqEvent last;
+  void add(const engine::SeqEvent& ev) {
+    text += ev.text;
+    if (ev.finished) {
+      finished = true;
+      last = ev;
+    }
+  }
+  bool failed() const {
+    return finished && (last.reason == engine::FinishReason::kError || last.reason == engine::FinishReason::kAbort);
+  }
+  Usage usage() const { return {last.prompt_tokens, last.completion_tokens, last.cached_tokens}; }
+  ApiError failure() const {
+    const bool stopping = last.error == "the server stopped";
+    return ApiError(stopping ? 503 : 500, last.error.empty() ? std::string("generation was aborted") : last.error,
+                    "server_error", "", stopping ? "shutting_down" : "");
+  }
+  ojson body() const {
+    return chat ? chat_response_json(id, model, created, text, reason_text(last.reason), usage())
+                : completion_response_json(id, model, created, text, reason_text(last.reason), usage());
+  }
+};
+
+// cpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in the Debian library):
+// a burst of clients then loses SYNs and waits a 1 s retransmit. Linux lets a listening socket call listen()
+// again with a larger backlog; find ours by its port.
+void widen_listen_backlog(int port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int accepting = 0;
+    socklen_t len = sizeof accepting;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int p = -1;
+    if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (p == port) ::listen(fd, 512);
+  }
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  const engine::ModelBundle& bundle;
+  AsyncEngine& engine;
+  Metrics& metrics;
+  ServerOptions opt;
+  httplib::Server svr;
+  std::int64_t created = static_cast<std::int64_t>(std::time(nullptr));
+  bool bound = false;
+
+  Impl(const engine::ModelBundle& b, AsyncEngine& e, Metrics& m, ServerOptions o)
+      : bundle(b), engine(e), metrics(m), opt(std::move(o)) {}
+
+  void install();
+  void check_model(const std::string& model) const;
+  void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
+  bool write_stream(Generation& g, httplib::DataSink& sink);
+  bool write_whole(Generation& g, httplib::DataSink& sink);
+  // Waits for the next event, aborting the request when the client is gone. nullopt: gone.
+  std::optional<engine::SeqEvent> next_event(Generation& g, httplib::DataSink* sink);
+};
+
+void HttpServer::Impl::check_model(const std::string& model) const {
+  if (model.empty() || model == opt.served_model_name || model == bundle.dir().string()) return;
+  throw ApiError(404, "The model `" + model + "` does not exist.", "invalid_request_error", "model", "model_not_found");
+}
+
+std::optional<engine::SeqEvent> HttpServer::Impl::next_event(Generation& g, httplib::DataSink* sink) {
+  for (;;) {
+    if (sink && !sink->is_writable()) {
+      engine.abort(g.stream->id());
+      metrics.count_disconnect();
+      return std::nullopt;
+    }
+    if (auto ev = g.stream->next(opt.poll_interval)) return ev;
+  }
+}
+
+bool HttpServer::Impl::write_stream(Generation& g, httplib::DataSink& sink) {
+  auto send = [&](const std::string& s) {
+    if (sink.write(s.data(), s.size())) return true;
+    engine.abort(g.stream->id());
+    metrics.count_disconnect();
+    return false;
+  };
+  if (g.chat && !send(sse_event(chat_chunk_json(g.id, g.model, g.created, "", true, "")))) return false;
+  while (!g.finished) {
+    const auto ev = next_event(g, &sink);
+    if (!ev) return false;
+    g.add(*ev);
+    if (g.failed()) {
+      if (!send(sse_event(g.failure().to_json())) || !send(kSseDone)) return false;
+      sink.done();
+      return true;
+    }
+    const std::string reason = ev->finished ? reason_text(ev->reason) : "";
+    if (!ev->text.empty() || ev->finished) {
+      const ojson chunk = g.chat ? chat_chunk_json(g.id, g.model, g.created, ev->text, false, reason)
+                                 : completion_chunk_json(g.id, g.model, g.created, ev->text, reason);
+      if (!send(sse_event(chunk))) return false;
+    }
+  }
+  if (g.include_usage &&
+      !send(sse_event(usage_chunk_json(g.id, g.chat ? "chat.completion.chunk" : "text_completion", g.model, g.created,
+                                       g.usage()))))
+    return false;
+  if (!send(kSseDone)) return false;
+  sink.done();
+  return true;
+}
+
+bool HttpServer::Impl::write_whole(Generation& g, httplib::DataSink& sink) {
+  while (!g.finished) {
+    const auto ev = next_event(g, &sink);
+    if (!ev) return false;
+    g.add(*ev);
+  }
+  const std::string body = (g.failed() ? g.failure().to_json() : g.body()).dump(-1, ' ', false, ojson::error_handler_t::replace);
+  if (!sink.write(body.data(), body.size())) return false;
+  sink.done();
+  return true;
+}
+
+void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+  auto g = std::make_shared<Generation>();
+  g->chat = chat;
+  g->model = opt.served_model_name;
+  g->created = static_cast<std::int64_t>(std::time(nullptr));
+  g->id = make_response_id(chat ? "chatcmpl-" : "cmpl-");
+  bool stream = false;
+  try {
+    BuiltRequest built;
+    if (chat) {
+      const ChatRequest c = parse_chat_request(req.body);
+      check_model(c.model);
+      built = build_chat_request(bundle, c, opt.media, opt.max_model_len);
+      stream = c.sampling.stream;
+      g->include_usage = c.sampling.include_usage;
+    } else {
+      const CompletionRequest c = parse_completion_request(req.body);
+      check_model(c.model);
+      built = build_completion_request(bundle, c, opt.max_model_len);
+      stream = c.sampling.stream;
+      g->include_usage = c.sampling.include_usage;
+    }
+    try {
+      g->stream = engine.submit(std::move(built.request));
+    } catch (const SubmitError& e) {
+      if (e.kind == SubmitError::Kind::kQueueFull) throw ApiError(429, e.what(), "rate_limit_error", "", "queue_full");
+      throw ApiError(503, e.what(), "server_error", "", "shutting_down");
+    } catch (const Error& e) {
+      throw ApiError(400, e.info().what, "invalid_request_error", "max_tokens", "context_length_exceeded");
+    }
+  } catch (const ApiError& e) {
+    send_error(res, e);
+    return;
+  }
+  auto releaser = [this, g](bool) {
+    if (!g->finished) engine.abort(g->stream->id());  // client gone before the provider finished
+  };
+  if (stream) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return write_stream(*g, sink); }, releaser);
+    return;
+  }
+  // Non-streaming: the status line depends on the outcome, so wait for the first event (prefill done) before
+  // answering; the rest is written by a provider that notices a vanished client.
+  g->add(*next_event(*g, nullptr));
+  if (g->failed()) {
+    send_error(res, g->failure());
+    return;
+  }
+  if (g->finished) {
+    res.set_content(g->body().dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
+    return;
+  }
+  res.set_chunked_content_provider(
+      "application/json", [this, g](std::size_t, httplib::DataSink& sink) { return write_whole(*g, sink); }, releaser);
+}
+
+void HttpServer::Impl::install() {
+  svr.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
+  svr.set_payload_max_length(opt.max_body_bytes);
+  svr.set_read_timeout(30, 0);
+  svr.set_write_timeout(30, 0);
+  svr.set_keep_alive_max_count(1000);
+  svr.set_keep_alive_timeout(5);
+  svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    if (same_secret(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, ApiError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer <key>'.",
+                             "authentication_error", "", "invalid_api_key"));
+    res.set_header("Connection", "close");  // the body (if any) was not read
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  svr.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 413)
+      send_error(res, ApiError(413, "request body is larger than the server's limit", "invalid_request_error", "",
+                               "request_too_large"));
+    else if (res.status == 404)
+      send_error(res, ApiError(404, "no route for " + req.method + " " + req.path, "invalid_request_error", "",
+                               "not_found"));
+    else
+      send_error(res, ApiError(res.status, fmt::format("HTTP {}", res.status), "invalid_request_error"));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, ApiError(500, what, "server_error"));
+  });
+  svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics.count_request(endpoint_label(req.path), res.status);
+  });
+  svr.Post("/v1/chat/completions",
+           [this](const httplib::Request& req, httplib::Response& res) { handle_generate(req, res, true); });
+  svr.Post("/v1/completions",
+           [this](const httplib::Request& req, httplib::Response& res) { handle_generate(req, res, false); });
+  svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    ojson m = {{"id", opt.served_model_name}, {"object", "model"}, {"created", created}, {"owned_by", "vlq"},
+               {"root", bundle.dir().string()}, {"max_model_len", opt.max_model_len}};
+    res.set_content(ojson{{"object", "list"}, {"data", ojson::array({m})}}.dump(), "application/json");
+  });
+  svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (engine.draining()) {
+      send_error(res, ApiError(503, "the server is shutting down", "server_error", "", "shutting_down"));
+      return;
+    }
+    res.set_content("{\"status\":\"ok\"}", "application/json");
+  });
+  svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.render(engine.gauges()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+HttpServer::HttpServer(const engine::ModelBundle& bundle, AsyncEngine& engine, Metrics& metrics, ServerOptions options)
+    : impl_(std::make_unique<Impl>(bundle, engine, metrics, std::move(options))) {
+  impl_->install();
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+int HttpServer::bind() {
+  int port = impl_->opt.port;
+  bool ok;
+  if (port == 0) {
+    port = impl_->svr.bind_to_any_port(impl_->opt.host);
+    ok = port > 0;
+  } else {
+    ok = impl_->svr.bind_to_port(impl_->opt.host, port);
+  }
+  if (!ok)
+    throw IoError({impl_->opt.host + ":" + std::to_string(impl_->opt.port), "cannot listen on this address",
+                   "a free local address", "bind failed", "choose another --port or --host"});
+  impl_->bound = true;
+  widen_listen_backlog(port);
+  return port;
+}
+
+void HttpServer::serve() {
+  // A client that closes its socket must not kill the process when a response is written to it.
+  std::signal(SIGPIPE, SIG_IGN);
+  impl_->svr.listen_after_bind();
+}
+
+void HttpServer::shutdown(std::chrono::milliseconds drain_timeout) {
+  impl_->engine.drain(drain_timeout);
+  impl_->engine.stop();  // what is left gets an error event, so every handler returns
+  stop();
+}
+
+void HttpServer::stop() {
+  if (impl_ && impl_->svr.is_running()) impl_->svr.stop();
+}
+
+}  // namespace vlq::server

@@ -1,0 +1,54 @@
+// `vlq serve` end to end through the built binary: bad flags and inputs give their message and exit code
+// before anything listens; a real start on a free loopback port answers /health, prints its listening
+// line, and SIGTERM drains and exits 0.
+#include <httplib.h>
+
+#include "../../bench/serve_common.h"
+#include "cli/cli_test_util.h"
+
+namespace vlq::clitest {
+namespace {
+
+TEST(ServeCli, RefusesBadFlagsBeforeLoading) {
+  struct Case {
+    std::string args;
+    int rc;
+    std::string msg;
+  };
+  const std::string m = "--model " + q(kModel) + " ";
+  for (const Case& c : std::vector<Case>{
+           {m + "--device cuda", 3, "only the CPU runtime serves for now"},
+           {m + "--port 70000", 64, "--port"},
+           {m + "--max-num-seqs 0", 64, "--max-num-seqs"},
+           {m + "--max-model-len 1", 64, "--max-model-len"},
+           {m + "--max-model-len 999999", 64, "longer than the model's context"},
+           {m + "--kv-cache bogus", 64, "--kv-cache"},
+           {m + "--allowed-media-dir /no/such/dir", 3, "--allowed-media-dir is not a folder"},
+           {"--model /no/such/model", 3, "/no/such/model"},
+       }) {
+    const RunResult r = run_vlq("serve " + c.args);
+    EXPECT_EQ(r.rc, c.rc) << c.args << "\n" << r.all();
+    EXPECT_TRUE(has(r.err, c.msg)) << c.args << "\n" << r.err;
+  }
+}
+
+TEST(ServeCli, StartsAnswersHealthAndDrainsOnSigterm) {
+  Scratch s("serve");
+  bench::ServeProcess p = bench::ServeProcess::start(VLQ_BINARY, {"--model", kModel.string(), "--served-model-name", "t"},
+                                                     (s / "serve.log").string());
+  httplib::Client c("127.0.0.1", p.port);
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = c.Get("/v1/models");
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(has(m->body, "\"id\":\"t\""));
+  EXPECT_EQ(p.terminate(), 0);
+  const std::string log = read_file(s / "serve.log");
+  EXPECT_TRUE(has(log, "serving 't' on http://127.0.0.1:")) << log;
+  EXPECT_TRUE(has(log, "SIGTERM: draining in-flight requests")) << log;
+  EXPECT_TRUE(has(log, "[vlq] stopped")) << log;
+}
+
+}  // namespace
+}  // namespace vlq::clitest

@@ -1,0 +1,379 @@
+// `vlq serve`'s HTTP layer end to end without Python: an in-process server (bundled tiny model, ephemeral
+// loopback port) driven by cpp-httplib's client — answers equal engine::generate, SSE streaming, completions,
+// concurrency, every error class (400 naming the field, 401, 404, 413, 429, 503), disconnects mid-stream,
+// drain — and the metrics back to zero (no leaked blocks) afterwards.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "vlq/engine/generate.h"
+#include "vlq/engine/llm_engine.h"
+#include "vlq/engine/model_bundle.h"
+#include "vlq/engine/model_runner.h"
+#include "vlq/server/async_engine.h"
+#include "vlq/server/http_server.h"
+#include "vlq/server/metrics.h"
+
+namespace vlq::server {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+const fs::path kRoot = fs::path(VLQ_SOURCE_DIR);
+const fs::path kModelDir = kRoot / "models/qwen2_5_vl-tiny-trained";
+const fs::path kHeldout = kRoot / "data/heldout";
+constexpr const char* kKey = "test-key-123";
+
+const engine::ModelBundle& bundle() {
+  static engine::ModelBundle* b = new engine::ModelBundle(engine::ModelBundle::load(kModelDir));
+  return *b;
+}
+
+std::string base64(const std::vector<std::uint8_t>& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < in.size(); i += 3) {
+    const std::uint32_t n = (std::uint32_t{in[i]} << 16) | (i + 1 < in.size() ? std::uint32_t{in[i + 1]} << 8 : 0) |
+                            (i + 2 < in.size() ? std::uint32_t{in[i + 2]} : 0);
+    out += t[(n >> 18) & 63];
+    out += t[(n >> 12) & 63];
+    out += i + 1 < in.size() ? t[(n >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? t[n & 63] : '=';
+  }
+  return out;
+}
+
+std::string data_url(const std::string& image) {
+  std::ifstream f(kHeldout / "images" / image, std::ios::binary);
+  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return "data:image/png;base64," + base64(bytes);
+}
+
+json image_message(const std::string& url, const std::string& text) {
+  return json::array({{{"role", "user"},
+                       {"content", json::array({{{"type", "image_url"}, {"image_url", {{"url", url}}}},
+                                                {{"type", "text"}, {"text", text}}})}}});
+}
+
+// engine::generate (the `vlq generate` loop) on the same request, greedy.
+std::string reference(const json& messages, std::int64_t max_new) {
+  engine::MessageOptions mo;
+  mo.base_dir = kHeldout;
+  const engine::ParsedMessages pm = engine::parse_messages(nlohmann::ordered_json::parse(messages.dump()), mo);
+  const engine::Prompt prompt = bundle().build_prompt(pm);
+  engine::GenerationOverrides o;
+  o.max_new_tokens = max_new;
+  const auto r = engine::generate(bundle().model(), prompt, bundle().generate_options(o));
+  return bundle().tokenizer().decode(r.output_ids, true);
+}
+
+struct TestServer {
+  std::unique_ptr<engine::CpuModelRunner> runner;
+  std::unique_ptr<engine::LlmEngine> core;
+  Metrics metrics;
+  std::unique_ptr<AsyncEngine> async;
+  std::unique_ptr<HttpServer> http;
+  std::thread thread;
+  int port = 0;
+  explicit TestServer(std::int64_t max_num_seqs = 4, std::int64_t max_queue = 16, std::size_t max_body = 1 << 20) {
+    engine::CpuRunnerOptions ro;
+    ro.num_blocks = 512;
+    runner = std::make_unique<engine::CpuModelRunner>(bundle().model(), ro);
+    engine::EngineConfig ec;
+    ec.num_blocks = 512;
+    ec.max_model_len = 2048;
+    ec.scheduler.max_num_seqs = max_num_seqs;
+    ec.scheduler.max_waiting = max_queue + 1;
+    core = std::make_unique<engine::LlmEngine>(*runner, bundle().tokenizer(), ec);
+    async = std::make_unique<AsyncEngine>(*core, metrics, max_queue);
+    ServerOptions so;
+    so.port = 0;
+    so.api_key = kKey;
+    so.served_model_name = "tiny";
+    so.max_body_bytes = max_body;
+    so.media.allowed_media_dir = kHeldout;
+    so.media.max_image_bytes = 64 << 10;
+    so.max_model_len = 2048;
+    http = std::make_unique<HttpServer>(bundle(), *async, metrics, so);
+    port = http->bind();
+    async->start();
+    thread = std::thread([this] { http->serve(); });
+  }
+  ~TestServer() {
+    http->shutdown(std::chrono::milliseconds(5000));
+    thread.join();
+  }
+  httplib::Client client(bool auth = true) const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60, 0);
+    if (auth) c.set_default_headers({{"Authorization", std::string("Bearer ") + kKey}});
+    return c;
+  }
+  httplib::Result post(const std::string& path, const std::string& body, bool auth = true) const {
+    return client(auth).Post(path.c_str(), body, "application/json");
+  }
+  json metrics_values() const {
+    auto r = client().Get("/metrics");
+    json m = json::object();
+    if (!r) return m;
+    std::istringstream in(r->body);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty() || line[0] == '#' || line.find('{') != std::string::npos) continue;
+      const auto sp = line.find(' ');
+      m[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+    }
+    return m;
+  }
+  // Waits until nothing is in flight and every block and runner state is released.
+  bool settles() const {
+    for (int i = 0; i < 200; ++i) {
+      const json m = metrics_values();
+      if (m.value("vlq_requests_in_flight", -1.0) == 0 && m.value("vlq_kv_blocks_used", -1.0) == 0 &&
+          m.value("vlq_runner_live_sequences", -1.0) == 0 && m.value("vlq_running_sequences", -1.0) == 0)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+};
+
+TestServer& shared() {
+  static TestServer* s = new TestServer();
+  return *s;
+}
+
+void expect_error(const httplib::Result& r, int status, const std::string& param = "", const std::string& code = "") {
+  ASSERT_TRUE(r) << "no response";
+  EXPECT_EQ(r->status, status) << r->body;
+  const json j = json::parse(r->body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << r->body;
+  EXPECT_TRUE(j["error"]["message"].is_string());
+  EXPECT_TRUE(j["error"]["type"].is_string());
+  if (!param.empty()) EXPECT_EQ(j["error"]["param"], param) << r->body;
+  if (!code.empty()) EXPECT_EQ(j["error"]["code"], code) << r->body;
+}
+
+// Concatenated delta text and the finish reason of an SSE body; fails unless it ends with [DONE].
+std::pair<std::string, std::string> read_sse(const std::string& body, json* usage = nullptr) {
+  std::string text, reason;
+  std::istringstream in(body);
+  bool done = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    const std::string data = line.substr(6);
+    if (data == "[DONE]") {
+      done = true;
+      continue;
+    }
+    const json j = json::parse(data);
+    if (j.contains("usage") && usage) *usage = j["usage"];
+    if (j["choices"].empty()) continue;
+    const json& c = j["choices"][0];
+    if (c.contains("delta") && c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
+    if (c.contains("text")) text += c["text"].get<std::string>();
+    if (!c["finish_reason"].is_null()) reason = c["finish_reason"];
+  }
+  EXPECT_TRUE(done) << body;
+  return {text, reason};
+}
+
+TEST(HttpServer, HealthModelsAndMetricsNeedNoKeyButV1Does) {
+  TestServer& s = shared();
+  auto h = s.client(false).Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto m = s.client().Get("/v1/models");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(json::parse(m->body)["data"][0]["id"], "tiny");
+  expect_error(s.client(false).Get("/v1/models"), 401, "", "invalid_api_key");
+  httplib::Client wrong("127.0.0.1", s.port);
+  wrong.set_default_headers({{"Authorization", "Bearer nope"}});
+  expect_error(wrong.Post("/v1/chat/completions", "{}", "application/json"), 401, "", "invalid_api_key");
+  auto mt = s.client(false).Get("/metrics");
+  ASSERT_TRUE(mt);
+  EXPECT_NE(mt->body.find("# TYPE vlq_time_to_first_token_seconds histogram"), std::string::npos);
+  EXPECT_NE(mt->body.find("vlq_kv_blocks_used"), std::string::npos);
+  expect_error(s.client().Get("/v1/nothing"), 404);
+}
+
+TEST(HttpServer, ChatWithImageEqualsGenerateStreamingOrNot) {
+  TestServer& s = shared();
+  const json msgs = image_message(data_url("color-0003.png"), "What color is the shape?");
+  const std::string want = reference(msgs, 16);
+  auto r = s.post("/v1/chat/completions", json{{"model", "tiny"}, {"messages", msgs}, {"max_tokens", 16}}.dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["content"], want);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 16);
+  EXPECT_GE(j["usage"]["completion_tokens"].get<int>(), 1);
+  auto st = s.post("/v1/chat/completions",
+                   json{{"messages", msgs}, {"max_tokens", 16}, {"stream", true}, {"stream_options", {{"include_usage", true}}}}.dump());
+  ASSERT_TRUE(st);
+  ASSERT_EQ(st->status, 200);
+  EXPECT_NE(st->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  json usage;
+  const auto [text, reason] = read_sse(st->body, &usage);
+  EXPECT_EQ(text, want);
+  EXPECT_EQ(reason, "stop");
+  EXPECT_EQ(usage["completion_tokens"], j["usage"]["completion_tokens"]);
+  // A local file under --allowed-media-dir gives the same answer.
+  auto f = s.post("/v1/chat/completions",
+                  json{{"messages", image_message("images/color-0003.png", "What color is the shape?")}, {"max_tokens", 16}}.dump());
+  ASSERT_TRUE(f);
+  EXPECT_EQ(json::parse(f->body)["choices"][0]["message"]["content"], want);
+  EXPECT_TRUE(s.settles());
+}
+
+TEST(HttpServer, CompletionsTextAndTokenIdsWithStopAndLength) {
+  TestServer& s = shared();
+  auto r = s.post("/v1/completions", json{{"prompt", "What color"}, {"max_tokens", 3}, {"ignore_eos", true}}.dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3);
+  const std::vector<std::int32_t> ids = bundle().tokenizer().encode("What color", true);
+  auto t = s.post("/v1/completions", json{{"prompt", ids}, {"max_tokens", 3}, {"ignore_eos", true}}.dump());
+  ASSERT_TRUE(t);
+  EXPECT_EQ(json::parse(t->body)["choices"][0]["text"], j["choices"][0]["text"]);
+  auto st = s.post("/v1/completions", json{{"prompt", "What color"}, {"max_tokens", 3}, {"ignore_eos", true}, {"stream", true}}.dump());
+  ASSERT_TRUE(st);
+  EXPECT_EQ(read_sse(st->body).first, j["choices"][0]["text"].get<std::string>());
+  EXPECT_TRUE(s.settles());
+}
+
+TEST(HttpServer, EveryBadRequestGetsItsErrorAndTheServerKeepsServing) {
+  TestServer& s = shared();
+  const json good = image_message(data_url("color-0000.png"), "What color is the shape?");
+  expect_error(s.post("/v1/chat/completions", "{\"messages\": [}"), 400);
+  expect_error(s.post("/v1/chat/completions", "[1, 2]"), 400);
+  expect_error(s.post("/v1/chat/completions", std::string(200, '[')), 400);
+  expect_error(s.post("/v1/chat/completions", json{{"messages", "hi"}}.dump()), 400, "messages");
+  expect_error(s.post("/v1/chat/completions", json::object().dump()), 400, "messages");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"temperature", "hot"}}.dump()), 400, "temperature");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"temperature", 5}}.dump()), 400, "temperature");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"max_tokens", 0}}.dump()), 400, "max_tokens");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"max_tokens", 1.5}}.dump()), 400, "max_tokens");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"max_tokens", 5000}}.dump()), 400, "max_tokens",
+               "context_length_exceeded");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"n", 2}}.dump()), 400, "n");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"stop", 3}}.dump()), 400, "stop");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"stream", "yes"}}.dump()), 400, "stream");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"logprobs", true}}.dump()), 400, "logprobs");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", good}, {"model", "gpt-4"}}.dump()), 404, "model",
+               "model_not_found");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", json::array({{{"role", "wizard"}, {"content", "x"}}})}}.dump()),
+               400, "messages");
+  // Images: bad base64, not an image, path traversal, outside the folder, remote URL, too large.
+  expect_error(s.post("/v1/chat/completions", json{{"messages", image_message("data:image/png;base64,@@@@", "x")}}.dump()),
+               400, "messages");
+  expect_error(s.post("/v1/chat/completions", json{{"messages", image_message("data:image/png;base64,aGVsbG8=", "x")}}.dump()),
+               400, "messages");
+  for (const char* p : {"../../etc/passwd", "images/../../README.md", "file:///etc/passwd", "/etc/hostname",
+                        "file:///%2e%2e/etc/passwd", "images/no-such.png"}) {
+    auto r = s.post("/v1/chat/completions", json{{"messages", image_message(p, "x")}}.dump());
+    expect_error(r, 400, "messages");
+    EXPECT_EQ(r->body.find("root:"), std::string::npos);
+  }
+  expect_error(s.post("/v1/chat/completions", json{{"messages", image_message("https://example.com/a.png", "x")}}.dump()),
+               400, "messages", "remote_media_unsupported");
+  const std::string big = "data:image/png;base64," + std::string(100 << 10, 'A');  // > 64 KiB limit of this server
+  expect_error(s.post("/v1/chat/completions", json{{"messages", image_message(big, "x")}}.dump()), 413, "messages");
+  expect_error(s.post("/v1/chat/completions", std::string(2 << 20, ' ')), 413);  // body over 1 MiB
+  expect_error(s.post("/v1/completions", json{{"prompt", 7}}.dump()), 400, "prompt");
+  expect_error(s.post("/v1/completions", json{{"prompt", json::array({1, 999999})}}.dump()), 400, "prompt");
+  expect_error(s.post("/v1/completions", json{{"prompt", "x"}, {"echo", true}}.dump()), 400, "echo");
+  expect_error(s.post("/v1/completions", json{{"prompt", "a <|image_pad|> b"}}.dump()), 400, "prompt");
+  // ... and it still answers.
+  auto ok = s.post("/v1/chat/completions", json{{"messages", good}, {"max_tokens", 8}}.dump());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_TRUE(s.settles());
+}
+
+TEST(HttpServer, ConcurrentClientsEachGetTheirOwnAnswer) {
+  TestServer& s = shared();
+  const std::vector<std::string> images = {"color-0000.png", "color-0001.png", "color-0002.png", "color-0003.png",
+                                           "color-0004.png", "color-0005.png"};
+  std::vector<std::string> want, got(images.size());
+  for (const auto& im : images) want.push_back(reference(image_message("images/" + im, "What color is the shape?"), 16));
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < images.size(); ++i)
+    threads.emplace_back([&, i] {
+      const json msgs = image_message(data_url(images[i]), "What color is the shape?");
+      const bool stream = i % 2 == 1;
+      auto r = s.post("/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 16}, {"stream", stream}}.dump());
+      if (!r || r->status != 200) return;
+      got[i] = stream ? read_sse(r->body).first : json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>();
+    });
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < images.size(); ++i) EXPECT_EQ(got[i], want[i]) << images[i];
+  EXPECT_TRUE(s.settles());
+}
+
+TEST(HttpServer, ClientDisconnectMidStreamFreesItsSequence) {
+  TestServer& s = shared();
+  const double before = s.metrics_values().value("vlq_client_disconnects_total", 0.0);
+  for (bool stream : {true, false}) {
+    std::atomic<int> chunks{0};
+    httplib::Client c = s.client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.headers = {{"Authorization", std::string("Bearer ") + kKey}, {"Content-Type", "application/json"}};
+    req.body = json{{"prompt", "Count"}, {"max_tokens", 2000}, {"ignore_eos", true}, {"stream", stream}}.dump();
+    req.content_receiver = [&](const char*, std::size_t, std::uint64_t, std::uint64_t) { return ++chunks < 2; };
+    if (!stream) {  // no body arrives before the end: give up after a moment
+      std::thread closer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        c.stop();
+      });
+      c.send(req);
+      closer.join();
+    } else {
+      c.send(req);
+    }
+  }
+  EXPECT_TRUE(s.settles());
+  EXPECT_GE(s.metrics_values().value("vlq_client_disconnects_total", 0.0), before + 1);
+}
+
+TEST(HttpServer, QueueFullIs429AndDrainIs503ThenFinishes) {
+  auto s = std::make_unique<TestServer>(/*max_num_seqs=*/1, /*max_queue=*/1);
+  const std::string longreq = json{{"prompt", "Count"}, {"max_tokens", 800}, {"ignore_eos", true}}.dump();
+  std::vector<int> status(3, 0);
+  std::vector<std::thread> t;
+  for (int i = 0; i < 2; ++i) {
+    t.emplace_back([&, i] {
+      auto r = s->post("/v1/completions", longreq);
+      status[i] = r ? r->status : -1;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto third = s->post("/v1/completions", longreq);  // one runs, one waits: the queue (1) is full
+  expect_error(third, 429, "", "queue_full");
+  std::thread drainer([&] { s->http->shutdown(std::chrono::milliseconds(30000)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto late = s->post("/v1/completions", longreq);
+  if (late) expect_error(late, 503, "", "shutting_down");  // or the listener is already closed
+  for (auto& th : t) th.join();
+  drainer.join();
+  EXPECT_EQ(status[0], 200);
+  EXPECT_EQ(status[1], 200);
+  s->thread.join();
+  s->thread = std::thread([] {});
+}
+
+}  // namespace
+}  // namespace vlq::server

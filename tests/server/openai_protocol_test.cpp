@@ -1,0 +1,126 @@
+// OpenAI request validation and response JSON without a server: field types and ranges, aliases
+// (max_completion_tokens, top_k -1), unsupported features, error objects, chunk shapes, SSE framing;
+// and the Prometheus histogram / metrics text.
+#include <gtest/gtest.h>
+
+#include "vlq/server/metrics.h"
+#include "vlq/server/openai_protocol.h"
+
+namespace vlq::server {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+int status_of(const std::string& body, std::string* param = nullptr) {
+  try {
+    (void)parse_chat_request(body);
+  } catch (const ApiError& e) {
+    if (param) *param = e.param();
+    return e.status();
+  }
+  return 200;
+}
+
+const std::string kMsgs = R"("messages": [{"role": "user", "content": "hi"}])";
+
+TEST(OpenAiProtocol, ParsesSamplingFieldsAndAliases) {
+  const ChatRequest r = parse_chat_request("{" + kMsgs + R"(, "model": "m", "temperature": 0.5, "top_p": 0.9,
+      "top_k": -1, "max_tokens": 7, "max_completion_tokens": 9, "stop": ["a", "b"], "seed": 3, "n": 1,
+      "stream": true, "stream_options": {"include_usage": true}, "presence_penalty": 0, "user": "x"})");
+  EXPECT_EQ(r.model, "m");
+  EXPECT_DOUBLE_EQ(*r.sampling.temperature, 0.5);
+  EXPECT_EQ(*r.sampling.top_k, 0);
+  EXPECT_EQ(*r.sampling.max_tokens, 9);
+  EXPECT_EQ(r.sampling.stop.size(), 2u);
+  EXPECT_EQ(*r.sampling.seed, 3u);
+  EXPECT_TRUE(r.sampling.stream && r.sampling.include_usage);
+  const ChatRequest nulls = parse_chat_request("{" + kMsgs + R"(, "temperature": null, "stop": null})");
+  EXPECT_FALSE(nulls.sampling.temperature);
+  EXPECT_TRUE(nulls.sampling.stop.empty());
+}
+
+TEST(OpenAiProtocol, RejectsEachBadFieldNamingIt) {
+  struct Case {
+    std::string extra, param;
+  };
+  for (const Case& c : std::vector<Case>{{R"("temperature": 2.5)", "temperature"},
+                                         {R"("top_p": 0)", "top_p"},
+                                         {R"("top_k": -2)", "top_k"},
+                                         {R"("max_tokens": "9")", "max_tokens"},
+                                         {R"("max_completion_tokens": 0)", "max_completion_tokens"},
+                                         {R"("stop": ["a", ""])", "stop"},
+                                         {R"("stop": [1])", "stop"},
+                                         {R"("n": 2)", "n"},
+                                         {R"("seed": "x")", "seed"},
+                                         {R"("logprobs": true)", "logprobs"},
+                                         {R"("tools": [{"type": "function"}])", "tools"},
+                                         {R"("frequency_penalty": 0.5)", "frequency_penalty"},
+                                         {R"("response_format": {"type": "json_object"})", "response_format"},
+                                         {R"("stream_options": 1)", "stream_options"},
+                                         {R"("model": 5)", "model"}}) {
+    std::string param;
+    EXPECT_EQ(status_of("{" + kMsgs + ", " + c.extra + "}", &param), 400) << c.extra;
+    EXPECT_EQ(param, c.param) << c.extra;
+  }
+  std::string many = "[";
+  for (int i = 0; i < 17; ++i) many += std::string(i ? "," : "") + "\"s" + std::to_string(i) + "\"";
+  EXPECT_EQ(status_of("{" + kMsgs + ", \"stop\": " + many + "]}"), 400);
+  EXPECT_EQ(status_of("{\"messages\": []}"), 400);
+  EXPECT_EQ(status_of("nope"), 400);
+  EXPECT_EQ(status_of(std::string(100, '{')), 400);
+}
+
+TEST(OpenAiProtocol, CompletionPromptForms) {
+  EXPECT_EQ(std::get<std::string>(parse_completion_request(R"({"prompt": "hi"})").prompt), "hi");
+  EXPECT_EQ(std::get<std::string>(parse_completion_request(R"({"prompt": ["hi"]})").prompt), "hi");
+  EXPECT_EQ(std::get<std::vector<std::int32_t>>(parse_completion_request(R"({"prompt": [1, 2]})").prompt).size(), 2u);
+  EXPECT_EQ(std::get<std::vector<std::int32_t>>(parse_completion_request(R"({"prompt": [[5]]})").prompt)[0], 5);
+  for (const char* bad : {R"({})", R"({"prompt": ""})", R"({"prompt": ["a", "b"]})", R"({"prompt": [-1]})",
+                          R"({"prompt": "x", "echo": true})", R"({"prompt": "x", "best_of": 2})"})
+    EXPECT_THROW(parse_completion_request(bad), ApiError) << bad;
+}
+
+TEST(OpenAiProtocol, ErrorAndChunkShapes) {
+  const ApiError e(401, "no key", "authentication_error", "", "invalid_api_key");
+  const ojson j = e.to_json();
+  EXPECT_EQ(j.dump(), R"({"error":{"message":"no key","type":"authentication_error","param":null,"code":"invalid_api_key"}})");
+  const ojson first = chat_chunk_json("id", "m", 1, "", true, "");
+  EXPECT_EQ(first["choices"][0]["delta"].dump(), R"({"role":"assistant","content":""})");
+  EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
+  const ojson last = chat_chunk_json("id", "m", 1, "", false, "stop");
+  EXPECT_EQ(last["choices"][0]["delta"].dump(), "{}");
+  const ojson u = usage_chunk_json("id", "chat.completion.chunk", "m", 1, {3, 4, 0});
+  EXPECT_TRUE(u["choices"].empty());
+  EXPECT_EQ(u["usage"]["total_tokens"], 7);
+  EXPECT_EQ(sse_event(ojson{{"a", 1}}), "data: {\"a\":1}\n\n");
+  EXPECT_EQ(make_response_id("cmpl-").size(), 5u + 24u);
+}
+
+TEST(ServerMetrics, HistogramIsCumulativeAndTextHasEveryFamily) {
+  Histogram h({0.1, 1.0});
+  h.observe(0.05);
+  h.observe(0.5);
+  h.observe(5);
+  std::string out;
+  h.render("x", out);
+  EXPECT_NE(out.find("x_bucket{le=\"0.1\"} 1\n"), std::string::npos);
+  EXPECT_NE(out.find("x_bucket{le=\"1\"} 2\n"), std::string::npos);
+  EXPECT_NE(out.find("x_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
+  EXPECT_NE(out.find("x_count 3\n"), std::string::npos);
+  Metrics m;
+  m.count_request("/v1/models", 200);
+  m.add_tokens(5, 7);
+  m.observe_ttft(0.2);
+  EngineGauges g;
+  g.stats.blocks.used_blocks = 3;
+  const std::string text = m.render(g);
+  for (const char* name : {"vlq_requests_total{endpoint=\"/v1/models\",status=\"200\"} 1", "vlq_queue_length 0",
+                           "vlq_running_sequences 0", "vlq_kv_blocks_used 3", "vlq_generation_tokens_total 7",
+                           "vlq_time_to_first_token_seconds_count 1", "vlq_time_per_output_token_seconds_count 0",
+                           "# TYPE vlq_generation_throughput_tokens_per_second gauge"})
+    EXPECT_NE(text.find(name), std::string::npos) << name;
+  EXPECT_GT(m.generation_throughput(), 0.0);
+}
+
+}  // namespace
+}  // namespace vlq::server
