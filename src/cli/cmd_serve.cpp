@@ -15,6 +15,7 @@
 #include "vlq/core/error.h"
 #include "vlq/engine/llm_engine.h"
 #include "vlq/engine/model_bundle.h"
+#include "vlq/engine/device_model.h"
 #include "vlq/engine/model_runner.h"
 #include "vlq/server/async_engine.h"
 #include "vlq/server/http_server.h"
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 using namespace vlq;
 
 struct ServeArgs {
-  std::string model, device = "cpu", host = "127.0.0.1", api_key, kv_cache = "auto", served_model_name;
+  std::string model, device = "auto", host = "127.0.0.1", api_key, kv_cache = "auto", served_model_name;
   std::string allowed_media_dir;
   int port = 8000;
   std::int64_t max_num_seqs = 8, max_num_batched_tokens = 512, max_model_len = 0, num_kv_blocks = 0, block_size = 16;
@@ -39,9 +40,7 @@ void check_args(const ServeArgs& a) {
   auto bad = [](const char* opt, const std::string& want, const std::string& got) {
     throw UsageError({opt, "value out of range", want, got, ""});
   };
-  if (a.device != "cpu")
-    throw UnsupportedError({"--device", "only the CPU runtime serves for now", "cpu", a.device,
-                            "the CUDA runtime will plug into the same model runner interface"});
+  engine::parse_device(a.device, "--device");  // cpu | cuda | auto (UsageError / UnsupportedError)
   if (a.port < 0 || a.port > 65535) bad("--port", "0..65535 (0 = any free port)", std::to_string(a.port));
   if (a.max_num_seqs < 1) bad("--max-num-seqs", ">= 1", std::to_string(a.max_num_seqs));
   if (a.max_num_batched_tokens < 1) bad("--max-num-batched-tokens", ">= 1", std::to_string(a.max_num_batched_tokens));
@@ -80,17 +79,32 @@ int run_serve(const ServeArgs& a) {
     throw UsageError({"--max-model-len", "longer than the model's context",
                       "<= " + std::to_string(tc.max_position_embeddings), std::to_string(max_model_len), ""});
 
+  const engine::Device device = engine::parse_device(a.device, "--device");
+  const bool cuda = device == engine::Device::kCuda;
   engine::CpuRunnerOptions ro;
   ro.block_size = a.block_size;
   ro.image_cache_bytes = static_cast<std::size_t>(a.image_cache_mb) << 20;
-  const engine::KvLayout layout = engine::CpuModelRunner(bundle.model(), ro).kv_layout();
+  const engine::KvLayout layout = cuda ? engine::cuda_kv_layout(bundle.model())
+                                       : engine::CpuModelRunner(bundle.model(), ro).kv_layout();
   const std::int64_t block_bytes = layout.bytes_per_token() * a.block_size;
   const std::int64_t min_blocks = (max_model_len + a.block_size - 1) / a.block_size;
   std::int64_t blocks = a.num_kv_blocks;
   if (blocks == 0)
     blocks = std::max(min_blocks, std::min(min_blocks * a.max_num_seqs, (a.kv_cache_memory_mb << 20) / block_bytes));
   ro.num_blocks = a.no_prefix_caching ? 0 : blocks;
-  engine::CpuModelRunner runner(bundle.model(), ro);
+  std::unique_ptr<engine::ModelRunner> runner_ptr;
+  if (cuda) {
+    engine::CudaRunnerOptions co;
+    co.num_blocks = blocks;
+    co.block_size = a.block_size;
+    co.max_num_batched_tokens = a.max_num_batched_tokens;
+    co.max_num_seqs = a.max_num_seqs;
+    co.image_cache_bytes = ro.image_cache_bytes;
+    runner_ptr = engine::make_cuda_model_runner(bundle.model(), co);
+  } else {
+    runner_ptr = std::make_unique<engine::CpuModelRunner>(bundle.model(), ro);
+  }
+  engine::ModelRunner& runner = *runner_ptr;
 
   engine::EngineConfig ec;
   ec.num_blocks = blocks;
@@ -121,9 +135,9 @@ int run_serve(const ServeArgs& a) {
   const int port = http.bind();
   async.start();
   std::cerr << fmt::format(
-      "[vlq] serving '{}' on http://{}:{} (CPU; {} KV blocks of {} tokens, {} KV cache, prefix caching {}; "
+      "[vlq] serving '{}' on http://{}:{} ({}; {} KV blocks of {} tokens, {} KV cache, prefix caching {}; "
       "max {} sequences, {} tokens per step, context {}){}\n",
-      so.served_model_name, a.host, port, blocks, a.block_size, layout.elem_bytes == 1 ? "FP8 E4M3" : "f32",
+      so.served_model_name, a.host, port, cuda ? "CUDA" : "CPU", blocks, a.block_size, layout.elem_bytes == 1 ? "FP8 E4M3" : layout.elem_bytes == 2 ? "BF16" : "f32",
       a.no_prefix_caching ? "off" : "on", a.max_num_seqs, a.max_num_batched_tokens, max_model_len,
       a.api_key.empty() ? "" : "; API key required");
   std::cerr << "vlq serve: listening on http://" << a.host << ":" << port << std::endl;
@@ -152,7 +166,7 @@ std::function<int()> setup_serve(CLI::App& app) {
   app.description("OpenAI-compatible server (chat completions with images, completions) with continuous batching");
   auto a = std::make_shared<ServeArgs>();
   app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
-  app.add_option("--device", a->device, "Runtime: cpu (the CUDA runtime comes later)");
+  app.add_option("--device", a->device, "Runtime: cpu, cuda, or auto (cuda when a GPU is present; default)");
   app.add_option("--host", a->host, "Address to listen on (default 127.0.0.1: this machine only)");
   app.add_option("--port", a->port, "Port (default 8000; 0 = any free port)");
   app.add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $VLQ_API_KEY)")

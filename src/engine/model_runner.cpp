@@ -7,8 +7,6 @@
 
 #include "vlq/core/error.h"
 #include "vlq/model/language_model.h"
-#include "vlq/model/rope_index.h"
-#include "vlq/model/vision_tower.h"
 #include "vlq/ops/sampling.h"
 
 namespace vlq::engine {
@@ -71,18 +69,10 @@ CpuModelRunner::SeqState& CpuModelRunner::state_for(const Sequence& seq) {
   const auto it = states_.find(seq.id());
   if (it != states_.end()) return it->second;
   SeqState st;
-  const auto& cfg = model_.config();
-  std::vector<model::GridThw> grid;
-  if (seq.images()) grid = seq.images()->images.grid_thw;
-  const std::span<const std::int32_t> prompt(seq.tokens().data(), static_cast<std::size_t>(seq.prompt_len()));
-  model::RopeIndex ri = model::get_rope_index(prompt, grid, cfg.tokens.image_token_id, cfg.tokens.video_token_id,
-                                              cfg.vision.spatial_merge_size);
-  st.rope_positions = std::move(ri.positions);
-  st.rope_deltas = ri.rope_deltas;
+  st.inputs = PromptInputs::make(model_, seq);
   const std::int64_t cap = std::min(seq.max_model_len(), std::max<std::int64_t>(seq.num_tokens() + 64, 2 * seq.num_tokens()));
   st.session = model_.new_session(cap);
-  st.session.rope_deltas = st.rope_deltas;
-  if (seq.images()) st.features.resize(seq.images()->spans.size());
+  st.session.rope_deltas = st.inputs.rope_deltas;
   if (seq.num_computed_tokens > 0) restore_blocks(seq, st);
   return states_.emplace(seq.id(), std::move(st)).first->second;
 }
@@ -99,57 +89,6 @@ void CpuModelRunner::ensure_capacity(const Sequence& seq, SeqState& st, std::int
   st.session = std::move(grown);
 }
 
-ops::Matrix CpuModelRunner::embed_chunk(const Sequence& seq, SeqState& st, std::int64_t start, std::int64_t n) {
-  const auto& cfg = model_.config();
-  const std::int64_t H = cfg.text.hidden_size;
-  const auto& emb = model_.weights().lm.embedding();
-  ops::Matrix e(n, H);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::int32_t id = seq.tokens()[static_cast<std::size_t>(start + i)];
-    if (id < 0 || id >= cfg.text.vocab_size)
-      throw UsageError({"input_ids", "token id outside the embedding", "0.." + std::to_string(cfg.text.vocab_size - 1),
-                        std::to_string(id), "tokenizer and checkpoint do not belong together"});
-    std::copy(emb.begin() + id * H, emb.begin() + (id + 1) * H, e.row(i));
-  }
-  if (!seq.images()) return e;
-  const PromptImages& pi = *seq.images();
-  for (std::size_t k = 0; k < pi.spans.size(); ++k) {
-    const ImageSpan& s = pi.spans[k];
-    const std::int64_t lo = std::max(start, s.token_offset), hi = std::min(start + n, s.token_offset + s.token_count);
-    if (lo >= hi) continue;
-    if (!st.features[k]) {
-      st.features[k] = image_cache_.get(s.digest);
-      if (!st.features[k]) {
-        const float* px = pi.images.pixel_values.data() + s.patch_offset * pi.images.patch_dim;
-        auto f = std::make_shared<ops::Matrix>(model::vision_forward(model_.weights().vision, cfg.vision, px,
-                                                                     s.n_patches, pi.images.patch_dim, {s.grid}));
-        if (f->rows != s.token_count || f->cols != H)
-          throw UsageError({"image", "vision features do not match the image's <|image_pad|> run",
-                            std::to_string(s.token_count) + "x" + std::to_string(H),
-                            std::to_string(f->rows) + "x" + std::to_string(f->cols), "this is a bug"});
-        image_cache_.put(s.digest, f);
-        st.features[k] = std::move(f);
-      }
-    }
-    for (std::int64_t p = lo; p < hi; ++p)
-      std::copy(st.features[k]->row(p - s.token_offset), st.features[k]->row(p - s.token_offset) + H, e.row(p - start));
-  }
-  return e;
-}
-
-std::vector<std::int64_t> CpuModelRunner::positions_chunk(const Sequence& seq, const SeqState& st, std::int64_t start,
-                                                          std::int64_t n) const {
-  std::vector<std::int64_t> pos(static_cast<std::size_t>(3 * n));
-  const std::int64_t P = seq.prompt_len();
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::int64_t t = start + i;
-    for (std::int64_t r = 0; r < 3; ++r)
-      pos[static_cast<std::size_t>(r * n + i)] = t < P ? st.rope_positions[static_cast<std::size_t>(r * P + t)]
-                                                       : t + st.rope_deltas;
-  }
-  return pos;
-}
-
 std::int32_t CpuModelRunner::run_item(const ScheduledSeq& item) {
   Sequence& seq = *item.seq;
   SeqState& st = state_for(seq);
@@ -159,8 +98,8 @@ std::int32_t CpuModelRunner::run_item(const ScheduledSeq& item) {
                       std::to_string(st.session.length) + " cached tokens", std::to_string(start), "this is a bug"});
   ensure_capacity(seq, st, start + n);
   const bool sample = start + n == seq.num_tokens();
-  const ops::Matrix e = embed_chunk(seq, st, start, n);
-  ops::Matrix logits = model::lm_forward(model_.weights().lm, model_.config().text, e, positions_chunk(seq, st, start, n),
+  const ops::Matrix e = st.inputs.embed(model_, seq, image_cache_, start, n);
+  ops::Matrix logits = model::lm_forward(model_.weights().lm, model_.config().text, e, st.inputs.positions(seq, start, n),
                                          st.session.cache, sample ? n - 1 : n);
   st.session.length = start + n;
   save_blocks(seq, st);

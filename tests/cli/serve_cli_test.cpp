@@ -5,6 +5,7 @@
 
 #include "../../bench/serve_common.h"
 #include "cli/cli_test_util.h"
+#include "vlq/engine/device_model.h"
 
 namespace vlq::clitest {
 namespace {
@@ -17,7 +18,7 @@ TEST(ServeCli, RefusesBadFlagsBeforeLoading) {
   };
   const std::string m = "--model " + q(kModel) + " ";
   for (const Case& c : std::vector<Case>{
-           {m + "--device cuda", 3, "only the CPU runtime serves for now"},
+           {m + "--device tpu", 64, "unknown device"},
            {m + "--port 70000", 64, "--port"},
            {m + "--max-num-seqs 0", 64, "--max-num-seqs"},
            {m + "--max-model-len 1", 64, "--max-model-len"},
@@ -30,6 +31,16 @@ TEST(ServeCli, RefusesBadFlagsBeforeLoading) {
     EXPECT_EQ(r.rc, c.rc) << c.args << "\n" << r.all();
     EXPECT_TRUE(has(r.err, c.msg)) << c.args << "\n" << r.err;
   }
+}
+
+// Without a GPU (CI), --device cuda is refused with exit 3: "no CUDA device" in a CUDA build, "built
+// without the CUDA runtime" otherwise; both name CUDA and suggest --device cpu.
+TEST(ServeCli, DeviceCudaWithoutGpuIsRefused) {
+  if (engine::cuda_device_available()) GTEST_SKIP() << "a CUDA device is present (the server would start)";
+  const RunResult r = run_vlq("serve --model " + q(kModel) + " --device cuda --port 0");
+  EXPECT_EQ(r.rc, 3) << r.all();
+  EXPECT_TRUE(has(r.err, "CUDA")) << r.err;
+  EXPECT_TRUE(has(r.err, "--device cpu")) << r.err;
 }
 
 TEST(ServeCli, StartsAnswersHealthAndDrainsOnSigterm) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "vlq/engine/image_cache.h"
+#include "vlq/engine/prompt_inputs.h"
 #include "vlq/engine/scheduler.h"
 #include "vlq/engine/sequence.h"
 #include "vlq/model/qwen2_5_vl.h"
@@ -69,6 +70,24 @@ struct CpuRunnerOptions {
   std::size_t image_cache_bytes = std::size_t{256} << 20;
 };
 
+struct CudaRunnerOptions {
+  std::int64_t num_blocks = 0;   // KV blocks on the GPU; must equal the BlockManager's (its ids index them)
+  std::int64_t block_size = 16;  // must equal the BlockManager's
+  std::int64_t max_num_batched_tokens = 8192;  // >= the scheduler's token budget
+  std::int64_t max_num_seqs = 256;
+  std::size_t image_cache_bytes = std::size_t{256} << 20;
+  int device = 0;
+};
+
+// Creates the CUDA runner: one model_cuda::Qwen2_5_VLCuda forward per step over every scheduled sequence,
+// attention reading K/V through the BlockManager's block tables (prefix-cached blocks are shared as they
+// are, no copies); BF16 KV, or FP8 E4M3 when the model's KV cache is FP8. Prompts are embedded on the CPU
+// (vision tower included, through the ImageCache) only for chunks that touch an image; other rows are
+// gathered on the device. Throws UnsupportedError in a build without CUDA (and what the CUDA model throws).
+std::unique_ptr<ModelRunner> make_cuda_model_runner(const model::Qwen2_5_VL& model, const CudaRunnerOptions& options);
+// K/V layout the CUDA runner uses (for sizing the pool before creating it): BF16, or FP8 when the model's is.
+KvLayout cuda_kv_layout(const model::Qwen2_5_VL& model);
+
 class CpuModelRunner : public ModelRunner {
  public:
   // `model` must outlive the runner. Throws UsageError for block_size < 1.
@@ -83,16 +102,11 @@ class CpuModelRunner : public ModelRunner {
  private:
   struct SeqState {
     model::Session session;
-    std::vector<std::int64_t> rope_positions;  // [3, prompt_len] row-major (t, h, w)
-    std::int64_t rope_deltas = 0;
+    PromptInputs inputs;                       // M-RoPE positions, image features
     std::int64_t saved_blocks = 0;             // blocks [0, saved) are in the pool
-    std::vector<std::shared_ptr<const ops::Matrix>> features;  // per image span, null until needed
   };
   SeqState& state_for(const Sequence& seq);
   void ensure_capacity(const Sequence& seq, SeqState& st, std::int64_t tokens) const;
-  ops::Matrix embed_chunk(const Sequence& seq, SeqState& st, std::int64_t start, std::int64_t n);
-  std::vector<std::int64_t> positions_chunk(const Sequence& seq, const SeqState& st, std::int64_t start,
-                                            std::int64_t n) const;
   std::int32_t run_item(const ScheduledSeq& item);
   float* pool_block(std::int32_t block, std::int64_t layer, int kv);
   void save_blocks(const Sequence& seq, SeqState& st);
