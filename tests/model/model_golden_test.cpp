@@ -73,6 +73,7 @@ struct Loaded {
     b.tokenizer = &tok;
     b.chat_template = &tmpl;
     b.image_params = image::image_processor_params_from_config(*model.files().preprocessor);
+    b.image_params.backend = image::ResizeBackend::kPil;  // the goldens come from Qwen2VLImageProcessorPil
     return b;
   }
 };
