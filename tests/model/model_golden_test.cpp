@@ -140,7 +140,8 @@ TEST_P(ModelGolden, MatchesTransformers) {
   run_case(L, c["messages"], c["image_paths"], dir / "golden.safetensors", true);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ModelGolden, ::testing::Values("gqa2_win56", "gqa6_win112_odd", "mha_text_only"));
+INSTANTIATE_TEST_SUITE_P(Cases, ModelGolden, ::testing::Values("gqa2_win56", "gqa6_win112_odd", "mha_text_only"),
+                         [](const auto& info) { return info.param; });
 
 TEST(ModelGoldenTrained, HeldoutItemsMatchTransformers) {
   const fs::path dir = kGolden / "trained_heldout";
