@@ -111,25 +111,20 @@ TEST(ImageBackend, PhotosDecodeLikePillowAndTorchvisionIo) {
   EXPECT_GE(n, 7);
 }
 
-TEST(ImageBackend, TorchvisionBackendMatchesDefaultProcessor) {
+// Every processor call of golden.json through `backend`; returns how many were checked.
+int check_all_cases(ResizeBackend backend) {
   int n = 0;
   for (const auto& c : backend_golden()["cases"]) {
-    SCOPED_TRACE(case_name(c) + " torchvision");
-    check_case(c, ResizeBackend::kTorchvision);
+    SCOPED_TRACE(case_name(c) + " " + resize_backend_name(backend));
+    check_case(c, backend);
     ++n;
   }
-  EXPECT_GE(n, 18);
+  return n;
 }
 
-TEST(ImageBackend, PilBackendMatchesPilProcessor) {
-  int n = 0;
-  for (const auto& c : backend_golden()["cases"]) {
-    SCOPED_TRACE(case_name(c) + " pil");
-    check_case(c, ResizeBackend::kPil);
-    ++n;
-  }
-  EXPECT_GE(n, 18);
-}
+TEST(ImageBackend, TorchvisionBackendMatchesDefaultProcessor) { EXPECT_GE(check_all_cases(ResizeBackend::kTorchvision), 18); }
+
+TEST(ImageBackend, PilBackendMatchesPilProcessor) { EXPECT_GE(check_all_cases(ResizeBackend::kPil), 18); }
 
 TEST(ImageBackend, BackendsDifferOnResizedPhotos) {
   // The two processors disagree by whole 8-bit steps once an image is resized; vlq must reproduce that gap.
