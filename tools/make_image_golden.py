@@ -12,8 +12,19 @@ Writes test inputs and expected outputs to tests/data/images/:
     PIL-based processor) pixel_values (CRC-32 of the float32 bytes, sum) and image_grid_thw;
   - golden/*.rgb (raw HWC uint8), golden/*.f32 (raw float32 pixel_values) for the small cases.
 
-Run with the reference venv (Pillow 13 + transformers 5.x):
-    /root/venv-ref/bin/python tools/make_image_golden.py
+  - process entries also get tv_* fields: the same images through transformers' DEFAULT (torchvision) processor
+    Qwen2VLImageProcessor (what AutoProcessor picks), and resize_tv entries: torchvision F.resize(BICUBIC,
+    antialias=True) of uint8 tensors;
+  - tests/data/golden/image_processor/: real photos (scikit-image) as JPEG/PNG at several sizes, one- and
+    multi-image processor calls through BOTH processors (golden.json: CRC-32 + sum + sampled values of
+    pixel_values, resized-image CRCs, decoders' CRCs; pixel_values.safetensors: full f32 values of the small
+    cases), see make_backend_goldens().
+
+Run with a venv holding Pillow 13, torch + torchvision and transformers 5.x:
+    python3 -m venv /root/venv-img && /root/venv-img/bin/pip install torch torchvision transformers pillow \
+        numpy safetensors scikit-image
+    /root/venv-img/bin/python tools/make_image_golden.py            # everything
+    /root/venv-img/bin/python tools/make_image_golden.py --backends  # only the backend goldens
 It also decodes/resizes everything with Debian's /usr/bin/python3 (Pillow 9.4, libjpeg-turbo 2.1.5,
 libwebp 1.2.4: the libraries vlq links) and stores those results as *_pillow9 fields; Pillow 9 and 13
 differ on the bicubic pass order and on palette indices beyond PLTE (vlq: PillowCompat).
@@ -24,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -268,9 +280,16 @@ PROCESS = [(f, 3136, 12845056) for f in GOOD] + [
 
 
 def main():
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backends", action="store_true", help="only tests/data/golden/image_processor/")
+    args = ap.parse_args()
     import transformers
     from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as qpil
+
+    assert int(transformers.__version__.split(".")[0]) >= 5, "needs transformers 5.x (torchvision processor)"
+    make_backend_goldens()
+    if args.backends:
+        return
 
     make_inputs()
     for f in os.listdir(GOLD):
@@ -312,6 +331,16 @@ def main():
             e["raw"] = "golden/" + name
         gold["resize"].append(e)
 
+    gold["resize_tv"] = []
+    for f, w, h in RESIZES:
+        src = np.array(composite_rgb(Image.open(os.path.join(OUT, f))))
+        e = {"file": f, "width": w, "height": h}
+        try:
+            e["crc32"] = crc(tv_resize(src, w, h).tobytes())
+        except RuntimeError as ex:  # torch's AVX kernel asserts on some tiny outputs
+            e["error"] = str(ex).split("\n")[0][:200]
+        gold["resize_tv"].append(e)
+
     for h, w in SMART:
         for factor, mn, mx in SMART_PARAMS:
             e = {"height": h, "width": w, "factor": factor, "min_pixels": mn, "max_pixels": mx}
@@ -350,6 +379,7 @@ def main():
         e.update({"grid_thw": grid, "n_patches": int(pv.shape[0]), "patch_dim": int(pv.shape[1]),
                   "resized_height": rh, "resized_width": rw, "resized_crc32": crc(resized.tobytes()),
                   "pv_crc32": crc(pv.tobytes()), "pv_sum": float(pv.astype(np.float64).sum())})
+        e.update(torchvision_process(im, mn, mx))
         if f in PV_RAW_FILES:
             name = f"pv_{os.path.splitext(f)[0]}_{mn}_{mx}.f32"
             open(os.path.join(GOLD, name), "wb").write(pv.astype("<f4").tobytes())
@@ -366,6 +396,165 @@ def main():
     dump()
     print(f"wrote {len(gold['decode'])} decode, {len(gold['resize'])} resize, {len(gold['smart_resize'])} "
           f"smart_resize, {len(gold['process'])} process cases to {OUT}")
+
+
+# ------------------------------------------------------------ tests/data/golden/image_processor (both backends)
+BACKEND_DIR = os.path.join(ROOT, "tests", "data", "golden", "image_processor")
+# (file, source photo in skimage/data, size (w, h) or None = as is, save options)
+PHOTOS = [
+    ("astronaut_512.jpg", "astronaut.png", None, dict(format="JPEG", quality=85)),  # 4:2:0, downscaled to 504
+    ("coffee_333x257.png", "coffee.png", (333, 257), dict(format="PNG")),  # odd size; w up, h down
+    ("chelsea_97x61_444.jpg", "chelsea.png", (97, 61), dict(format="JPEG", quality=95, subsampling=0)),  # small
+    ("rocket_50x37.png", "rocket.jpg", (50, 37), dict(format="PNG")),  # below min_pixels: scaled up
+    ("motorcycle_1280x720.jpg", "motorcycle_left.png", (1280, 720), dict(format="JPEG", quality=80)),  # 720p
+    ("hubble_1000x872_prog.jpg", "hubble_deep_field.jpg", None, dict(format="JPEG", quality=80, progressive=True)),
+    ("ihc_211x300_422.jpg", "ihc.png", (211, 300), dict(format="JPEG", quality=90, subsampling=1)),  # 4:2:2
+]
+RELEASED = (3136, 12845056)  # Qwen2.5-VL preprocessor_config.json
+TINY = (3136, 12544)  # models/qwen2_5_vl-tiny-trained: everything is scaled down to <= 112x112
+# (images, min_pixels, max_pixels): one processor call each, through both backends
+BACKEND_CASES = [([f], *RELEASED) for f, *_ in PHOTOS] + [([f], *TINY) for f, *_ in PHOTOS] + [
+    (["motorcycle_1280x720.jpg"], 3136, 401408),  # 720p scaled down to fit 512 merged tokens
+    (["astronaut_512.jpg", "coffee_333x257.png"], *RELEASED),  # two images of different sizes
+    (["chelsea_97x61_444.jpg", "chelsea_97x61_444.jpg"], *RELEASED),  # same size: stacked into one torch batch
+    (["motorcycle_1280x720.jpg", "rocket_50x37.png", "astronaut_512.jpg"], *TINY),
+]
+RAW_PV_FILES = {"rocket_50x37.png"}  # single-image calls whose full pixel_values are stored
+N_SAMPLES = 97
+
+
+def make_photos():
+    import skimage
+    src = os.path.join(os.path.dirname(skimage.__file__), "data")
+    os.makedirs(BACKEND_DIR, exist_ok=True)
+    for name, photo, size, opts in PHOTOS:
+        im = Image.open(os.path.join(src, photo)).convert("RGB")
+        if size is not None:
+            im = im.resize(size, Image.BICUBIC)
+        im.save(os.path.join(BACKEND_DIR, name), **opts)
+
+
+def samples(pv):
+    flat = pv.reshape(-1)
+    idx = np.linspace(0, flat.size - 1, N_SAMPLES).astype(np.int64)
+    return [[int(i), float(flat[i])] for i in idx]
+
+
+def decode_entry(f):
+    """CRC-32 of the RGB that PIL (what the processors get from Image.open) and torchvision.io decode."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+    data = open(os.path.join(BACKEND_DIR, f), "rb").read()
+    im = Image.open(io.BytesIO(data))
+    pil = np.array(im.convert("RGB"))
+    tv = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    tv = tv.permute(1, 2, 0).contiguous().numpy()
+    return {"file": f, "width": im.size[0], "height": im.size[1], "pil_crc32": crc(pil.tobytes()),
+            "torchvision_io_crc32": crc(tv.tobytes()), "pil_equals_torchvision_io": bool(np.array_equal(pil, tv))}
+
+
+def backend_case(files, mn, mx, raw):
+    """One processor call through both backends; checks the closed-form oracle (resize + normalise + patchify)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+    ims = [Image.open(os.path.join(BACKEND_DIR, f)) for f in files]
+    e = {"files": files, "min_pixels": mn, "max_pixels": mx}
+    rgbs = [np.array(composite_rgb(im)) for im in ims]
+    for key, proc, resize in (("pil", pil_processor(mn, mx), None), ("torchvision", tv_processor(mn, mx), tv_resize)):
+        pv, grid = run_processor(proc, ims)
+        resized = []
+        for rgb in rgbs:
+            h, w = smart_resize(rgb.shape[0], rgb.shape[1], 28, mn, mx)
+            if (w, h) == (rgb.shape[1], rgb.shape[0]):
+                resized.append(rgb)
+            elif resize is None:
+                resized.append(np.array(Image.fromarray(rgb).resize((w, h), Image.BICUBIC)))
+            else:
+                resized.append(resize(rgb, w, h))
+        assert pv.shape[0] == sum(r.shape[0] * r.shape[1] // 196 for r in resized), files
+        e[key] = {"grid_thw": grid, "resized_crc32": [crc(r.tobytes()) for r in resized],
+                  "n_patches": int(pv.shape[0]), "pv_crc32": crc(pv.tobytes()),
+                  "pv_sum": float(pv.astype(np.float64).sum()), "samples": samples(pv)}
+        if len(files) == 1 and files[0] in RAW_PV_FILES and (mn, mx) == RELEASED:
+            name = f"{key}_{len(raw) // 2}"
+            raw[name] = pv
+            e[key]["raw"] = name
+    d = np.abs(run_processor(pil_processor(mn, mx), ims)[0] - run_processor(tv_processor(mn, mx), ims)[0])
+    e["pil_vs_torchvision_max_abs"] = float(d.max())
+    e["pil_vs_torchvision_max_steps"] = int(round(float(d.max()) / (1 / 255 / 0.26130258)))
+    return e
+
+
+def make_backend_goldens():
+    """Real photos through both transformers processors (tests/image/image_backend_test.cpp)."""
+    import torch
+    import torchvision
+    import transformers
+    from safetensors.numpy import save_file
+    from transformers import AutoImageProcessor
+    make_photos()
+    auto = type(AutoImageProcessor.from_pretrained(os.path.join(ROOT, "models", "qwen2_5_vl-tiny-trained"))).__name__
+    import PIL
+    gold = {"generator": "tools/make_image_golden.py (make_backend_goldens)",
+            "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
+                         "torchvision": torchvision.__version__, "pillow": PIL.__version__,
+                         "libjpeg_turbo": features.version("libjpeg_turbo"),
+                         "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+            "auto_image_processor": auto, "decode": [decode_entry(f) for f, *_ in PHOTOS], "cases": []}
+    raw = {}
+    for files, mn, mx in BACKEND_CASES:
+        gold["cases"].append(backend_case(files, mn, mx, raw))
+    save_file(raw, os.path.join(BACKEND_DIR, "pixel_values.safetensors"))
+    text = json.dumps(gold, indent=1)
+    # one line per [index, value] sample and per short number list
+    text = re.sub(r"\[\s+(-?[0-9][0-9.e+-]*),\s+(-?[0-9][0-9.e+-]*)\s+\]", r"[\1, \2]", text)
+    text = re.sub(r"\[\s+(-?[0-9][0-9.e+-]*),\s+(-?[0-9][0-9.e+-]*),\s+(-?[0-9][0-9.e+-]*)\s+\]",
+                  r"[\1, \2, \3]", text)
+    with open(os.path.join(BACKEND_DIR, "golden.json"), "w") as fjson:
+        fjson.write(text + "\n")
+    worst = max(c["pil_vs_torchvision_max_steps"] for c in gold["cases"])
+    print(f"AutoImageProcessor picks {auto}; {len(gold['cases'])} backend cases, {len(raw)} raw; "
+          f"PIL vs torchvision differ by up to {worst} 8-bit steps")
+
+
+# ------------------------------------------------------------------------- torchvision (default) processor
+def tv_resize(rgb, w, h):
+    """torchvision F.resize of an HWC uint8 array exactly as Qwen2VLImageProcessor calls it."""
+    import torch
+    from torchvision.transforms.v2 import functional as tvF
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+    out = tvF.resize(t, [h, w], interpolation=tvF.InterpolationMode.BICUBIC, antialias=True)
+    return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def tv_processor(mn, mx):
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    return Qwen2VLImageProcessor(size={"shortest_edge": mn, "longest_edge": mx})
+
+
+def pil_processor(mn, mx):
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    return Qwen2VLImageProcessorPil(size={"shortest_edge": mn, "longest_edge": mx})
+
+
+def run_processor(proc, images):
+    """pixel_values (float32 numpy) and image_grid_thw rows of one processor call, or the ValueError text."""
+    try:
+        r = proc(images=images, return_tensors="pt")
+    except ValueError as ex:
+        return None, str(ex)
+    return np.ascontiguousarray(r["pixel_values"].numpy(), dtype=np.float32), r["image_grid_thw"].tolist()
+
+
+def torchvision_process(im, mn, mx):
+    """tv_* fields of a process entry: the default processor's pixel_values and resized image."""
+    pv, grid = run_processor(tv_processor(mn, mx), [im])
+    if pv is None:
+        return {"tv_error": grid}
+    _, gh, gw = grid[0]
+    rgb = np.array(composite_rgb(im))
+    resized = tv_resize(rgb, gw * 14, gh * 14) if (gw * 14, gh * 14) != (rgb.shape[1], rgb.shape[0]) else rgb
+    return {"tv_grid_thw": grid[0], "tv_resized_crc32": crc(resized.tobytes()), "tv_pv_crc32": crc(pv.tobytes()),
+            "tv_pv_sum": float(pv.astype(np.float64).sum())}
 
 
 CROSS = r"""

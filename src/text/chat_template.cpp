@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "text/jinja.h"
+#include "vlq/io/json.h"
 
 namespace vlq::text {
 
@@ -38,15 +39,9 @@ std::string read_text(const fs::path& p) {
   return ss.str();
 }
 
-ordered_json read_json(const fs::path& p) {
-  const std::string text = read_text(p);
-  try {
-    return ordered_json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError({p.string(), "file is not valid JSON", "a JSON object", e.what(),
-                       "the file is truncated or corrupt; download it again"});
-  }
-}
+// A JSON file of the model folder (io::read_json_file: IoError / FormatError naming the file); only arrays
+// and named keys are read from it, so the sorted key order of nlohmann::json does not matter.
+ordered_json read_json(const fs::path& p) { return ordered_json(io::read_json_file(p, /*require_object=*/false)); }
 
 // A special-token entry of tokenizer_config.json: a string, or an AddedToken object {"content": ...}.
 std::optional<std::string> token_text(const ordered_json& v) {

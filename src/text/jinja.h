@@ -10,7 +10,8 @@
 // block set), macro (positional/keyword parameters with defaults), generation (rendered as its body);
 // expressions: literals, list/tuple/dict literals, . and [] access, slices, calls with keyword arguments,
 // filters, tests, not/and/or, in/not in, comparisons, + - * / // % ** ~, conditional expressions.
-// Filters, tests, globals and str/dict methods: see jinja_eval.cpp (kFilters, kTests, call_method).
+// Filters: jinja_filters.cpp; tests: jinja_tests.cpp; globals and the renderer: jinja_render.cpp; str methods
+// and formatting: jinja_format.cpp; value operations and dict methods: jinja_ops.cpp (shared: jinja_builtins.h).
 #pragma once
 
 #include <cstdint>

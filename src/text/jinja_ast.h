@@ -1,5 +1,5 @@
 // Syntax tree of a parsed Jinja template, shared by the parser (jinja_parse.cpp) and the evaluator
-// (jinja_eval.cpp). Internal to vlq_lib.
+// (jinja_render.cpp). Internal to vlq_lib.
 #pragma once
 
 #include <memory>

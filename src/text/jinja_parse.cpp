@@ -685,27 +685,20 @@ class Parser {
     return expr1;
   }
 
-  ExprPtr parse_or() {
-    ExprPtr left = parse_and();
-    while (is_name("or")) {
-      auto e = node(Expr::kOr, advance());
+  // Left-associative chain `operand (keyword operand)*` of one boolean operator.
+  ExprPtr parse_bool_chain(const char* keyword, Expr::Kind kind, ExprPtr (Parser::*operand)()) {
+    ExprPtr left = (this->*operand)();
+    while (is_name(keyword)) {
+      auto e = node(kind, advance());
       e->children.push_back(std::move(left));
-      e->children.push_back(parse_and());
+      e->children.push_back((this->*operand)());
       left = std::move(e);
     }
     return left;
   }
 
-  ExprPtr parse_and() {
-    ExprPtr left = parse_not();
-    while (is_name("and")) {
-      auto e = node(Expr::kAnd, advance());
-      e->children.push_back(std::move(left));
-      e->children.push_back(parse_not());
-      left = std::move(e);
-    }
-    return left;
-  }
+  ExprPtr parse_or() { return parse_bool_chain("or", Expr::kOr, &Parser::parse_and); }
+  ExprPtr parse_and() { return parse_bool_chain("and", Expr::kAnd, &Parser::parse_not); }
 
   ExprPtr parse_not() {
     Nest nest(*this, cur());

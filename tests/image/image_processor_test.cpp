@@ -1,5 +1,6 @@
-// Tests for Qwen2-VL preprocessing: smart_resize, Pillow-exact bicubic resize, pixel_values/grid_thw vs
-// transformers' Qwen2VLImageProcessorPil (goldens by tools/make_image_golden.py), patch layout, errors.
+// Tests for Qwen2-VL preprocessing: smart_resize, Pillow-exact and torchvision-exact bicubic resize,
+// pixel_values/grid_thw vs transformers' Qwen2VLImageProcessorPil and its default (torchvision)
+// Qwen2VLImageProcessor (goldens by tools/make_image_golden.py), patch layout, errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,8 +24,10 @@ RgbImage load_composite(const std::string& file, PillowCompat p = PillowCompat::
   return load_image(kImages / file, o);
 }
 
-ImageProcessorParams hf5_params(std::int64_t min_pixels, std::int64_t max_pixels) {
+ImageProcessorParams hf5_params(std::int64_t min_pixels, std::int64_t max_pixels,
+                                ResizeBackend backend = ResizeBackend::kPil) {
   ImageProcessorParams p;
+  p.backend = backend;
   p.min_pixels = min_pixels;
   p.max_pixels = max_pixels;
   p.reject_smaller_than_factor = false;  // the goldens come from transformers 5.x
@@ -113,6 +116,48 @@ void check_resize_goldens(PillowCompat pillow) {
 TEST(ImageProcessor, BicubicResizeBitExactVsPillow13) { check_resize_goldens(PillowCompat::kPillow13); }
 
 TEST(ImageProcessor, BicubicResizeBitExactVsPillow9) { check_resize_goldens(PillowCompat::kPillow9); }
+
+TEST(ImageProcessor, BicubicResizeBitExactVsTorchvision) {
+  int n = 0;
+  for (const auto& e : golden()["resize_tv"]) {
+    if (e.contains("error")) continue;  // torch's own kernel asserts on a 1x1 output
+    const std::string file = e["file"];
+    const std::int64_t w = e["width"], h = e["height"];
+    SCOPED_TRACE(testing::Message() << file << " -> " << w << "x" << h << " (torchvision)");
+    const RgbImage out = resize_bicubic_torchvision(load_composite(file), w, h);
+    ASSERT_EQ(out.width, w);
+    ASSERT_EQ(out.height, h);
+    EXPECT_EQ(crc32(out.pixels), e["crc32"].get<std::uint32_t>());
+    ++n;
+  }
+  EXPECT_GE(n, 15);
+}
+
+TEST(ImageProcessor, PixelValuesMatchTransformersDefaultProcessor) {
+  int n = 0;
+  for (const auto& e : golden()["process"]) {
+    const std::string file = e["file"];
+    const std::int64_t mn = e["min_pixels"], mx = e["max_pixels"];
+    SCOPED_TRACE(testing::Message() << file << " [" << mn << ", " << mx << "] (torchvision)");
+    const RgbImage img = load_composite(file);
+    const ImageProcessorParams p = hf5_params(mn, mx, ResizeBackend::kTorchvision);
+    if (e.contains("tv_error") || e.contains("error")) {  // "error": the PIL call failed, tv_* not made
+      EXPECT_THROW(preprocess_image(img, p), vlq::UnsupportedError);
+      continue;
+    }
+    const ProcessedImages r = preprocess_image(img, p);
+    ASSERT_EQ(r.grid_thw.size(), 1u);
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(r.grid_thw[0][k], e["tv_grid_thw"][k].get<std::int64_t>());
+    const RgbImage resized = resize_bicubic_torchvision(img, r.resized[0].width, r.resized[0].height);
+    EXPECT_EQ(crc32(resized.pixels), e["tv_resized_crc32"].get<std::uint32_t>());
+    EXPECT_EQ(crc32(r.pixel_values), e["tv_pv_crc32"].get<std::uint32_t>()) << "pixel_values not bit-exact";
+    double sum = 0;
+    for (float v : r.pixel_values) sum += v;
+    EXPECT_NEAR(sum, e["tv_pv_sum"].get<double>(), 1e-6 * std::max(1.0, std::abs(sum)));
+    ++n;
+  }
+  EXPECT_GE(n, 30);
+}
 
 TEST(ImageProcessor, PixelValuesMatchTransformersSlowProcessor) {
   int n = 0, with_raw = 0;
@@ -209,18 +254,23 @@ TEST(ImageProcessor, DocWorkedExampleAndBatching) {
   a.width = 640;
   a.height = 480;
   a.pixels.assign(640 * 480 * 3, 100);
-  const ProcessedImages r = preprocess_image(a);
+  ImageProcessorParams pil;
+  pil.backend = ResizeBackend::kPil;
+  const ProcessedImages r = preprocess_image(a, pil);
   EXPECT_EQ(r.grid_thw[0], (std::array<std::int64_t, 3>{1, 34, 46}));
   EXPECT_EQ(r.n_patches, 1564);
   EXPECT_EQ(image_token_count(r.grid_thw[0], 2), 391);
-  // Constant input: every value is the normalised constant of its channel.
+  // Constant input: every value is the normalised constant of its channel (PIL processor arithmetic).
   const float want0 = (static_cast<float>(100.0 / 255.0) - 0.48145466f) / 0.26862954f;
   EXPECT_EQ(r.pixel_values[0], want0);
+  // torchvision processor: rescale fused into the normalisation, (u8 - mean*255) / (std*255) in float32.
+  const ProcessedImages rt = preprocess_image(a);
+  EXPECT_EQ(rt.pixel_values[0], (100.0f - 0.48145466f * 255.0f) / (0.26862954f * 255.0f));
 
   const RgbImage b = load_composite("tiny_28x28.png");
   const RgbImage both[] = {b, a};
-  const ProcessedImages rb = preprocess_images(both);
-  const ProcessedImages rb0 = preprocess_image(b);
+  const ProcessedImages rb = preprocess_images(both, pil);
+  const ProcessedImages rb0 = preprocess_image(b, pil);
   ASSERT_EQ(rb.grid_thw.size(), 2u);
   EXPECT_EQ(rb.n_patches, rb0.n_patches + r.n_patches);
   EXPECT_TRUE(std::equal(rb0.pixel_values.begin(), rb0.pixel_values.end(), rb.pixel_values.begin()));
@@ -251,6 +301,24 @@ TEST(ImageProcessor, ErrorsAreTyped) {
   broken.height = 3;
   EXPECT_THROW(resize_bicubic(broken, 2, 2), vlq::UsageError);
   EXPECT_THROW(resize_bicubic(small, 0, 2), vlq::UsageError);
+  EXPECT_THROW(resize_bicubic_torchvision(broken, 2, 2), vlq::UsageError);
+  EXPECT_THROW(resize_bicubic_torchvision(small, 2, 0), vlq::UsageError);
+}
+
+TEST(ImageProcessor, ResizeBackendNames) {
+  EXPECT_STREQ(resize_backend_name(ResizeBackend::kTorchvision), "torchvision");
+  EXPECT_STREQ(resize_backend_name(ResizeBackend::kPil), "pil");
+  EXPECT_EQ(parse_resize_backend("torchvision"), ResizeBackend::kTorchvision);
+  EXPECT_EQ(parse_resize_backend("pil"), ResizeBackend::kPil);
+  EXPECT_EQ(ImageProcessorParams{}.backend, ResizeBackend::kTorchvision);
+  try {
+    parse_resize_backend("PIL", "--image-backend");
+    ADD_FAILURE() << "no throw";
+  } catch (const vlq::UsageError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("--image-backend"), std::string::npos) << m;
+    EXPECT_NE(m.find("\"torchvision\" or \"pil\""), std::string::npos) << m;
+  }
 }
 
 TEST(ImageProcessor, ParamsFromPreprocessorConfig) {
@@ -266,6 +334,7 @@ TEST(ImageProcessor, ParamsFromPreprocessorConfig) {
     EXPECT_EQ(p.patch_size * p.merge_size, 28) << ck;
     EXPECT_EQ(p.temporal_patch_size, 2) << ck;
     EXPECT_DOUBLE_EQ(p.image_std[2], 0.27577711) << ck;
+    EXPECT_EQ(p.backend, ResizeBackend::kTorchvision) << ck << ": AutoProcessor's pick";
     ++n;
   }
   EXPECT_EQ(n, 3);
@@ -284,6 +353,8 @@ TEST(ImageProcessor, ThreadCountDoesNotChangeResults) {
   for (auto [w, h] : {std::pair{644, 420}, std::pair{1500, 900}, std::pair{300, 200}}) {
     const RgbImage one = resize_bicubic(img, w, h, PillowCompat::kPillow13, 1);
     for (int t : {0, 2, 3, 7}) EXPECT_EQ(resize_bicubic(img, w, h, PillowCompat::kPillow13, t).pixels, one.pixels);
+    const RgbImage tv = resize_bicubic_torchvision(img, w, h, 1);
+    for (int t : {0, 3}) EXPECT_EQ(resize_bicubic_torchvision(img, w, h, t).pixels, tv.pixels);
   }
   ImageProcessorParams p1, p3;
   p1.threads = 1;

@@ -73,6 +73,7 @@ struct Loaded {
     b.tokenizer = &tok;
     b.chat_template = &tmpl;
     b.image_params = image::image_processor_params_from_config(*model.files().preprocessor);
+    b.image_params.backend = image::ResizeBackend::kPil;  // the goldens come from Qwen2VLImageProcessorPil
     return b;
   }
 };
@@ -139,7 +140,8 @@ TEST_P(ModelGolden, MatchesTransformers) {
   run_case(L, c["messages"], c["image_paths"], dir / "golden.safetensors", true);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ModelGolden, ::testing::Values("gqa2_win56", "gqa6_win112_odd", "mha_text_only"));
+INSTANTIATE_TEST_SUITE_P(Cases, ModelGolden, ::testing::Values("gqa2_win56", "gqa6_win112_odd", "mha_text_only"),
+                         [](const auto& info) { return info.param; });
 
 TEST(ModelGoldenTrained, HeldoutItemsMatchTransformers) {
   const fs::path dir = kGolden / "trained_heldout";

@@ -34,6 +34,8 @@ struct Expect {
   std::size_t ignored;  // vision K/V orphans
   bool fp8_kv;
 };
+// GoogleTest (and ctest's discovered test names) print the export folder, not the struct's raw bytes.
+void PrintTo(const Expect& e, std::ostream* os) { *os << e.dir; }
 
 class ModelLoadFp8 : public ::testing::TestWithParam<Expect> {};
 

@@ -32,6 +32,8 @@ struct Variant {
   quant::ExportFormat format;
   formats::Verdict on_vllm_latest;
 };
+// GoogleTest (and ctest's discovered test names) print the variant's name, not the struct's raw bytes.
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 class QuantizeE2E : public ::testing::TestWithParam<Variant> {
  protected:

@@ -1,28 +1,53 @@
-// Qwen2-VL / Qwen2.5-VL image preprocessing on the CPU, bit-exact with transformers' PIL-based ("slow")
-// Qwen2VLImageProcessor: smart_resize -> Pillow BICUBIC resize -> rescale -> normalize -> patchify into
+// Qwen2-VL / Qwen2.5-VL image preprocessing on the CPU, bit-exact with transformers' image processors:
+// smart_resize -> BICUBIC resize -> rescale -> normalize -> patchify into
 // pixel_values [n_patches, C*temporal_patch_size*patch_size^2] float32 and image_grid_thw [t, h, w].
 //
+// Two processors exist and differ by up to several 8-bit steps after resizing (ResizeBackend):
+// - kTorchvision (default): transformers 5.x `Qwen2VLImageProcessor` / 4.52+ `Qwen2VLImageProcessorFast`,
+//   what AutoProcessor / AutoImageProcessor pick whenever torchvision is installed (whatever
+//   "image_processor_type" the preprocessor_config.json names). Resize = torch's antialiased uint8 bicubic
+//   (int16 weights), normalisation fused as (u8 - mean*255) / (std*255) in float32.
+// - kPil: transformers 5.x `Qwen2VLImageProcessorPil` (backend="pil"), 4.x `Qwen2VLImageProcessor` with
+//   use_fast=False (the 4.x default up to 4.51). Resize = Pillow BICUBIC (22-bit weights), then
+//   (f32(u8/255) - mean) / std.
+// See docs/image-preprocessing.md for what was measured.
+//
 // Spec: /work/shared/docs/qwen2_5_vl.md §2.1-§2.2, §2.5; dependencies.md §1 (Pillow bicubic); transformers
-// `models/qwen2_vl/image_processing_qwen2_vl.py` (4.x, rev cb0fc56) and `image_processing_pil_qwen2_vl.py`
-// (5.x); Pillow `src/libImaging/Resample.c`. Checked against transformers 5.24 + Pillow 13.0 and Pillow 9.4
-// by tools/make_image_golden.py (goldens in tests/data/images/).
+// `models/qwen2_vl/image_processing_qwen2_vl.py` and `image_processing_pil_qwen2_vl.py` (5.x),
+// `image_processing_qwen2_vl{,_fast}.py` (4.x); torch `aten/src/ATen/native/cpu/UpSampleKernel.cpp`
+// (uint8 antialias path); Pillow `src/libImaging/Resample.c`. Checked against transformers 5.25 / 4.57 with
+// torch 2.15 + torchvision 0.29 + Pillow 13.0 (and Pillow 9.4) by tools/make_image_golden.py (goldens in
+// tests/data/images/ and tests/data/golden/image_processor/).
 //
 // Parameters: ImageProcessorParams mirrors preprocessor_config.json (min_pixels/max_pixels, or
 // size.shortest_edge/longest_edge; patch_size, temporal_patch_size, merge_size, image_mean, image_std,
 // rescale_factor, do_resize/do_rescale/do_normalize); image_processor_params_from_config() converts the
-// PreprocessorConfig parsed by vlq/model/hf_config.h. Defaults are the released Qwen2.5-VL values
+// PreprocessorConfig parsed by vlq/formats/hf_config.h. Defaults are the released Qwen2.5-VL values
 // (min 3136, max 12845056), NOT the transformers class default max of 1,003,520.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "vlq/formats/hf_config.h"
 #include "vlq/image/image.h"
 
 namespace vlq::image {
+
+// Which transformers image processor is reproduced (resize filter and normalisation arithmetic).
+enum class ResizeBackend {
+  kTorchvision,  // Qwen2VLImageProcessor (5.x) / Qwen2VLImageProcessorFast (4.52+): AutoProcessor's pick
+  kPil,          // Qwen2VLImageProcessorPil (5.x, backend="pil") / slow Qwen2VLImageProcessor (4.x)
+};
+
+// "torchvision" or "pil" (transformers 5.x's `backend=` values).
+const char* resize_backend_name(ResizeBackend b) noexcept;
+// Parses "torchvision" / "pil" (exact, lower case). Throws UsageError (where = `where`) for anything else.
+ResizeBackend parse_resize_backend(std::string_view name, const std::string& where = "image resize backend");
 
 struct ImageProcessorParams {
   std::int64_t min_pixels = 3136;      // = 4*28*28 ("min_pixels" or "size.shortest_edge")
@@ -39,7 +64,9 @@ struct ImageProcessorParams {
   // transformers 4.x smart_resize raises when height or width < patch_size*merge_size; 5.x does not (the
   // image is then scaled up to min_pixels). true = 4.x behaviour.
   bool reject_smaller_than_factor = true;
-  // Pillow release whose resize pass order is reproduced (see resize_bicubic).
+  // Processor whose resize + normalisation is reproduced; the default is what AutoProcessor picks.
+  ResizeBackend backend = ResizeBackend::kTorchvision;
+  // Pillow release whose resize pass order is reproduced (see resize_bicubic; kPil only).
   PillowCompat pillow = PillowCompat::kPillow13;
   // Worker threads for resize and patchify (0 = hardware concurrency, at most 8; small images use 1).
   // Results do not depend on it.
@@ -50,7 +77,9 @@ struct ImageProcessorParams {
 // or a std entry is 0 / not finite.
 void validate_image_processor_params(const ImageProcessorParams& p);
 
-// Parameters from a parsed preprocessor_config.json (vlq/model/hf_config.h). The result is validated.
+// Parameters from a parsed preprocessor_config.json (vlq/formats/hf_config.h). The result is validated.
+// backend stays kTorchvision: transformers' AutoImageProcessor picks the torchvision processor for every
+// Qwen2-VL "image_processor_type" (checked: Qwen2VLImageProcessor, ...Fast, ...Pil in 5.25).
 // do_convert_rgb is not a parameter: vlq always decodes to RGB (ImageDecodeOptions::alpha chooses how).
 // Throws UnsupportedError when "resample" is not 3 (BICUBIC, the only filter implemented), ConfigError
 // (naming `file`) for invalid values.
@@ -88,6 +117,18 @@ ResizeTarget smart_resize(std::int64_t height, std::int64_t width, std::int64_t 
 RgbImage resize_bicubic(const RgbImage& image, std::int64_t out_width, std::int64_t out_height,
                         PillowCompat pillow = PillowCompat::kPillow13, int threads = 1);
 
+// torchvision `F.resize(uint8 CHW tensor, [out_height, out_width], BICUBIC, antialias=True)` on the CPU, i.e.
+// torch's `_upsample_bicubic2d_aa` uint8 kernel, bit-exact (the AVX2/AVX-512 and the generic kernels agree):
+// per axis scale = in/out, support = 2*max(scale, 1), Keys cubic (a = -0.5, torch's polynomial form) over
+// taps [max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in)), center = scale*(i + 0.5),
+// normalised per output sample; ONE precision per axis, the largest p <= 22 with round(max_weight * 2^p) <
+// 2^15 (checked as round(max_weight * 2^(p+1)) >= 2^15 ends the search), weights rounded half away from zero
+// to int16; horizontal pass first into a uint8 intermediate, then vertical; each pass accumulates from
+// 1 << (p-1) and clips (acc >> p) to [0, 255]. A pass whose size does not change is skipped.
+// NOT what torch does on CUDA (float kernel) or for float inputs. Throws UsageError as resize_bicubic.
+RgbImage resize_bicubic_torchvision(const RgbImage& image, std::int64_t out_width, std::int64_t out_height,
+                                    int threads = 1);
+
 // Output of preprocessing one image (or several, concatenated along the patch axis).
 struct ProcessedImages {
   // pixel_values: [n_patches, patch_dim] float32, row-major. Row r of one image, with gh = grid_h/m,
@@ -106,13 +147,17 @@ struct ProcessedImages {
 // Number of LLM tokens (<|image_pad|> copies) for one grid: t*h*w / merge_size^2.
 std::int64_t image_token_count(const std::array<std::int64_t, 3>& grid_thw, std::int64_t merge_size);
 
-// Resizes (if do_resize) and normalises one RGB image and patchifies it, exactly as
-// Qwen2VLImageProcessor (slow): pixel = float32(float32(float64(u8)*rescale_factor) - float32(mean_c)) /
-// float32(std_c) (each step only if enabled). Throws what smart_resize throws, ConfigError for invalid
+// Resizes (if do_resize) and normalises one RGB image and patchifies it, exactly as the processor that
+// params.backend names. kPil: pixel = float32(float32(float64(u8)*rescale_factor) - float32(mean_c)) /
+// float32(std_c) (each step only if enabled). kTorchvision with rescale and normalize: pixel =
+// (float32(u8) - f32(f32(mean_c) * f32(1/rescale_factor))) / f32(f32(std_c) * f32(1/rescale_factor)); rescale
+// only: float32(u8) * f32(rescale_factor); normalize only: (float32(u8) - f32(mean_c)) / f32(std_c). Throws what smart_resize throws, ConfigError for invalid
 // params, UnsupportedError when do_resize is false and the size is not a multiple of patch_size*merge_size.
 ProcessedImages preprocess_image(const RgbImage& image, const ImageProcessorParams& params = {});
 
-// Same for several images; pixel_values are concatenated in input order, one grid_thw row per image.
+// Same for several images; pixel_values are concatenated in input order, one grid_thw row per image. Each
+// image is resized to its own smart_resize target, as both transformers processors do (the torchvision one
+// stacks same-sized images into one batch, which gives the same values).
 ProcessedImages preprocess_images(std::span<const RgbImage> images, const ImageProcessorParams& params = {});
 
 }  // namespace vlq::image
