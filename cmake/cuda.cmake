@@ -52,6 +52,17 @@ target_include_directories(vlq_model_cuda PUBLIC ${PROJECT_SOURCE_DIR}/include P
 target_link_libraries(vlq_model_cuda PUBLIC vlq_model vlq_cuda)
 target_compile_options(vlq_model_cuda PRIVATE -Wall -Wextra -Wno-unused-parameter)
 add_dependencies(vlq_model_cuda vlq_layering)
+# NCCL for tensor parallelism (model_cuda/tensor_parallel.cpp); the CUDA toolkit image ships it.
+find_library(VLQ_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
+find_path(VLQ_NCCL_INCLUDE nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
+if(VLQ_NCCL_LIBRARY AND VLQ_NCCL_INCLUDE)
+  target_include_directories(vlq_model_cuda PRIVATE ${VLQ_NCCL_INCLUDE})
+  target_link_libraries(vlq_model_cuda PUBLIC ${VLQ_NCCL_LIBRARY})
+  target_compile_definitions(vlq_model_cuda PRIVATE VLQ_HAVE_NCCL=1)
+  message(STATUS "vlq: NCCL ${VLQ_NCCL_LIBRARY} (tensor parallelism)")
+else()
+  message(STATUS "vlq: NCCL not found: --tensor-parallel > 1 is refused")
+endif()
 # engine::DeviceModel runs models on the GPU in CUDA builds (src/engine/device_model.cpp, VLQ_HAVE_CUDA).
 target_link_libraries(vlq_engine PUBLIC vlq_model_cuda)
 target_compile_definitions(vlq_engine PRIVATE VLQ_HAVE_CUDA=1)

@@ -9,6 +9,9 @@
 #include "vlq/core/error.h"
 #include "vlq/cuda/elementwise.h"
 #include "vlq/cuda/gemv.h"
+#ifdef VLQ_HAVE_NCCL
+#include <nccl.h>
+#endif
 
 namespace vlq::model_cuda {
 namespace {
@@ -138,6 +141,21 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   return v;
 }
 
+// Tensor parallel: x (contiguous F32) ← Σ over ranks, in place, on the compute stream. No-op for one rank.
+void all_reduce_sum(Qwen2_5_VLCuda::Impl& im, const Tensor& x) {
+  if (im.opt.tp_size == 1) return;
+#ifdef VLQ_HAVE_NCCL
+  const ncclResult_t r = ncclAllReduce(x.data, x.data, static_cast<std::size_t>(x.numel()), ncclFloat, ncclSum,
+                                       static_cast<ncclComm_t>(im.opt.nccl_comm), im.stream.get());
+  if (r != ncclSuccess)
+    throw CudaError({"ncclAllReduce", "NCCL all-reduce failed", "ncclSuccess", ncclGetErrorString(r),
+                     "check NCCL_DEBUG=INFO output; every rank must run the same batch"});
+#else
+  throw UnsupportedError({"--tensor-parallel", "this vlq was built without NCCL", "a build with NCCL", "none",
+                          "use --tensor-parallel 1"});
+#endif
+}
+
 // One decoder layer over T rows. `resid` is the previous layer's MLP output (null for layer 0), added to h
 // by this layer's first RMSNorm; returns (through d) this layer's MLP output.
 void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tensor* resid, const BatchInts& in,
@@ -172,6 +190,7 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   }
   const Tensor a = f32_view(im.a, T, im.H);
   run_linear(im, L.o, o_in, a);
+  all_reduce_sum(im, a);  // tensor parallel: sum the row-parallel partial outputs
   // MLP: post norm (h += a), gate/up into one [T, 2I] row, SwiGLU in down's input form, down.
   const std::int64_t I = im.inter;
   float* gu = static_cast<float*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
@@ -182,6 +201,7 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   const Tensor act = input_view(im.act_in, f, T, I);
   cuda::swiglu(Tensor::contiguous(gu, DType::F32, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st);
   run_linear(im, L.down, act, d_out);
+  all_reduce_sum(im, d_out);
 }
 
 // Runs the batch; returns the device logits [R, V] f32 (in impl.logits) without synchronizing.

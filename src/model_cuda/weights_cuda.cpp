@@ -1,6 +1,7 @@
 // Uploads the Qwen2.5-VL language model from the CPU runtime's weights into one device arena, in the
 // stored dtype: FP8 Linears as their E4M3 codes (re-encoded from the exact decoded values, so the bytes
 // equal the checkpoint's), dense Linears / embedding as BF16 (exact for BF16 checkpoints), norms as f32.
+#include <algorithm>
 #include <cstring>
 
 #include "impl.h"
@@ -14,8 +15,8 @@ namespace {
 constexpr std::size_t kAlign = 256;
 std::size_t aligned(std::size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 
-std::size_t linear_bytes(const ops::LinearWeights& l) {
-  const std::size_t nk = static_cast<std::size_t>(l.out_features * l.in_features);
+std::size_t linear_bytes(const ops::LinearWeights& l, int div = 1) {
+  const std::size_t nk = static_cast<std::size_t>(l.out_features * l.in_features) / static_cast<std::size_t>(div);
   const std::size_t w = l.kind == ops::LinearKind::kDense ? 2 * nk : nk;
   return aligned(w) + aligned(32) + 2 * aligned(static_cast<std::size_t>(l.out_features) * 4);
 }
@@ -44,7 +45,31 @@ void check_supported(const ops::LinearWeights& l) {
   }
 }
 
-DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& l) {
+// Which part of a Linear this rank holds: all of it, output rows [r·N/n, (r+1)·N/n) (column-parallel), or
+// input columns [r·K/n, (r+1)·K/n) (row-parallel; the bias, if any, stays on rank 0 only).
+enum class Split { kNone, kRows, kCols };
+ops::LinearWeights shard(const ops::LinearWeights& l, Split split, int rank, int n) {
+  if (split == Split::kNone || n == 1) return l;
+  ops::LinearWeights s = l;
+  if (split == Split::kRows) {
+    const std::int64_t rows = l.out_features / n, r0 = rows * rank;
+    s.out_features = rows;
+    s.w.assign(l.w.begin() + r0 * l.in_features, l.w.begin() + (r0 + rows) * l.in_features);
+    if (!l.bias.empty()) s.bias.assign(l.bias.begin() + r0, l.bias.begin() + r0 + rows);
+  } else {
+    const std::int64_t cols = l.in_features / n, c0 = cols * rank;
+    s.in_features = cols;
+    s.w.resize(static_cast<std::size_t>(l.out_features * cols));
+    for (std::int64_t r = 0; r < l.out_features; ++r)
+      std::copy(l.w.begin() + r * l.in_features + c0, l.w.begin() + r * l.in_features + c0 + cols, s.w.begin() + r * cols);
+    if (rank != 0) s.bias.clear();
+  }
+  return s;
+}
+
+DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split = Split::kNone,
+                        int rank = 0, int n = 1) {
+  const ops::LinearWeights l = shard(full, split, rank, n);
   check_supported(l);
   DevLinear d;
   d.name = l.name;
@@ -69,11 +94,11 @@ DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& l) {
   return d;
 }
 
-std::size_t arena_bytes(const model::LanguageWeights& w) {
+std::size_t arena_bytes(const model::LanguageWeights& w, int tp) {
   std::size_t b = aligned(w.embedding().size() * 2) + aligned(w.norm.size() * 4) + linear_bytes(w.lm_head) + aligned(4096);
   for (const auto& L : w.layers) {
     b += aligned(L.input_norm.size() * 4) + aligned(L.post_norm.size() * 4);
-    for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += linear_bytes(*l);
+    for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += linear_bytes(*l, tp);
   }
   return b;
 }
@@ -84,10 +109,18 @@ void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& i
   const auto& tc = cpu.config().text;
   const auto& w = cpu.weights().lm;
   im.H = tc.hidden_size;
-  im.heads = tc.num_attention_heads;
-  im.kvh = tc.num_key_value_heads;
+  const int tp = im.opt.tp_size, rank = im.opt.tp_rank;
+  if (tp < 1 || rank < 0 || rank >= tp || tc.num_attention_heads % tp != 0 || tc.num_key_value_heads % tp != 0 ||
+      tc.intermediate_size % tp != 0)
+    throw UnsupportedError({"--tensor-parallel", "the model does not split over this many ranks",
+                            "a divisor of num_attention_heads, num_key_value_heads and intermediate_size (" +
+                                std::to_string(tc.num_attention_heads) + ", " + std::to_string(tc.num_key_value_heads) + ", " +
+                                std::to_string(tc.intermediate_size) + ")",
+                            std::to_string(tp), "choose a tensor-parallel size that divides them"});
+  im.heads = tc.num_attention_heads / tp;  // per rank
+  im.kvh = tc.num_key_value_heads / tp;
   im.hd = tc.head_dim;
-  im.inter = tc.intermediate_size;
+  im.inter = tc.intermediate_size / tp;
   im.vocab = tc.vocab_size;
   im.layers_n = tc.num_hidden_layers;
   im.max_pos = tc.max_position_embeddings;
@@ -100,7 +133,7 @@ void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& i
     throw UnsupportedError({"config.json", "head_dim not supported by the CUDA attention kernels",
                             "a multiple of 32, at most 256", std::to_string(im.hd), "use --device cpu"});
 
-  im.arena = std::make_unique<cuda::DeviceArena>(arena_bytes(w));
+  im.arena = std::make_unique<cuda::DeviceArena>(arena_bytes(w, tp));
   im.embed = upload_bf16(*im.arena, w.embedding());
   im.final_norm = upload_f32(*im.arena, w.norm);
   im.lm_head = upload_linear(*im.arena, w.lm_head);
@@ -110,13 +143,13 @@ void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& i
     DevLayer d;
     d.input_norm = upload_f32(*im.arena, L.input_norm);
     d.post_norm = upload_f32(*im.arena, L.post_norm);
-    d.q = upload_linear(*im.arena, L.q);
-    d.k = upload_linear(*im.arena, L.k);
-    d.v = upload_linear(*im.arena, L.v);
-    d.o = upload_linear(*im.arena, L.o);
-    d.gate = upload_linear(*im.arena, L.gate);
-    d.up = upload_linear(*im.arena, L.up);
-    d.down = upload_linear(*im.arena, L.down);
+    d.q = upload_linear(*im.arena, L.q, Split::kRows, rank, tp);
+    d.k = upload_linear(*im.arena, L.k, Split::kRows, rank, tp);
+    d.v = upload_linear(*im.arena, L.v, Split::kRows, rank, tp);
+    d.o = upload_linear(*im.arena, L.o, Split::kCols, rank, tp);
+    d.gate = upload_linear(*im.arena, L.gate, Split::kRows, rank, tp);
+    d.up = upload_linear(*im.arena, L.up, Split::kRows, rank, tp);
+    d.down = upload_linear(*im.arena, L.down, Split::kCols, rank, tp);
     d.k_scale = L.k_scale.value_or(1.0f);
     d.v_scale = L.v_scale.value_or(1.0f);
     im.layers.push_back(std::move(d));

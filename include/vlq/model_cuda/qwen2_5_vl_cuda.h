@@ -31,6 +31,13 @@ struct CudaOptions {
   std::size_t kv_cache_bytes = std::size_t{1} << 30;  // used when num_blocks == 0
   int max_batch_tokens = 8192;                         // T per forward (prefill chunk + decode rows)
   int max_sequences = 256;                             // B per forward
+  // Tensor parallelism (Megatron split, vlq/model_cuda/tensor_parallel.h drives it): this object holds
+  // shard tp_rank of tp_size — q/k/v/gate/up split by output rows (whole heads), o/down by input columns,
+  // per-tensor FP8 scales shared (so each shard computes exactly its part), KV heads split (heads and KV
+  // heads must divide by tp_size), norms, embedding and lm_head replicated. nccl_comm: an ncclComm_t of
+  // this rank (null when tp_size == 1); the partial o/down outputs are summed by ncclAllReduce.
+  int tp_rank = 0, tp_size = 1;
+  void* nccl_comm = nullptr;
 };
 
 // One sequence's place in the paged cache: the blocks it owns (in order) and how many positions are filled.
