@@ -93,10 +93,7 @@ int run_quantize(const QuantizeArgs& a) {
     throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
   // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
   // too, but the portable layout stages under other names first, so check up front.
-  io::require_separate_output(out_dir, {model_dir});
-  if (fs::exists(out_dir) && !a.force)
-    throw UsageError({a.out, "output folder already exists", "a new path", "an existing path",
-                      "choose another OUT or pass --force to replace it"});
+  io::require_new_output(out_dir, {model_dir}, a.force);
   if (a.load_calib.empty() && a.calib_text.empty() && a.calib_images.empty())
     throw UsageError({"vlq quantize", "no calibration data", "--calib-text FILE and/or --calib-images DIR|JSONL",
                       "neither", "e.g. --calib-text data/calib/text.jsonl --calib-images data/calib/images"});

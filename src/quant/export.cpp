@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "vlq/core/error.h"
+#include "vlq/formats/export_stream.h"
 #include "vlq/formats/names.h"
 #include "vlq/formats/patterns.h"
 #include "vlq/formats/quant_layout.h"
@@ -193,35 +194,6 @@ AmaxCheck sanitize_amax(float a, const std::string& what, const std::string& nam
   return {a, ""};
 }
 
-// ---- output check ----------------------------------------------------------------------------------
-
-formats::CheckpointView view_of_written(const fs::path& dir, const std::vector<io::ShardPlan>& shards,
-                                        const std::optional<json>& config, const std::optional<json>& hfq) {
-  std::vector<formats::TensorMeta> metas;
-  std::map<std::string, double> scalars;
-  for (const auto& sp : shards) {
-    io::SafetensorsFile f = io::SafetensorsFile::open(dir / sp.file_name);
-    for (const auto& t : f.tensors()) {
-      metas.push_back({t.name, t.dtype, t.shape, t.nbytes()});
-      if (t.numel() == 1 && (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16))
-        scalars[t.name] = load_elem(f.data(t).data(), t.dtype);
-    }
-  }
-  return formats::CheckpointView::from_memory(std::move(metas), config, hfq, std::move(scalars));
-}
-
-std::string failures_text(const formats::Report& r) {
-  std::string s;
-  for (const auto& f : r.findings) {
-    if (f.severity != formats::Severity::kError && f.severity != formats::Severity::kInvalid) continue;
-    if (!s.empty()) s += "; ";
-    s += f.code + (f.subject.empty() ? "" : " (" + f.subject + ")") + ": " + f.message;
-    if (!f.runtime_error.empty()) s += " [" + f.runtime_error + "]";
-    if (s.size() > 800) break;
-  }
-  return s;
-}
-
 // "0.35" / "0.35.1" → 35; -1 when not a ModelOpt 0.x version.
 int modelopt_minor(const std::string& v) {
   if (v.rfind("0.", 0) != 0) return -1;
@@ -241,6 +213,26 @@ bool exclude_entry_hits(const std::string& entry, const std::string& name) {
     return formats::regex_test(formats::regex_body(entry), name, formats::MatchMode::kRegexMatch);
   if (formats::has_wildcard(entry)) return formats::fnmatch_case(entry, name);
   return formats::in_subtree(name, entry);
+}
+
+// vlq_quantize.json: how the export was made (options, calibration counts, what was kept).
+std::string provenance_json(const QuantizeOptions& opt, const CalibrationStats& stats, int mo_minor, bool kv, bool clamp_kv,
+                            int quantized, const std::vector<std::string>& kept_linears) {
+  const bool modelopt = opt.format == ExportFormat::kModelOpt;
+  json prov = {{"producer", "vlq"},
+               {"format", modelopt ? "modelopt" : "compressed-tensors"},
+               {"layout_of", modelopt ? fmt::format("modelopt 0.{}", mo_minor) : fmt::format("compressed-tensors {}", kCompressedTensorsVersion)},
+               {"scope", opt.scope == Scope::kVisionLanguage ? "vlm" : "lm"},
+               {"exclude", opt.exclude},
+               {"kv_cache", kv ? "fp8" : "none"},
+               {"kv_scales_clamped_to_1", clamp_kv && kv},
+               {"vision_kv_scales", opt.vision_kv == VisionKvScales::kModelOpt ? "modelopt" : "none"},
+               {"weight_rounding", opt.weight_rounding == Bf16Quotient::kF32 ? "f32"
+                                    : opt.weight_rounding == Bf16Quotient::kBf16 ? "bf16" : "bf16-with-bf16-scale"},
+               {"calibration", {{"samples", stats.samples}, {"text_tokens", stats.text_tokens}, {"image_tokens", stats.image_tokens}}},
+               {"quantized_linears", quantized},
+               {"kept_linears", kept_linears}};
+  return prov.dump(2) + "\n";
 }
 
 }  // namespace
@@ -501,22 +493,9 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
   const bool clamp_kv = modelopt && mo_minor < 43;
   const bool old_exclude = modelopt && mo_minor < 39;
 
-  // ---- output location ----
-  {
-    std::error_code ec;
-    const fs::path cin = fs::weakly_canonical(fs::absolute(model_dir), ec);
-    const fs::path cout = fs::weakly_canonical(fs::absolute(out_dir), ec);
-    const fs::path in_dir = fs::is_directory(cin) ? cin : cin.parent_path();
-    auto rel = cout.lexically_relative(in_dir);
-    if (!rel.empty() && *rel.begin() != ".." && !rel.is_absolute())
-      throw UsageError({out_dir.string(), "output folder is inside the input checkpoint folder (or is it)",
-                        "a folder outside " + in_dir.string(), cout.string(), "choose an output folder outside the input"});
-    if (fs::exists(out_dir) && !opt.force)
-      throw UsageError({out_dir.string(), "output folder already exists", "a path that does not exist", "an existing folder",
-                        "choose another output folder or pass --force to replace it"});
-  }
-  io::Checkpoint ck = io::Checkpoint::open(model_dir);
   const fs::path folder = fs::is_directory(model_dir) ? model_dir : model_dir.parent_path();
+  io::require_new_output(out_dir, {folder}, opt.force);
+  io::Checkpoint ck = io::Checkpoint::open(model_dir);
   json config = io::read_json_file(folder / "config.json");
 
   // ---- resolve amax for everything written ----
@@ -685,19 +664,27 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
   const std::optional<json> hfq_json = hfq ? std::optional<json>(json::parse(hfq->dump())) : std::nullopt;
 
   // ---- check the planned layout before computing anything ----
+  formats::StreamPlan sp;
+  sp.input_dir = folder;
+  sp.out = out_dir;
+  for (const auto& o : outs)
+    sp.tensors.push_back({o.spec, o.kind == Out::kInputScale || o.kind == Out::kKv ? std::optional<double>(o.value) : std::nullopt});
+  sp.config = config;
+  sp.hf_quant_config = hfq_json;
+  sp.files.emplace_back("config.json", config.dump(2) + "\n");
+  if (hfq) sp.files.emplace_back("hf_quant_config.json", hfq->dump(4));
+  sp.files.emplace_back("vlq_quantize.json", provenance_json(opt, stats, mo_minor, kv, clamp_kv, plan.quantized_count(), kept_linears));
+  sp.skip_files = {"hf_quant_config.json"};
+  sp.force = opt.force;
+  sp.fsync = opt.fsync;
+  sp.max_shard_bytes = opt.max_shard_bytes;
+  formats::CheckpointStream stream(std::move(sp));
   const auto t_check0 = std::chrono::steady_clock::now();
   for (const auto& target : opt.check_targets) {
-    std::vector<formats::TensorMeta> metas;
-    std::map<std::string, double> scalars;
-    for (const auto& o : outs) {
-      metas.push_back({o.spec.name, o.spec.dtype, o.spec.shape, o.spec.nbytes()});
-      if (o.kind == Out::kInputScale || o.kind == Out::kKv) scalars[o.spec.name] = o.value;
-    }
-    formats::Report pre = formats::check_view(
-        formats::CheckpointView::from_memory(std::move(metas), config, hfq_json, std::move(scalars)), formats::find_profile(target));
-    if (pre.verdict == formats::Verdict::kFails || pre.verdict == formats::Verdict::kInvalid)
+    const formats::Report pre = stream.check_planned(formats::find_profile(target));
+    if (formats::verdict_fails(pre.verdict))
       throw ConfigError({out_dir.string(), fmt::format("the quantized checkpoint would not load on {}", target), "loads",
-                         std::string(formats::verdict_name(pre.verdict)) + ": " + failures_text(pre),
+                         std::string(formats::verdict_name(pre.verdict)) + ": " + formats::failure_summary(pre),
                          "change --scope/--vision-kv/--format, or drop --check " + target + "; nothing was written"});
   }
   rep.seconds_check += seconds_since(t_check0);
@@ -705,20 +692,10 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
 
   // ---- stream ----
   const auto t_write0 = std::chrono::steady_clock::now();
-  std::vector<io::TensorSpec> specs;
-  specs.reserve(outs.size());
-  for (const auto& o : outs) specs.push_back(o.spec);
-  io::WriterOptions wo;
-  wo.max_shard_bytes = opt.max_shard_bytes;
-  wo.metadata = {{"format", "pt"}};
-  wo.overwrite = opt.force;
-  wo.fsync = opt.fsync;
-  wo.inputs = {fs::absolute(folder)};
-  io::CheckpointWriter w(out_dir, specs, wo);
   std::vector<std::uint8_t> q;
   std::vector<std::uint16_t> h;
   std::vector<float> f;
-  for (std::size_t i = 0; i < outs.size(); ++i) {
+  stream.write([&](std::size_t i, io::CheckpointWriter& w) {
     Out& o = outs[i];
     switch (o.kind) {
       case Out::kCopy: w.write(o.spec.name, ck.data(o.src)); break;
@@ -777,52 +754,24 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
         break;
       }
     }
-  }
+  });
   rep.kept = static_cast<int>(std::count_if(plan.modules.begin(), plan.modules.end(), [](const ModulePlan& m) { return m.is_linear && !m.quantize; }));
-  w.write_file("config.json", config.dump(2) + "\n");
-  if (hfq) w.write_file("hf_quant_config.json", hfq->dump(4));
-  for (const auto& e : fs::directory_iterator(folder)) {
-    if (!e.is_regular_file()) continue;
-    const std::string fname = e.path().filename().string();
-    if (fname == "config.json" || fname == "hf_quant_config.json" || fname == "vlq_quantize.json" ||
-        fname == "model.safetensors.index.json" || e.path().extension() == ".safetensors")
-      continue;
-    w.copy_file(e.path());
-  }
-  {
-    json prov = {{"producer", "vlq"},
-                 {"format", modelopt ? "modelopt" : "compressed-tensors"},
-                 {"layout_of", modelopt ? fmt::format("modelopt 0.{}", mo_minor) : fmt::format("compressed-tensors {}", kCompressedTensorsVersion)},
-                 {"scope", opt.scope == Scope::kVisionLanguage ? "vlm" : "lm"},
-                 {"exclude", opt.exclude},
-                 {"kv_cache", kv ? "fp8" : "none"},
-                 {"kv_scales_clamped_to_1", clamp_kv && kv},
-                 {"vision_kv_scales", opt.vision_kv == VisionKvScales::kModelOpt ? "modelopt" : "none"},
-                 {"weight_rounding", opt.weight_rounding == Bf16Quotient::kF32 ? "f32"
-                                      : opt.weight_rounding == Bf16Quotient::kBf16 ? "bf16" : "bf16-with-bf16-scale"},
-                 {"calibration", {{"samples", stats.samples}, {"text_tokens", stats.text_tokens}, {"image_tokens", stats.image_tokens}}},
-                 {"quantized_linears", rep.quantized},
-                 {"kept_linears", kept_linears}};
-    w.write_file("vlq_quantize.json", prov.dump(2) + "\n");
-  }
   rep.seconds_write = seconds_since(t_write0);
 
   // ---- check what was written, then rename into place ----
   const auto t_check1 = std::chrono::steady_clock::now();
   for (const auto& target : opt.check_targets) {
-    formats::Report r = formats::check_view(view_of_written(w.pending_dir(), w.shards(), config, hfq_json), formats::find_profile(target));
-    r.checkpoint = out_dir.string();
-    if (r.verdict == formats::Verdict::kFails || r.verdict == formats::Verdict::kInvalid)
+    formats::Report r = stream.check_written(formats::find_profile(target));
+    if (formats::verdict_fails(r.verdict))
       throw ConfigError({out_dir.string(), fmt::format("the quantized checkpoint would not load on {}", target), "loads",
-                         std::string(formats::verdict_name(r.verdict)) + ": " + failures_text(r),
+                         std::string(formats::verdict_name(r.verdict)) + ": " + formats::failure_summary(r),
                          "nothing was written; change --scope/--vision-kv/--format, or drop --check " + target});
     rep.checks.push_back(std::move(r));
   }
   rep.seconds_check += seconds_since(t_check1);
   const auto t_commit = std::chrono::steady_clock::now();
   rep.tensors_out = outs.size();
-  rep.bytes_out = w.total_size();
-  w.commit();
+  rep.bytes_out = stream.commit();
   rep.seconds_commit = seconds_since(t_commit);
   return rep;
 }
