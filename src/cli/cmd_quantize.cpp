@@ -19,6 +19,7 @@
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/model/qwen2_5_vl.h"
+#include "vlq/ops/fp8_weight.h"
 #include "vlq/quant/calib_data.h"
 #include "vlq/quant/calibrate.h"
 #include "vlq/quant/export.h"
@@ -76,6 +77,10 @@ int run_quantize(const QuantizeArgs& a) {
   if (a.vision_kv == "none") opt.vision_kv = quant::VisionKvScales::kNone;
   else if (a.vision_kv == "modelopt") opt.vision_kv = quant::VisionKvScales::kModelOpt;
   else throw UsageError({"--vision-kv-scales", "unknown value", "none or modelopt", a.vision_kv, ""});
+  if (a.layout != "portable" && a.layout != "exact")
+    throw UsageError({"--layout", "unknown layout", "portable or exact", a.layout, ""});
+  // exact: the tools' bytes (ModelOpt / llm-compressor double rounding E4M3(BF16(W/s))); portable: one rounding.
+  opt.weight_rounding = a.layout == "exact" ? ops::Fp8Rounding::kDouble : ops::Fp8Rounding::kSingle;
   if (!a.modelopt_compat.empty()) opt.modelopt_version_compat = a.modelopt_compat;
   opt.exclude = a.exclude;
   opt.pad = a.pad;
@@ -194,11 +199,10 @@ int run_quantize(const QuantizeArgs& a) {
       throw;
     }
     rep.out = out_dir;
-    layout_note = "layout: ModelOpt 0.47 tensors and hf_quant_config.json; config.json also carries exclude_modules/"
-                  "kv_cache_quant_algo for vLLM 0.10 (--layout exact for ModelOpt's config.json byte for byte)\n";
+    layout_note = "layout: ModelOpt 0.47 tensors (weights rounded once: E4M3(W/s)) and hf_quant_config.json; "
+                  "config.json also carries exclude_modules/kv_cache_quant_algo for vLLM 0.10 (--layout exact for "
+                  "ModelOpt's bytes: its double-rounded weights and config.json)\n";
   } else {
-    if (a.layout != "portable" && a.layout != "exact")
-      throw UsageError({"--layout", "unknown layout", "portable or exact", a.layout, ""});
     rep = quant::export_quantized(model_dir, out_dir, plan, stats, opt);
   }
   if (!a.quiet) {
@@ -226,8 +230,10 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
   app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
   app.add_option("--layout", a->layout,
-                 "ModelOpt only: portable (default: also loads on vLLM 0.10, whose loader reads exclude_modules from "
-                 "config.json) or exact (config.json as ModelOpt 0.47 writes it)");
+                 "portable (default: weights rounded once, E4M3(W/s) in f32, the more accurate; ModelOpt output also "
+                 "loads on vLLM 0.10, whose loader reads exclude_modules from config.json) or exact (the tools' bytes: "
+                 "weights double-rounded E4M3(BF16(W/s)) as ModelOpt and llm-compressor write them, config.json as "
+                 "ModelOpt 0.47 writes it; with --modelopt-compat, that release's)");
   app.add_option("--vision-kv-scales", a->vision_kv,
                  "none (default: loads on the most runtimes) or modelopt (write the orphan vision K/V scales as ModelOpt does)");
   app.add_option("--modelopt-compat", a->modelopt_compat, "Reproduce an older ModelOpt's layout, e.g. 0.35");

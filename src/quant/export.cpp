@@ -23,6 +23,7 @@
 #include "vlq/io/json.h"
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
+#include "vlq/ops/fp8_weight.h"
 #include "vlq/formats/hf_config.h"
 
 namespace vlq::quant {
@@ -144,15 +145,6 @@ std::set<std::string> summarize_exclude(const std::vector<std::string>& unquanti
 
 // ---- numerics helpers ------------------------------------------------------------------------------
 
-float load_elem(const std::byte* p, DType dt) {
-  switch (dt) {
-    case DType::F32: { float f; std::memcpy(&f, p, 4); return f; }
-    case DType::BF16: { std::uint16_t h; std::memcpy(&h, p, 2); return bf16_to_f32(h); }
-    case DType::F16: { std::uint16_t h; std::memcpy(&h, p, 2); return f16_to_f32(h); }
-    default: return std::numeric_limits<float>::quiet_NaN();
-  }
-}
-
 // f32 → the source float dtype and back (the rounding PyTorch applies to a result of that dtype).
 float round_to(float v, DType dt) {
   switch (dt) {
@@ -171,27 +163,6 @@ std::vector<std::byte> scalar_bytes(float v, DType dt) {
     std::memcpy(b.data(), &h, 2);
   }
   return b;
-}
-
-struct AmaxCheck {
-  float value;         // usable amax (> 0)
-  std::string warning; // non-empty when the amax was replaced
-};
-
-// Validates an amax and applies ModelOpt 0.47's export sanitising (tensor_quantizer.py
-// `_sanitize_export_amax` + clamp to [finfo.tiny, finfo.max]): 0 → 448 (scale 1.0), tiny → FLT_MIN.
-// NaN / ±Inf / negative are errors (ModelOpt's max calibrator asserts on them; a silent substitute would
-// hide a broken calibration).
-AmaxCheck sanitize_amax(float a, const std::string& what, const std::string& name) {
-  if (!std::isfinite(a) || a < 0)
-    throw ConfigError({name, what + " is not a finite non-negative number", "0 <= amax < inf", fmt::format("{}", a),
-                       "recalibrate; a NaN/Inf amax means the calibration forward pass produced NaN/Inf"});
-  if (a == 0)
-    return {kE4M3Max, fmt::format("{}: {} is 0 (never activated during calibration); used 448 (scale 1.0) as "
-                                  "ModelOpt 0.47 does",
-                                  name, what)};
-  if (a < std::numeric_limits<float>::min()) return {std::numeric_limits<float>::min(), ""};
-  return {a, ""};
 }
 
 // "0.35" / "0.35.1" → 35; -1 when not a ModelOpt 0.x version.
@@ -227,8 +198,7 @@ std::string provenance_json(const QuantizeOptions& opt, const CalibrationStats& 
                {"kv_cache", kv ? "fp8" : "none"},
                {"kv_scales_clamped_to_1", clamp_kv && kv},
                {"vision_kv_scales", opt.vision_kv == VisionKvScales::kModelOpt ? "modelopt" : "none"},
-               {"weight_rounding", opt.weight_rounding == Bf16Quotient::kF32 ? "f32"
-                                    : opt.weight_rounding == Bf16Quotient::kBf16 ? "bf16" : "bf16-with-bf16-scale"},
+               {"weight_rounding", ops::fp8_rounding_name(opt.weight_rounding)},
                {"calibration", {{"samples", stats.samples}, {"text_tokens", stats.text_tokens}, {"image_tokens", stats.image_tokens}}},
                {"quantized_linears", quantized},
                {"kept_linears", kept_linears}};
@@ -548,7 +518,7 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
     outs.push_back({{n, DType::F8_E4M3, info.shape}, Out::kWeight, n, &m, 0});
     weight_scale_index[m.checkpoint_module] = outs.size();
     outs.push_back({{m.checkpoint_module + ".weight_scale", sdt, sshape}, Out::kWeightScale, "", &m, 0});
-    AmaxCheck a = sanitize_amax(stats.input_amax.at(m.canonical_module), "input amax", m.canonical_module);
+    const ops::Fp8Amax a = ops::sanitize_fp8_amax(stats.input_amax.at(m.canonical_module), "input amax", m.canonical_module);
     if (!a.warning.empty()) rep.warnings.push_back(a.warning);
     const float s = modelopt ? a.value / kE4M3Max : round_to(a.value / kE4M3Max, info.dtype);
     outs.push_back({{m.checkpoint_module + ".input_scale", sdt, sshape}, Out::kInputScale, "", &m, s});
@@ -567,7 +537,7 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
       }
     for (formats::KvKind kind : {formats::KvKind::kK, formats::KvKind::kV}) {
       const bool k = kind == formats::KvKind::kK;
-      AmaxCheck c = sanitize_amax(k ? stats.k_amax.at(a) : stats.v_amax.at(a), k ? "K amax" : "V amax", a);
+      const ops::Fp8Amax c = ops::sanitize_fp8_amax(k ? stats.k_amax.at(a) : stats.v_amax.at(a), k ? "K amax" : "V amax", a);
       if (!c.warning.empty()) rep.warnings.push_back(c.warning);
       float s = modelopt ? c.value / kE4M3Max : round_to(c.value / kE4M3Max, adt);
       if (clamp_kv && s < 1.0f) s = 1.0f;
@@ -692,9 +662,6 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
 
   // ---- stream ----
   const auto t_write0 = std::chrono::steady_clock::now();
-  std::vector<std::uint8_t> q;
-  std::vector<std::uint16_t> h;
-  std::vector<float> f;
   stream.write([&](std::size_t i, io::CheckpointWriter& w) {
     Out& o = outs[i];
     switch (o.kind) {
@@ -704,50 +671,23 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
       case Out::kWeightScale: break;  // written right after its weight
       case Out::kWeight: {
         const auto& info = ck.info(o.src);
-        auto bytes = ck.data(o.src);
-        const std::size_t n = static_cast<std::size_t>(info.numel());
-        const std::size_t es = dtype_size(info.dtype);
-        float amax = 0;
-        for (std::size_t j = 0; j < n; ++j) {
-          const float v = std::fabs(load_elem(bytes.data() + j * es, info.dtype));
-          if (!(v <= std::numeric_limits<float>::max()))
-            throw UnsupportedError({o.src, "weight contains NaN or Inf", "finite weights", fmt::format("element {} = {}", j, v),
-                                    "fix or exclude this Linear (--exclude " + o.m->checkpoint_module + ")"});
-          amax = std::max(amax, v);
-        }
-        AmaxCheck a = sanitize_amax(amax, "weight amax", o.m->canonical_module);
-        if (!a.warning.empty()) rep.warnings.push_back(a.warning);
-        // ModelOpt: f32(amax) / 448 in f32. compressed-tensors: the same quotient rounded to the weight dtype.
-        const float s = modelopt ? a.value / kE4M3Max : round_to(a.value / kE4M3Max, info.dtype);
-        q.resize(n);
-        if (info.dtype == DType::BF16) {
-          h.resize(n);
-          std::memcpy(h.data(), bytes.data(), n * 2);
-          quantize_bf16_e4m3_sat(h, s, q, modelopt ? opt.weight_rounding : Bf16Quotient::kBf16);
-        } else {
-          f.resize(n);
-          decode_to_f32(info.dtype, bytes, f);
-          if (info.dtype == DType::F16) {  // PyTorch: f16 tensor / scale → f16 quotient, then the E4M3 cast
-            for (std::size_t j = 0; j < n; ++j) f[j] = round_to(f[j] / s, DType::F16);
-            quantize_e4m3_sat(f, 1.0f, q);
-          } else {
-            quantize_e4m3_sat(f, s, q);
-          }
-        }
+        ops::Fp8WeightRecipe recipe;
+        recipe.rounding = opt.weight_rounding;
+        recipe.scale_in_source_dtype = !modelopt;  // compressed-tensors stores the scale in the weight dtype
+        const ops::Fp8Weight qw = ops::quantize_weight_fp8(ck.data(o.src), info.dtype, info.dtype, recipe, o.src);
+        if (!qw.warning.empty()) rep.warnings.push_back(qw.warning);
+        const float s = qw.scale;
         ModuleExport me;
         me.checkpoint_module = o.m->checkpoint_module;
-        me.weight_amax = amax;
+        me.weight_amax = qw.amax;
         me.weight_scale = s;
         me.input_amax = stats.input_amax.at(o.m->canonical_module);
         me.input_scale = outs[i + 2].value;
-        // Clipped = beyond what round-to-nearest would give anyway: |W/s| > 464 (the tie between 448 and the
-        // next, non-existent E4M3 step). W/s slightly above 448 from f32 rounding of amax/448 is not clipping.
-        for (std::size_t j = 0; j < n; ++j)
-          if (std::fabs(load_elem(bytes.data() + j * es, info.dtype)) / s > 464.0f) ++me.saturated;
+        me.saturated = qw.saturated;
         rep.modules.push_back(me);
-        rep.weight_amax.add(amax);
+        rep.weight_amax.add(qw.amax);
         rep.weight_scale.add(s);
-        w.write(o.spec.name, std::as_bytes(std::span<const std::uint8_t>(q)));
+        w.write(o.spec.name, std::as_bytes(std::span<const std::uint8_t>(qw.codes)));
         const Out& so = outs[weight_scale_index.at(o.m->checkpoint_module)];
         w.write(so.spec.name, scalar_bytes(s, so.spec.dtype));
         ++rep.quantized;

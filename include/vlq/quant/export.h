@@ -1,6 +1,7 @@
 // `vlq quantize` after calibration: the quantization plan (which Linears become FP8 and why not) and the
 // streaming export of a BF16/F16/F32 Qwen2.5-VL checkpoint into the ModelOpt or compressed-tensors FP8
-// layout, byte for byte as the real tools write it.
+// layout the real tools write: byte for byte with QuantizeOptions::weight_rounding kDouble (their double
+// rounding), with one rounding of W / weight_scale by default (more accurate; the layout is the same).
 //
 // Spec: ../shared/docs/fp8-checkpoint-formats.md §1.1–1.5 (ModelOpt tensors, KV scales, both config
 // files), §3.3–3.4 (compressed-tensors tensors and config), §6 (profiles A/B/C), §7.1 (exporter rules);
@@ -43,6 +44,7 @@
 
 #include "vlq/core/numerics.h"
 #include "vlq/formats/check.h"
+#include "vlq/ops/fp8_weight.h"
 
 namespace vlq::io {
 class Checkpoint;
@@ -119,11 +121,12 @@ struct QuantizeOptions {
   // disk). producer.version becomes "0.N.0". nullopt (default): the layout of ModelOpt 0.47 (no clamp,
   // real checkpoint names, "model.embed_tokens" listed), producer.version "0.47.0".
   std::optional<std::string> modelopt_version_compat;
-  // How BF16 W / weight_scale is rounded before the E4M3 encode (ModelOpt format; compressed-tensors
-  // stores a BF16 scale, so both BF16 modes agree there). kBf16 (default) = ModelOpt/llm-compressor
-  // exporting on CPU (the committed reference exports); kBf16WithBf16Scale = ModelOpt exporting on a GPU;
-  // kF32 = one rounding (more accurate, not what any tool writes: ≈ 2–3 % of bytes differ).
-  Bf16Quotient weight_rounding = Bf16Quotient::kBf16;
+  // How W / weight_scale is rounded before the E4M3 encode (ops::Fp8Rounding, vlq/ops/fp8_weight.h, the one
+  // recipe the runtime's in-memory quantization uses too). kSingle (default): one rounding, the quotient in
+  // f32 — more accurate, ≈ 3 % of the codes differ from what the tools write. kDouble: E4M3(BF16(W/s))
+  // (F16 alike), byte for byte what ModelOpt 0.35–0.47 and llm-compressor 0.14 write on a CPU (the committed
+  // reference exports; `vlq quantize --layout exact`). kDoubleBf16Scale: ModelOpt exporting on a GPU.
+  ops::Fp8Rounding weight_rounding = ops::Fp8Rounding::kSingle;
   // Runtime profiles (formats::find_profile ids: "vlq", "vllm-0.10", "vllm-latest", "sglang", ...) the
   // output is checked against before it is renamed into place. A verdict "fails"/"invalid" for any of
   // them is a ConfigError naming the target and its findings; nothing is written.
@@ -205,12 +208,14 @@ struct ExportReport {
 };
 
 // Streams `model_dir` (BF16, F16 or F32 Linears) into `out_dir` following `plan`:
-//  ModelOpt (quant_algo FP8, §1.2): P.weight F8_E4M3 = E4M3_sat(round_src(W / s)) with s = f32(max|W|)/448
-//    (round_src per opt.weight_rounding for BF16, F16 rounding for F16, none for F32); P.weight_scale F32 [];
+//  Weights: ops::quantize_weight_fp8 with opt.weight_rounding (round_q below: none for kSingle, the source
+//    dtype's rounding for kDouble).
+//  ModelOpt (quant_algo FP8, §1.2): P.weight F8_E4M3 = E4M3_sat(round_q(W / s)) with s = f32(max|W|)/448;
+//    P.weight_scale F32 [];
 //    P.input_scale F32 [] = input_amax/448; KV: <attn>.k_proj.k_scale / .v_proj.v_scale F32 [] = amax/448
 //    (clamped ≥ 1 with modelopt_version_compat < 0.43); hf_quant_config.json (indent 4, ModelOpt key order)
 //    and config.json quantization_config (config_groups, ignore, kv_cache_scheme, producer).
-//  compressed-tensors (preset FP8, static, §3.3): P.weight F8_E4M3 = E4M3_sat(round_src(W / s)) with
+//  compressed-tensors (preset FP8, static, §3.3): P.weight F8_E4M3 = E4M3_sat(round_q(W / s)) with
 //    s = src_dtype(f32(max|W|)/448); P.weight_scale and P.input_scale [1] in the weight's dtype;
 //    KV: <attn>.k_scale / .v_scale [1] in the weight's dtype; config.json quantization_config exactly as
 //    compressed-tensors 0.19 writes it ("ignore": every kept Linear, checkpoint names, model order).
