@@ -5,6 +5,8 @@
 // and equals the runtime's in-memory quantization; plus the plan rules and the refusal cases.
 #include <gtest/gtest.h>
 
+#include "io/io_test_util.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -31,21 +33,10 @@ namespace {
 const fs::path kRef = fs::path(VLQ_SOURCE_DIR) / "tests/data/ref_exports";
 const fs::path kBase = kRef / "base-bf16";
 
-std::string read_all(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using vlq::testing::folder_snapshot;
+using vlq::testing::read_bytes;
 
-std::map<std::string, std::string> snapshot(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) m[e.path().filename().string()] = read_all(e.path());
-  return m;
-}
-
-json read_json(const fs::path& p) { return json::parse(read_all(p)); }
+json read_json(const fs::path& p) { return json::parse(read_bytes(p)); }
 
 // CalibrationStats from the per-quantizer amax ModelOpt recorded (provenance.json log), in-memory
 // (canonical) names: "<Linear>.input_quantizer" → input_amax, "<attention>.{k,v}_bmm_quantizer" → k/v_amax.
@@ -132,10 +123,10 @@ class QuantExport : public ::testing::Test {
   // Exports base-bf16 and compares everything with the reference export `ref`.
   Q::ExportReport export_and_compare(const std::string& ref, const Q::CalibrationStats& stats, const Q::QuantizeOptions& o) {
     const fs::path out = tmp_ / "out";
-    auto before = snapshot(kBase);
+    auto before = folder_snapshot(kBase);
     Q::QuantPlan p = plan(kBase, o);
     Q::ExportReport r = Q::export_quantized(kBase, out, p, stats, o);
-    EXPECT_EQ(snapshot(kBase), before) << "input modified";
+    EXPECT_EQ(folder_snapshot(kBase), before) << "input modified";
     compare_with_reference(out, kRef / ref);
     std::string summary = Q::format_summary(p, r);
     EXPECT_NE(summary.find("quantized"), std::string::npos);
@@ -170,7 +161,7 @@ class QuantExport : public ::testing::Test {
     EXPECT_GT(fp8, 0);
     EXPECT_GT(scales, 0);
     // The safetensors file itself: same layout rules as Python safetensors, same metadata → same bytes.
-    EXPECT_EQ(read_all(out / "model.safetensors"), read_all(ref / "model.safetensors")) << "model.safetensors not byte-identical";
+    EXPECT_EQ(read_bytes(out / "model.safetensors"), read_bytes(ref / "model.safetensors")) << "model.safetensors not byte-identical";
     // Config blocks: equal apart from producer version strings.
     json qa = read_json(out / "config.json")["quantization_config"], qb = read_json(ref / "config.json")["quantization_config"];
     EXPECT_EQ(without_versions(qa), without_versions(qb)) << "ours:\n" << qa.dump(1) << "\nref:\n" << qb.dump(1);
@@ -179,7 +170,7 @@ class QuantExport : public ::testing::Test {
       json ha = read_json(out / "hf_quant_config.json"), hb = read_json(ref / "hf_quant_config.json");
       EXPECT_EQ(without_versions(ha), without_versions(hb)) << ha.dump(1) << "\n" << hb.dump(1);
       if (ha == hb) {
-        EXPECT_EQ(read_all(out / "hf_quant_config.json"), read_all(ref / "hf_quant_config.json"));
+        EXPECT_EQ(read_bytes(out / "hf_quant_config.json"), read_bytes(ref / "hf_quant_config.json"));
       }
     }
     // The rest of config.json is the input's (the tools re-serialised it with their transformers version).
