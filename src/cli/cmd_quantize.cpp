@@ -246,7 +246,9 @@ std::function<int()> setup_quantize(CLI::App& app) {
                  "none (default: loads on the most runtimes) or modelopt (write the orphan vision K/V scales as ModelOpt does)");
   app.add_option("--modelopt-compat", a->modelopt_compat, "Reproduce an older ModelOpt's layout, e.g. 0.35");
   app.add_option("--for", a->targets, "Runtime profile the export must load on (repeatable): vllm-0.10, vllm-latest, sglang, ...");
-  app.add_flag("--pad", a->pad, "Pad Linears that do not fit FP8 GEMM alignment (not supported: see --help of plan)");
+  app.add_flag("--pad", a->pad,
+               "Pad Linears that do not fit FP8 GEMM alignment: not supported (a padded weight has a shape no loader "
+               "accepts); such Linears are kept BF16 and named in the summary. Passing it is a usage error");
   app.add_option("--save-calib", a->save_calib, "Write the calibration amax statistics (JSON)");
   app.add_option("--load-calib", a->load_calib, "Use saved calibration statistics instead of calibrating");
   app.add_flag("--force", a->force, "Replace an existing OUT");

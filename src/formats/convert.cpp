@@ -204,12 +204,16 @@ std::vector<std::string> drop_stale_exclusions(const CheckpointView& view, const
 }
 
 // The exclusions of the output: the input's (ModelOpt: stale entries dropped), plus the vision tower in the
-// form the target honours when it is BF16 now, plus lm_head (ModelOpt).
+// form the target honours when it is BF16 now, plus lm_head (ModelOpt). The action line lists each entry
+// once and says why an entry that a wildcard entry already covers is there (the target's loader does not
+// expand wildcards, e.g. vLLM 0.10 matches ModelOpt exclusions as substrings, so it needs "visual" while
+// wildcard-matching runtimes need "visual*").
 std::vector<std::string> plan_exclusions(const CheckpointView& view, const QuantLayout& L, QuantFormat format,
                                          const RuntimeProfile& prof, bool vision_now_bf16, ConvertResult& res) {
   const QuantDeclaration* primary = L.declared.primary();
   std::vector<std::string> exclude = primary ? primary->exclude : std::vector<std::string>{};
   if (format == QuantFormat::kModelOpt) exclude = drop_stale_exclusions(view, exclude, res);
+  std::vector<std::string> for_target;  // entries added only for this target's matcher
   if (vision_now_bf16) {
     const std::string root = vision_root(L);
     if (format == QuantFormat::kModelOpt) {
@@ -218,11 +222,26 @@ std::vector<std::string> plan_exclusions(const CheckpointView& view, const Quant
       for (const auto& m : L.linears)
         if (m.tower == Tower::kVision) add_unique(exclude, m.name);
     }
-    for (const auto& e : prof.vision_exclude_extra) add_unique(exclude, e);
+    for (const auto& e : prof.vision_exclude_extra) {
+      if (std::find(exclude.begin(), exclude.end(), e) != exclude.end()) continue;
+      exclude.push_back(e);
+      for_target.push_back(e);
+    }
   }
   if (format == QuantFormat::kModelOpt) add_unique(exclude, "lm_head");
-  if (primary && exclude != primary->exclude)
-    res.actions.push_back(fmt::format("exclusions set to [{}]", fmt::join(exclude, ", ")));
+  if (primary && exclude != primary->exclude) {
+    const auto& modes = (format == QuantFormat::kModelOpt ? prof.modelopt_exclusion : prof.ct_exclusion).policy.plain_entries;
+    const bool substring = std::find(modes.begin(), modes.end(), MatchMode::kSubstring) != modes.end();
+    std::string why;
+    for (const auto& e : for_target)
+      for (const auto& w : exclude)
+        if (w != e && has_wildcard(w) && fnmatch_case(w, e)) {
+          why += fmt::format("; '{}' is for {}, which {}does not expand the wildcard of '{}' (kept for the runtimes that do)",
+                             e, prof.id, substring ? "matches exclusion entries as substrings and " : "", w);
+          break;
+        }
+    res.actions.push_back(fmt::format("exclusions set to [{}]{}", fmt::join(exclude, ", "), why));
+  }
   return exclude;
 }
 

@@ -194,8 +194,7 @@ void check_targets(const formats::CheckpointStream& stream, bool written, const 
     if (formats::verdict_fails(r.verdict))
       throw ConfigError({out_dir.string(), fmt::format("the quantized checkpoint would not load on {}", target), "loads",
                          std::string(formats::verdict_name(r.verdict)) + ": " + formats::failure_summary(r),
-                         written ? "nothing was written; change --scope/--vision-kv/--format, or drop --check " + target
-                                 : "change --scope/--vision-kv/--format, or drop --check " + target + "; nothing was written"});
+                         "nothing was written; change --scope/--vision-kv-scales/--format, or drop --for " + target});
     if (written) rep.checks.push_back(std::move(r));
   }
 }

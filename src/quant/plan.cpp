@@ -86,7 +86,7 @@ bool exclude_entry_hits(const std::string& entry, const std::string& name) {
 // Option combinations that cannot work, before the checkpoint is looked at.
 void check_options(const std::string& where, const QuantizeOptions& opt) {
   if (opt.pad)
-    throw UnsupportedError(
+    throw UsageError(
         {where, "--pad is not supported",
          "Linears whose K and N are multiples of 16 (others are kept BF16 and listed in the exclusions)", "--pad",
          "drop --pad: a zero-padded weight has a shape that no loader accepts (transformers, vLLM, SGLang and vlq "
@@ -108,7 +108,7 @@ void check_options(const std::string& where, const QuantizeOptions& opt) {
                         fmt::format("format {}, scope {}, kv cache {}",
                                     opt.format == ExportFormat::kModelOpt ? "modelopt" : "compressed-tensors",
                                     opt.scope == Scope::kVisionLanguage ? "vlm" : "lm", opt.kv_cache_fp8 ? "fp8" : "none"),
-                        "they exist only to reproduce ModelOpt; leave --vision-kv at none"});
+                        "they exist only to reproduce ModelOpt; leave --vision-kv-scales at none"});
   }
   for (const auto& e : opt.exclude)
     if (formats::is_regex_entry(e))

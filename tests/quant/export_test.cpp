@@ -511,7 +511,7 @@ TEST_F(QuantPlanTest, ExcludeMatchingNothingIsAnError) {
 TEST_F(QuantPlanTest, Refusals) {
   Q::QuantizeOptions o = opts();
   o.pad = true;
-  EXPECT_THROW(plan(kBase, o), vlq::UnsupportedError);
+  EXPECT_THROW(plan(kBase, o), vlq::UsageError);  // a flag that is never valid: exit 64
   o = opts();
   o.vision_kv = Q::VisionKvScales::kModelOpt;  // needs scope vlm
   EXPECT_THROW(plan(kBase, o), vlq::UsageError);

@@ -47,7 +47,7 @@ struct QuantizeOptions {
   std::vector<std::string> exclude;
   // Pad Linears whose dims do not fit the FP8 GEMM alignment instead of excluding them. Not supported:
   // a padded weight changes a tensor shape that no loader (transformers, vLLM, SGLang, vlq) accepts, so
-  // `pad` throws UnsupportedError (see plan_quantization).
+  // `pad` is a UsageError (see plan_quantization).
   bool pad = false;
   // FP8 KV cache with calibrated static per-tensor scales (k_scale = k_amax/448, v_scale = v_amax/448)
   // for every language-model attention layer; declared as kv_cache_quant_algo "FP8" / kv_cache_scheme.
@@ -115,8 +115,8 @@ struct QuantPlan {
 //     on a checkpoint without vision-tower Linears; vision_kv kModelOpt without scope vlm, without
 //     kv_cache_fp8 or with compressed-tensors; modelopt_version_compat with compressed-tensors or not a
 //     version this knows; the input is already quantized (FP8 tensors or a quantization_config);
-//     nothing left to quantize.
-//   UnsupportedError — `pad` (see QuantizeOptions::pad); a source weight dtype other than BF16/F16/F32.
+//     nothing left to quantize; `pad` (see QuantizeOptions::pad).
+//   UnsupportedError — a source weight dtype other than BF16/F16/F32.
 //   ConfigError — a `re:` entry that does not compile.
 QuantPlan plan_quantization(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg, const QuantizeOptions& opt);
 
