@@ -1,7 +1,6 @@
 // `vlq check DIR --target T [--json]`: predicts whether runtime T loads an FP8 checkpoint (exit 0 loads,
 // 1 loads with warnings, 2 fails, 3 invalid checkpoint); `vlq check --matrix DIR...` writes the
 // checkpoint × target compatibility table (docs/compatibility.md).
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -9,6 +8,7 @@
 #include "cli/command.h"
 #include "vlq/core/error.h"
 #include "vlq/formats/check.h"
+#include "vlq/io/safetensors_writer.h"
 
 namespace {
 
@@ -46,17 +46,8 @@ int run_check(const CheckArgs& a) {
     for (const auto& t : targets) F::find_profile(t);  // UsageError for unknown ids
     std::vector<std::filesystem::path> dirs(a.paths.begin(), a.paths.end());
     std::string md = F::compatibility_matrix_markdown(dirs, targets, opts);
-    if (a.output.empty()) {
-      std::cout << md;
-    } else {
-      std::string tmp = a.output + ".tmp";
-      {
-        std::ofstream out(tmp, std::ios::binary);
-        out << md;
-        if (!out) throw vlq::IoError({tmp, "cannot write", "", "", "check the folder"});
-      }
-      std::filesystem::rename(tmp, a.output);
-    }
+    if (a.output.empty()) std::cout << md;
+    else vlq::io::write_text_file(a.output, md);
     return 0;
   }
   if (a.target.empty())

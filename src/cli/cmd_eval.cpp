@@ -30,13 +30,7 @@ int run_eval(const EvalArgs& a) {
   const bool tty = !a.quiet && isatty(STDERR_FILENO);
   if (a.per_layer && a.models.size() != 1)
     throw UsageError({"--per-layer", "needs exactly one --model", "1", std::to_string(a.models.size()), ""});
-  if (!a.json_out.empty()) {
-    std::error_code ec;
-    const fs::path parent = fs::absolute(a.json_out).parent_path();
-    if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
-      throw IoError({a.json_out, "cannot write the --json-out file", "a writable folder", parent.string(),
-                     "create the folder or choose another path (checked before the evaluation)"});
-  }
+  if (!a.json_out.empty()) io::require_writable_file(a.json_out, "--json-out", "the evaluation");
   eval::EvalOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.seq_len = a.seq_len;

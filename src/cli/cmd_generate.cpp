@@ -1,7 +1,5 @@
 // `vlq generate`: runs a Qwen2.5-VL checkpoint (BF16, FP8 or mixed) on the CPU reference path: image(s) +
 // text or an OpenAI-style messages file in, streamed text out; optional safetensors dump of inputs/logits.
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -157,12 +155,7 @@ std::function<int()> setup_generate(CLI::App& app) {
       bad("--repetition-penalty", "> 0", fmt::format("{}", a->repetition_penalty));
     if (a->max_new_tokens < -1) bad("--max-new-tokens", ">= 0", std::to_string(a->max_new_tokens));
     if (a->dump_last < 1) bad("--dump-last", ">= 1", std::to_string(a->dump_last));
-    if (!a->dump.empty()) {
-      const fs::path parent = fs::absolute(a->dump).parent_path();
-      if (!fs::is_directory(parent) || ::access(parent.c_str(), W_OK) != 0)
-        throw IoError({a->dump, "cannot write the --dump file", "a writable folder", parent.string(),
-                       "create the folder or choose another path (checked before generating)"});
-    }
+    if (!a->dump.empty()) io::require_writable_file(a->dump, "--dump", "generating");
     if (prompt->count() == 0 && messages->count() == 0)
       throw UsageError({"vlq generate", "no input", "--prompt TEXT [--image PATH ...] or --messages FILE.json", "neither",
                         ""});

@@ -16,9 +16,11 @@
 #include "vlq/engine/model_bundle.h"
 #include "vlq/formats/check.h"
 #include "vlq/formats/convert.h"
+#include "vlq/formats/export_stream.h"
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/model/qwen2_5_vl.h"
+#include "vlq/ops/fp8_weight.h"
 #include "vlq/quant/calib_data.h"
 #include "vlq/quant/calibrate.h"
 #include "vlq/quant/export.h"
@@ -60,9 +62,7 @@ double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-int run_quantize(const QuantizeArgs& a) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const bool tty = !a.quiet && isatty(STDERR_FILENO);
+quant::QuantizeOptions options_of(const QuantizeArgs& a) {
   quant::QuantizeOptions opt;
   if (a.scope == "lm") opt.scope = quant::Scope::kLanguageModel;
   else if (a.scope == "vlm") opt.scope = quant::Scope::kVisionLanguage;
@@ -76,6 +76,10 @@ int run_quantize(const QuantizeArgs& a) {
   if (a.vision_kv == "none") opt.vision_kv = quant::VisionKvScales::kNone;
   else if (a.vision_kv == "modelopt") opt.vision_kv = quant::VisionKvScales::kModelOpt;
   else throw UsageError({"--vision-kv-scales", "unknown value", "none or modelopt", a.vision_kv, ""});
+  if (a.layout != "portable" && a.layout != "exact")
+    throw UsageError({"--layout", "unknown layout", "portable or exact", a.layout, ""});
+  // exact: the tools' bytes (ModelOpt / llm-compressor double rounding E4M3(BF16(W/s))); portable: one rounding.
+  opt.weight_rounding = a.layout == "exact" ? ops::Fp8Rounding::kDouble : ops::Fp8Rounding::kSingle;
   if (!a.modelopt_compat.empty()) opt.modelopt_version_compat = a.modelopt_compat;
   opt.exclude = a.exclude;
   opt.pad = a.pad;
@@ -83,7 +87,91 @@ int run_quantize(const QuantizeArgs& a) {
   if (std::find(opt.check_targets.begin(), opt.check_targets.end(), "vlq") == opt.check_targets.end())
     opt.check_targets.push_back("vlq");
   opt.force = a.force;
+  return opt;
+}
 
+// --load-calib, or max calibration of the model on the selected samples (progress bar on a terminal).
+quant::CalibrationStats calibration_of(const QuantizeArgs& a, const fs::path& model_dir, const quant::QuantPlan& plan,
+                                       const std::vector<quant::CalibSample>& text_pool,
+                                       const std::vector<quant::CalibSample>& image_pool) {
+  if (!a.load_calib.empty()) return quant::load_calibration_stats(a.load_calib);
+  const std::vector<quant::CalibSample> samples = quant::select_calib_samples(text_pool, image_pool, a.samples, a.seed);
+  if (samples.size() < a.samples && !a.quiet)
+    std::cerr << fmt::format("[vlq] warning: --samples {} asked, the calibration data holds only {}\n", a.samples,
+                             samples.size());
+  if (!a.quiet)
+    std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
+                             samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
+  const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir);
+  if (!image_pool.empty() && !bundle.has_image_processor())
+    throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
+                       "preprocessor_config.json", "none", "use --calib-text only, or add the base model's preprocessor_config.json"});
+  quant::CalibrateOptions co;
+  co.seq_len = a.seq_len;
+  const auto* head = plan.find("lm_head");
+  co.lm_head = head && head->quantize;
+  const auto tc = std::chrono::steady_clock::now();
+  if (!a.quiet && isatty(STDERR_FILENO))
+    co.progress = [&](std::size_t done, std::size_t total) {
+      const int w = 30, filled = static_cast<int>(w * done / std::max<std::size_t>(total, 1));
+      std::cerr << fmt::format("\r[vlq] calibrating [{}{}] {}/{} {:.1f} s", std::string(filled, '#'),
+                               std::string(w - filled, '.'), done, total, since(tc))
+                << (done == total ? "\n" : "") << std::flush;
+    };
+  return quant::calibrate(bundle.model(), bundle.prompt_builder(), samples, co);
+}
+
+// The portable ModelOpt layout: the ModelOpt export, then the one change that makes it load on vLLM 0.10 too
+// (config.json's quantization_config also gets the `exclude_modules` / `kv_cache_quant_algo` keys 0.10 reads;
+// the tensors are unchanged). Both steps write temporary folders; the targets are checked before the rename.
+quant::ExportReport export_portable(const QuantizeArgs& a, const fs::path& model_dir, const fs::path& out_dir,
+                                    const quant::QuantPlan& plan, const quant::CalibrationStats& stats,
+                                    const quant::QuantizeOptions& opt) {
+  quant::QuantizeOptions exact = opt;
+  exact.check_targets = {"vlq"};
+  exact.force = false;
+  const fs::path tmp1 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()));
+  const fs::path tmp2 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()) + "-portable");
+  std::error_code ec;
+  fs::remove_all(tmp1, ec);
+  fs::remove_all(tmp2, ec);
+  try {
+    quant::ExportReport rep = quant::export_quantized(model_dir, tmp1, plan, stats, exact);
+    formats::ConvertOptions co;
+    co.target = "vllm-0.10";
+    co.vision = formats::VisionMode::kKeep;
+    formats::convert_checkpoint(tmp1, tmp2, co);
+    fs::remove_all(tmp1);
+    rep.checks.clear();
+    std::string failed;
+    for (const std::string& t : opt.check_targets) {
+      formats::Report r = formats::check_checkpoint(tmp2, t);
+      if (formats::verdict_fails(r.verdict)) {
+        std::string text = formats::report_to_text(r);
+        for (std::size_t p = text.find(tmp2.string()); p != std::string::npos; p = text.find(tmp2.string(), p))
+          text.replace(p, tmp2.string().size(), out_dir.string());
+        failed += "\n" + text;
+      }
+      rep.checks.push_back(std::move(r));
+    }
+    if (!failed.empty())
+      throw ConfigError({a.out, "the export would not load on a --for target", "loads", "fails",
+                         "drop that --for and run the `vlq convert` shown below on the result, or use --format compressed-tensors "
+                         "or --scope lm:" + failed});
+    if (fs::exists(out_dir)) fs::remove_all(out_dir);  // --force (checked before)
+    fs::rename(tmp2, out_dir);
+    rep.out = out_dir;
+    return rep;
+  } catch (...) {
+    fs::remove_all(tmp1, ec);
+    fs::remove_all(tmp2, ec);
+    throw;
+  }
+}
+
+int run_quantize(const QuantizeArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const quant::QuantizeOptions opt = options_of(a);
   const fs::path model_dir = a.model, out_dir = fs::absolute(a.out).lexically_normal();
   g_out = out_dir;
   g_started = fs::file_time_type::clock::now() - std::chrono::seconds(1);
@@ -93,10 +181,7 @@ int run_quantize(const QuantizeArgs& a) {
     throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
   // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
   // too, but the portable layout stages under other names first, so check up front.
-  io::require_separate_output(out_dir, {model_dir});
-  if (fs::exists(out_dir) && !a.force)
-    throw UsageError({a.out, "output folder already exists", "a new path", "an existing path",
-                      "choose another OUT or pass --force to replace it"});
+  io::require_new_output(out_dir, {model_dir}, a.force);
   if (a.load_calib.empty() && a.calib_text.empty() && a.calib_images.empty())
     throw UsageError({"vlq quantize", "no calibration data", "--calib-text FILE and/or --calib-images DIR|JSONL",
                       "neither", "e.g. --calib-text data/calib/text.jsonl --calib-images data/calib/images"});
@@ -107,105 +192,29 @@ int run_quantize(const QuantizeArgs& a) {
   const quant::QuantPlan plan = quant::plan_quantization(ckpt, cfg, opt);
   const double t_plan = since(t0);
 
-  // 2. calibration data
+  // 2. calibration data, 3. calibrate
   std::vector<quant::CalibSample> text_pool, image_pool;
   if (!a.calib_text.empty()) text_pool = quant::load_calib_text(a.calib_text);
   if (!a.calib_images.empty()) image_pool = quant::load_calib_images(a.calib_images);
   if (opt.scope == quant::Scope::kVisionLanguage && image_pool.empty() && a.load_calib.empty())
     throw UsageError({"--scope vlm", "the vision tower needs image calibration data", "--calib-images DIR|JSONL",
                       "text only", "add --calib-images, or use --scope lm"});
-
-  // 3. calibrate
-  quant::CalibrationStats stats;
   const auto t_cal0 = std::chrono::steady_clock::now();
-  if (!a.load_calib.empty()) {
-    stats = quant::load_calibration_stats(a.load_calib);
-  } else {
-    const std::vector<quant::CalibSample> samples = quant::select_calib_samples(text_pool, image_pool, a.samples, a.seed);
-    if (samples.size() < a.samples && !a.quiet)
-      std::cerr << fmt::format("[vlq] warning: --samples {} asked, the calibration data holds only {}\n", a.samples,
-                               samples.size());
-    if (!a.quiet)
-      std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
-                               samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
-    const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir);
-    if (!image_pool.empty() && !bundle.has_image_processor())
-      throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
-                         "preprocessor_config.json", "none", "use --calib-text only, or add the base model's preprocessor_config.json"});
-    quant::CalibrateOptions co;
-    co.seq_len = a.seq_len;
-    const auto* head = plan.find("lm_head");
-    co.lm_head = head && head->quantize;
-    const auto tc = std::chrono::steady_clock::now();
-    if (tty)
-      co.progress = [&](std::size_t done, std::size_t total) {
-        const int w = 30, filled = static_cast<int>(w * done / std::max<std::size_t>(total, 1));
-        std::cerr << fmt::format("\r[vlq] calibrating [{}{}] {}/{} {:.1f} s", std::string(filled, '#'),
-                                 std::string(w - filled, '.'), done, total, since(tc))
-                  << (done == total ? "\n" : "") << std::flush;
-      };
-    stats = quant::calibrate(bundle.model(), bundle.prompt_builder(), samples, co);
-  }
+  const quant::CalibrationStats stats = calibration_of(a, model_dir, plan, text_pool, image_pool);
   const double t_cal = since(t_cal0);
   if (!a.save_calib.empty()) quant::save_calibration_stats(stats, a.save_calib);
 
   // 4. export (streams; checked before the rename)
   if (!a.quiet) std::cerr << "[vlq] writing " << a.out << " ...\n";
-  quant::ExportReport rep;
-  std::string layout_note;
-  if (opt.format == quant::ExportFormat::kModelOpt && a.layout == "portable") {
-    // The exact ModelOpt layout, then the one change that makes it load on vLLM 0.10 too (config.json's
-    // quantization_config also gets the `exclude_modules` / `kv_cache_quant_algo` keys 0.10 reads; the
-    // tensors are unchanged). Both steps write temporary folders; the targets are checked before the
-    // final rename.
-    quant::QuantizeOptions exact = opt;
-    exact.check_targets = {"vlq"};
-    exact.force = false;
-    const fs::path tmp1 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()));
-    const fs::path tmp2 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()) + "-portable");
-    std::error_code ec;
-    fs::remove_all(tmp1, ec);
-    fs::remove_all(tmp2, ec);
-    try {
-      rep = quant::export_quantized(model_dir, tmp1, plan, stats, exact);
-      formats::ConvertOptions co;
-      co.target = "vllm-0.10";
-      co.vision = formats::VisionMode::kKeep;
-      formats::convert_checkpoint(tmp1, tmp2, co);
-      fs::remove_all(tmp1);
-      rep.checks.clear();
-      std::string failed;
-      for (const std::string& t : opt.check_targets) {
-        formats::Report r = formats::check_checkpoint(tmp2, t);
-        if (r.verdict == formats::Verdict::kFails || r.verdict == formats::Verdict::kInvalid) {
-          std::string text = formats::report_to_text(r);
-          for (std::size_t p = text.find(tmp2.string()); p != std::string::npos; p = text.find(tmp2.string(), p))
-            text.replace(p, tmp2.string().size(), out_dir.string());
-          failed += "\n" + text;
-        }
-        rep.checks.push_back(std::move(r));
-      }
-      if (!failed.empty())
-        throw ConfigError({a.out, "the export would not load on a --for target", "loads", "fails",
-                           "drop that --for and run the `vlq convert` shown below on the result, or use --format compressed-tensors "
-                           "or --scope lm:" + failed});
-      if (fs::exists(out_dir)) fs::remove_all(out_dir);  // --force (checked above)
-      fs::rename(tmp2, out_dir);
-    } catch (...) {
-      fs::remove_all(tmp1, ec);
-      fs::remove_all(tmp2, ec);
-      throw;
-    }
-    rep.out = out_dir;
-    layout_note = "layout: ModelOpt 0.47 tensors and hf_quant_config.json; config.json also carries exclude_modules/"
-                  "kv_cache_quant_algo for vLLM 0.10 (--layout exact for ModelOpt's config.json byte for byte)\n";
-  } else {
-    if (a.layout != "portable" && a.layout != "exact")
-      throw UsageError({"--layout", "unknown layout", "portable or exact", a.layout, ""});
-    rep = quant::export_quantized(model_dir, out_dir, plan, stats, opt);
-  }
+  const bool portable = opt.format == quant::ExportFormat::kModelOpt && a.layout == "portable";
+  const quant::ExportReport rep = portable ? export_portable(a, model_dir, out_dir, plan, stats, opt)
+                                           : quant::export_quantized(model_dir, out_dir, plan, stats, opt);
   if (!a.quiet) {
-    std::cout << quant::format_summary(plan, rep) << layout_note;
+    std::cout << quant::format_summary(plan, rep);
+    if (portable)
+      std::cout << "layout: ModelOpt 0.47 tensors (weights rounded once to the nearest E4M3 code of W/s) and "
+                   "hf_quant_config.json; config.json also carries exclude_modules/kv_cache_quant_algo for vLLM 0.10 "
+                   "(--layout exact for ModelOpt's bytes: its double-rounded weights and config.json)\n";
     std::cout << fmt::format("calibration: {} samples, {} text tokens, {} image tokens; plan {:.2f} s, calibration "
                              "{:.2f} s, total {:.2f} s\n",
                              stats.samples, stats.text_tokens, stats.image_tokens, t_plan, t_cal, since(t0));
@@ -229,13 +238,17 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
   app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
   app.add_option("--layout", a->layout,
-                 "ModelOpt only: portable (default: also loads on vLLM 0.10, whose loader reads exclude_modules from "
-                 "config.json) or exact (config.json as ModelOpt 0.47 writes it)");
+                 "portable (default: weights rounded once to the nearest E4M3 code of W/s; ModelOpt output also "
+                 "loads on vLLM 0.10, whose loader reads exclude_modules from config.json) or exact (the tools' bytes: "
+                 "weights double-rounded E4M3(BF16(W/s)) as ModelOpt and llm-compressor write them, config.json as "
+                 "ModelOpt 0.47 writes it; with --modelopt-compat, that release's)");
   app.add_option("--vision-kv-scales", a->vision_kv,
                  "none (default: loads on the most runtimes) or modelopt (write the orphan vision K/V scales as ModelOpt does)");
   app.add_option("--modelopt-compat", a->modelopt_compat, "Reproduce an older ModelOpt's layout, e.g. 0.35");
   app.add_option("--for", a->targets, "Runtime profile the export must load on (repeatable): vllm-0.10, vllm-latest, sglang, ...");
-  app.add_flag("--pad", a->pad, "Pad Linears that do not fit FP8 GEMM alignment (not supported: see --help of plan)");
+  app.add_flag("--pad", a->pad,
+               "Pad Linears that do not fit FP8 GEMM alignment: not supported (a padded weight has a shape no loader "
+               "accepts); such Linears are kept BF16 and named in the summary. Passing it is a usage error");
   app.add_option("--save-calib", a->save_calib, "Write the calibration amax statistics (JSON)");
   app.add_option("--load-calib", a->load_calib, "Use saved calibration statistics instead of calibrating");
   app.add_flag("--force", a->force, "Replace an existing OUT");

@@ -1,8 +1,11 @@
 // Entry point of the `vlq` command: builds the CLI from the registered subcommands and maps
 // vlq::Error to a message on stderr and an exit code.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "cli/command.h"
 #include "vlq/core/error.h"
@@ -31,6 +34,22 @@ int main(int argc, char** argv) {
     std::string cmd = "vlq";
     for (auto& [sub, fn] : subs)
       if (sub->parsed()) cmd += " " + sub->get_name();
+    if (cmd == "vlq") {  // no subcommand recognised: say which word was not one, and list them
+      std::vector<std::string> names;
+      for (auto& [sub, fn] : subs) names.push_back(sub->get_name());
+      std::sort(names.begin(), names.end());
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      const char* first = argc > 1 ? argv[1] : nullptr;
+      if (first && first[0] != '-')
+        std::cerr << "vlq: error: unknown command `" << first << "`; the commands are: " << list
+                  << ". Hint: see `vlq --help`\n";
+      else if (!first)
+        std::cerr << "vlq: error: a command is required: " << list << ". Hint: see `vlq --help`\n";
+      else
+        std::cerr << "vlq: error: " << e.what() << " (the commands are: " << list << "). Hint: see `vlq --help`\n";
+      return 64;
+    }
     std::cerr << "vlq: error: " << e.what() << ". Hint: see `" << cmd << " --help`\n";
     return 64;
   }

@@ -259,6 +259,110 @@ image::RgbImage load_image_source(const ImageSource& source, const image::ImageD
   return image::decode_image(source.bytes, options, source.origin);
 }
 
+namespace {
+
+// The role of message `msg` (system, user or assistant), checked; tool calling is refused.
+std::string message_role(const ojson& msg, const std::string& where) {
+  const auto role_it = msg.find("role");
+  if (role_it == msg.end())
+    throw FormatError({where, "message has no role", "\"role\": \"system\", \"user\" or \"assistant\"",
+                       "no \"role\" key", ""});
+  require_string(*role_it, where, "role", "\"system\", \"user\" or \"assistant\"");
+  const std::string role = role_it->get<std::string>();
+  if (role == "tool" || role == "function" || role == "developer" || role == "ipython")
+    throw UnsupportedError({where, "unsupported role", "system, user or assistant", "'" + role + "'",
+                            role == "developer" ? "use \"system\"" : "tool calling is not supported"});
+  if (role != "system" && role != "user" && role != "assistant")
+    throw FormatError({where, "unknown role", "system, user or assistant", excerpt(role), ""});
+  if (msg.contains("tool_calls") && !msg["tool_calls"].is_null())
+    throw UnsupportedError({where, "tool_calls are not supported", "a message with content", "tool_calls", ""});
+  return role;
+}
+
+// The image reference of an "image_url" part (OpenAI: {"url"} or a string) or an "image" part (HF:
+// "image" | "url" | "path").
+std::string image_reference_of(const ojson& part, const std::string& type, const std::string& pwhere) {
+  if (type == "image_url") {
+    const auto u = part.find("image_url");
+    if (u == part.end())
+      throw FormatError({pwhere, "image_url part has no image_url", "\"image_url\": {\"url\": ...}",
+                         "no \"image_url\" key", ""});
+    if (u->is_string()) return u->get<std::string>();
+    if (!u->is_object())
+      throw FormatError({pwhere, "image_url must be an object or a string", "{\"url\": string} or a string",
+                         kind_of(*u), ""});
+    const auto url = u->find("url");
+    if (url == u->end())
+      throw FormatError({pwhere, "image_url has no url", "\"image_url\": {\"url\": string}", "no \"url\" key", ""});
+    require_string(*url, pwhere, "image_url.url", "a path, file: URL or data: URL");
+    return url->get<std::string>();
+  }
+  for (const char* k : {"image", "url", "path"}) {
+    const auto it = part.find(k);
+    if (it != part.end() && !it->is_null()) {
+      require_string(*it, pwhere, k, "a path, file: URL or data: URL");
+      return it->get<std::string>();
+    }
+  }
+  throw FormatError({pwhere, "image part has no image reference",
+                     "\"image\" (or \"url\", \"path\"): a path, file: URL or data: URL", "none of them", ""});
+}
+
+// One content part → its HF form ({"type":"text","text"} or {"type":"image"}); an image's source is appended
+// to out.images.
+ojson convert_part(const ojson& part, const std::string& pwhere, const MessageOptions& options, ParsedMessages& out) {
+  if (!part.is_object())
+    throw FormatError({pwhere, "content part must be an object", "{\"type\": \"text\" | \"image_url\" | \"image\", ...}",
+                       kind_of(part), ""});
+  const auto type_it = part.find("type");
+  if (type_it == part.end())
+    throw FormatError({pwhere, "content part has no type", "\"type\": \"text\", \"image_url\" or \"image\"",
+                       "no \"type\" key", ""});
+  require_string(*type_it, pwhere, "type", "\"text\", \"image_url\" or \"image\"");
+  const std::string type = type_it->get<std::string>();
+  if (type == "text") {
+    const auto t = part.find("text");
+    if (t == part.end()) throw FormatError({pwhere, "text part has no text", "\"text\": string", "no \"text\" key", ""});
+    require_string(*t, pwhere, "text", "a string");
+    return ojson{{"type", "text"}, {"text", *t}};
+  }
+  if (type == "image_url" || type == "image") {
+    out.images.push_back(resolve_image_reference(image_reference_of(part, type, pwhere), options, pwhere));
+    return ojson{{"type", "image"}};
+  }
+  if (type == "video" || type == "video_url" || type == "input_audio" || type == "audio" || type == "audio_url" ||
+      type == "file" || type == "input_file")
+    throw UnsupportedError({pwhere, "unsupported content part", "text or image parts", "type '" + type + "'",
+                            "vlq handles text and images only"});
+  throw FormatError({pwhere, "unknown content part type", "\"text\", \"image_url\" or \"image\"", excerpt(type), ""});
+}
+
+// One message → {"role", "content": string | [parts]}.
+ojson convert_message(const ojson& msg, const std::string& where, const MessageOptions& options, ParsedMessages& out) {
+  if (!msg.is_object())
+    throw FormatError({where, "message must be an object", "{\"role\": ..., \"content\": ...}", kind_of(msg), ""});
+  ojson converted = ojson::object();
+  converted["role"] = message_role(msg, where);
+  const auto content_it = msg.find("content");
+  if (content_it == msg.end() || content_it->is_null())
+    throw FormatError({where, "message has no content", "\"content\": a string or a list of parts",
+                       content_it == msg.end() ? "no \"content\" key" : "null", ""});
+  const ojson& content = *content_it;
+  if (content.is_string()) {
+    converted["content"] = content;
+    return converted;
+  }
+  if (!content.is_array())
+    throw FormatError({where, "content must be a string or a list of parts", "a string or a list", kind_of(content), ""});
+  ojson parts = ojson::array();
+  for (std::size_t j = 0; j < content.size(); ++j)
+    parts.push_back(convert_part(content[j], fmt::format("{}.content[{}]", where, j), options, out));
+  converted["content"] = std::move(parts);
+  return converted;
+}
+
+}  // namespace
+
 ParsedMessages parse_messages(const ojson& json, const MessageOptions& options, const std::string& origin) {
   const ojson* list = &json;
   if (json.is_object()) {
@@ -273,111 +377,9 @@ ParsedMessages parse_messages(const ojson& json, const MessageOptions& options, 
                        kind_of(*list), ""});
   if (list->empty())
     throw FormatError({origin, "empty message list", "at least one message", "[]", ""});
-
   ParsedMessages out;
-  for (std::size_t i = 0; i < list->size(); ++i) {
-    const ojson& msg = (*list)[i];
-    const std::string where = fmt::format("{}: messages[{}]", origin, i);
-    if (!msg.is_object())
-      throw FormatError({where, "message must be an object", "{\"role\": ..., \"content\": ...}", kind_of(msg), ""});
-    const auto role_it = msg.find("role");
-    if (role_it == msg.end())
-      throw FormatError({where, "message has no role", "\"role\": \"system\", \"user\" or \"assistant\"",
-                         "no \"role\" key", ""});
-    require_string(*role_it, where, "role", "\"system\", \"user\" or \"assistant\"");
-    const std::string role = role_it->get<std::string>();
-    if (role == "tool" || role == "function" || role == "developer" || role == "ipython")
-      throw UnsupportedError({where, "unsupported role", "system, user or assistant", "'" + role + "'",
-                              role == "developer" ? "use \"system\"" : "tool calling is not supported"});
-    if (role != "system" && role != "user" && role != "assistant")
-      throw FormatError({where, "unknown role", "system, user or assistant", excerpt(role), ""});
-    if (msg.contains("tool_calls") && !msg["tool_calls"].is_null())
-      throw UnsupportedError({where, "tool_calls are not supported", "a message with content", "tool_calls", ""});
-    const auto content_it = msg.find("content");
-    if (content_it == msg.end() || content_it->is_null())
-      throw FormatError({where, "message has no content", "\"content\": a string or a list of parts",
-                         content_it == msg.end() ? "no \"content\" key" : "null", ""});
-    const ojson& content = *content_it;
-    ojson converted = ojson::object();
-    converted["role"] = role;
-    if (content.is_string()) {
-      converted["content"] = content;
-      out.messages.push_back(std::move(converted));
-      continue;
-    }
-    if (!content.is_array())
-      throw FormatError({where, "content must be a string or a list of parts", "a string or a list",
-                         kind_of(content), ""});
-    ojson parts = ojson::array();
-    for (std::size_t j = 0; j < content.size(); ++j) {
-      const ojson& part = content[j];
-      const std::string pwhere = fmt::format("{}.content[{}]", where, j);
-      if (!part.is_object())
-        throw FormatError({pwhere, "content part must be an object", "{\"type\": \"text\" | \"image_url\" | \"image\", ...}",
-                           kind_of(part), ""});
-      const auto type_it = part.find("type");
-      if (type_it == part.end())
-        throw FormatError({pwhere, "content part has no type", "\"type\": \"text\", \"image_url\" or \"image\"",
-                           "no \"type\" key", ""});
-      require_string(*type_it, pwhere, "type", "\"text\", \"image_url\" or \"image\"");
-      const std::string type = type_it->get<std::string>();
-      if (type == "text") {
-        const auto t = part.find("text");
-        if (t == part.end())
-          throw FormatError({pwhere, "text part has no text", "\"text\": string", "no \"text\" key", ""});
-        require_string(*t, pwhere, "text", "a string");
-        parts.push_back(ojson{{"type", "text"}, {"text", *t}});
-      } else if (type == "image_url" || type == "image") {
-        std::string ref;
-        if (type == "image_url") {
-          const auto u = part.find("image_url");
-          if (u == part.end())
-            throw FormatError({pwhere, "image_url part has no image_url", "\"image_url\": {\"url\": ...}",
-                               "no \"image_url\" key", ""});
-          if (u->is_string()) {
-            ref = u->get<std::string>();
-          } else if (u->is_object()) {
-            const auto url = u->find("url");
-            if (url == u->end())
-              throw FormatError({pwhere, "image_url has no url", "\"image_url\": {\"url\": string}",
-                                 "no \"url\" key", ""});
-            require_string(*url, pwhere, "image_url.url", "a path, file: URL or data: URL");
-            ref = url->get<std::string>();
-          } else {
-            throw FormatError({pwhere, "image_url must be an object or a string", "{\"url\": string} or a string",
-                               kind_of(*u), ""});
-          }
-        } else {
-          const ojson* v = nullptr;
-          std::string key;
-          for (const char* k : {"image", "url", "path"}) {
-            const auto it = part.find(k);
-            if (it != part.end() && !it->is_null()) {
-              v = &*it;
-              key = k;
-              break;
-            }
-          }
-          if (!v)
-            throw FormatError({pwhere, "image part has no image reference",
-                               "\"image\" (or \"url\", \"path\"): a path, file: URL or data: URL", "none of them", ""});
-          require_string(*v, pwhere, key, "a path, file: URL or data: URL");
-          ref = v->get<std::string>();
-        }
-        out.images.push_back(resolve_image_reference(ref, options, pwhere));
-        parts.push_back(ojson{{"type", "image"}});
-      } else if (type == "video" || type == "video_url" || type == "input_audio" || type == "audio" ||
-                 type == "audio_url" || type == "file" || type == "input_file") {
-        throw UnsupportedError({pwhere, "unsupported content part", "text or image parts", "type '" + type + "'",
-                                "vlq handles text and images only"});
-      } else {
-        throw FormatError({pwhere, "unknown content part type", "\"text\", \"image_url\" or \"image\"",
-                           excerpt(type), ""});
-      }
-    }
-    converted["content"] = std::move(parts);
-    out.messages.push_back(std::move(converted));
-  }
+  for (std::size_t i = 0; i < list->size(); ++i)
+    out.messages.push_back(convert_message((*list)[i], fmt::format("{}: messages[{}]", origin, i), options, out));
   return out;
 }
 

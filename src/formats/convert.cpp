@@ -2,6 +2,7 @@
 // include/vlq/formats/convert.h). Plan from headers → check the planned output in memory → stream the
 // tensors (dequantizing FP8 vision Linears on the way) → check the written files → rename into place.
 #include "vlq/formats/convert.h"
+#include "vlq/formats/export_stream.h"
 #include "vlq/formats/patterns.h"
 
 #include <fmt/format.h>
@@ -28,6 +29,7 @@ struct Planned {
   enum Kind { kCopy, kDequantize } kind = kCopy;
   std::string src;                      // input tensor name
   const LinearModule* linear = nullptr;  // kDequantize: the Linear (scale names)
+  std::optional<double> scalar;          // kCopy of a 1-element scale: its value (for the pre-check)
 };
 
 // Decodes a float tensor (F32/BF16/F16/F64) into f32 values.
@@ -112,101 +114,34 @@ std::string vision_root(const QuantLayout& L) {
   return L.naming == NamingGeneration::kTransformers452 ? "model.visual" : "visual";
 }
 
-// Builds a view of the files written so far in the pending folder (the real bytes), for the final check.
-CheckpointView view_of_written(const fs::path& dir, const std::vector<io::ShardPlan>& shards,
-                               const std::optional<json>& config, const std::optional<json>& hfq) {
-  std::vector<TensorMeta> metas;
-  std::map<std::string, double> scalars;
-  for (std::size_t s = 0; s < shards.size(); ++s) {
-    io::SafetensorsFile f = io::SafetensorsFile::open(dir / shards[s].file_name);
-    for (const auto& t : f.tensors()) {
-      metas.push_back({t.name, t.dtype, t.shape, s});
-      if (t.numel() == 1 && is_float(t.dtype) && !is_fp8(t.dtype) && t.dtype != DType::F8_E8M0) {
-        auto b = f.data(t);
-        double v = 0;
-        if (t.dtype == DType::F32) { float x; std::memcpy(&x, b.data(), 4); v = x; }
-        else if (t.dtype == DType::F64) std::memcpy(&v, b.data(), 8);
-        else { std::uint16_t h; std::memcpy(&h, b.data(), 2); v = t.dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h); }
-        scalars[t.name] = v;
-      }
-    }
-  }
-  CheckpointView v = CheckpointView::from_memory(std::move(metas), config, hfq, std::move(scalars));
-  return v;
-}
+// Everything convert decided before writing: the output tensors and the exclusions.
+struct ConvertPlan {
+  std::vector<Planned> tensors;
+  std::size_t lm_kv = 0;                                  // language-model K/V scale tensors written
+  std::map<std::string, const LinearModule*> vision_fp8;  // FP8 vision Linears of the input
+};
 
-std::string first_failure_text(const Report& r) {
-  std::string s;
-  for (const auto& f : r.findings) {
-    if (f.severity != Severity::kError && f.severity != Severity::kInvalid) continue;
-    if (!s.empty()) s += "; ";
-    s += f.code + (f.subject.empty() ? "" : " (" + f.subject + ")") + ": " + f.message;
-    if (!f.runtime_error.empty()) s += " [" + f.runtime_error + "]";
-    if (s.size() > 600) break;
-  }
-  return s;
-}
-
-}  // namespace
-
-ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const ConvertOptions& opts) {
-  const RuntimeProfile& prof = find_profile(opts.target);
-  {
-    // The output may not be the input, inside it, or hold it (the writer re-checks the last two).
-    std::error_code ec;
-    const fs::path cin = fs::weakly_canonical(fs::absolute(in), ec), cout = fs::weakly_canonical(fs::absolute(out), ec);
-    const fs::path in_dir = fs::is_directory(cin) ? cin : cin.parent_path();
-    auto rel = cout.lexically_relative(in_dir);
-    if (!rel.empty() && *rel.begin() != ".." && !rel.is_absolute())
-      throw UsageError({out.string(), "output folder is inside the input checkpoint folder", "a folder outside " + in_dir.string(),
-                        cout.string(), "choose an output folder outside the input"});
-    if (fs::exists(out) && !opts.force)
-      throw UsageError({out.string(), "output folder already exists", "a path that does not exist", "an existing folder",
-                        "choose another output folder or pass --force to replace it"});
-  }
-  CheckpointView view = CheckpointView::open(in);
-  if (!view.config())
-    throw FormatError({(fs::is_directory(in) ? in : in.parent_path()).string() + "/config.json", "the input checkpoint has no config.json",
-                       "config.json", "nothing", "copy config.json from the model this checkpoint was made from"});
-  const io::Checkpoint& ck = *view.checkpoint();
-  QuantLayout L = build_quant_layout(view);
-  for (const auto& f : L.findings)
-    if (f.severity == Severity::kInvalid)
-      throw FormatError({in.string() + (f.subject.empty() ? "" : ": " + f.subject), "the input checkpoint is invalid: " + f.message,
-                         "", "", f.hint.empty() ? "run `vlq check " + in.string() + " --target vlq` for all findings" : f.hint});
-  const QuantFormat format = L.declared.format();
-  if (format != QuantFormat::kModelOpt && format != QuantFormat::kCompressedTensors)
-    throw UsageError({in.string(), "not a ModelOpt or compressed-tensors FP8 checkpoint, nothing to convert",
-                      "hf_quant_config.json or config.json quantization_config", std::string(quant_format_name(format)),
-                      "vlq inspect " + in.string()});
-
-  const bool vision_bf16 = opts.vision == VisionMode::kBf16 ||
-                           (opts.vision == VisionMode::kDefault && prof.default_vision == "bf16");
-  ConvertResult res;
-  res.out = out;
-
-  // ---- plan ------------------------------------------------------------------------------------
-  std::map<std::string, const LinearModule*> vision_fp8;  // module → Linear
+// The output tensors: vision K/V scales dropped, LM K/V scales renamed to the target's spelling, FP8 vision
+// Linears dequantized (vision_bf16) with their scales dropped; everything else copied.
+ConvertPlan plan_tensors(const CheckpointView& view, const QuantLayout& L, KvStyle kv_style, bool vision_bf16,
+                         ConvertResult& res) {
+  ConvertPlan P;
   for (const auto& m : L.linears)
-    if (m.tower == Tower::kVision && m.tensors.quantized()) vision_fp8[m.name] = &m;
-  const KvStyle kv_style = format == QuantFormat::kCompressedTensors ? prof.ct_kv_style : prof.modelopt_kv_style;
-
-  std::vector<Planned> plan;
+    if (m.tower == Tower::kVision && m.tensors.quantized()) P.vision_fp8[m.name] = &m;
   std::set<std::string> planned_names;
-  std::size_t lm_kv = 0;
   auto add = [&](Planned p) {
     if (!planned_names.insert(p.spec.name).second) {
       res.actions.push_back(fmt::format("dropped {}: a scale of the same attention layer is already written as {}", p.src,
                                         p.spec.name));
       return;
     }
-    plan.push_back(std::move(p));
+    if (p.kind == Planned::kCopy) p.scalar = view.scalar(p.src);
+    P.tensors.push_back(std::move(p));
   };
   for (const auto& t : view.tensors()) {
     ++res.tensors_in;
     if (auto kv = parse_kv_scale_name(t.name)) {
-      const Tower tw = tower_of(canonical_name(kv->attention));
-      if (tw == Tower::kVision) {
+      if (tower_of(canonical_name(kv->attention)) == Tower::kVision) {
         res.actions.push_back(fmt::format("dropped {}: vision attention K/V scale (no runtime has a parameter for it)", t.name));
         continue;
       }
@@ -221,57 +156,64 @@ ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const 
         std::string name = kv_scale_name(kv->attention, k, kv_style);
         if (name != t.name) res.actions.push_back(fmt::format("renamed {} -> {}", t.name, name));
         add({{name, t.dtype, t.shape}, Planned::kCopy, t.name, nullptr});
-        ++lm_kv;
+        ++P.lm_kv;
       }
       continue;
     }
     const std::string module(module_of(t.name));
     const std::string_view leaf = leaf_of(t.name);
-    if (vision_bf16) {
-      auto it = vision_fp8.find(module);
-      if (it != vision_fp8.end()) {
-        if (leaf == "weight") {
-          res.actions.push_back(fmt::format("dequantized {} ({} -> BF16)", t.name, dtype_name(t.dtype)));
-          add({{t.name, DType::BF16, t.shape}, Planned::kDequantize, t.name, it->second});
-          continue;
-        }
-        if (is_scale_leaf(leaf)) {
-          res.actions.push_back(fmt::format("dropped {}: the vision Linear is BF16 now", t.name));
-          continue;
-        }
-      }
+    auto it = vision_bf16 ? P.vision_fp8.find(module) : P.vision_fp8.end();
+    if (it != P.vision_fp8.end() && leaf == "weight") {
+      res.actions.push_back(fmt::format("dequantized {} ({} -> BF16)", t.name, dtype_name(t.dtype)));
+      add({{t.name, DType::BF16, t.shape}, Planned::kDequantize, t.name, it->second});
+      continue;
+    }
+    if (it != P.vision_fp8.end() && is_scale_leaf(leaf)) {
+      res.actions.push_back(fmt::format("dropped {}: the vision Linear is BF16 now", t.name));
+      continue;
     }
     add({{t.name, t.dtype, t.shape}, Planned::kCopy, t.name, nullptr});
   }
+  return P;
+}
 
-  // ---- configs -----------------------------------------------------------------------------------
+// ModelOpt: entries of the input's exclusions that match no module of the checkpoint are dropped (e.g.
+// ModelOpt <= 0.37's "model.layers.visual*"): a runtime that honours them excludes nothing.
+std::vector<std::string> drop_stale_exclusions(const CheckpointView& view, const std::vector<std::string>& exclude,
+                                               ConvertResult& res) {
+  std::set<std::string> modules;
+  for (const auto& t : view.tensors()) {
+    const std::string m(module_of(t.name));
+    modules.insert(m);
+    modules.insert(canonical_name(m));
+  }
+  MatchPolicy producer;
+  producer.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
+  producer.regex_entries = MatchMode::kExact;
+  std::vector<std::string> kept;
+  for (const auto& e : exclude) {
+    bool hit = e == "lm_head";
+    for (const auto& m : modules) {
+      if (hit) break;
+      hit = first_match({e}, m, producer) == 0 || in_subtree(m, e);
+    }
+    if (hit) kept.push_back(e);
+    else res.actions.push_back(fmt::format("dropped exclude entry '{}': it matches no module of the checkpoint", e));
+  }
+  return kept;
+}
+
+// The exclusions of the output: the input's (ModelOpt: stale entries dropped), plus the vision tower in the
+// form the target honours when it is BF16 now, plus lm_head (ModelOpt). The action line lists each entry
+// once and says why an entry that a wildcard entry already covers is there (the target's loader does not
+// expand wildcards, e.g. vLLM 0.10 matches ModelOpt exclusions as substrings, so it needs "visual" while
+// wildcard-matching runtimes need "visual*").
+std::vector<std::string> plan_exclusions(const CheckpointView& view, const QuantLayout& L, QuantFormat format,
+                                         const RuntimeProfile& prof, bool vision_now_bf16, ConvertResult& res) {
   const QuantDeclaration* primary = L.declared.primary();
   std::vector<std::string> exclude = primary ? primary->exclude : std::vector<std::string>{};
-  if (format == QuantFormat::kModelOpt) {
-    // Stale entries (e.g. ModelOpt <= 0.37's "model.layers.visual*", which names no module on disk) are
-    // dropped: a runtime that honours them excludes nothing, and `check` reports them as matching nothing.
-    std::set<std::string> modules;
-    for (const auto& t : view.tensors()) {
-      const std::string m(module_of(t.name));
-      modules.insert(m);
-      modules.insert(canonical_name(m));
-    }
-    MatchPolicy producer;
-    producer.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
-    producer.regex_entries = MatchMode::kExact;
-    std::vector<std::string> kept;
-    for (const auto& e : exclude) {
-      bool hit = e == "lm_head";
-      for (const auto& m : modules) {
-        if (hit) break;
-        hit = first_match({e}, m, producer) == 0 || in_subtree(m, e);
-      }
-      if (hit) kept.push_back(e);
-      else res.actions.push_back(fmt::format("dropped exclude entry '{}': it matches no module of the checkpoint", e));
-    }
-    exclude = std::move(kept);
-  }
-  const bool vision_now_bf16 = vision_bf16 || vision_fp8.empty();
+  if (format == QuantFormat::kModelOpt) exclude = drop_stale_exclusions(view, exclude, res);
+  std::vector<std::string> for_target;  // entries added only for this target's matcher
   if (vision_now_bf16) {
     const std::string root = vision_root(L);
     if (format == QuantFormat::kModelOpt) {
@@ -280,103 +222,134 @@ ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const 
       for (const auto& m : L.linears)
         if (m.tower == Tower::kVision) add_unique(exclude, m.name);
     }
-    for (const auto& e : prof.vision_exclude_extra) add_unique(exclude, e);
+    for (const auto& e : prof.vision_exclude_extra) {
+      if (std::find(exclude.begin(), exclude.end(), e) != exclude.end()) continue;
+      exclude.push_back(e);
+      for_target.push_back(e);
+    }
   }
   if (format == QuantFormat::kModelOpt) add_unique(exclude, "lm_head");
-  if (primary && exclude != primary->exclude)
-    res.actions.push_back(fmt::format("exclusions set to [{}]", fmt::join(exclude, ", ")));
+  if (primary && exclude != primary->exclude) {
+    const auto& modes = (format == QuantFormat::kModelOpt ? prof.modelopt_exclusion : prof.ct_exclusion).policy.plain_entries;
+    const bool substring = std::find(modes.begin(), modes.end(), MatchMode::kSubstring) != modes.end();
+    std::string why;
+    for (const auto& e : for_target)
+      for (const auto& w : exclude)
+        if (w != e && has_wildcard(w) && fnmatch_case(w, e)) {
+          why += fmt::format("; '{}' is for {}, which {}does not expand the wildcard of '{}' (kept for the runtimes that do)",
+                             e, prof.id, substring ? "matches exclusion entries as substrings and " : "", w);
+          break;
+        }
+    res.actions.push_back(fmt::format("exclusions set to [{}]{}", fmt::join(exclude, ", "), why));
+  }
+  return exclude;
+}
 
-  std::optional<json> config = view.config();
-  if (!config) config = json::object();
-  std::optional<json> hfq;
+// Both config files from one declaration (ModelOpt), or the compressed-tensors ignore list.
+void write_declaration(const CheckpointView& view, const QuantLayout& L, QuantFormat format, const RuntimeProfile& prof,
+                       const std::vector<std::string>& exclude, std::size_t lm_kv, std::optional<json>& config,
+                       std::optional<json>& hfq, ConvertResult& res) {
+  config = view.config() ? *view.config() : json::object();
+  if (format != QuantFormat::kModelOpt) {
+    (*config)["quantization_config"]["ignore"] = exclude;
+    return;
+  }
+  const QuantDeclaration* primary = L.declared.primary();
   const json kv_scheme = {{"dynamic", false}, {"num_bits", 8}, {"type", "float"}};
-  if (format == QuantFormat::kModelOpt) {
-    const bool kv_fp8 = lm_kv > 0 || (primary && primary->declares_fp8_kv());
-    const std::string algo = primary && !primary->quant_algo.empty() ? primary->quant_algo : "FP8";
-    json producer = {{"name", "modelopt"}, {"version", primary && !primary->producer_version.empty() ? primary->producer_version : "unknown"}};
-    if (view.hf_quant_config() && view.hf_quant_config()->contains("producer")) producer = (*view.hf_quant_config())["producer"];
-    hfq = json{{"producer", producer},
-               {"quantization", {{"quant_algo", algo}, {"kv_cache_quant_algo", kv_fp8 ? json("FP8") : json(nullptr)},
-                                 {"exclude_modules", exclude}}}};
-    json qc = config->contains("quantization_config") && (*config)["quantization_config"].is_object()
-                  ? (*config)["quantization_config"] : json::object();
-    qc["quant_method"] = "modelopt";
-    qc["quant_algo"] = algo;
-    if (!qc.contains("config_groups"))
-      qc["config_groups"] = {{"group_0", {{"weights", kv_scheme}, {"input_activations", kv_scheme}, {"targets", {"Linear"}}}}};
-    qc["ignore"] = exclude;
-    if (kv_fp8) qc["kv_cache_scheme"] = kv_scheme; else qc.erase("kv_cache_scheme");
-    qc["producer"] = producer;
-    if (prof.write_cfgjson_exclude_modules) {
-      qc["exclude_modules"] = exclude;
-      qc["kv_cache_quant_algo"] = kv_fp8 ? json("FP8") : json(nullptr);
-    } else {
-      qc.erase("exclude_modules");
-      qc.erase("kv_cache_quant_algo");
-    }
-    (*config)["quantization_config"] = qc;
-    res.actions.push_back("wrote hf_quant_config.json and config.json quantization_config from one declaration");
+  const bool kv_fp8 = lm_kv > 0 || (primary && primary->declares_fp8_kv());
+  const std::string algo = primary && !primary->quant_algo.empty() ? primary->quant_algo : "FP8";
+  json producer = {{"name", "modelopt"}, {"version", primary && !primary->producer_version.empty() ? primary->producer_version : "unknown"}};
+  if (view.hf_quant_config() && view.hf_quant_config()->contains("producer")) producer = (*view.hf_quant_config())["producer"];
+  hfq = json{{"producer", producer},
+             {"quantization", {{"quant_algo", algo}, {"kv_cache_quant_algo", kv_fp8 ? json("FP8") : json(nullptr)},
+                               {"exclude_modules", exclude}}}};
+  json qc = config->contains("quantization_config") && (*config)["quantization_config"].is_object()
+                ? (*config)["quantization_config"] : json::object();
+  qc["quant_method"] = "modelopt";
+  qc["quant_algo"] = algo;
+  if (!qc.contains("config_groups"))
+    qc["config_groups"] = {{"group_0", {{"weights", kv_scheme}, {"input_activations", kv_scheme}, {"targets", {"Linear"}}}}};
+  qc["ignore"] = exclude;
+  if (kv_fp8) qc["kv_cache_scheme"] = kv_scheme; else qc.erase("kv_cache_scheme");
+  qc["producer"] = producer;
+  if (prof.write_cfgjson_exclude_modules) {
+    qc["exclude_modules"] = exclude;
+    qc["kv_cache_quant_algo"] = kv_fp8 ? json("FP8") : json(nullptr);
   } else {
-    json& qc = (*config)["quantization_config"];
-    qc["ignore"] = exclude;
+    qc.erase("exclude_modules");
+    qc.erase("kv_cache_quant_algo");
   }
+  (*config)["quantization_config"] = qc;
+  res.actions.push_back("wrote hf_quant_config.json and config.json quantization_config from one declaration");
+}
 
-  // ---- check the planned output before writing a byte --------------------------------------------
-  {
-    std::vector<TensorMeta> metas;
-    std::map<std::string, double> scalars;
-    for (const auto& p : plan) {
-      metas.push_back({p.spec.name, p.spec.dtype, p.spec.shape, 0});
-      if (p.kind == Planned::kCopy)
-        if (auto v = view.scalar(p.src)) scalars[p.spec.name] = *v;
-    }
-    Report pre = check_view(CheckpointView::from_memory(std::move(metas), config, hfq, std::move(scalars)), prof);
-    if (pre.verdict == Verdict::kFails || pre.verdict == Verdict::kInvalid)
-      throw ConfigError({in.string(), fmt::format("converting for {} cannot make a checkpoint it loads", prof.id), "loads",
-                         first_failure_text(pre),
-                         opts.vision == VisionMode::kKeep ? "try --vision bf16" : "report this checkpoint layout to vlq"});
-  }
+// Reads and validates the input: a ModelOpt or compressed-tensors checkpoint with config.json.
+QuantLayout open_input(const fs::path& in, const CheckpointView& view) {
+  if (!view.config())
+    throw FormatError({(fs::is_directory(in) ? in : in.parent_path()).string() + "/config.json", "the input checkpoint has no config.json",
+                       "config.json", "nothing", "copy config.json from the model this checkpoint was made from"});
+  QuantLayout L = build_quant_layout(view);
+  for (const auto& f : L.findings)
+    if (f.severity == Severity::kInvalid)
+      throw FormatError({in.string() + (f.subject.empty() ? "" : ": " + f.subject), "the input checkpoint is invalid: " + f.message,
+                         "", "", f.hint.empty() ? "run `vlq check " + in.string() + " --target vlq` for all findings" : f.hint});
+  const QuantFormat format = L.declared.format();
+  if (format != QuantFormat::kModelOpt && format != QuantFormat::kCompressedTensors)
+    throw UsageError({in.string(), "not a ModelOpt or compressed-tensors FP8 checkpoint, nothing to convert",
+                      "hf_quant_config.json or config.json quantization_config", std::string(quant_format_name(format)),
+                      "vlq inspect " + in.string()});
+  return L;
+}
 
-  // ---- stream ------------------------------------------------------------------------------------
-  std::vector<io::TensorSpec> specs;
-  specs.reserve(plan.size());
-  for (const auto& p : plan) specs.push_back(p.spec);
-  io::WriterOptions wo;
-  wo.max_shard_bytes = opts.max_shard_bytes;
-  wo.metadata = {{"format", "pt"}};
-  wo.overwrite = opts.force;
-  wo.fsync = opts.fsync;
-  wo.inputs = {fs::absolute(in)};
-  io::CheckpointWriter w(out, specs, wo);
-  for (const auto& p : plan) {
-    if (p.kind == Planned::kDequantize) {
-      std::vector<std::byte> bf16 = dequantize_weight(ck, *p.linear);
-      w.write(p.spec.name, bf16);
-    } else {
-      w.write(p.spec.name, ck.data(p.src));
-    }
-  }
-  w.write_file("config.json", config->dump(2) + "\n");
-  if (hfq) w.write_file("hf_quant_config.json", hfq->dump(4) + "\n");
+}  // namespace
+
+ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const ConvertOptions& opts) {
+  const RuntimeProfile& prof = find_profile(opts.target);
   const fs::path folder = fs::is_directory(in) ? in : in.parent_path();
-  for (const auto& e : fs::directory_iterator(folder)) {
-    const std::string fname = e.path().filename().string();
-    if (!e.is_regular_file()) continue;
-    if (fname == "config.json" || fname == "hf_quant_config.json" || fname == "model.safetensors.index.json" ||
-        e.path().extension() == ".safetensors")
-      continue;
-    w.copy_file(e.path());
-  }
+  io::require_new_output(out, {folder}, opts.force);
+  CheckpointView view = CheckpointView::open(in);
+  const QuantLayout L = open_input(in, view);
+  const io::Checkpoint& ck = *view.checkpoint();
+  const QuantFormat format = L.declared.format();
+  const bool vision_bf16 = opts.vision == VisionMode::kBf16 ||
+                           (opts.vision == VisionMode::kDefault && prof.default_vision == "bf16");
+  ConvertResult res;
+  res.out = out;
 
-  // ---- check what was written, then rename into place -------------------------------------------
-  res.check = check_view(view_of_written(w.pending_dir(), w.shards(), config, hfq), prof);
-  res.check.checkpoint = out.string();
-  if (res.check.verdict == Verdict::kFails || res.check.verdict == Verdict::kInvalid)
+  const KvStyle kv_style = format == QuantFormat::kCompressedTensors ? prof.ct_kv_style : prof.modelopt_kv_style;
+  const ConvertPlan P = plan_tensors(view, L, kv_style, vision_bf16, res);
+  const std::vector<std::string> exclude =
+      plan_exclusions(view, L, format, prof, vision_bf16 || P.vision_fp8.empty(), res);
+  StreamPlan sp;
+  write_declaration(view, L, format, prof, exclude, P.lm_kv, sp.config, sp.hf_quant_config, res);
+  sp.input_dir = folder;
+  sp.out = out;
+  for (const auto& p : P.tensors) sp.tensors.push_back({p.spec, p.scalar});
+  sp.files.emplace_back("config.json", sp.config->dump(2) + "\n");
+  if (sp.hf_quant_config) sp.files.emplace_back("hf_quant_config.json", sp.hf_quant_config->dump(4) + "\n");
+  sp.skip_files = {"hf_quant_config.json"};
+  sp.force = opts.force;
+  sp.fsync = opts.fsync;
+  sp.max_shard_bytes = opts.max_shard_bytes;
+  CheckpointStream stream(std::move(sp));
+
+  // Check the planned output before writing a byte, stream, check what was written, rename into place.
+  const Report pre = stream.check_planned(prof);
+  if (verdict_fails(pre.verdict))
+    throw ConfigError({in.string(), fmt::format("converting for {} cannot make a checkpoint it loads", prof.id), "loads",
+                       failure_summary(pre, 600),
+                       opts.vision == VisionMode::kKeep ? "try --vision bf16" : "report this checkpoint layout to vlq"});
+  stream.write([&](std::size_t i, io::CheckpointWriter& w) {
+    const Planned& p = P.tensors[i];
+    if (p.kind == Planned::kDequantize) w.write(p.spec.name, dequantize_weight(ck, *p.linear));
+    else w.write(p.spec.name, ck.data(p.src));
+  });
+  res.check = stream.check_written(prof);
+  if (verdict_fails(res.check.verdict))
     throw ConfigError({out.string(), fmt::format("the converted checkpoint still does not load on {}", prof.id), "loads",
-                       first_failure_text(res.check), "nothing was written; report this checkpoint layout to vlq"});
-  res.tensors_out = plan.size();
-  res.bytes_out = w.total_size();
-  w.commit();
+                       failure_summary(res.check, 600), "nothing was written; report this checkpoint layout to vlq"});
+  res.tensors_out = P.tensors.size();
+  res.bytes_out = stream.commit();
   return res;
 }
 

@@ -653,6 +653,21 @@ void require_separate_output(const fs::path& out, const std::vector<fs::path>& i
   }
 }
 
+void require_new_output(const fs::path& out, const std::vector<fs::path>& inputs, bool overwrite) {
+  require_separate_output(out, inputs);
+  if (exists_nofollow(out) && !overwrite)
+    throw UsageError({out.string(), "output folder already exists", "a path that does not exist", "an existing path",
+                      "choose another output folder or pass --force to replace it"});
+}
+
+void require_writable_file(const fs::path& file, const std::string& flag, const std::string& before) {
+  std::error_code ec;
+  const fs::path parent = fs::absolute(file).parent_path();
+  if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
+    throw IoError({file.string(), "cannot write the " + flag + " file", "a writable folder", parent.string(),
+                   "create the folder or choose another path (checked before " + before + ")"});
+}
+
 void write_text_file(const fs::path& file, std::string_view text) {
   const fs::path target = fs::absolute(file);
   fs::path tmp;

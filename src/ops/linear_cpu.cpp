@@ -94,22 +94,17 @@ void linear_forward(const LinearWeights& lin, const float* x, std::int64_t m, st
   }
 }
 
-void quantize_linear_fp8_static(LinearWeights& lin, float input_amax, bool bf16_double_round) {
+void quantize_linear_fp8_static(LinearWeights& lin, float input_amax, const Fp8WeightRecipe& recipe, DType source_dtype) {
   if (lin.kind != LinearKind::kDense)
     throw UsageError({lin.name, "layer is already quantized", "dense", linear_kind_name(lin.kind), ""});
   if (!(std::isfinite(input_amax) && input_amax > 0.0f))
     throw UsageError({lin.name, "input amax must be finite and > 0", "> 0", std::to_string(input_amax),
                       "the calibration data never reached this module"});
-  float wmax = 0.0f;
-  for (float v : lin.w) wmax = std::max(wmax, std::fabs(v));
-  const float ws = wmax > 0.0f ? wmax / 448.0f : 1.0f;
-  for (float& v : lin.w) {
-    float q = v / ws;
-    if (bf16_double_round) q = bf16_to_f32(f32_to_bf16(q));
-    v = e4m3fn_to_f32(f32_to_e4m3fn_sat(q));
-  }
+  const Fp8Weight q = quantize_weight_fp8(std::as_bytes(std::span<const float>(lin.w)), DType::F32, source_dtype, recipe,
+                                          lin.name + ".weight");
+  for (std::size_t i = 0; i < q.codes.size(); ++i) lin.w[i] = e4m3fn_to_f32(q.codes[i]);
   lin.kind = LinearKind::kFp8Static;
-  lin.weight_scale = {ws};
+  lin.weight_scale = {q.scale};
   lin.input_scale = input_amax / 448.0f;
 }
 

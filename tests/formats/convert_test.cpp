@@ -3,6 +3,8 @@
 // the input is never modified.
 #include <gtest/gtest.h>
 
+#include "io/io_test_util.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,20 +23,8 @@ namespace {
 
 const fs::path kRef = fs::path(VLQ_SOURCE_DIR) / "tests/data/ref_exports";
 
-std::string read_all(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Snapshot of every file of a folder (name → bytes) to prove the input is untouched.
-std::map<std::string, std::string> snapshot(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) m[e.path().filename().string()] = read_all(e.path());
-  return m;
-}
+using vlq::testing::folder_snapshot;
+using vlq::testing::read_bytes;
 
 class ConvertTest : public ::testing::Test {
  protected:
@@ -67,7 +57,7 @@ float value_as_f32(const vlq::io::Checkpoint& ck, const std::string& name, std::
 TEST_F(ConvertTest, WholeVlmModelOptForVllm010LoadsAndDequantizesVisionExactly) {
   const fs::path in = kRef / "modelopt-vlm-fp8-kv";
   ASSERT_TRUE(fs::exists(in));
-  auto before = snapshot(in);
+  auto before = folder_snapshot(in);
   F::Report pre = F::check_checkpoint(in, "vllm-0.10");
   ASSERT_EQ(pre.verdict, F::Verdict::kFails);
   ASSERT_NE(pre.first_failure(), nullptr);
@@ -77,7 +67,7 @@ TEST_F(ConvertTest, WholeVlmModelOptForVllm010LoadsAndDequantizesVisionExactly) 
   F::ConvertResult r = F::convert_checkpoint(in, out, opts("vllm-0.10"));
   EXPECT_EQ(r.check.verdict, F::Verdict::kLoads);
   EXPECT_EQ(F::check_checkpoint(out, "vllm-0.10").verdict, F::Verdict::kLoads);
-  EXPECT_EQ(snapshot(in), before) << "input modified";
+  EXPECT_EQ(folder_snapshot(in), before) << "input modified";
 
   auto src = vlq::io::Checkpoint::open(in);
   auto dst = vlq::io::Checkpoint::open(out);
@@ -104,8 +94,8 @@ TEST_F(ConvertTest, WholeVlmModelOptForVllm010LoadsAndDequantizesVisionExactly) 
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0);
   // Both config files agree and exclude the vision tower in the form vLLM 0.10 matches (substring).
-  auto hfq = nlohmann::json::parse(read_all(out / "hf_quant_config.json"));
-  auto cfg = nlohmann::json::parse(read_all(out / "config.json"));
+  auto hfq = nlohmann::json::parse(read_bytes(out / "hf_quant_config.json"));
+  auto cfg = nlohmann::json::parse(read_bytes(out / "config.json"));
   const auto& ex = hfq["quantization"]["exclude_modules"];
   EXPECT_NE(std::find(ex.begin(), ex.end(), "visual"), ex.end());
   EXPECT_EQ(cfg["quantization_config"]["ignore"], ex);
@@ -155,7 +145,7 @@ TEST_F(ConvertTest, RefusesExistingOutputUnlessForced) {
   fs::create_directories(out);
   std::ofstream(out / "keep.txt") << "precious";
   EXPECT_THROW(F::convert_checkpoint(kRef / "modelopt-lm-fp8-kv", out, opts("vllm-0.10")), vlq::UsageError);
-  EXPECT_EQ(read_all(out / "keep.txt"), "precious");
+  EXPECT_EQ(read_bytes(out / "keep.txt"), "precious");
   auto o = opts("vllm-0.10");
   o.force = true;
   F::convert_checkpoint(kRef / "modelopt-lm-fp8-kv", out, o);
@@ -173,24 +163,24 @@ TEST_F(ConvertTest, RefusesToWriteIntoItsInput) {
   // Copy an export, then try to convert it onto itself with --force: the input must survive.
   const fs::path in = tmp_ / "in";
   fs::copy(kRef / "modelopt-lm-fp8-kv", in, fs::copy_options::recursive);
-  auto before = snapshot(in);
+  auto before = folder_snapshot(in);
   auto o = opts("vllm-0.10");
   o.force = true;
   EXPECT_THROW(F::convert_checkpoint(in, in, o), vlq::UsageError);
-  EXPECT_EQ(snapshot(in), before);
+  EXPECT_EQ(folder_snapshot(in), before);
 }
 
 TEST_F(ConvertTest, RefusesOutputInsideInputAndInputWithoutConfig) {
   const fs::path in = tmp_ / "in";
   fs::copy(kRef / "modelopt-lm-fp8-kv", in, fs::copy_options::recursive);
-  auto before = snapshot(in);
+  auto before = folder_snapshot(in);
   EXPECT_THROW(F::convert_checkpoint(in, in / "sub", opts("vllm-0.10")), vlq::UsageError);
   EXPECT_FALSE(fs::exists(in / "sub"));
   fs::remove(in / "config.json");
   before.erase("config.json");
   EXPECT_THROW(F::convert_checkpoint(in, tmp_ / "out", opts("vllm-0.10")), vlq::FormatError);
   EXPECT_FALSE(fs::exists(tmp_ / "out"));
-  EXPECT_EQ(snapshot(in), before);
+  EXPECT_EQ(folder_snapshot(in), before);
   // check: a folder without config.json is invalid for every target (exit code 3).
   for (std::string t : {"vllm-0.10", "vllm-latest", "vlq"}) {
     F::Report r = F::check_checkpoint(in, t);

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <map>
 #include <span>
 #include <fstream>
 #include <string>
@@ -69,6 +71,14 @@ inline void write_bytes(const std::filesystem::path& p, std::string_view bytes) 
 inline std::string read_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Every regular file directly in `dir`: name → bytes (to prove an input folder is left untouched).
+inline std::map<std::string, std::string> folder_snapshot(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file()) m[e.path().filename().string()] = read_bytes(e.path());
+  return m;
 }
 
 // One tensor for a raw test file: dtype string, shape, and byte count (pattern data).

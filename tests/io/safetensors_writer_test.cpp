@@ -273,6 +273,27 @@ TEST(SafetensorsWriter, RefusesOutputThatIsOrContainsAnInput) {
   EXPECT_TRUE(fs::exists(d / "in" / "sub"));
 }
 
+// The pre-flight guard of convert / quantize / the exporters: separate output, and no existing one unless
+// overwrite.
+TEST(SafetensorsWriter, RequireNewOutput) {
+  TempDir d;
+  fs::create_directories(d / "in" / "sub");
+  VLQ_EXPECT_ERROR(require_new_output(d / "in", {d / "in"}, true), UsageError, "is or contains an input");
+  VLQ_EXPECT_ERROR(require_new_output(d.path(), {d / "in"}, true), UsageError, "is or contains an input");
+  VLQ_EXPECT_ERROR(require_new_output(d / "in" / "q", {d / "in"}, true), UsageError, "inside the input");
+  fs::create_directories(d / "old");
+  VLQ_EXPECT_ERROR(require_new_output(d / "old", {d / "in"}, false), UsageError, "already exists", "--force");
+  EXPECT_NO_THROW(require_new_output(d / "old", {d / "in"}, true));
+  EXPECT_NO_THROW(require_new_output(d / "new", {d / "in"}, false));
+}
+
+TEST(SafetensorsWriter, RequireWritableFile) {
+  TempDir d;
+  EXPECT_NO_THROW(require_writable_file(d / "x.json", "--json-out", "the evaluation"));
+  VLQ_EXPECT_ERROR(require_writable_file(d / "missing" / "x.json", "--json-out", "the evaluation"), IoError,
+                   "cannot write the --json-out file", "checked before the evaluation");
+}
+
 TEST(SafetensorsWriter, CopiesAndWritesOtherFiles) {
   TempDir d;
   write_bytes(d / "config.json", "{\"a\":1}");

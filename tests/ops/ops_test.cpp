@@ -59,7 +59,7 @@ TEST(OpsLinear, Fp8StaticIsExactEmulation) {
   float amax = 0;
   for (float v : x) amax = std::max(amax, std::fabs(v));
   const auto w_orig = l.w;
-  quantize_linear_fp8_static(l, amax * 0.5f, false);  // half the amax: some activations saturate
+  quantize_linear_fp8_static(l, amax * 0.5f);  // half the amax: some activations saturate
   ASSERT_EQ(l.kind, LinearKind::kFp8Static);
   const float s_in = *l.input_scale, s_w = l.weight_scale[0];
   std::vector<float> y(4 * 16);
@@ -83,7 +83,7 @@ TEST(OpsLinear, Fp8StaticIsExactEmulation) {
 
 TEST(OpsLinear, Fp8DynamicPerTokenAndPerChannel) {
   auto l = dense(8, 32, 5, false);
-  quantize_linear_fp8_static(l, 1.0f, false);
+  quantize_linear_fp8_static(l, 1.0f);
   l.kind = LinearKind::kFp8Dynamic;
   l.input_scale.reset();
   l.weight_scale.assign(8, l.weight_scale[0]);
@@ -107,8 +107,8 @@ TEST(OpsLinear, Fp8DynamicPerTokenAndPerChannel) {
 
 TEST(OpsLinear, QuantizeRejectsBadAmax) {
   auto l = dense(4, 16, 7, false);
-  EXPECT_THROW(quantize_linear_fp8_static(l, 0.0f, false), UsageError);
-  EXPECT_THROW(quantize_linear_fp8_static(l, NAN, false), UsageError);
+  EXPECT_THROW(quantize_linear_fp8_static(l, 0.0f), UsageError);
+  EXPECT_THROW(quantize_linear_fp8_static(l, NAN), UsageError);
 }
 
 TEST(OpsKvCache, Fp8StoresE4M3CodesTimesScale) {

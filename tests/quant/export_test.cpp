@@ -1,7 +1,11 @@
 // Fidelity tests of the FP8 export (vlq quantize after calibration): exporting tests/data/ref_exports/base-bf16
 // with the amax that ModelOpt 0.35/0.47 and llm-compressor 0.14 recorded must give the tensors and config
-// blocks those tools wrote, byte for byte; plus the plan rules and the refusal cases.
+// blocks those tools wrote, byte for byte (with their double rounding, --layout exact); the default single
+// rounding differs from them only by one E4M3 step where the BF16 quotient rounds across a code boundary,
+// and equals the runtime's in-memory quantization; plus the plan rules and the refusal cases.
 #include <gtest/gtest.h>
+
+#include "io/io_test_util.h"
 
 #include <cstring>
 #include <filesystem>
@@ -16,6 +20,7 @@
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/formats/hf_config.h"
+#include "vlq/ops/linear.h"
 #include "vlq/quant/export.h"
 
 namespace fs = std::filesystem;
@@ -28,21 +33,10 @@ namespace {
 const fs::path kRef = fs::path(VLQ_SOURCE_DIR) / "tests/data/ref_exports";
 const fs::path kBase = kRef / "base-bf16";
 
-std::string read_all(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using vlq::testing::folder_snapshot;
+using vlq::testing::read_bytes;
 
-std::map<std::string, std::string> snapshot(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) m[e.path().filename().string()] = read_all(e.path());
-  return m;
-}
-
-json read_json(const fs::path& p) { return json::parse(read_all(p)); }
+json read_json(const fs::path& p) { return json::parse(read_bytes(p)); }
 
 // CalibrationStats from the per-quantizer amax ModelOpt recorded (provenance.json log), in-memory
 // (canonical) names: "<Linear>.input_quantizer" → input_amax, "<attention>.{k,v}_bmm_quantizer" → k/v_amax.
@@ -114,6 +108,13 @@ class QuantExport : public ::testing::Test {
     o.fsync = false;
     return o;
   }
+  // The tools' double rounding E4M3(BF16(W/s)) (`vlq quantize --layout exact`): what byte-for-byte
+  // comparisons with the reference exports need.
+  static Q::QuantizeOptions exact_opts() {
+    Q::QuantizeOptions o = opts();
+    o.weight_rounding = vlq::ops::Fp8Rounding::kDouble;
+    return o;
+  }
   Q::QuantPlan plan(const fs::path& dir, const Q::QuantizeOptions& o) {
     auto ck = vlq::io::Checkpoint::open(dir);
     auto cfg = vlq::formats::load_model_config(dir / "config.json");
@@ -122,10 +123,10 @@ class QuantExport : public ::testing::Test {
   // Exports base-bf16 and compares everything with the reference export `ref`.
   Q::ExportReport export_and_compare(const std::string& ref, const Q::CalibrationStats& stats, const Q::QuantizeOptions& o) {
     const fs::path out = tmp_ / "out";
-    auto before = snapshot(kBase);
+    auto before = folder_snapshot(kBase);
     Q::QuantPlan p = plan(kBase, o);
     Q::ExportReport r = Q::export_quantized(kBase, out, p, stats, o);
-    EXPECT_EQ(snapshot(kBase), before) << "input modified";
+    EXPECT_EQ(folder_snapshot(kBase), before) << "input modified";
     compare_with_reference(out, kRef / ref);
     std::string summary = Q::format_summary(p, r);
     EXPECT_NE(summary.find("quantized"), std::string::npos);
@@ -160,7 +161,7 @@ class QuantExport : public ::testing::Test {
     EXPECT_GT(fp8, 0);
     EXPECT_GT(scales, 0);
     // The safetensors file itself: same layout rules as Python safetensors, same metadata → same bytes.
-    EXPECT_EQ(read_all(out / "model.safetensors"), read_all(ref / "model.safetensors")) << "model.safetensors not byte-identical";
+    EXPECT_EQ(read_bytes(out / "model.safetensors"), read_bytes(ref / "model.safetensors")) << "model.safetensors not byte-identical";
     // Config blocks: equal apart from producer version strings.
     json qa = read_json(out / "config.json")["quantization_config"], qb = read_json(ref / "config.json")["quantization_config"];
     EXPECT_EQ(without_versions(qa), without_versions(qb)) << "ours:\n" << qa.dump(1) << "\nref:\n" << qb.dump(1);
@@ -169,7 +170,7 @@ class QuantExport : public ::testing::Test {
       json ha = read_json(out / "hf_quant_config.json"), hb = read_json(ref / "hf_quant_config.json");
       EXPECT_EQ(without_versions(ha), without_versions(hb)) << ha.dump(1) << "\n" << hb.dump(1);
       if (ha == hb) {
-        EXPECT_EQ(read_all(out / "hf_quant_config.json"), read_all(ref / "hf_quant_config.json"));
+        EXPECT_EQ(read_bytes(out / "hf_quant_config.json"), read_bytes(ref / "hf_quant_config.json"));
       }
     }
     // The rest of config.json is the input's (the tools re-serialised it with their transformers version).
@@ -201,7 +202,7 @@ TEST_F(QuantExport, ModelOpt047LanguageModelMatchesReference) {
   auto stats = stats_from_modelopt(kRef / "modelopt047-lm-fp8-kv", &wamax);
   ASSERT_EQ(stats.input_amax.size(), 14u);
   ASSERT_EQ(stats.k_amax.size(), 2u);
-  Q::QuantizeOptions o = opts();
+  Q::QuantizeOptions o = exact_opts();
   o.check_targets = {"vlq", "vllm-latest"};
   Q::ExportReport r = export_and_compare("modelopt047-lm-fp8-kv", stats, o);
   EXPECT_EQ(r.quantized, 14);
@@ -227,7 +228,7 @@ TEST_F(QuantExport, ModelOpt047LanguageModelMatchesReference) {
 TEST_F(QuantExport, ModelOpt047VlmNativeWithVisionOrphansMatchesReference) {
   auto stats = stats_from_modelopt(kRef / "modelopt047-vlm-fp8-kv-native");
   ASSERT_EQ(stats.k_amax.size(), 4u);  // 2 LM layers + 2 ViT blocks
-  Q::QuantizeOptions o = opts();
+  Q::QuantizeOptions o = exact_opts();
   o.scope = Q::Scope::kVisionLanguage;
   o.exclude = {"*visual*"};
   o.vision_kv = Q::VisionKvScales::kModelOpt;
@@ -245,7 +246,7 @@ TEST_F(QuantExport, ModelOpt047VlmNativeWithVisionOrphansMatchesReference) {
 // The clamp and the MO <= 0.37 exclude list are reproduced only with --modelopt-compat 0.35.
 TEST_F(QuantExport, ModelOpt035VlmCompatMatchesReference) {
   auto stats = stats_from_modelopt(kRef / "modelopt-vlm-fp8-kv");
-  Q::QuantizeOptions o = opts();
+  Q::QuantizeOptions o = exact_opts();
   o.scope = Q::Scope::kVisionLanguage;
   o.vision_kv = Q::VisionKvScales::kModelOpt;
   o.modelopt_version_compat = "0.35";
@@ -262,7 +263,7 @@ TEST_F(QuantExport, ModelOpt035VlmCompatMatchesReference) {
 // tensor on disk) and KV scales clamped to 1.0, only with --modelopt-compat 0.35.
 TEST_F(QuantExport, ModelOpt035LanguageModelCompatMatchesReference) {
   auto stats = stats_from_modelopt(kRef / "modelopt-lm-fp8-kv");
-  Q::QuantizeOptions o = opts();
+  Q::QuantizeOptions o = exact_opts();
   o.modelopt_version_compat = "0.35";
   export_and_compare("modelopt-lm-fp8-kv", stats, o);
   expect_verdicts(tmp_ / "out", kRef / "modelopt-lm-fp8-kv", {{"vllm-0.10", F::Verdict::kLoadsWithWarnings}});
@@ -274,7 +275,7 @@ TEST_F(QuantExport, ModelOpt035LanguageModelCompatMatchesReference) {
 TEST_F(QuantExport, CompressedTensorsLanguageModelMatchesReference) {
   auto stats = stats_from_compressed_tensors(kRef / "llmc-lm-fp8");
   ASSERT_EQ(stats.input_amax.size(), 14u);
-  Q::QuantizeOptions o = opts();
+  Q::QuantizeOptions o = exact_opts();
   o.format = Q::ExportFormat::kCompressedTensors;
   o.exclude = {"re:visual.*", "re:model.visual.*"};  // the recipe's ignore list (lm_head is excluded anyway)
   o.check_targets = {"vlq", "vllm-0.10", "vllm-latest"};
@@ -287,6 +288,76 @@ TEST_F(QuantExport, CompressedTensorsLanguageModelMatchesReference) {
 }
 
 // ---- defaults: where vlq deliberately differs from the tools -----------------------------------------
+
+// Default weight rounding: one rounding, E4M3(f32(W) / s). The scales and every non-FP8 byte equal the
+// ModelOpt 0.47 reference; an FP8 code differs only where BF16(W/s) rounds across an E4M3 code boundary (by
+// one step, a few percent of the codes), and each equals the single-rounded code computed here directly.
+TEST_F(QuantExport, DefaultSingleRoundingDiffersFromToolsByOneStep) {
+  auto stats = stats_from_modelopt(kRef / "modelopt047-lm-fp8-kv");
+  Q::QuantizeOptions o = opts();
+  ASSERT_EQ(o.weight_rounding, vlq::ops::Fp8Rounding::kSingle);
+  Q::export_quantized(kBase, tmp_ / "out", plan(kBase, o), stats, o);
+  auto a = vlq::io::Checkpoint::open(tmp_ / "out"), ref = vlq::io::Checkpoint::open(kRef / "modelopt047-lm-fp8-kv"),
+       base = vlq::io::Checkpoint::open(kBase);
+  ASSERT_EQ(a.names(), ref.names());
+  std::size_t codes = 0, differ = 0;
+  for (const auto& n : ref.names()) {
+    auto da = a.data(n), dr = ref.data(n);
+    ASSERT_EQ(da.size(), dr.size()) << n;
+    if (a.info(n).dtype != vlq::DType::F8_E4M3) {
+      EXPECT_EQ(std::memcmp(da.data(), dr.data(), da.size()), 0) << n;
+      continue;
+    }
+    const std::string mod(F::module_of(n));
+    const float s = f32_of(a, mod + ".weight_scale");
+    std::vector<float> w(da.size());
+    vlq::decode_to_f32(base.info(n).dtype, base.data(n), w);
+    for (std::size_t i = 0; i < da.size(); ++i) {
+      const auto qa = static_cast<std::uint8_t>(da[i]), qr = static_cast<std::uint8_t>(dr[i]);
+      ASSERT_EQ(qa, vlq::f32_to_e4m3fn_sat(w[i] / s)) << n << "[" << i << "]";
+      ++codes;
+      if (qa != qr) {
+        ++differ;
+        EXPECT_LE(std::abs(int(qa & 0x7f) - int(qr & 0x7f)), 1) << n << "[" << i << "]";
+      }
+    }
+  }
+  EXPECT_GT(differ, 0u);
+  EXPECT_LT(double(differ) / double(codes), 0.06) << differ << " of " << codes;
+  EXPECT_EQ(read_json(tmp_ / "out" / "vlq_quantize.json")["weight_rounding"], "single");
+}
+
+// The runtime's in-memory quantization (ops::quantize_linear_fp8_static) is the export's recipe: for every
+// quantized Linear of the reference export, the same scale and the same codes, in both roundings.
+TEST_F(QuantExport, InMemoryQuantizationEqualsTheExport) {
+  auto stats = stats_from_modelopt(kRef / "modelopt047-lm-fp8-kv");
+  for (const auto rounding : {vlq::ops::Fp8Rounding::kSingle, vlq::ops::Fp8Rounding::kDouble}) {
+    Q::QuantizeOptions o = opts();
+    o.weight_rounding = rounding;
+    fs::remove_all(tmp_ / "out");
+    Q::ExportReport r = Q::export_quantized(kBase, tmp_ / "out", plan(kBase, o), stats, o);
+    auto out = vlq::io::Checkpoint::open(tmp_ / "out"), base = vlq::io::Checkpoint::open(kBase);
+    ASSERT_EQ(r.modules.size(), 14u);
+    for (const auto& m : r.modules) {
+      const std::string wn = m.checkpoint_module + ".weight";
+      vlq::ops::LinearWeights lin;
+      lin.name = m.checkpoint_module;
+      lin.w.resize(static_cast<std::size_t>(base.info(wn).numel()));
+      vlq::decode_to_f32(base.info(wn).dtype, base.data(wn), lin.w);
+      vlq::ops::Fp8WeightRecipe recipe;
+      recipe.rounding = rounding;
+      vlq::ops::quantize_linear_fp8_static(lin, m.input_amax, recipe, base.info(wn).dtype);
+      EXPECT_EQ(lin.weight_scale[0], f32_of(out, m.checkpoint_module + ".weight_scale")) << wn;
+      EXPECT_EQ(*lin.input_scale, f32_of(out, m.checkpoint_module + ".input_scale")) << wn;
+      auto q = out.data(wn);
+      std::size_t mismatches = 0;
+      for (std::size_t i = 0; i < q.size(); ++i)
+        mismatches += lin.w[i] != vlq::e4m3fn_to_f32(static_cast<std::uint8_t>(q[i]));
+      EXPECT_EQ(mismatches, 0u) << wn << " rounding " << vlq::ops::fp8_rounding_name(rounding);
+    }
+  }
+}
+
 
 // Default ModelOpt output for scope vlm: no orphan ViT K/V scales (VisionKvScales::kNone), KV scales not
 // clamped, ModelOpt 0.47 exclusions (embedding + lm_head). vLLM 0.10 then loads it (§2.6: the orphans were
@@ -440,7 +511,7 @@ TEST_F(QuantPlanTest, ExcludeMatchingNothingIsAnError) {
 TEST_F(QuantPlanTest, Refusals) {
   Q::QuantizeOptions o = opts();
   o.pad = true;
-  EXPECT_THROW(plan(kBase, o), vlq::UnsupportedError);
+  EXPECT_THROW(plan(kBase, o), vlq::UsageError);  // a flag that is never valid: exit 64
   o = opts();
   o.vision_kv = Q::VisionKvScales::kModelOpt;  // needs scope vlm
   EXPECT_THROW(plan(kBase, o), vlq::UsageError);

@@ -143,4 +143,15 @@ void write_text_file(const std::filesystem::path& file, std::string_view text);
 // would touch an input): the guard of CheckpointWriter, for callers that stage outputs under other names first.
 void require_separate_output(const std::filesystem::path& out, const std::vector<std::filesystem::path>& inputs);
 
+// The pre-flight check of a command that writes the folder `out` from `inputs`, run before any work:
+// require_separate_output, then UsageError "output folder already exists" when `out` exists and not
+// `overwrite` (hint: choose another output folder or pass --force).
+void require_new_output(const std::filesystem::path& out, const std::vector<std::filesystem::path>& inputs,
+                        bool overwrite);
+
+// Checks that the file `file` can be created later (its folder exists and is writable), so a long run does
+// not fail at its end: IoError{where = file, what = "cannot write the <flag> file"} naming the folder, with
+// a hint that says the check ran before `before` (e.g. "generating"). `flag` names the option, e.g. "--dump".
+void require_writable_file(const std::filesystem::path& file, const std::string& flag, const std::string& before);
+
 }  // namespace vlq::io

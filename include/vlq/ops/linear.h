@@ -16,6 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "vlq/core/dtype.h"
+#include "vlq/ops/fp8_weight.h"
+
 namespace vlq::ops {
 
 enum class LinearKind {
@@ -48,10 +51,13 @@ void linear_forward(const LinearWeights& lin, const float* x, std::int64_t m, st
 // quantizer). Out may alias x.
 void fake_quantize_e4m3(const float* x, std::int64_t n, float scale, float* out);
 
-// Converts a dense LinearWeights to the FP8 static per-tensor form in memory, as an FP8 export would
-// store it: weight_scale = amax(W)/448 (f32), Wq = E4M3_sat(W / weight_scale) (`bf16_double_round`:
-// E4M3(BF16(W/s)), ModelOpt's rounding when W came from BF16), input_scale = input_amax/448.
-// Throws vlq::UsageError when input_amax is not finite and > 0 or the layer is not dense.
-void quantize_linear_fp8_static(LinearWeights& lin, float input_amax, bool bf16_double_round);
+// Converts a dense LinearWeights to the FP8 static per-tensor form in memory with the one FP8 weight recipe
+// of the export (ops::quantize_weight_fp8, vlq/ops/fp8_weight.h): weight_scale = amax(W)/448, w = the
+// decoded E4M3 codes, input_scale = input_amax/448 — the same values `vlq quantize` writes for the same
+// recipe. `source_dtype`: the checkpoint dtype the f32 weights were decoded from (what Fp8Rounding::kDouble
+// rounds the quotient to; F32: none). Throws vlq::UsageError when input_amax is not finite and > 0 or the
+// layer is not dense, and what quantize_weight_fp8 throws.
+void quantize_linear_fp8_static(LinearWeights& lin, float input_amax, const Fp8WeightRecipe& recipe = {},
+                                DType source_dtype = DType::F32);
 
 }  // namespace vlq::ops

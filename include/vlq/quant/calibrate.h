@@ -12,7 +12,7 @@
 #include "vlq/engine/prompt.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/quant/calib_data.h"
-#include "vlq/quant/export.h"
+#include "vlq/quant/calibration_stats.h"
 
 namespace vlq::quant {
 
