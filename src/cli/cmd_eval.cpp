@@ -11,6 +11,7 @@
 #include "cli/command.h"
 #include "vlq/core/error.h"
 #include "vlq/eval/evaluate.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/quant/calib_data.h"
 
@@ -21,7 +22,8 @@ using namespace vlq;
 
 struct EvalArgs {
   std::vector<std::string> models;
-  std::string reference, tasks, text, data = "both", json_out;
+  std::string reference, tasks, text, data = "both", json_out, device = "auto", image_backend = "torchvision";
+  int tensor_parallel = 1;
   std::int64_t limit = 0, max_new_tokens = 48, seq_len = 256, text_limit = 0;
   bool json = false, per_layer = false, quiet = false, no_generate = false;
 };
@@ -69,9 +71,16 @@ int run_eval(const EvalArgs& a) {
     throw UsageError({"vlq eval", "nothing to evaluate", "--tasks FILE.jsonl and/or --text FILE", "neither",
                       "e.g. --tasks data/heldout/heldout.jsonl --limit 100"});
   if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
-  const eval::EvalModel ref = eval::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)");
+  engine::BundleOptions bo;
+  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+  const engine::Device device = engine::parse_device(a.device, "--device");
+  if (device == engine::Device::kCuda && a.per_layer)
+    throw UsageError({"--per-layer", "per-layer attribution runs on the CPU path only", "--device cpu", "--device cuda",
+                      "add --device cpu"});
+  const eval::EvalModel ref =
+      eval::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)", bo, device, a.tensor_parallel);
   std::vector<eval::EvalModel> ms;
-  for (const auto& m : a.models) ms.push_back(eval::EvalModel::load(m));
+  for (const auto& m : a.models) ms.push_back(eval::EvalModel::load(m, "", bo, device, a.tensor_parallel));
   std::vector<const eval::EvalModel*> ptrs;
   for (const auto& m : ms) ptrs.push_back(&m);
   if (tty)
@@ -127,6 +136,9 @@ std::function<int()> setup_eval(CLI::App& app) {
   app.add_flag("--no-generate", a->no_generate, "Skip greedy generation (no accuracy / exact match)");
   app.add_flag("--per-layer", a->per_layer, "Score each FP8 module group alone (vision blocks, merger, LM attention/MLP, KV cache)");
   app.add_flag("--json", a->json, "Print JSON (schema vlq.eval/1) instead of the table");
+  app.add_option("--device", a->device, "cpu, cuda, or auto (cuda when a GPU is present; default)");
+  app.add_option("--tensor-parallel", a->tensor_parallel, "Shard each model over this many GPUs (CUDA; default 1)");
+  app.add_option("--image-backend", a->image_backend, "torchvision (default, transformers' AutoProcessor) or pil");
   app.add_option("--json-out", a->json_out, "Also write the JSON to this file");
   app.add_flag("-q,--quiet", a->quiet, "No progress output");
   return [a]() { return run_eval(*a); };

@@ -13,6 +13,7 @@
 #include "vlq/engine/generate.h"
 #include "vlq/engine/messages.h"
 #include "vlq/engine/model_bundle.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/model/qwen2_5_vl.h"
 
@@ -22,7 +23,8 @@ namespace fs = std::filesystem;
 using namespace vlq;
 
 struct GenerateArgs {
-  std::string model, prompt, messages, system, dump, kv_cache = "auto";
+  std::string model, prompt, messages, system, dump, kv_cache = "auto", device = "auto", image_backend = "torchvision";
+  int tensor_parallel = 1;
   std::vector<std::string> images;
   std::int64_t max_new_tokens = -1, dump_last = 1, top_k = -1;
   double temperature = -1, top_p = -1, repetition_penalty = -1;
@@ -70,6 +72,11 @@ void write_dump(const GenerateArgs& a, const engine::Prompt& prompt, const engin
 int run_generate(const GenerateArgs& a, bool has_system) {
   engine::BundleOptions bo;
   bo.kv_cache = engine::parse_kv_cache_mode(a.kv_cache);
+  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+  const engine::Device device = engine::parse_device(a.device, "--device");
+  if (device == engine::Device::kCuda && (a.dump_intermediates))
+    throw UsageError({"--dump-intermediates", "named intermediates are recorded on the CPU path only", "--device cpu",
+                      "--device cuda", "add --device cpu"});
   const engine::ModelBundle bundle = engine::ModelBundle::load(a.model, bo);
   const model::Qwen2_5_VL& m = bundle.model();
   if (auto w = bundle.kv_cache_warning()) std::cerr << "[vlq] warning: " << *w << "\n";
@@ -95,8 +102,9 @@ int run_generate(const GenerateArgs& a, bool has_system) {
   text::StreamDecoder dec(bundle.tokenizer(), true);
   IntermediateDump inter;
   bool first = true;
+  const auto runner = engine::DeviceModel::create(m, device, a.tensor_parallel);
   const auto r = engine::generate(
-      m, prompt, go,
+      *runner, prompt, go,
       [&](std::int32_t id) {
         if (first) inter.active = false;  // prefill done: keep the prompt's intermediates only
         first = false;
@@ -110,11 +118,11 @@ int run_generate(const GenerateArgs& a, bool has_system) {
     const double tps = r.decode_seconds > 0 && r.output_ids.size() > 1 ? (r.output_ids.size() - 1) / r.decode_seconds : 0;
     std::cerr << fmt::format(
         "[vlq] {} prompt tokens ({} image tokens), {} new{}; load {:.2f} s, prefill {:.3f} s ({:.1f} tok/s), "
-        "decode {:.1f} tok/s; KV cache {}\n",
+        "decode {:.1f} tok/s; KV cache {}; device {}\n",
         r.prompt_tokens, prompt.image_tokens, r.output_ids.size(), r.stopped_at_eos ? " (stopped at EOS)" : "",
         bundle.load_seconds(),
         r.prefill_seconds, r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0.0, tps,
-        m.fp8_kv_cache() ? "FP8 E4M3" : "f32");
+        m.fp8_kv_cache() ? "FP8 E4M3" : device == engine::Device::kCuda ? "BF16" : "f32", engine::device_name(device));
   }
   return 0;
 }
@@ -137,6 +145,10 @@ std::function<int()> setup_generate(CLI::App& app) {
   app.add_option("--top-k", a->top_k, "Top-k sampling (0 = off)");
   app.add_option("--repetition-penalty", a->repetition_penalty, "HF repetition penalty (default: generation_config or 1)");
   app.add_option("--seed", a->seed, "Sampling seed");
+  app.add_option("--device", a->device, "cpu, cuda, or auto (cuda when a GPU is present; default)");
+  app.add_option("--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
+  app.add_option("--image-backend", a->image_backend,
+                 "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)");
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
   app.add_option("--dump", a->dump, "Write input_ids, pixel_values, image_grid_thw, logits, output_ids to this safetensors file");
   app.add_option("--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");

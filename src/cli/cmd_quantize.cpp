@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/model_bundle.h"
 #include "vlq/formats/check.h"
@@ -31,7 +32,7 @@ namespace fs = std::filesystem;
 using namespace vlq;
 
 struct QuantizeArgs {
-  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", layout = "portable";
+  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", layout = "portable", image_backend = "torchvision";
   std::vector<std::string> exclude, targets;
   std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat;
   std::size_t samples = 64;
@@ -102,7 +103,9 @@ quant::CalibrationStats calibration_of(const QuantizeArgs& a, const fs::path& mo
   if (!a.quiet)
     std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
                              samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
-  const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir);
+  engine::BundleOptions bo;
+  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+  const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir, bo);
   if (!image_pool.empty() && !bundle.has_image_processor())
     throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
                        "preprocessor_config.json", "none", "use --calib-text only, or add the base model's preprocessor_config.json"});
@@ -236,6 +239,8 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 512)");
   app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
+  app.add_option("--image-backend", a->image_backend,
+                 "Image preprocessing of calibration images: torchvision (default, transformers' AutoProcessor) or pil");
   app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
   app.add_option("--layout", a->layout,
                  "portable (default: weights rounded once to the nearest E4M3 code of W/s; ModelOpt output also "

@@ -16,6 +16,7 @@
 #include "vlq/engine/llm_engine.h"
 #include "vlq/engine/model_bundle.h"
 #include "vlq/engine/device_model.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/engine/model_runner.h"
 #include "vlq/server/async_engine.h"
 #include "vlq/server/http_server.h"
@@ -27,9 +28,9 @@ namespace fs = std::filesystem;
 using namespace vlq;
 
 struct ServeArgs {
-  std::string model, device = "auto", host = "127.0.0.1", api_key, kv_cache = "auto", served_model_name;
+  std::string model, device = "auto", image_backend = "torchvision", host = "127.0.0.1", api_key, kv_cache = "auto", served_model_name;
   std::string allowed_media_dir;
-  int port = 8000;
+  int port = 8000, tensor_parallel = 1;
   std::int64_t max_num_seqs = 8, max_num_batched_tokens = 512, max_model_len = 0, num_kv_blocks = 0, block_size = 16;
   std::int64_t max_queue = 64, kv_cache_memory_mb = 1024, image_cache_mb = 256, max_body_mb = 32, max_image_mb = 20;
   double drain_timeout = 30;
@@ -71,6 +72,10 @@ int run_serve(const ServeArgs& a) {
   install_stop_handlers();
   engine::BundleOptions bo;
   bo.kv_cache = engine::parse_kv_cache_mode(a.kv_cache, "--kv-cache");
+  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+  if (a.tensor_parallel != 1 && engine::parse_device(a.device, "--device") != engine::Device::kCuda)
+    throw UsageError({"--tensor-parallel", "tensor parallelism needs --device cuda", "1 on the CPU",
+                      std::to_string(a.tensor_parallel), "use --device cuda, or drop --tensor-parallel"});
   const engine::ModelBundle bundle = engine::ModelBundle::load(a.model, bo);
   if (auto w = bundle.kv_cache_warning()) std::cerr << "[vlq] warning: " << *w << "\n";
   const auto& tc = bundle.model().config().text;
@@ -100,6 +105,7 @@ int run_serve(const ServeArgs& a) {
     co.max_num_batched_tokens = a.max_num_batched_tokens;
     co.max_num_seqs = a.max_num_seqs;
     co.image_cache_bytes = ro.image_cache_bytes;
+    co.tensor_parallel = a.tensor_parallel;
     runner_ptr = engine::make_cuda_model_runner(bundle.model(), co);
   } else {
     runner_ptr = std::make_unique<engine::CpuModelRunner>(bundle.model(), ro);
@@ -166,6 +172,8 @@ std::function<int()> setup_serve(CLI::App& app) {
   app.description("OpenAI-compatible server (chat completions with images, completions) with continuous batching");
   auto a = std::make_shared<ServeArgs>();
   app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
+  app.add_option("--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
+  app.add_option("--image-backend", a->image_backend, "torchvision (default, transformers' AutoProcessor) or pil");
   app.add_option("--device", a->device, "Runtime: cpu, cuda, or auto (cuda when a GPU is present; default)");
   app.add_option("--host", a->host, "Address to listen on (default 127.0.0.1: this machine only)");
   app.add_option("--port", a->port, "Port (default 8000; 0 = any free port)");

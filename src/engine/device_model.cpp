@@ -6,6 +6,7 @@
 #ifdef VLQ_HAVE_CUDA
 #include "vlq/cuda/device.h"
 #include "vlq/model_cuda/qwen2_5_vl_cuda.h"
+#include "vlq/model_cuda/tensor_parallel.h"
 #endif
 
 namespace vlq::engine {
@@ -54,7 +55,7 @@ class CpuModel final : public DeviceModel {
 #ifdef VLQ_HAVE_CUDA
 class CudaModel final : public DeviceModel {
  public:
-  explicit CudaModel(const model::Qwen2_5_VL& m) : gpu_(m) {}
+  CudaModel(const model::Qwen2_5_VL& m, int tp) : gpu_(m, tp) {}
   Device device() const override { return Device::kCuda; }
   void begin(std::int64_t capacity) override {
     gpu_.release(seq_);
@@ -67,7 +68,7 @@ class CudaModel final : public DeviceModel {
   ops::Matrix decode(std::int32_t id, model::ForwardObserver*) override { return gpu_.decode(seq_, id); }
 
  private:
-  model_cuda::Qwen2_5_VLCuda gpu_;
+  model_cuda::TensorParallelQwen2_5_VL gpu_;  // one rank = the single-GPU path
   model_cuda::CudaSequence seq_;
   std::int64_t capacity_ = 0;
 };
@@ -75,10 +76,17 @@ class CudaModel final : public DeviceModel {
 
 }  // namespace
 
-std::unique_ptr<DeviceModel> DeviceModel::create(const model::Qwen2_5_VL& model, Device device) {
-  if (device == Device::kCpu) return std::make_unique<CpuModel>(model);
+std::unique_ptr<DeviceModel> DeviceModel::create(const model::Qwen2_5_VL& model, Device device, int tensor_parallel) {
+  if (tensor_parallel < 1)
+    throw UsageError({"--tensor-parallel", "must be at least 1", ">= 1", std::to_string(tensor_parallel), ""});
+  if (device == Device::kCpu) {
+    if (tensor_parallel != 1)
+      throw UsageError({"--tensor-parallel", "tensor parallelism needs --device cuda", "1 on the CPU",
+                        std::to_string(tensor_parallel), "use --device cuda, or drop --tensor-parallel"});
+    return std::make_unique<CpuModel>(model);
+  }
 #ifdef VLQ_HAVE_CUDA
-  return std::make_unique<CudaModel>(model);
+  return std::make_unique<CudaModel>(model, tensor_parallel);
 #else
   throw UnsupportedError({"--device cuda", "this vlq was built without the CUDA runtime", "a VLQ_CUDA build", "CPU-only build",
                           "use --device cpu"});

@@ -72,6 +72,7 @@ ModelBundle ModelBundle::load(const fs::path& dir, const BundleOptions& options)
   model::Qwen2_5_VL m = model::Qwen2_5_VL::load(dir, lo);
   auto parts = std::make_unique<Parts>(dir, std::move(tok), std::move(tmpl), std::move(m));
   parts->kv_cache = options.kv_cache;
+  if (options.image_backend) parts->prompts.image_params.backend = *options.image_backend;
   parts->load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return ModelBundle(std::move(parts));
 }

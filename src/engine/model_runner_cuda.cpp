@@ -6,7 +6,7 @@
 #include "vlq/engine/model_runner.h"
 #include "vlq/ops/sampling.h"
 #ifdef VLQ_HAVE_CUDA
-#include "vlq/model_cuda/qwen2_5_vl_cuda.h"
+#include "vlq/model_cuda/tensor_parallel.h"
 #endif
 
 namespace vlq::engine {
@@ -24,7 +24,7 @@ bool greedy(const SequenceParams& p) { return p.sampling.temperature == 0.0 && p
 class CudaModelRunner final : public ModelRunner {
  public:
   CudaModelRunner(const model::Qwen2_5_VL& model, const CudaRunnerOptions& o)
-      : model_(model), opt_(o), gpu_(model, cuda_options(o)), image_cache_(o.image_cache_bytes) {}
+      : model_(model), opt_(o), gpu_(model, o.tensor_parallel, cuda_options(o)), image_cache_(o.image_cache_bytes) {}
 
   StepResult step(const Batch& batch) override {
     StepResult r;
@@ -53,7 +53,6 @@ class CudaModelRunner final : public ModelRunner {
       throw UsageError({"CudaModelRunner", "num_blocks and block_size must be >= 1", ">= 1",
                         std::to_string(o.num_blocks) + ", " + std::to_string(o.block_size), ""});
     model_cuda::CudaOptions c;
-    c.device = o.device;
     c.block_size = static_cast<int>(o.block_size);
     c.num_blocks = static_cast<int>(o.num_blocks);
     c.max_batch_tokens = static_cast<int>(o.max_num_batched_tokens);
@@ -117,7 +116,7 @@ class CudaModelRunner final : public ModelRunner {
 
   const model::Qwen2_5_VL& model_;
   CudaRunnerOptions opt_;
-  model_cuda::Qwen2_5_VLCuda gpu_;
+  model_cuda::TensorParallelQwen2_5_VL gpu_;
   ImageCache image_cache_;
   std::unordered_map<SeqId, PromptInputs> states_;
 };

@@ -12,8 +12,11 @@
 
 namespace vlq::eval {
 
-EvalModel EvalModel::load(const std::filesystem::path& dir, const std::string& label) {
-  EvalModel m{label.empty() ? dir.filename().string() : label, dir, engine::ModelBundle::load(dir), 0, ""};
+EvalModel EvalModel::load(const std::filesystem::path& dir, const std::string& label, const engine::BundleOptions& options,
+                          engine::Device device, int tensor_parallel) {
+  EvalModel m{label.empty() ? dir.filename().string() : label, dir, engine::ModelBundle::load(dir, options), 0, "", nullptr};
+  if (device != engine::Device::kCpu || tensor_parallel != 1)
+    m.runner = engine::DeviceModel::create(m.bundle.model(), device, tensor_parallel);
   const io::Checkpoint ck = io::Checkpoint::open(dir);
   for (const auto& h : ck.shard_headers())
     for (const auto& t : h.tensors) m.tensor_bytes += t.nbytes();
@@ -67,6 +70,13 @@ ops::Matrix forced_logits(const model::Qwen2_5_VL& m, const std::vector<std::int
                           std::int64_t k) {
   model::Session s = m.new_session(static_cast<std::int64_t>(ids.size()));
   return m.prefill(s, ids, prompt.images.n_patches ? &prompt.images : nullptr, k);
+}
+// The same on the model's device (EvalModel::runner), or the CPU path when it has none.
+ops::Matrix forced_logits(const EvalModel& m, const std::vector<std::int32_t>& ids, const engine::Prompt& prompt,
+                          std::int64_t k) {
+  if (!m.runner) return forced_logits(m.model(), ids, prompt, k);
+  m.runner->begin(static_cast<std::int64_t>(ids.size()));
+  return m.runner->prefill(ids, prompt.images.n_patches ? &prompt.images : nullptr, k);
 }
 
 std::vector<std::int32_t> text_ids(const engine::ModelBundle& b, const std::string& text, std::int64_t seq_len) {
@@ -126,7 +136,7 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
     engine::GenerateOptions go;
     go.max_new_tokens = o.max_new_tokens;
     go.eos_ids = eos;
-    return engine::generate(m.model(), p, go).output_ids;
+    return m.runner ? engine::generate(*m.runner, p, go).output_ids : engine::generate(m.model(), p, go).output_ids;
   };
   auto text_of = [&](const EvalModel& m, const std::vector<std::int32_t>& ids) {
     std::vector<std::int32_t> v = ids;
@@ -137,7 +147,7 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
     for (const EvalItem& item : items) {
       const TaskInputs t = task_inputs(reference.bundle, item);
       const auto K = static_cast<std::int64_t>(t.targets.size());
-      const ops::Matrix ref = forced_logits(reference.model(), t.forced, t.prompt, K);
+      const ops::Matrix ref = forced_logits(reference, t.forced, t.prompt, K);
       add_rows(scores[0].task_logits, ref, ref, t.targets);
       std::vector<std::int32_t> ref_gen;
       if (o.generation) {
@@ -147,7 +157,7 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
         scores[0].gen_total += 1;
       }
       for (std::size_t i = 0; i < models.size(); ++i) {
-        const ops::Matrix q = forced_logits(models[i]->model(), t.forced, t.prompt, K);
+        const ops::Matrix q = forced_logits(*models[i], t.forced, t.prompt, K);
         add_rows(scores[i + 1].task_logits, ref, q, t.targets);
         if (o.generation) {
           const auto g = gen(*models[i], t.prompt);
@@ -167,10 +177,10 @@ std::vector<ModelScore> evaluate(const EvalModel& reference, const std::vector<c
       const std::vector<std::int32_t> in(ids.begin(), ids.end() - 1);
       const engine::Prompt none;
       const auto K = static_cast<std::int64_t>(in.size());
-      const ops::Matrix ref = forced_logits(reference.model(), in, none, K);
+      const ops::Matrix ref = forced_logits(reference, in, none, K);
       add_rows(scores[0].text_logits, ref, ref, targets);
       for (std::size_t i = 0; i < models.size(); ++i)
-        add_rows(scores[i + 1].text_logits, ref, forced_logits(models[i]->model(), in, none, K), targets);
+        add_rows(scores[i + 1].text_logits, ref, forced_logits(*models[i], in, none, K), targets);
       if (o.progress) o.progress(++done, total);
     }
   }

@@ -17,6 +17,9 @@ namespace vlq::model_cuda {
 TensorParallelQwen2_5_VL::TensorParallelQwen2_5_VL(const model::Qwen2_5_VL& cpu, int n, const CudaOptions& options)
     : cpu_(cpu) {
   if (n < 1) throw UsageError({"--tensor-parallel", "must be at least 1", ">= 1", std::to_string(n), ""});
+  if (cuda::device_count() == 0)
+    throw CudaError({"--device cuda", "no CUDA device", "a CUDA GPU", "0 devices (cudaGetDeviceCount)",
+                     "run with --device cpu"});
   if (cuda::device_count() < n)
     throw CudaError({"--tensor-parallel", "not enough CUDA devices", std::to_string(n) + " devices",
                      std::to_string(cuda::device_count()), "lower --tensor-parallel"});

@@ -32,7 +32,9 @@ class DeviceModel {
  public:
   // `model` must outlive the DeviceModel (the CUDA path embeds prompts and runs the vision tower through
   // it). Throws UnsupportedError (CUDA not built; a Linear the CUDA path cannot run, named) and CudaError.
-  static std::unique_ptr<DeviceModel> create(const model::Qwen2_5_VL& model, Device device);
+  // tensor_parallel > 1 (CUDA only): the model is sharded over GPUs 0..N-1 (model_cuda/tensor_parallel.h);
+  // UsageError on the CPU or for N < 1.
+  static std::unique_ptr<DeviceModel> create(const model::Qwen2_5_VL& model, Device device, int tensor_parallel = 1);
   virtual ~DeviceModel() = default;
 
   virtual Device device() const = 0;

@@ -53,6 +53,9 @@ model::KvCacheMode parse_kv_cache_mode(std::string_view value, const std::string
 
 struct BundleOptions {
   model::KvCacheMode kv_cache = model::KvCacheMode::kAuto;
+  // Which transformers image processor to reproduce (docs/image-preprocessing.md): unset = the default,
+  // torchvision (what AutoProcessor picks); kPil = Qwen2VLImageProcessorPil / use_fast=False.
+  std::optional<image::ResizeBackend> image_backend;
 };
 
 // What generation_config.json (transformers GenerationConfig) sets, resolved to vlq's generation options.

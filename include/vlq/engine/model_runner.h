@@ -76,7 +76,7 @@ struct CudaRunnerOptions {
   std::int64_t max_num_batched_tokens = 8192;  // >= the scheduler's token budget
   std::int64_t max_num_seqs = 256;
   std::size_t image_cache_bytes = std::size_t{256} << 20;
-  int device = 0;
+  int tensor_parallel = 1;       // shard over GPUs 0..N-1 (model_cuda/tensor_parallel.h); 1 = one GPU
 };
 
 // Creates the CUDA runner: one model_cuda::Qwen2_5_VLCuda forward per step over every scheduled sequence,

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/eval/eval_metrics.h"
+#include "vlq/engine/device_model.h"
 #include "vlq/engine/model_bundle.h"
 #include "vlq/model/qwen2_5_vl.h"
 
@@ -27,9 +28,14 @@ struct EvalModel {
   engine::ModelBundle bundle;
   std::uint64_t tensor_bytes = 0;     // bytes of all safetensors data (the checkpoint's size)
   std::string quantization;           // short description: "BF16", "FP8 LM (ModelOpt)", ...
+  // Where teacher-forced logits and generations run (null = the CPU path). Shared so EvalModel stays
+  // copyable into tables; it refers to bundle.model(), whose address is stable across moves.
+  std::shared_ptr<engine::DeviceModel> runner;
   const model::Qwen2_5_VL& model() const { return bundle.model(); }
-  // Throws what engine::ModelBundle::load throws.
-  static EvalModel load(const std::filesystem::path& dir, const std::string& label = "");
+  // Throws what engine::ModelBundle::load and engine::DeviceModel::create throw.
+  static EvalModel load(const std::filesystem::path& dir, const std::string& label = "",
+                        const engine::BundleOptions& options = {}, engine::Device device = engine::Device::kCpu,
+                        int tensor_parallel = 1);
 };
 
 struct EvalOptions {

@@ -1,0 +1,51 @@
+// --device / --tensor-parallel / --image-backend of `vlq generate`, `vlq eval` and `vlq serve`: bad values are
+// usage errors (64) naming the flag; --device cuda without a GPU is refused (3) with a hint to use
+// --device cpu; --image-backend pil changes pixel_values (the dumped tensor) but not the command's success.
+#include "cli/cli_test_util.h"
+#include "vlq/engine/device_model.h"
+
+namespace vlq::clitest {
+namespace {
+
+TEST(DeviceCli, BadValuesAreUsageErrors) {
+  const std::string gen = "generate --model " + q(kModel) + " --prompt hi --max-new-tokens 2 ";
+  const std::string ev = "eval --reference " + q(kModel) + " --model " + q(kModel) +
+                         " --tasks data/heldout/heldout.jsonl --limit 2 ";
+  struct Case {
+    std::string args, msg;
+  };
+  for (const Case& c : std::vector<Case>{
+           {gen + "--device tpu", "unknown device"},
+           {gen + "--image-backend bicubic", "unknown image resize backend"},
+           {gen + "--device cpu --tensor-parallel 2", "tensor parallelism needs --device cuda"},
+           {gen + "--device cpu --tensor-parallel 0", "--tensor-parallel"},
+           {ev + "--device tpu", "unknown device"},
+           {ev + "--image-backend x", "--image-backend"},
+           {"serve --model " + q(kModel) + " --device cpu --tensor-parallel 2", "tensor parallelism needs --device cuda"},
+       }) {
+    const RunResult r = run_vlq(c.args);
+    EXPECT_EQ(r.rc, 64) << c.args << "\n" << r.all();
+    EXPECT_TRUE(has(r.err, c.msg)) << c.args << "\n" << r.err;
+  }
+}
+
+TEST(DeviceCli, CudaWithoutGpuIsRefusedWithAHint) {
+  if (engine::cuda_device_available()) GTEST_SKIP() << "a CUDA device is present";
+  const RunResult r = run_vlq("generate --model " + q(kModel) + " --prompt hi --max-new-tokens 2 --device cuda");
+  EXPECT_EQ(r.rc, 3) << r.all();
+  EXPECT_TRUE(has(r.err, "--device cpu")) << r.err;
+}
+
+TEST(DeviceCli, AutoRunsOnTheCpuWithoutGpuAndBothImageBackendsWork) {
+  if (engine::cuda_device_available()) GTEST_SKIP() << "a CUDA device is present (auto picks cuda)";
+  for (const std::string backend : {"torchvision", "pil"}) {
+    const RunResult r = run_vlq("generate --model " + q(kModel) + " --image " +
+                                q((kRoot / "data/heldout/images/color-0003.png").string()) +
+                                " --prompt 'What color is the shape?' --max-new-tokens 4 --image-backend " + backend);
+    EXPECT_EQ(r.rc, 0) << r.all();
+    EXPECT_TRUE(has(r.err, "device cpu")) << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace vlq::clitest
