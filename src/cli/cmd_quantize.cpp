@@ -7,6 +7,8 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <thread>
+#include <atomic>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -46,7 +48,13 @@ struct QuantizeArgs {
 // final rename, so an interrupted run leaves nothing at OUT.
 fs::path g_out;
 fs::file_time_type g_started;
-extern "C" void on_interrupt(int sig) {
+// The signal handler only records the signal (cleanup calls malloc and the filesystem, which are not
+// async-signal-safe: running them inside the handler deadlocked when the signal hit a malloc). A watcher
+// thread does the cleanup and exits.
+std::atomic<int> g_signal{0};
+extern "C" void on_interrupt(int sig) { g_signal.store(sig); }
+
+void remove_temporaries_and_exit(int sig) {
   std::error_code ec;
   const std::string base = g_out.filename().string();
   for (const auto& e : fs::directory_iterator(g_out.parent_path().empty() ? "." : g_out.parent_path(), ec)) {
@@ -57,6 +65,17 @@ extern "C" void on_interrupt(int sig) {
   const char msg[] = "\n[vlq] interrupted: temporary output removed, nothing written at OUT\n";
   (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
   ::_exit(128 + sig);
+}
+
+void install_interrupt_watcher() {
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+  std::thread([] {
+    for (;;) {
+      if (const int sig = g_signal.load()) remove_temporaries_and_exit(sig);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }).detach();
 }
 
 double since(std::chrono::steady_clock::time_point t) {
@@ -178,8 +197,7 @@ int run_quantize(const QuantizeArgs& a) {
   const fs::path model_dir = a.model, out_dir = fs::absolute(a.out).lexically_normal();
   g_out = out_dir;
   g_started = fs::file_time_type::clock::now() - std::chrono::seconds(1);
-  std::signal(SIGINT, on_interrupt);
-  std::signal(SIGTERM, on_interrupt);
+  install_interrupt_watcher();
   if (!fs::is_directory(model_dir))
     throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
   // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
