@@ -687,9 +687,10 @@ class Simulator {
         std::string_view leaf = leaf_of(m.name);
         if (leaf != "q_proj" && leaf != "k_proj" && leaf != "v_proj" && leaf != "qkv_proj") continue;
         std::string attn = p_.prefix.apply(std::string(module_of(m.name)));
-        for (const char* s : {".attn.k_scale", ".attn.v_scale", ".attn.q_scale", ".attn.prob_scale"}) {
-          params_.insert(attn + s);
-          attention_params_.insert(attn + s);
+        for (KvKind k : {KvKind::kK, KvKind::kV, KvKind::kQ, KvKind::kProb}) {
+          const std::string param = kv_scale_name(attn, k, KvStyle::kRuntimeAttn);
+          params_.insert(param);
+          attention_params_.insert(param);
         }
       }
     }
@@ -840,12 +841,13 @@ class Simulator {
       std::string r = rel(rt, false);
       auto full_of = [&](const std::string& x) { return p_.lm_root.empty() ? x : p_.lm_root + "." + x; };
       // compressed-tensors get_cache_scale (old k_proj.output_scale spelling), strict
-      if (cfg.format == QuantFormat::kCompressedTensors && p_.ct_output_scale_remap && ends_with(r, ".output_scale") &&
-          (r.find(".k_proj") != std::string::npos || r.find(".v_proj") != std::string::npos)) {
-        bool k = r.find(".k_proj") != std::string::npos;
-        std::string target = r.substr(0, r.find(k ? ".k_proj" : ".v_proj")) + (k ? ".attn.k_scale" : ".attn.v_scale");
-        load_param(t, full_of(target), false, target);
-        continue;
+      if (cfg.format == QuantFormat::kCompressedTensors && p_.ct_output_scale_remap) {
+        auto os = parse_kv_scale_name(r);
+        if (os && os->spelling->style == KvStyle::kOutputScale && (os->kind == KvKind::kK || os->kind == KvKind::kV)) {
+          std::string target = kv_scale_name(os->attention, os->kind, KvStyle::kRuntimeAttn);
+          load_param(t, full_of(target), false, target);
+          continue;
+        }
       }
       std::string name = r;
       if (auto s = p_.lm_stacking.apply(r)) {
@@ -961,13 +963,13 @@ void run_trtllm(const CheckpointView& v, const QuantLayout& L, const RuntimeProf
       if (m.tensors.quantized()) gemms.push_back({m.name, m.name, m.weight_shape[0], m.weight_shape[1]});
       continue;
     }
-    std::string leaf(leaf_of(m.name));
-    std::string mod(module_of(m.name));
-    std::string rt_leaf = leaf == "qkv" ? "qkv_proj" : leaf == "proj" ? "o_proj" : "";
-    if (rt_leaf.empty() || leaf_of(mod) != "attn") continue;  // F06 names the attention Linears only
-    if (!starts_with(canonical_name(m.name), "model.visual.")) continue;
-    std::string rt = "visual." + std::string(module_of(canonical_name(m.name)).substr(std::string("model.visual.").size())) +
-                     "." + rt_leaf;
+    const std::string_view leaf = leaf_of(m.name);
+    std::string rt_leaf;
+    for (const auto& rn : trtllm_vision_attention_renames())
+      if (leaf == rn.from) rt_leaf = rn.to;
+    if (rt_leaf.empty() || leaf_of(module_of(m.name)) != "attn") continue;  // F06 names the attention Linears only
+    if (!in_subtree(m.canonical, kCanonicalVisionRoot)) continue;
+    std::string rt = qwen_vl_canonical_to_legacy().apply(module_of(m.canonical)) + "." + rt_leaf;
     if (m.tensors.quantized()) {
       gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1]});
       vision_fp8 = true;

@@ -33,12 +33,6 @@ bool ends_with(std::string_view s, std::string_view p) {
 }
 
 
-constexpr std::string_view kScaleKinds[] = {
-    "weight_scale", "weight_scale_inv", "weight_scale_2", "weight_global_scale", "input_scale",
-    "input_global_scale", "output_scale", "k_scale", "v_scale", "q_scale", "prob_scale", "kv_scale",
-    "k_bias", "v_bias", "pre_quant_scale", "weight_zero_point", "input_zero_point", "output_zero_point",
-    "_amax"};
-
 std::string shape_str(const std::vector<std::int64_t>& s) {
   std::string r = "[";
   for (std::size_t i = 0; i < s.size(); ++i) r += (i ? "," : "") + std::to_string(s[i]);
@@ -253,77 +247,9 @@ bool entry_matches(const std::string& entry, std::string_view module, bool regex
 
 // ---- classification -------------------------------------------------------------------------------
 
-std::string_view component_name(Component c) noexcept {
-  switch (c) {
-    case Component::kVisionTower: return "vision_tower";
-    case Component::kVisionMerger: return "vision_merger";
-    case Component::kLanguageModel: return "language_model";
-    case Component::kEmbedTokens: return "embed_tokens";
-    case Component::kLmHead: return "lm_head";
-    case Component::kOther: return "other";
-  }
-  return "other";
-}
-
-Component component_of(std::string_view n) noexcept {
-  if (starts_with(n, "model.visual.merger.") || starts_with(n, "visual.merger.")) return Component::kVisionMerger;
-  if (starts_with(n, "model.visual.") || starts_with(n, "visual.")) return Component::kVisionTower;
-  if (starts_with(n, "model.language_model.embed_tokens.") || starts_with(n, "model.embed_tokens."))
-    return Component::kEmbedTokens;
-  if (starts_with(n, "lm_head.")) return Component::kLmHead;
-  if (starts_with(n, "model.")) return Component::kLanguageModel;
-  return Component::kOther;
-}
-
-std::string_view naming_of(std::string_view n) noexcept {
-  if (starts_with(n, "model.language_model.") || starts_with(n, "model.visual.")) return "hf-4.52";
-  if (starts_with(n, "model.") || starts_with(n, "visual.")) return "legacy";
-  return "";
-}
-
 std::string_view scale_kind(std::string_view n) noexcept {
-  std::string_view leaf = leaf_of(n);
-  for (auto k : kScaleKinds)
-    if (leaf == k) return k;
-  return "";
-}
-
-std::optional<KvScaleKey> parse_kv_scale_key(std::string_view n) {
-  const std::string_view leaf = leaf_of(n);
-  const std::string_view parent = module_of(n);
-  const std::string_view parent_leaf = leaf_of(parent);
-  const std::string_view grand = module_of(parent);
-  KvScaleKey k;
-  if (leaf == "k_scale" || leaf == "v_scale") {
-    k.kind = leaf[0];
-    if (parent_leaf == "k_proj" || parent_leaf == "v_proj" || parent_leaf == "qkv_proj") {
-      k.attention = grand;
-      k.holder = parent;
-    } else if (parent_leaf == "attn" && ends_with(leaf_of(grand), "attn")) {  // vLLM runtime: self_attn.attn
-      k.attention = grand;
-      k.holder = grand;
-    } else {
-      k.attention = parent;
-      k.holder = parent;
-    }
-    k.spelling = std::string(parent_leaf) + "." + std::string(leaf);
-    return k;
-  }
-  if (leaf == "output_scale" && (parent_leaf == "k_proj" || parent_leaf == "v_proj")) {
-    k.kind = parent_leaf[0];
-    k.attention = grand;
-    k.holder = parent;
-    k.spelling = std::string(parent_leaf) + ".output_scale";
-    return k;
-  }
-  if (leaf == "kv_scale") {
-    k.kind = 'b';
-    k.attention = parent;
-    k.holder = parent;
-    k.spelling = "kv_scale";
-    return k;
-  }
-  return std::nullopt;
+  const QuantTensorLeaf* q = quant_tensor_leaf(n);
+  return q ? std::string_view(q->leaf) : std::string_view{};
 }
 
 std::uint64_t TensorMeta::numel() const {
@@ -366,7 +292,7 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
   };
 
   // ---- pass 1: counts ----
-  std::set<std::string> namings;
+  std::set<NamingGeneration> namings;
   bool any_fp8 = false;
   struct KvSeen { bool k = false, v = false; Component c = Component::kOther; };
   std::map<std::string, KvSeen> kv_by_attention;
@@ -376,7 +302,7 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
   for (const auto& t : in.tensors) {
     const Component c = component_of(t.name);
     ComponentSummary& cs = s.components[static_cast<std::size_t>(c)];
-    if (auto ng = naming_of(t.name); !ng.empty()) namings.insert(std::string(ng));
+    if (auto ng = naming_generation_of(t.name); ng != NamingGeneration::kUnknown) namings.insert(ng);
     if (c == Component::kOther) {
       an.add("warning", "unrecognized_tensor",
              "tensor name outside the Qwen2.5-VL layout (neither model.*, visual.* nor lm_head.*)", t.name);
@@ -463,15 +389,16 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
       }
     }
   }
-  if (namings.size() == 1) s.naming = *namings.begin();
-  else if (namings.empty()) s.naming = "unknown";
-  else {
-    s.naming = "mixed";
+  const NamingGeneration naming = namings.size() == 1 ? *namings.begin()
+                                  : namings.empty()   ? NamingGeneration::kUnknown
+                                                      : NamingGeneration::kMixed;
+  s.naming = std::string(naming_generation_id(naming));
+  if (naming == NamingGeneration::kMixed) {
     std::string ex_legacy, ex_new;
     for (const auto& t : in.tensors) {
-      auto ng = naming_of(t.name);
-      if (ng == "legacy" && ex_legacy.empty()) ex_legacy = t.name;
-      if (ng == "hf-4.52" && ex_new.empty()) ex_new = t.name;
+      auto ng = naming_generation_of(t.name);
+      if (ng == NamingGeneration::kLegacy && ex_legacy.empty()) ex_legacy = t.name;
+      if (ng == NamingGeneration::kTransformers452 && ex_new.empty()) ex_new = t.name;
     }
     an.add("error", "mixed_naming",
            "legacy (model.*, visual.*) and transformers >= 4.52 (model.language_model.*, model.visual.*) names "
@@ -668,12 +595,12 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
       mismatch(fmt::format("vision_config.depth {} but the tensors have {} ViT blocks (max index {})",
                            cfg->vision.depth, blocks.size(), *blocks.rbegin()));
     const std::vector<std::int64_t> emb_shape{t.vocab_size, t.hidden_size};
-    for (const char* n : {"model.embed_tokens.weight", "model.language_model.embed_tokens.weight", "lm_head.weight"}) {
-      auto it = by_name.find(n);
-      if (it != by_name.end() && it->second->shape != emb_shape)
-        mismatch(fmt::format("{} has shape {}, config says [vocab_size {}, hidden_size {}]", n,
-                             shape_str(it->second->shape), t.vocab_size, t.hidden_size));
-    }
+    for (const std::string& want : {std::string(kCanonicalLanguageRoot) + ".embed_tokens.weight",
+                                    std::string(kLmHeadRoot) + ".weight"})
+      for (const auto& tm : in.tensors)
+        if (canonical_name(tm.name) == want && tm.shape != emb_shape)
+          mismatch(fmt::format("{} has shape {}, config says [vocab_size {}, hidden_size {}]", tm.name,
+                               shape_str(tm.shape), t.vocab_size, t.hidden_size));
   }
   s.anomalies = an.sorted();
   return s;

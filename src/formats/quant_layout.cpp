@@ -549,9 +549,6 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
   // 1. classify tensors
   std::map<std::string, const TensorMeta*> weights;  // module -> .weight
   std::map<std::string, std::map<std::string, const TensorMeta*>> scales;  // module -> leaf -> tensor
-  static const std::set<std::string, std::less<>> kScaleLeaves = {
-      "weight_scale", "input_scale", "weight_scale_inv", "weight_zero_point", "input_zero_point",
-      "weight_scale_2", "input_scale_2", "output_scale", "weight_global_scale", "input_global_scale"};
   for (const auto& t : view.tensors()) {
     if (auto kv = parse_kv_scale_name(t.name)) {
       KvScaleTensor k;
@@ -559,11 +556,7 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
       k.attention = kv->attention;
       k.kind = kv->kind;
       k.style = kv->spelling->style;
-      k.canonical = canonical_name(kv->attention) + (kv->kind == KvKind::kKV ? ".kv_scale"
-                                                     : kv->kind == KvKind::kK ? ".k_scale"
-                                                     : kv->kind == KvKind::kV ? ".v_scale"
-                                                     : kv->kind == KvKind::kQ ? ".q_scale"
-                                                                              : ".prob_scale");
+      k.canonical = kv_scale_name(canonical_name(kv->attention), kv->kind, KvStyle::kCanonical);
       k.dtype = t.dtype;
       k.shape = t.shape;
       k.tower = tower_of(canonical_name(kv->attention));
@@ -574,7 +567,8 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
     std::string_view leaf = leaf_of(t.name);
     std::string module(module_of(t.name));
     if (leaf == "weight") weights[module] = &t;
-    else if (kScaleLeaves.count(leaf)) scales[module][std::string(leaf)] = &t;
+    else if (const QuantTensorLeaf* q = quant_tensor_leaf(t.name); q && q->role == QuantTensorRole::kLinearScale)
+      scales[module][std::string(leaf)] = &t;
   }
 
   // 2. Linears
