@@ -13,6 +13,7 @@
 
 #include "vlq/core/error.h"
 #include "vlq/formats/patterns.h"
+#include "vlq/io/json.h"
 
 namespace vlq::formats {
 
@@ -93,18 +94,6 @@ std::pair<int, int> major_minor(const std::string& v) {
   int a = -1, b = -1;
   if (std::sscanf(v.c_str(), "%d.%d", &a, &b) != 2) return {-1, -1};
   return {a, b};
-}
-
-std::optional<json> read_json(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (...) {
-    return std::nullopt;
-  }
 }
 
 std::string slurp(const fs::path& p) {
@@ -243,8 +232,8 @@ std::vector<TokenField> special_token_fields(const fs::path& dir) {
     for (const char* k : {"bos_token_id", "eos_token_id", "pad_token_id"})
       if (j.contains(k)) f.push_back({file + " " + prefix + k, j[k]});
   };
-  if (auto g = read_json(dir / "generation_config.json")) add_ids("generation_config.json", *g, "");
-  if (auto c = read_json(dir / "config.json")) {
+  if (auto g = io::read_json_file_if_present(dir / "generation_config.json")) add_ids("generation_config.json", *g, "");
+  if (auto c = io::read_json_file_if_present(dir / "config.json")) {
     add_ids("config.json", *c, "");
     if (c->contains("text_config") && (*c)["text_config"].is_object())
       add_ids("config.json", (*c)["text_config"], "text_config.");
@@ -254,7 +243,7 @@ std::vector<TokenField> special_token_fields(const fs::path& dir) {
     return v;
   };
   for (const char* file : {"tokenizer_config.json", "special_tokens_map.json"}) {
-    if (auto t = read_json(dir / file)) {
+    if (auto t = io::read_json_file_if_present(dir / file)) {
       for (const char* k : {"bos_token", "eos_token", "pad_token", "unk_token"})
         if (t->contains(k)) f.push_back({std::string(file) + " " + k, tok_str((*t)[k])});
       if (t->contains("added_tokens_decoder") && (*t)["added_tokens_decoder"].is_object()) {
@@ -298,7 +287,7 @@ void audit_tokens(const fs::path& dir, const CheckOptions& opts, std::vector<Fin
     return;
   }
   // Without a base model: the released Qwen2.5-VL-Instruct ids, only for the real 151,665-token vocabulary.
-  auto cfg = read_json(dir / "config.json");
+  auto cfg = io::read_json_file_if_present(dir / "config.json");
   if (!cfg) return;
   std::int64_t vocab = 0;
   if (cfg->contains("vocab_size") && (*cfg)["vocab_size"].is_number_integer()) vocab = (*cfg)["vocab_size"];
@@ -376,12 +365,12 @@ struct RtConfig {
   std::string describe;
 };
 
-std::vector<std::string> raw_list(const json& raw, const char* key) {
-  std::vector<std::string> out;
-  if (raw.is_object() && raw.contains(key) && raw[key].is_array())
-    for (const auto& e : raw[key])
-      if (e.is_string()) out.push_back(e.get<std::string>());
-  return out;
+// The list a reader of exactly `key` ("exclude_modules" or "ignore") sees, and whether the key is there.
+std::vector<std::string> list_under(const QuantDeclaration& d, const std::string& key, bool& present) {
+  const bool ignore = key == "ignore";
+  present = ignore ? d.has_ignore_key : d.has_exclude_modules_key;
+  const auto& list = ignore ? d.ignore : d.exclude_modules;
+  return list.value_or(std::vector<std::string>{});
 }
 
 RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
@@ -398,7 +387,7 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
   }
   c.format = c.read->format;
   c.algo = c.read->quant_algo;
-  const bool hf_style = c.read->file == "hf_quant_config.json" || c.read->raw.contains("quantization");
+  const bool hf_style = c.read->quantization_block;
   if (c.format == QuantFormat::kModelOpt) {
     if (hf_style) {
       c.exclude = c.read->exclude;
@@ -406,8 +395,7 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
       c.describe = fmt::format("{} (ModelOpt, hf_quant_config form): exclude_modules, kv_cache_quant_algo", c.read->file);
     } else {
       const std::string& key = p.config.cfgjson_exclude_key;
-      c.exclude = raw_list(c.read->raw, key.c_str());
-      c.exclude_read = c.read->raw.contains(key);
+      c.exclude = list_under(*c.read, key, c.exclude_read);
       if (p.config.cfgjson_kv_from_scheme)
         c.kv_fp8 = (c.read->kv_cache_scheme && c.read->kv_cache_scheme->is_fp8()) ||
                    (c.read->kv_cache_quant_algo && *c.read->kv_cache_quant_algo == "FP8");
@@ -418,7 +406,8 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
                                p.config.cfgjson_kv_from_scheme ? "kv_cache_scheme" : "kv_cache_quant_algo");
     }
   } else if (c.format == QuantFormat::kCompressedTensors) {
-    c.exclude = raw_list(c.read->raw, "ignore");
+    bool present = false;
+    c.exclude = list_under(*c.read, "ignore", present);
     c.kv_fp8 = c.read->kv_cache_scheme && c.read->kv_cache_scheme->is_fp8();
     c.describe = "config.json quantization_config (compressed-tensors): config_groups, ignore, kv_cache_scheme";
   } else {
