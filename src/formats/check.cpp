@@ -13,6 +13,7 @@
 
 #include "vlq/core/error.h"
 #include "vlq/formats/patterns.h"
+#include "vlq/io/json.h"
 
 namespace vlq::formats {
 
@@ -93,18 +94,6 @@ std::pair<int, int> major_minor(const std::string& v) {
   int a = -1, b = -1;
   if (std::sscanf(v.c_str(), "%d.%d", &a, &b) != 2) return {-1, -1};
   return {a, b};
-}
-
-std::optional<json> read_json(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (...) {
-    return std::nullopt;
-  }
 }
 
 std::string slurp(const fs::path& p) {
@@ -243,8 +232,8 @@ std::vector<TokenField> special_token_fields(const fs::path& dir) {
     for (const char* k : {"bos_token_id", "eos_token_id", "pad_token_id"})
       if (j.contains(k)) f.push_back({file + " " + prefix + k, j[k]});
   };
-  if (auto g = read_json(dir / "generation_config.json")) add_ids("generation_config.json", *g, "");
-  if (auto c = read_json(dir / "config.json")) {
+  if (auto g = io::read_json_file_if_present(dir / "generation_config.json")) add_ids("generation_config.json", *g, "");
+  if (auto c = io::read_json_file_if_present(dir / "config.json")) {
     add_ids("config.json", *c, "");
     if (c->contains("text_config") && (*c)["text_config"].is_object())
       add_ids("config.json", (*c)["text_config"], "text_config.");
@@ -254,7 +243,7 @@ std::vector<TokenField> special_token_fields(const fs::path& dir) {
     return v;
   };
   for (const char* file : {"tokenizer_config.json", "special_tokens_map.json"}) {
-    if (auto t = read_json(dir / file)) {
+    if (auto t = io::read_json_file_if_present(dir / file)) {
       for (const char* k : {"bos_token", "eos_token", "pad_token", "unk_token"})
         if (t->contains(k)) f.push_back({std::string(file) + " " + k, tok_str((*t)[k])});
       if (t->contains("added_tokens_decoder") && (*t)["added_tokens_decoder"].is_object()) {
@@ -298,7 +287,7 @@ void audit_tokens(const fs::path& dir, const CheckOptions& opts, std::vector<Fin
     return;
   }
   // Without a base model: the released Qwen2.5-VL-Instruct ids, only for the real 151,665-token vocabulary.
-  auto cfg = read_json(dir / "config.json");
+  auto cfg = io::read_json_file_if_present(dir / "config.json");
   if (!cfg) return;
   std::int64_t vocab = 0;
   if (cfg->contains("vocab_size") && (*cfg)["vocab_size"].is_number_integer()) vocab = (*cfg)["vocab_size"];
@@ -376,12 +365,12 @@ struct RtConfig {
   std::string describe;
 };
 
-std::vector<std::string> raw_list(const json& raw, const char* key) {
-  std::vector<std::string> out;
-  if (raw.is_object() && raw.contains(key) && raw[key].is_array())
-    for (const auto& e : raw[key])
-      if (e.is_string()) out.push_back(e.get<std::string>());
-  return out;
+// The list a reader of exactly `key` ("exclude_modules" or "ignore") sees, and whether the key is there.
+std::vector<std::string> list_under(const QuantDeclaration& d, const std::string& key, bool& present) {
+  const bool ignore = key == "ignore";
+  present = ignore ? d.has_ignore_key : d.has_exclude_modules_key;
+  const auto& list = ignore ? d.ignore : d.exclude_modules;
+  return list.value_or(std::vector<std::string>{});
 }
 
 RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
@@ -398,7 +387,7 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
   }
   c.format = c.read->format;
   c.algo = c.read->quant_algo;
-  const bool hf_style = c.read->file == "hf_quant_config.json" || c.read->raw.contains("quantization");
+  const bool hf_style = c.read->quantization_block;
   if (c.format == QuantFormat::kModelOpt) {
     if (hf_style) {
       c.exclude = c.read->exclude;
@@ -406,8 +395,7 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
       c.describe = fmt::format("{} (ModelOpt, hf_quant_config form): exclude_modules, kv_cache_quant_algo", c.read->file);
     } else {
       const std::string& key = p.config.cfgjson_exclude_key;
-      c.exclude = raw_list(c.read->raw, key.c_str());
-      c.exclude_read = c.read->raw.contains(key);
+      c.exclude = list_under(*c.read, key, c.exclude_read);
       if (p.config.cfgjson_kv_from_scheme)
         c.kv_fp8 = (c.read->kv_cache_scheme && c.read->kv_cache_scheme->is_fp8()) ||
                    (c.read->kv_cache_quant_algo && *c.read->kv_cache_quant_algo == "FP8");
@@ -418,7 +406,8 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
                                p.config.cfgjson_kv_from_scheme ? "kv_cache_scheme" : "kv_cache_quant_algo");
     }
   } else if (c.format == QuantFormat::kCompressedTensors) {
-    c.exclude = raw_list(c.read->raw, "ignore");
+    bool present = false;
+    c.exclude = list_under(*c.read, "ignore", present);
     c.kv_fp8 = c.read->kv_cache_scheme && c.read->kv_cache_scheme->is_fp8();
     c.describe = "config.json quantization_config (compressed-tensors): config_groups, ignore, kv_cache_scheme";
   } else {
@@ -687,9 +676,10 @@ class Simulator {
         std::string_view leaf = leaf_of(m.name);
         if (leaf != "q_proj" && leaf != "k_proj" && leaf != "v_proj" && leaf != "qkv_proj") continue;
         std::string attn = p_.prefix.apply(std::string(module_of(m.name)));
-        for (const char* s : {".attn.k_scale", ".attn.v_scale", ".attn.q_scale", ".attn.prob_scale"}) {
-          params_.insert(attn + s);
-          attention_params_.insert(attn + s);
+        for (KvKind k : {KvKind::kK, KvKind::kV, KvKind::kQ, KvKind::kProb}) {
+          const std::string param = kv_scale_name(attn, k, KvStyle::kRuntimeAttn);
+          params_.insert(param);
+          attention_params_.insert(param);
         }
       }
     }
@@ -840,12 +830,13 @@ class Simulator {
       std::string r = rel(rt, false);
       auto full_of = [&](const std::string& x) { return p_.lm_root.empty() ? x : p_.lm_root + "." + x; };
       // compressed-tensors get_cache_scale (old k_proj.output_scale spelling), strict
-      if (cfg.format == QuantFormat::kCompressedTensors && p_.ct_output_scale_remap && ends_with(r, ".output_scale") &&
-          (r.find(".k_proj") != std::string::npos || r.find(".v_proj") != std::string::npos)) {
-        bool k = r.find(".k_proj") != std::string::npos;
-        std::string target = r.substr(0, r.find(k ? ".k_proj" : ".v_proj")) + (k ? ".attn.k_scale" : ".attn.v_scale");
-        load_param(t, full_of(target), false, target);
-        continue;
+      if (cfg.format == QuantFormat::kCompressedTensors && p_.ct_output_scale_remap) {
+        auto os = parse_kv_scale_name(r);
+        if (os && os->spelling->style == KvStyle::kOutputScale && (os->kind == KvKind::kK || os->kind == KvKind::kV)) {
+          std::string target = kv_scale_name(os->attention, os->kind, KvStyle::kRuntimeAttn);
+          load_param(t, full_of(target), false, target);
+          continue;
+        }
       }
       std::string name = r;
       if (auto s = p_.lm_stacking.apply(r)) {
@@ -961,13 +952,13 @@ void run_trtllm(const CheckpointView& v, const QuantLayout& L, const RuntimeProf
       if (m.tensors.quantized()) gemms.push_back({m.name, m.name, m.weight_shape[0], m.weight_shape[1]});
       continue;
     }
-    std::string leaf(leaf_of(m.name));
-    std::string mod(module_of(m.name));
-    std::string rt_leaf = leaf == "qkv" ? "qkv_proj" : leaf == "proj" ? "o_proj" : "";
-    if (rt_leaf.empty() || leaf_of(mod) != "attn") continue;  // F06 names the attention Linears only
-    if (!starts_with(canonical_name(m.name), "model.visual.")) continue;
-    std::string rt = "visual." + std::string(module_of(canonical_name(m.name)).substr(std::string("model.visual.").size())) +
-                     "." + rt_leaf;
+    const std::string_view leaf = leaf_of(m.name);
+    std::string rt_leaf;
+    for (const auto& rn : trtllm_vision_attention_renames())
+      if (leaf == rn.from) rt_leaf = rn.to;
+    if (rt_leaf.empty() || leaf_of(module_of(m.name)) != "attn") continue;  // F06 names the attention Linears only
+    if (!in_subtree(m.canonical, kCanonicalVisionRoot)) continue;
+    std::string rt = qwen_vl_canonical_to_legacy().apply(module_of(m.canonical)) + "." + rt_leaf;
     if (m.tensors.quantized()) {
       gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1]});
       vision_fp8 = true;

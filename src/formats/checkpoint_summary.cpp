@@ -16,6 +16,7 @@
 #include "vlq/core/numerics.h"
 #include "vlq/formats/names.h"
 #include "vlq/formats/patterns.h"
+#include "vlq/formats/quant_layout.h"
 #include "vlq/io/json.h"
 #include "vlq/io/safetensors.h"
 
@@ -32,12 +33,6 @@ bool ends_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
 }
 
-
-constexpr std::string_view kScaleKinds[] = {
-    "weight_scale", "weight_scale_inv", "weight_scale_2", "weight_global_scale", "input_scale",
-    "input_global_scale", "output_scale", "k_scale", "v_scale", "q_scale", "prob_scale", "kv_scale",
-    "k_bias", "v_bias", "pre_quant_scale", "weight_zero_point", "input_zero_point", "output_zero_point",
-    "_amax"};
 
 std::string shape_str(const std::vector<std::int64_t>& s) {
   std::string r = "[";
@@ -93,55 +88,45 @@ class Anomalies {
 
 // ---- quantization configs ------------------------------------------------------------------------
 
-[[noreturn]] void bad_key(const std::string& file, const std::string& key, const std::string& expected,
-                          const json& found) {
-  throw ConfigError({file + ": " + key, "wrong type", expected, found.is_null() ? "null" : found.dump(),
-                     "fix the quantization config (re-export the checkpoint if unsure)"});
-}
-
-std::string opt_str(const json& o, const char* key, const std::string& file, const std::string& prefix) {
-  if (!o.contains(key) || o[key].is_null()) return "";
-  if (!o[key].is_string()) bad_key(file, prefix + key, "a string", o[key]);
-  return o[key].get<std::string>();
-}
-
-std::optional<std::vector<std::string>> opt_str_list(const json& o, const char* key, const std::string& file,
-                                                     const std::string& prefix) {
-  if (!o.contains(key) || o[key].is_null()) return std::nullopt;
-  if (!o[key].is_array()) bad_key(file, prefix + key, "a list of strings", o[key]);
-  std::vector<std::string> v;
-  for (const auto& e : o[key]) {
-    if (!e.is_string()) bad_key(file, prefix + key, "a list of strings", o[key]);
-    v.push_back(e.get<std::string>());
-  }
-  return v;
-}
+// The declarations come from quant_layout's parser (parse_hf_quant_config / parse_quantization_config),
+// the one reader of both files; this only renders them the way `vlq inspect` reports them.
 
 // "float8 tensor static" from a compressed-tensors / ModelOpt argument dict.
-std::string describe_args(const json& a) {
-  if (!a.is_object()) return "none";
-  std::string type = a.value("type", std::string("?"));
-  std::string bits = a.contains("num_bits") && a["num_bits"].is_number_integer()
-                         ? std::to_string(a["num_bits"].get<int>()) : "?";
-  std::string r = type + bits;
-  if (a.contains("strategy") && a["strategy"].is_string()) r += " " + a["strategy"].get<std::string>();
-  if (a.contains("dynamic") && a["dynamic"].is_boolean()) r += a["dynamic"].get<bool>() ? " dynamic" : " static";
-  return r;
+std::string describe_args(const std::optional<QuantArgs>& a) {
+  if (!a) return "none";
+  std::string r = a->type + std::to_string(a->num_bits);
+  if (!a->strategy.empty()) r += " " + a->strategy;
+  return r + (a->dynamic ? " dynamic" : " static");
 }
 
-std::optional<std::string> kv_algo_of_scheme(const json& qc) {
-  if (!qc.contains("kv_cache_scheme") || qc["kv_cache_scheme"].is_null()) return std::nullopt;
-  const json& k = qc["kv_cache_scheme"];
-  if (k.is_object() && k.value("type", std::string()) == "float" && k.contains("num_bits") &&
-      k["num_bits"] == 8)
-    return std::string("FP8");
-  return describe_args(k);
+// The KV-cache algorithm a declaration states: kv_cache_quant_algo, else its kv_cache_scheme.
+std::optional<std::string> kv_algo_of(const QuantDeclaration& d) {
+  if (d.kv_cache_quant_algo) return d.kv_cache_quant_algo;
+  if (d.kv_cache_scheme) return d.kv_cache_scheme->is_fp8() ? std::string("FP8") : describe_args(d.kv_cache_scheme);
+  return std::nullopt;
+}
+
+// compressed-tensors: the scheme description and the algorithm of the groups ("FP8", "MIXED_PRECISION").
+void describe_groups(const QuantDeclaration& d, QuantSummary& q, std::string& algo) {
+  std::vector<std::string> parts;
+  std::set<std::string> algos;
+  for (const auto& g : d.groups) {
+    parts.push_back(g.name + " [" + join(g.targets, ",") + "]: weights " + describe_args(g.weights) + ", input " +
+                    describe_args(g.input_activations));
+    if (g.weights) {
+      const QuantArgs& w = *g.weights;
+      algos.insert(w.is_fp8() ? "FP8" : (w.type == "int" ? "INT" : w.type) + std::to_string(w.num_bits));
+    }
+  }
+  q.scheme = (d.compression_format.empty() ? "" : "format " + d.compression_format + "; ") + join(parts, "; ");
+  algo = algos.size() == 1 ? *algos.begin() : (algos.empty() ? "" : "MIXED_PRECISION");
 }
 
 struct ParsedQuant {
   QuantSummary q;
   bool any = false;
   bool hf_present = false, qc_present = false;
+  bool qc_modelopt = false;
   std::string qc_method;
   std::string hf_algo, qc_algo;
   std::optional<std::string> hf_kv, qc_kv;
@@ -151,83 +136,37 @@ struct ParsedQuant {
 ParsedQuant parse_quant(const std::optional<json>& hf, const std::optional<json>& qc) {
   ParsedQuant p;
   QuantSummary& q = p.q;
-  const std::string hf_file = "hf_quant_config.json";
-  const std::string qc_file = "config.json";
   if (hf) {
+    const QuantDeclaration d = parse_hf_quant_config(*hf, "hf_quant_config.json");
     p.any = p.hf_present = true;
     q.sources.push_back("hf_quant_config.json");
     q.format = "modelopt";
-    const json& j = *hf;
-    if (j.contains("producer") && !j["producer"].is_null()) {
-      if (!j["producer"].is_object()) bad_key(hf_file, "producer", "an object {name, version}", j["producer"]);
-      q.producer_name = opt_str(j["producer"], "name", hf_file, "producer.");
-      q.producer_version = p.hf_producer_version = opt_str(j["producer"], "version", hf_file, "producer.");
-    }
-    const json* quant = &j;
-    std::string prefix;
-    if (j.contains("quantization")) {
-      if (!j["quantization"].is_object()) bad_key(hf_file, "quantization", "an object", j["quantization"]);
-      quant = &j["quantization"];
-      prefix = "quantization.";
-    }
-    p.hf_algo = opt_str(*quant, "quant_algo", hf_file, prefix);
-    std::string kv = opt_str(*quant, "kv_cache_quant_algo", hf_file, prefix);
-    if (!kv.empty()) p.hf_kv = kv;
-    q.exclude_modules = opt_str_list(*quant, "exclude_modules", hf_file, prefix);
-    q.quant_algo = p.hf_algo;
-    q.kv_cache_quant_algo = p.hf_kv;
+    q.producer_name = d.producer_name;
+    q.producer_version = p.hf_producer_version = d.producer_version;
+    q.quant_algo = p.hf_algo = d.quant_algo;
+    q.kv_cache_quant_algo = p.hf_kv = d.kv_cache_quant_algo;
+    q.exclude_modules = d.exclude_modules;
   }
   if (qc) {
+    const QuantDeclaration d = parse_quantization_config(*qc, "config.json");
     p.any = p.qc_present = true;
     q.sources.push_back("config.json:quantization_config");
-    const json& c = *qc;
-    const std::string pre = "quantization_config.";
-    p.qc_method = opt_str(c, "quant_method", qc_file, pre);
-    q.ignore = opt_str_list(c, "ignore", qc_file, pre);
-    if (c.contains("producer") && c["producer"].is_object())
-      p.qc_producer_version = opt_str(c["producer"], "version", qc_file, pre + "producer.");
-    if (p.qc_method == "modelopt") {
-      p.qc_algo = opt_str(c, "quant_algo", qc_file, pre);
-      std::string kv = opt_str(c, "kv_cache_quant_algo", qc_file, pre);
-      p.qc_kv = kv.empty() ? kv_algo_of_scheme(c) : std::optional<std::string>(kv);
-      if (!hf) {
-        q.format = "modelopt";
-        if (c.contains("producer") && c["producer"].is_object()) {
-          q.producer_name = opt_str(c["producer"], "name", qc_file, pre + "producer.");
-          q.producer_version = p.qc_producer_version;
-        }
-      }
-    } else if (p.qc_method == "compressed-tensors") {
-      if (!hf) q.format = "compressed-tensors";
-      std::vector<std::string> parts;
-      std::set<std::string> algos;
-      if (c.contains("config_groups") && c["config_groups"].is_object()) {
-        for (auto& [gname, g] : c["config_groups"].items()) {
-          if (!g.is_object()) bad_key(qc_file, pre + "config_groups." + gname, "an object", g);
-          std::string targets;
-          if (g.contains("targets") && g["targets"].is_array())
-            for (auto& t : g["targets"]) targets += (targets.empty() ? "" : ",") + (t.is_string() ? t.get<std::string>() : t.dump());
-          const json w = g.value("weights", json());
-          const json a = g.value("input_activations", json());
-          parts.push_back(gname + " [" + targets + "]: weights " + describe_args(w) + ", input " + describe_args(a));
-          if (w.is_object()) {
-            std::string type = w.value("type", std::string());
-            int bits = w.contains("num_bits") && w["num_bits"].is_number_integer() ? w["num_bits"].get<int>() : 0;
-            algos.insert(type == "float" && bits == 8 ? "FP8" : (type == "int" ? "INT" : type) + std::to_string(bits));
-          }
-        }
-      }
-      std::string fmt_ = opt_str(c, "format", qc_file, pre);
-      q.scheme = (fmt_.empty() ? "" : "format " + fmt_ + "; ") + join(parts, "; ");
-      p.qc_algo = algos.size() == 1 ? *algos.begin() : (algos.empty() ? "" : "MIXED_PRECISION");
-      p.qc_kv = kv_algo_of_scheme(c);
-    } else {
-      if (!hf) q.format = p.qc_method.empty() ? "unknown" : p.qc_method;
-      p.qc_algo = opt_str(c, "quant_algo", qc_file, pre);
-      if (p.qc_algo.empty() && c.contains("fmt") && c["fmt"].is_string()) p.qc_algo = c["fmt"].get<std::string>();
-      p.qc_kv = kv_algo_of_scheme(c);
-    }
+    p.qc_method = d.quant_method;
+    p.qc_modelopt = d.format == QuantFormat::kModelOpt;
+    p.qc_producer_version = d.producer_version;
+    q.ignore = d.ignore;
+    p.qc_algo = d.quant_algo;
+    p.qc_kv = kv_algo_of(d);
+    if (d.format == QuantFormat::kCompressedTensors) describe_groups(d, q, p.qc_algo);
     if (!hf) {
+      q.format = d.format == QuantFormat::kModelOpt            ? "modelopt"
+                 : d.format == QuantFormat::kCompressedTensors ? "compressed-tensors"
+                 : d.quant_method.empty()                      ? "unknown"
+                                                               : d.quant_method;
+      if (d.format == QuantFormat::kModelOpt) {
+        q.producer_name = d.producer_name;
+        q.producer_version = d.producer_version;
+      }
       q.quant_algo = p.qc_algo;
       q.kv_cache_quant_algo = p.qc_kv;
     }
@@ -253,77 +192,9 @@ bool entry_matches(const std::string& entry, std::string_view module, bool regex
 
 // ---- classification -------------------------------------------------------------------------------
 
-std::string_view component_name(Component c) noexcept {
-  switch (c) {
-    case Component::kVisionTower: return "vision_tower";
-    case Component::kVisionMerger: return "vision_merger";
-    case Component::kLanguageModel: return "language_model";
-    case Component::kEmbedTokens: return "embed_tokens";
-    case Component::kLmHead: return "lm_head";
-    case Component::kOther: return "other";
-  }
-  return "other";
-}
-
-Component component_of(std::string_view n) noexcept {
-  if (starts_with(n, "model.visual.merger.") || starts_with(n, "visual.merger.")) return Component::kVisionMerger;
-  if (starts_with(n, "model.visual.") || starts_with(n, "visual.")) return Component::kVisionTower;
-  if (starts_with(n, "model.language_model.embed_tokens.") || starts_with(n, "model.embed_tokens."))
-    return Component::kEmbedTokens;
-  if (starts_with(n, "lm_head.")) return Component::kLmHead;
-  if (starts_with(n, "model.")) return Component::kLanguageModel;
-  return Component::kOther;
-}
-
-std::string_view naming_of(std::string_view n) noexcept {
-  if (starts_with(n, "model.language_model.") || starts_with(n, "model.visual.")) return "hf-4.52";
-  if (starts_with(n, "model.") || starts_with(n, "visual.")) return "legacy";
-  return "";
-}
-
 std::string_view scale_kind(std::string_view n) noexcept {
-  std::string_view leaf = leaf_of(n);
-  for (auto k : kScaleKinds)
-    if (leaf == k) return k;
-  return "";
-}
-
-std::optional<KvScaleKey> parse_kv_scale_key(std::string_view n) {
-  const std::string_view leaf = leaf_of(n);
-  const std::string_view parent = module_of(n);
-  const std::string_view parent_leaf = leaf_of(parent);
-  const std::string_view grand = module_of(parent);
-  KvScaleKey k;
-  if (leaf == "k_scale" || leaf == "v_scale") {
-    k.kind = leaf[0];
-    if (parent_leaf == "k_proj" || parent_leaf == "v_proj" || parent_leaf == "qkv_proj") {
-      k.attention = grand;
-      k.holder = parent;
-    } else if (parent_leaf == "attn" && ends_with(leaf_of(grand), "attn")) {  // vLLM runtime: self_attn.attn
-      k.attention = grand;
-      k.holder = grand;
-    } else {
-      k.attention = parent;
-      k.holder = parent;
-    }
-    k.spelling = std::string(parent_leaf) + "." + std::string(leaf);
-    return k;
-  }
-  if (leaf == "output_scale" && (parent_leaf == "k_proj" || parent_leaf == "v_proj")) {
-    k.kind = parent_leaf[0];
-    k.attention = grand;
-    k.holder = parent;
-    k.spelling = std::string(parent_leaf) + ".output_scale";
-    return k;
-  }
-  if (leaf == "kv_scale") {
-    k.kind = 'b';
-    k.attention = parent;
-    k.holder = parent;
-    k.spelling = "kv_scale";
-    return k;
-  }
-  return std::nullopt;
+  const QuantTensorLeaf* q = quant_tensor_leaf(n);
+  return q ? std::string_view(q->leaf) : std::string_view{};
 }
 
 std::uint64_t TensorMeta::numel() const {
@@ -366,7 +237,7 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
   };
 
   // ---- pass 1: counts ----
-  std::set<std::string> namings;
+  std::set<NamingGeneration> namings;
   bool any_fp8 = false;
   struct KvSeen { bool k = false, v = false; Component c = Component::kOther; };
   std::map<std::string, KvSeen> kv_by_attention;
@@ -376,7 +247,7 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
   for (const auto& t : in.tensors) {
     const Component c = component_of(t.name);
     ComponentSummary& cs = s.components[static_cast<std::size_t>(c)];
-    if (auto ng = naming_of(t.name); !ng.empty()) namings.insert(std::string(ng));
+    if (auto ng = naming_generation_of(t.name); ng != NamingGeneration::kUnknown) namings.insert(ng);
     if (c == Component::kOther) {
       an.add("warning", "unrecognized_tensor",
              "tensor name outside the Qwen2.5-VL layout (neither model.*, visual.* nor lm_head.*)", t.name);
@@ -463,15 +334,16 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
       }
     }
   }
-  if (namings.size() == 1) s.naming = *namings.begin();
-  else if (namings.empty()) s.naming = "unknown";
-  else {
-    s.naming = "mixed";
+  const NamingGeneration naming = namings.size() == 1 ? *namings.begin()
+                                  : namings.empty()   ? NamingGeneration::kUnknown
+                                                      : NamingGeneration::kMixed;
+  s.naming = std::string(naming_generation_id(naming));
+  if (naming == NamingGeneration::kMixed) {
     std::string ex_legacy, ex_new;
     for (const auto& t : in.tensors) {
-      auto ng = naming_of(t.name);
-      if (ng == "legacy" && ex_legacy.empty()) ex_legacy = t.name;
-      if (ng == "hf-4.52" && ex_new.empty()) ex_new = t.name;
+      auto ng = naming_generation_of(t.name);
+      if (ng == NamingGeneration::kLegacy && ex_legacy.empty()) ex_legacy = t.name;
+      if (ng == NamingGeneration::kTransformers452 && ex_new.empty()) ex_new = t.name;
     }
     an.add("error", "mixed_naming",
            "legacy (model.*, visual.*) and transformers >= 4.52 (model.language_model.*, model.visual.*) names "
@@ -506,11 +378,11 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
              "later versions and transformers the second)",
              what);
     };
-    if (pq.qc_method != "modelopt")
+    if (!pq.qc_modelopt)
       disagree("format: hf_quant_config.json is ModelOpt, config.json quant_method is \"" + pq.qc_method + "\"");
     if (!pq.hf_algo.empty() && !pq.qc_algo.empty() && pq.hf_algo != pq.qc_algo)
       disagree("quant_algo: " + pq.hf_algo + " vs " + pq.qc_algo);
-    if (pq.qc_method == "modelopt" && pq.hf_kv != pq.qc_kv)
+    if (pq.qc_modelopt && pq.hf_kv != pq.qc_kv)
       disagree("kv cache: kv_cache_quant_algo " + pq.hf_kv.value_or("null") + " vs kv_cache_scheme " +
                pq.qc_kv.value_or("null"));
     const auto& ex = s.quant->exclude_modules;
@@ -528,7 +400,7 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
            "ModelOpt layout without config.json quantization_config (ModelOpt < 0.31); transformers and newer "
            "runtimes that read config.json will not see the quantization",
            "hf_quant_config.json");
-  } else if (!pq.hf_present && pq.qc_present && pq.qc_method == "modelopt") {
+  } else if (!pq.hf_present && pq.qc_present && pq.qc_modelopt) {
     an.add("warning", "modelopt_config_json_only",
            "ModelOpt quantization_config in config.json but no hf_quant_config.json; vLLM 0.10.x detects "
            "ModelOpt through hf_quant_config.json",
@@ -668,12 +540,12 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
       mismatch(fmt::format("vision_config.depth {} but the tensors have {} ViT blocks (max index {})",
                            cfg->vision.depth, blocks.size(), *blocks.rbegin()));
     const std::vector<std::int64_t> emb_shape{t.vocab_size, t.hidden_size};
-    for (const char* n : {"model.embed_tokens.weight", "model.language_model.embed_tokens.weight", "lm_head.weight"}) {
-      auto it = by_name.find(n);
-      if (it != by_name.end() && it->second->shape != emb_shape)
-        mismatch(fmt::format("{} has shape {}, config says [vocab_size {}, hidden_size {}]", n,
-                             shape_str(it->second->shape), t.vocab_size, t.hidden_size));
-    }
+    for (const std::string& want : {std::string(kCanonicalLanguageRoot) + ".embed_tokens.weight",
+                                    std::string(kLmHeadRoot) + ".weight"})
+      for (const auto& tm : in.tensors)
+        if (canonical_name(tm.name) == want && tm.shape != emb_shape)
+          mismatch(fmt::format("{} has shape {}, config says [vocab_size {}, hidden_size {}]", tm.name,
+                               shape_str(tm.shape), t.vocab_size, t.hidden_size));
   }
   s.anomalies = an.sorted();
   return s;
@@ -690,8 +562,7 @@ CheckpointSummary summarize_checkpoint(const fs::path& dir_or_file, const Inspec
   SummaryInput in;
   in.dir = dir_or_file;
   in.files = formats::load_hf_model_files(dir);
-  if (fs::is_regular_file(dir / "hf_quant_config.json", ec))
-    in.hf_quant_config = io::read_json_file(dir / "hf_quant_config.json");
+  in.hf_quant_config = io::read_json_file_if_present(dir / "hf_quant_config.json");
   io::Checkpoint ck = io::Checkpoint::open(dir_or_file);
   for (const auto& p : ck.shard_paths()) in.shards.push_back(p.filename().string());
   in.sharded = ck.sharded();

@@ -24,14 +24,23 @@ std::string_view naming_generation_name(NamingGeneration g) noexcept {
   return "?";
 }
 
+std::string_view naming_generation_id(NamingGeneration g) noexcept {
+  constexpr std::array<std::string_view, 4> kIds = {"unknown", "legacy", "hf-4.52", "mixed"};
+  return kIds[static_cast<std::size_t>(g)];
+}
+
+NamingGeneration naming_generation_of(std::string_view n) noexcept {
+  if (starts_with(n, "model.language_model.") || starts_with(n, "model.visual.")) return NamingGeneration::kTransformers452;
+  if (starts_with(n, "visual.") || starts_with(n, "model.")) return NamingGeneration::kLegacy;
+  return NamingGeneration::kUnknown;
+}
+
 NamingGeneration detect_naming(const std::vector<std::string>& names) {
   bool legacy = false, v452 = false;
   for (const auto& n : names) {
-    if (starts_with(n, "model.language_model.") || starts_with(n, "model.visual.")) {
-      v452 = true;
-    } else if (starts_with(n, "visual.") || starts_with(n, "model.")) {
-      legacy = true;
-    }
+    const NamingGeneration g = naming_generation_of(n);
+    v452 = v452 || g == NamingGeneration::kTransformers452;
+    legacy = legacy || g == NamingGeneration::kLegacy;
   }
   if (legacy && v452) return NamingGeneration::kMixed;
   if (legacy) return NamingGeneration::kLegacy;
@@ -79,6 +88,11 @@ const PrefixMap& vllm_qwen2_5_vl_mapper() {
       {"model.", "language_model.model."},
   }};
   return m;
+}
+
+const std::vector<PrefixRule>& trtllm_vision_attention_renames() {
+  static const std::vector<PrefixRule> r = {{"qkv", "qkv_proj"}, {"proj", "o_proj"}};
+  return r;
 }
 
 // ---- fusion --------------------------------------------------------------------------------------
@@ -130,6 +144,11 @@ const FusionTable& qwen2_lm_fusion() {
                                  {"gate_up_proj", "up_proj", "1"},
                              },
                              FusionMatch::kComponent};
+  return t;
+}
+
+const FusionTable& vllm_qwen2_lm_stacking() {
+  static const FusionTable t{qwen2_lm_fusion().rules, FusionMatch::kSubstring};
   return t;
 }
 
@@ -217,6 +236,61 @@ std::string kv_scale_name(std::string_view attention, KvKind kind, KvStyle style
   return a + "." + s + "_scale";
 }
 
+std::optional<KvScaleKey> parse_kv_scale_key(std::string_view name) {
+  auto kv = parse_kv_scale_name(name);
+  if (!kv || (kv->kind != KvKind::kK && kv->kind != KvKind::kV && kv->kind != KvKind::kKV)) return std::nullopt;
+  KvScaleKey k;
+  k.attention = kv->attention;
+  k.kind = kv->kind == KvKind::kK ? 'k' : kv->kind == KvKind::kV ? 'v' : 'b';
+  // The spelling relative to the attention's parent: one-component suffixes are written under the attention
+  // module itself ("self_attn.k_scale"), two-component ones under a child ("k_proj.k_scale").
+  const std::string& suffix = kv->spelling->suffix;
+  const bool child = suffix.find('.', 1) != std::string::npos;
+  if (kv->kind == KvKind::kKV) k.spelling = suffix.substr(1);
+  else k.spelling = child ? suffix.substr(1) : std::string(leaf_of(kv->attention)) + suffix;
+  k.holder = child && kv->spelling->style != KvStyle::kRuntimeAttn ? std::string(module_of(name)) : kv->attention;
+  return k;
+}
+
+const std::vector<KvRemapRule>& vllm_kv_scale_remap() {
+  static const std::vector<KvRemapRule> t = {{".kv_scale", ".attn.k_scale"},
+                                             {".self_attn.k_proj.k_scale", ".self_attn.attn.k_scale"},
+                                             {".self_attn.v_proj.v_scale", ".self_attn.attn.v_scale"},
+                                             {".self_attn.qkv_proj.k_scale", ".self_attn.attn.k_scale"},
+                                             {".self_attn.qkv_proj.v_scale", ".self_attn.attn.v_scale"},
+                                             {".self_attn.qkqkv_proj.k_scale", ".self_attn.attn.k_scale"},
+                                             {".self_attn.qkqkv_proj.v_scale", ".self_attn.attn.v_scale"},
+                                             {".k_scale", ".attn.k_scale"},
+                                             {".v_scale", ".attn.v_scale"}};
+  return t;
+}
+
+// ---- quantization tensors ------------------------------------------------------------------------
+
+const std::vector<QuantTensorLeaf>& quant_tensor_leaves() {
+  using R = QuantTensorRole;
+  static const std::vector<QuantTensorLeaf> t = {
+      {"weight_scale", R::kLinearScale},      {"weight_scale_inv", R::kLinearScale},
+      {"weight_scale_2", R::kLinearScale},    {"weight_global_scale", R::kLinearScale},
+      {"input_scale", R::kLinearScale},       {"input_scale_2", R::kLinearScale},
+      {"input_global_scale", R::kLinearScale}, {"output_scale", R::kLinearScale},
+      {"weight_zero_point", R::kLinearScale}, {"input_zero_point", R::kLinearScale},
+      {"k_scale", R::kKvScale},               {"v_scale", R::kKvScale},
+      {"q_scale", R::kKvScale},               {"prob_scale", R::kKvScale},
+      {"kv_scale", R::kKvScale},              {"k_bias", R::kOther},
+      {"v_bias", R::kOther},                  {"pre_quant_scale", R::kOther},
+      {"output_zero_point", R::kOther},       {"_amax", R::kOther},
+  };
+  return t;
+}
+
+const QuantTensorLeaf* quant_tensor_leaf(std::string_view name) noexcept {
+  const std::string_view leaf = leaf_of(name);
+  for (const auto& r : quant_tensor_leaves())
+    if (leaf == r.leaf) return &r;
+  return nullptr;
+}
+
 // ---- pipeline ------------------------------------------------------------------------------------
 
 NormalizedName normalize_name(std::string_view name, const NamePipeline& p) {
@@ -262,6 +336,28 @@ std::string_view leaf_of(std::string_view n) noexcept {
 bool in_subtree(std::string_view name, std::string_view prefix) noexcept {
   if (!starts_with(name, prefix)) return false;
   return name.size() == prefix.size() || name[prefix.size()] == '.';
+}
+
+std::string_view component_name(Component c) noexcept {
+  constexpr std::array<std::string_view, kNumComponents> kNames = {"vision_tower", "vision_merger", "language_model",
+                                                                    "embed_tokens", "lm_head",      "other"};
+  return kNames[static_cast<std::size_t>(c)];
+}
+
+Component component_of(std::string_view n) {
+  struct Rule {
+    std::string_view prefix;  // canonical naming, with the trailing dot
+    Component component;
+  };
+  static constexpr std::array<Rule, 5> kRules = {{{"model.visual.merger.", Component::kVisionMerger},
+                                                  {"model.visual.", Component::kVisionTower},
+                                                  {"model.language_model.embed_tokens.", Component::kEmbedTokens},
+                                                  {"lm_head.", Component::kLmHead},
+                                                  {"model.language_model.", Component::kLanguageModel}}};
+  const std::string canonical = qwen_vl_hf_to_canonical().apply(n);
+  for (const auto& r : kRules)
+    if (starts_with(canonical, r.prefix)) return r.component;
+  return Component::kOther;
 }
 
 std::string_view tower_name(Tower t) noexcept {

@@ -46,13 +46,6 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
   return out + "]";
 }
 
-// Optional metadata file: nullopt when absent, else the one JSON-file reader (any top-level value; the
-// callers check the shape).
-std::optional<json> read_json_if_present(const fs::path& p) {
-  if (!fs::exists(p)) return std::nullopt;
-  return io::read_json_file(p, /*require_object=*/false);
-}
-
 bool is_float_scale_dtype(DType t) {
   return t == DType::F32 || t == DType::BF16 || t == DType::F16 || t == DType::F64;
 }
@@ -72,8 +65,9 @@ CheckpointView CheckpointView::open(const fs::path& dir) {
     v.shards_.push_back(r.shard);
   }
   fs::path folder = fs::is_directory(dir) ? dir : dir.parent_path();
-  v.config_ = read_json_if_present(folder / "config.json");
-  v.hf_quant_config_ = read_json_if_present(folder / "hf_quant_config.json");
+  // Any top-level value: parse_declared_config reports a non-object as a ConfigError naming the file.
+  v.config_ = io::read_json_file_if_present(folder / "config.json", /*require_object=*/false);
+  v.hf_quant_config_ = io::read_json_file_if_present(folder / "hf_quant_config.json", /*require_object=*/false);
   v.ckpt_ = std::move(ck);
   return v;
 }
@@ -244,6 +238,8 @@ void parse_producer(const json& j, QuantDeclaration& d) {
   }
 }
 
+// quant_algo, kv_cache_quant_algo, exclude_modules of a ModelOpt block (hf_quant_config.json `quantization`,
+// or config.json `quantization_config` itself); `path` names the block in errors.
 void parse_modelopt_quantization(const json& q, const std::string& file, const std::string& path,
                                  QuantDeclaration& d) {
   if (!q.is_object()) bad_key(file, path, "an object", q);
@@ -254,8 +250,46 @@ void parse_modelopt_quantization(const json& q, const std::string& file, const s
   }
   if (auto it = q.find("exclude_modules"); it != q.end()) {
     d.exclude = string_list(*it, file, path + ".exclude_modules");
+    if (!it->is_null()) d.exclude_modules = d.exclude;
     d.exclude_key = "exclude_modules";
     d.has_exclude_modules_key = true;
+  }
+}
+
+// `ignore` of config.json quantization_config; merged into `exclude` when exclude_modules is there too.
+void parse_ignore(const json& qc, const std::string& file, const std::string& path, QuantDeclaration& d) {
+  auto it = qc.find("ignore");
+  if (it == qc.end()) return;
+  auto ig = string_list(*it, file, path + ".ignore");
+  d.has_ignore_key = true;
+  if (!it->is_null()) d.ignore = ig;
+  if (!d.has_exclude_modules_key) {
+    d.exclude = std::move(ig);
+    d.exclude_key = "ignore";
+  } else {
+    // Both keys: keep the union in `exclude` (what a reader of either key could see).
+    for (auto& e : ig)
+      if (std::find(d.exclude.begin(), d.exclude.end(), e) == d.exclude.end()) d.exclude.push_back(e);
+    d.exclude_key = "exclude_modules+ignore";
+  }
+}
+
+void parse_config_groups(const json& qc, const std::string& file, const std::string& path, QuantDeclaration& d) {
+  auto it = qc.find("config_groups");
+  if (it == qc.end() || it->is_null()) return;
+  if (!it->is_object()) bad_key(file, path + ".config_groups", "an object of named groups", *it);
+  for (const auto& [name, g] : it->items()) {
+    const std::string gp = path + ".config_groups." + name;
+    if (!g.is_object()) bad_key(file, gp, "an object", g);
+    ConfigGroup cg;
+    cg.name = name;
+    if (auto t = g.find("targets"); t != g.end()) cg.targets = string_list(*t, file, gp + ".targets");
+    if (auto w = g.find("weights"); w != g.end()) cg.weights = parse_args(*w, file, gp + ".weights");
+    if (auto a = g.find("input_activations"); a != g.end())
+      cg.input_activations = parse_args(*a, file, gp + ".input_activations");
+    if (auto o = g.find("output_activations"); o != g.end())
+      cg.output_activations = parse_args(*o, file, gp + ".output_activations");
+    d.groups.push_back(std::move(cg));
   }
 }
 
@@ -276,6 +310,7 @@ QuantDeclaration parse_hf_quant_config(const json& j, const std::string& file) {
   d.format = lower(d.producer_name) == "modelopt" ? QuantFormat::kModelOpt : QuantFormat::kOther;
   auto it = j.find("quantization");
   if (it == j.end()) bad_key(file, "quantization", "an object with quant_algo", json(nullptr));
+  d.quantization_block = true;
   parse_modelopt_quantization(*it, file, "quantization", d);
   return d;
 }
@@ -294,32 +329,16 @@ QuantDeclaration parse_quantization_config(const json& qc, const std::string& fi
   const std::string P = "quantization_config";
   if (auto it = qc.find("quantization"); it != qc.end() && d.format == QuantFormat::kModelOpt) {
     // hf_quant_config.json contents attached under quantization_config (the ModelOpt <= 0.29 layout).
+    d.quantization_block = true;
     parse_modelopt_quantization(*it, file, P + ".quantization", d);
   } else {
-    if (auto it = qc.find("quant_algo"); it != qc.end() && it->is_string()) d.quant_algo = upper(it->get<std::string>());
-    if (auto it = qc.find("kv_cache_quant_algo"); it != qc.end() && !it->is_null()) {
-      if (!it->is_string()) bad_key(file, P + ".kv_cache_quant_algo", "a string or null", *it);
-      d.kv_cache_quant_algo = upper(it->get<std::string>());
-    }
-    if (auto it = qc.find("exclude_modules"); it != qc.end()) {
-      d.exclude = string_list(*it, file, P + ".exclude_modules");
-      d.exclude_key = "exclude_modules";
-      d.has_exclude_modules_key = true;
-    }
-    if (auto it = qc.find("ignore"); it != qc.end()) {
-      auto ig = string_list(*it, file, P + ".ignore");
-      d.has_ignore_key = true;
-      if (!d.has_exclude_modules_key) {
-        d.exclude = std::move(ig);
-        d.exclude_key = "ignore";
-      } else {
-        // Both keys: keep the union in `exclude` (what a reader of either key could see).
-        for (auto& e : ig)
-          if (std::find(d.exclude.begin(), d.exclude.end(), e) == d.exclude.end()) d.exclude.push_back(e);
-        d.exclude_key = "exclude_modules+ignore";
-      }
-    }
+    parse_modelopt_quantization(qc, file, P, d);
+    parse_ignore(qc, file, P, d);
   }
+  // Other methods (e.g. transformers' fbgemm/finegrained FP8) may name the format in "fmt".
+  if (auto it = qc.find("fmt"); d.quant_algo.empty() && it != qc.end() && it->is_string())
+    d.quant_algo = upper(it->get<std::string>());
+  if (auto it = qc.find("format"); it != qc.end() && it->is_string()) d.compression_format = it->get<std::string>();
   if (auto it = qc.find("kv_cache_scheme"); it != qc.end())
     d.kv_cache_scheme = parse_args(*it, file, P + ".kv_cache_scheme");
   if (auto it = qc.find("weight_block_size"); it != qc.end() && it->is_array()) {
@@ -328,22 +347,7 @@ QuantDeclaration parse_quantization_config(const json& qc, const std::string& fi
       if (x.is_number_integer()) b.push_back(x.get<std::int64_t>());
     if (b.size() == 2) d.weight_block_size = b;
   }
-  if (auto it = qc.find("config_groups"); it != qc.end() && !it->is_null()) {
-    if (!it->is_object()) bad_key(file, P + ".config_groups", "an object of named groups", *it);
-    for (const auto& [name, g] : it->items()) {
-      if (!g.is_object()) bad_key(file, P + ".config_groups." + name, "an object", g);
-      ConfigGroup cg;
-      cg.name = name;
-      std::string gp = P + ".config_groups." + name;
-      if (auto t = g.find("targets"); t != g.end()) cg.targets = string_list(*t, file, gp + ".targets");
-      if (auto w = g.find("weights"); w != g.end()) cg.weights = parse_args(*w, file, gp + ".weights");
-      if (auto a = g.find("input_activations"); a != g.end())
-        cg.input_activations = parse_args(*a, file, gp + ".input_activations");
-      if (auto o = g.find("output_activations"); o != g.end())
-        cg.output_activations = parse_args(*o, file, gp + ".output_activations");
-      d.groups.push_back(std::move(cg));
-    }
-  }
+  parse_config_groups(qc, file, P, d);
   return d;
 }
 
@@ -549,9 +553,6 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
   // 1. classify tensors
   std::map<std::string, const TensorMeta*> weights;  // module -> .weight
   std::map<std::string, std::map<std::string, const TensorMeta*>> scales;  // module -> leaf -> tensor
-  static const std::set<std::string, std::less<>> kScaleLeaves = {
-      "weight_scale", "input_scale", "weight_scale_inv", "weight_zero_point", "input_zero_point",
-      "weight_scale_2", "input_scale_2", "output_scale", "weight_global_scale", "input_global_scale"};
   for (const auto& t : view.tensors()) {
     if (auto kv = parse_kv_scale_name(t.name)) {
       KvScaleTensor k;
@@ -559,11 +560,7 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
       k.attention = kv->attention;
       k.kind = kv->kind;
       k.style = kv->spelling->style;
-      k.canonical = canonical_name(kv->attention) + (kv->kind == KvKind::kKV ? ".kv_scale"
-                                                     : kv->kind == KvKind::kK ? ".k_scale"
-                                                     : kv->kind == KvKind::kV ? ".v_scale"
-                                                     : kv->kind == KvKind::kQ ? ".q_scale"
-                                                                              : ".prob_scale");
+      k.canonical = kv_scale_name(canonical_name(kv->attention), kv->kind, KvStyle::kCanonical);
       k.dtype = t.dtype;
       k.shape = t.shape;
       k.tower = tower_of(canonical_name(kv->attention));
@@ -574,7 +571,8 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
     std::string_view leaf = leaf_of(t.name);
     std::string module(module_of(t.name));
     if (leaf == "weight") weights[module] = &t;
-    else if (kScaleLeaves.count(leaf)) scales[module][std::string(leaf)] = &t;
+    else if (const QuantTensorLeaf* q = quant_tensor_leaf(t.name); q && q->role == QuantTensorRole::kLinearScale)
+      scales[module][std::string(leaf)] = &t;
   }
 
   // 2. Linears

@@ -11,39 +11,6 @@ namespace vlq::formats {
 
 namespace {
 
-// vLLM WeightsMapper-style substring stacking of the Qwen2 decoder (`if weight_name not in name`).
-// Note that "v_proj" is a substring of "qkv_proj": a fused "qkv_proj.k_scale" becomes
-// "qkqkv_proj.k_scale", which is why vLLM's remap has a "qkqkv_proj" rule (§2.4).
-FusionTable vllm_lm_stacking() {
-  return FusionTable{{{"qkv_proj", "q_proj", "q"},
-                      {"qkv_proj", "k_proj", "k"},
-                      {"qkv_proj", "v_proj", "v"},
-                      {"gate_up_proj", "gate_proj", "0"},
-                      {"gate_up_proj", "up_proj", "1"}},
-                     FusionMatch::kSubstring};
-}
-
-std::vector<FusionRule> packed() {
-  return {{"qkv_proj", "q_proj", "q"},
-          {"qkv_proj", "k_proj", "k"},
-          {"qkv_proj", "v_proj", "v"},
-          {"gate_up_proj", "gate_proj", "0"},
-          {"gate_up_proj", "up_proj", "1"}};
-}
-
-// vLLM 0.10 `maybe_remap_kv_scale_name` (§2.4), first match wins.
-std::vector<KvRemapRule> vllm_kv_remap() {
-  return {{".kv_scale", ".attn.k_scale"},
-          {".self_attn.k_proj.k_scale", ".self_attn.attn.k_scale"},
-          {".self_attn.v_proj.v_scale", ".self_attn.attn.v_scale"},
-          {".self_attn.qkv_proj.k_scale", ".self_attn.attn.k_scale"},
-          {".self_attn.qkv_proj.v_scale", ".self_attn.attn.v_scale"},
-          {".self_attn.qkqkv_proj.k_scale", ".self_attn.attn.k_scale"},
-          {".self_attn.qkqkv_proj.v_scale", ".self_attn.attn.v_scale"},
-          {".k_scale", ".attn.k_scale"},
-          {".v_scale", ".attn.v_scale"}};
-}
-
 const char* kCtFusedError =
     "ValueError: Found a different quantization schemes for {shards} in {prefix}. vLLM requires all to use the "
     "same scheme.";
@@ -75,16 +42,16 @@ RuntimeProfile vllm_010() {
   p.lm_root = "language_model.model";
   p.lm_class = "Qwen2ForCausalLM";
   p.lm_head = "language_model.lm_head";
-  p.lm_stacking = vllm_lm_stacking();
+  p.lm_stacking = vllm_qwen2_lm_stacking();
   p.vision_stacking = vllm_qwen2_5_vision_fusion();
-  p.packed_modules = packed();
+  p.packed_modules = qwen2_lm_fusion().rules;
   p.vision_gets_quant_config = true;
   p.lm_head_quantizable = false;
   p.attention_kv_params_always = true;
   p.vision_unknown = UnknownName::kKeyError;
   p.lm_unknown = UnknownName::kKeyError;
   p.kv_remap_after_stacking = true;
-  p.kv_remap = vllm_kv_remap();
+  p.kv_remap = vllm_kv_scale_remap();
   p.fp8_gemm_align = 16;
   p.unaligned_severity = Severity::kWarning;
   p.unaligned_text = kVllmUnaligned;
@@ -160,23 +127,23 @@ RuntimeProfile sglang() {
                           kMoFusedError};
   p.ct_exclusion = {false, false, MatchPolicy{MatchMode::kRegexMatch, {MatchMode::kExact}, false}, true,
                     kCtFusedError};
-  p.prefix = PrefixMap{{{"model.language_model.", "model."}, {"model.visual.", "visual."}}};
+  p.prefix = qwen_vl_canonical_to_legacy();
   p.top_class = "Qwen2_5_VLForConditionalGeneration";
   p.top_modules = {"visual", "model", "lm_head"};
   p.vision_root = "";  // one flat loader: errors name the full name
   p.lm_root = "";
   p.lm_class = "Qwen2_5_VLForConditionalGeneration";
   p.lm_head = "lm_head";
-  p.lm_stacking = vllm_lm_stacking();
+  p.lm_stacking = vllm_qwen2_lm_stacking();
   p.vision_stacking = vllm_qwen2_5_vision_fusion();
-  p.packed_modules = packed();
+  p.packed_modules = qwen2_lm_fusion().rules;
   p.vision_gets_quant_config = true;
   p.lm_head_quantizable = false;
   p.attention_kv_params_always = false;
   p.vision_unknown = UnknownName::kKeyError;
   p.lm_unknown = UnknownName::kKeyError;
   p.kv_remap_after_stacking = true;
-  p.kv_remap = vllm_kv_remap();
+  p.kv_remap = vllm_kv_scale_remap();
   p.kv_scales_bind = false;
   p.fp8_gemm_align = 16;
   p.unaligned_severity = Severity::kInfo;
@@ -207,7 +174,7 @@ RuntimeProfile trtllm() {
   p.config.modelopt_algos = {"FP8"};
   p.config.kv_dtype_from_checkpoint = true;
   p.config.unsupported_error = "not analysed: TensorRT-LLM's compressed-tensors path is not documented in vlq's sources";
-  p.prefix = PrefixMap{{{"model.language_model.", "model."}, {"model.visual.", "visual."}}};
+  p.prefix = qwen_vl_canonical_to_legacy();
   p.top_class = "Qwen2VisionModelBase";
   p.vision_root = "visual";
   p.vision_module_renames = PrefixMap{};

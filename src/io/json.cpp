@@ -135,5 +135,10 @@ nlohmann::json read_json_file(const std::filesystem::path& path, bool require_ob
   return j;
 }
 
+std::optional<nlohmann::json> read_json_file_if_present(const std::filesystem::path& path, bool require_object) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::nullopt;
+  return read_json_file(path, require_object);
+}
 
 }  // namespace vlq::io

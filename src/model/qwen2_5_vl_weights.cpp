@@ -57,16 +57,7 @@ class Loader {
   // A missing tensor in the checkpoint's own naming ("model.layers.0..." for a legacy checkpoint), with the
   // canonical name in parentheses when they differ.
   std::string display(const std::string& canonical) const {
-    std::string n = canonical;
-    if (legacy_) {
-      for (const auto& [from, to] : {std::pair<std::string, std::string>{"model.language_model.", "model."},
-                                     {"model.visual.", "visual."}})
-        if (n.rfind(from, 0) == 0) {
-          n = to + n.substr(from.size());
-          break;
-        }
-    }
-    return n;
+    return legacy_ ? formats::qwen_vl_canonical_to_legacy().apply(canonical) : canonical;
   }
   std::string original(const std::string& canonical) const {
     auto it = by_canonical_.find(canonical);
@@ -225,7 +216,7 @@ Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const form
   const std::int64_t Dv = vc.hidden_size, Iv = vc.intermediate_size;
   const std::int64_t unit = vc.spatial_merge_size * vc.spatial_merge_size;
   const std::int64_t patch_dim = vc.in_chans * vc.temporal_patch_size * vc.patch_size * vc.patch_size;
-  const std::string V = "model.visual.";
+  const std::string V = std::string(formats::kCanonicalVisionRoot) + ".";
   W.vision.patch_embed = L.linear(V + "patch_embed.proj", Dv, patch_dim, false,
                                   {Dv, vc.in_chans, vc.temporal_patch_size, vc.patch_size, vc.patch_size});
   for (std::int64_t i = 0; i < vc.depth; ++i) {
@@ -246,7 +237,7 @@ Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const form
 
   const std::int64_t H = tc.hidden_size, I = tc.intermediate_size, hd = tc.head_dim;
   const std::int64_t qw = tc.num_attention_heads * hd, kvw = tc.num_key_value_heads * hd;
-  const std::string M = "model.language_model.";
+  const std::string M = std::string(formats::kCanonicalLanguageRoot) + ".";
   W.lm.embed = L.plain(M + "embed_tokens.weight", {tc.vocab_size, H});
   for (std::int64_t l = 0; l < tc.num_hidden_layers; ++l) {
     const std::string p = M + "layers." + std::to_string(l) + ".";
@@ -260,20 +251,22 @@ Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const form
     lw.gate = L.linear(p + "mlp.gate_proj", I, H, false);
     lw.up = L.linear(p + "mlp.up_proj", I, H, false);
     lw.down = L.linear(p + "mlp.down_proj", H, I, false);
-    lw.k_scale = L.scalar(p + "self_attn.k_scale", false, "k_scale");
-    lw.v_scale = L.scalar(p + "self_attn.v_scale", false, "v_scale");
+    const std::string attn = p + "self_attn";
+    lw.k_scale = L.scalar(formats::kv_scale_name(attn, formats::KvKind::kK, formats::KvStyle::kCanonical), false, "k_scale");
+    lw.v_scale = L.scalar(formats::kv_scale_name(attn, formats::KvKind::kV, formats::KvStyle::kCanonical), false, "v_scale");
     if (lw.k_scale && lw.v_scale) ++L.report_.kv_scale_layers;
     W.lm.layers.push_back(std::move(lw));
   }
   W.lm.norm = L.plain(M + "norm.weight", {H});
-  if (tc.tie_word_embeddings && !L.find("lm_head.weight")) {
-    W.lm.lm_head.name = "lm_head";
+  const std::string head(formats::kLmHeadRoot);
+  if (tc.tie_word_embeddings && !L.find(head + ".weight")) {
+    W.lm.lm_head.name = head;
     W.lm.lm_head.out_features = tc.vocab_size;
     W.lm.lm_head.in_features = H;
     W.lm.lm_head.w = std::move(W.lm.embed);  // one copy: embed lookups read lm_head.w (embedding())
     W.lm.embed.clear();
   } else {
-    W.lm.lm_head = L.linear("lm_head", tc.vocab_size, H, false);
+    W.lm.lm_head = L.linear(head, tc.vocab_size, H, false);
   }
   L.finish();
   W.report = L.report_;

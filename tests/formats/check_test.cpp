@@ -639,6 +639,34 @@ TEST(CheckInvalid, ScaleShapesNameTensorExpectedAndFound) {
   EXPECT_VERDICT(check(h, "vlq"), Verdict::kLoads);
 }
 
+// The special-token audit reads metadata with the one JSON reader: a tokenizer_config.json that exists but
+// is not JSON is reported (invalid, exit 3, file named), never taken for an absent file.
+TEST(CheckInvalid, BrokenTokenizerConfigIsNamed) {
+  Fixture f = make_qwen(QwenSpec{});
+  f.files["tokenizer_config.json"] = R"({"eos_token": )";
+  Report r = check(f, "vlq");
+  EXPECT_VERDICT(r, Verdict::kInvalid);
+  const Finding* u = find(r, "unreadable");
+  ASSERT_NE(u, nullptr) << dump(r);
+  EXPECT_NE(u->subject.find("tokenizer_config.json"), std::string::npos) << u->subject;
+  EXPECT_NE(u->message.find("invalid JSON"), std::string::npos) << u->message;
+}
+
+// `vlq check` reads the exclusion list a runtime reads through the parsed declaration: VL-0.10 reads only
+// `exclude_modules` of the ModelOpt config.json form, so an `ignore`-only file loses every exclusion.
+TEST(CheckConfig, ExclusionKeyReadFromTheDeclaration) {
+  QwenSpec s;
+  s.hf_quant_config = false;
+  Fixture f = make_qwen(s);
+  ASSERT_TRUE(f.qc().contains("ignore"));
+  ASSERT_FALSE(f.qc().contains("exclude_modules"));
+  Report r = check(f, "vllm-0.10");
+  const Finding* x = find(r, "exclusions_not_read");
+  ASSERT_NE(x, nullptr) << dump(r);
+  EXPECT_NE(x->message.find("reads 'exclude_modules'"), std::string::npos) << x->message;
+  EXPECT_NE(r.summary.config_read.find("'exclude_modules' (absent"), std::string::npos) << r.summary.config_read;
+}
+
 TEST(CheckInvalid, UnreadableFolderIsExit3) {
   TempDir d("empty");
   Report r = check_checkpoint(d.path, "vlq");

@@ -14,6 +14,7 @@
 #include "vlq/core/error.h"
 #include "vlq/formats/checkpoint_summary.h"
 #include "vlq/formats/hf_config.h"
+#include "vlq/formats/quant_layout.h"
 #include "vlq/io/json.h"
 
 namespace fs = std::filesystem;
@@ -577,4 +578,30 @@ TEST(CheckpointSummary, ReleasedSizesMatchTheSpecTotals) {
     EXPECT_TRUE(s.anomalies.empty()) << codes(s);
     EXPECT_FALSE(s.quant.has_value());
   }
+}
+
+// `vlq inspect` reads both quantization configs through quant_layout's parser, the one `vlq check` uses:
+// same normalisation (upper-cased algorithms), same lists, same refusals.
+TEST(CheckpointSummary, QuantConfigsThroughTheCheckersParser) {
+  auto v = bf16_model();
+  quantize_lm(v);
+  json hf = modelopt_hf(json::array({"lm_head"}), "fp8");
+  hf["quantization"]["quant_algo"] = "fp8";
+  json qc = modelopt_qc(json::array({"lm_head"}));
+  qc["exclude_modules"] = json::array({"lm_head", "model.visual*"});
+  const CheckpointSummary s = summarize(input(v, tiny_files(qc), hf));
+  ASSERT_TRUE(s.quant);
+  const DeclaredConfig d = parse_declared_config(json{{"quantization_config", qc}}, hf);
+  EXPECT_EQ(s.quant->quant_algo, "FP8");
+  EXPECT_EQ(s.quant->quant_algo, d.hf_quant_config->quant_algo);
+  EXPECT_EQ(s.quant->kv_cache_quant_algo, d.hf_quant_config->kv_cache_quant_algo);
+  EXPECT_EQ(s.quant->exclude_modules, d.hf_quant_config->exclude_modules);
+  // config.json's `ignore` as written, although exclude_modules is there too (check merges both).
+  EXPECT_EQ(*s.quant->ignore, (std::vector<std::string>{"lm_head"}));
+  EXPECT_EQ(s.quant->ignore, d.config_json->ignore);
+  EXPECT_EQ(d.config_json->exclude_key, "exclude_modules+ignore");
+  // hf_quant_config.json without its `quantization` block: both refuse it with a ConfigError.
+  json broken = {{"producer", {{"name", "modelopt"}, {"version", "0.35.0"}}}, {"quant_algo", "FP8"}};
+  EXPECT_THROW(summarize(input(v, tiny_files(qc), broken)), vlq::ConfigError);
+  EXPECT_THROW(parse_declared_config(std::nullopt, broken), vlq::ConfigError);
 }

@@ -2,6 +2,8 @@
 // and the order and idempotence of the rename pipeline (F01/F02).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "vlq/formats/names.h"
 
 using namespace vlq::formats;
@@ -169,4 +171,84 @@ TEST(Names, TowersAndModuleHelpers) {
   EXPECT_EQ(leaf_of("a.b.weight"), "weight");
   EXPECT_TRUE(in_subtree("a.b.c", "a.b"));
   EXPECT_FALSE(in_subtree("a.bc", "a.b"));
+}
+
+// One name's generation and the inspect ids (vlq.inspect/1 "naming").
+TEST(Names, NamingGenerationOfOneName) {
+  EXPECT_EQ(naming_generation_of("model.language_model.norm.weight"), NamingGeneration::kTransformers452);
+  EXPECT_EQ(naming_generation_of("model.visual.blocks.0.attn.qkv.weight"), NamingGeneration::kTransformers452);
+  EXPECT_EQ(naming_generation_of("model.norm.weight"), NamingGeneration::kLegacy);
+  EXPECT_EQ(naming_generation_of("visual.merger.mlp.0.weight"), NamingGeneration::kLegacy);
+  EXPECT_EQ(naming_generation_of("lm_head.weight"), NamingGeneration::kUnknown);
+  EXPECT_EQ(naming_generation_id(NamingGeneration::kLegacy), "legacy");
+  EXPECT_EQ(naming_generation_id(NamingGeneration::kTransformers452), "hf-4.52");
+  EXPECT_EQ(naming_generation_id(NamingGeneration::kMixed), "mixed");
+  EXPECT_EQ(naming_generation_id(NamingGeneration::kUnknown), "unknown");
+}
+
+// Components come from the canonical prefix table, for both generations alike.
+TEST(Names, ComponentsOfBothGenerations) {
+  const std::pair<const char*, Component> cases[] = {
+      {"visual.merger.mlp.0.weight", Component::kVisionMerger},
+      {"model.visual.merger.ln_q.weight", Component::kVisionMerger},
+      {"visual.blocks.0.attn.qkv.weight", Component::kVisionTower},
+      {"model.visual.patch_embed.proj.weight", Component::kVisionTower},
+      {"model.embed_tokens.weight", Component::kEmbedTokens},
+      {"model.language_model.embed_tokens.weight", Component::kEmbedTokens},
+      {"model.layers.0.self_attn.k_proj.k_scale", Component::kLanguageModel},
+      {"model.language_model.norm.weight", Component::kLanguageModel},
+      {"lm_head.weight", Component::kLmHead},
+      {"language_model.lm_head.weight", Component::kOther},
+      {"vision_tower.x.weight", Component::kOther},
+  };
+  for (auto [n, c] : cases) EXPECT_EQ(component_name(component_of(n)), component_name(c)) << n;
+}
+
+// parse_kv_scale_key is a view of the spelling table: every K/V spelling, never q/prob scales.
+TEST(Names, KvScaleKeysFromTheSpellingTable) {
+  for (const auto& sp : kv_scale_spellings()) {
+    const std::string n = "model.layers.0.self_attn" + sp.suffix;
+    auto k = parse_kv_scale_key(n);
+    if (sp.kind == KvKind::kQ || sp.kind == KvKind::kProb) {
+      EXPECT_FALSE(k) << n;
+      continue;
+    }
+    ASSERT_TRUE(k) << n;
+    EXPECT_EQ(k->attention, "model.layers.0.self_attn") << n;
+    EXPECT_EQ(k->kind, sp.kind == KvKind::kK ? 'k' : sp.kind == KvKind::kV ? 'v' : 'b') << n;
+  }
+  auto q = parse_kv_scale_key("model.layers.0.self_attn.qkv_proj.v_scale");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->spelling, "qkv_proj.v_scale");
+  EXPECT_EQ(q->holder, "model.layers.0.self_attn.qkv_proj");
+  auto v = parse_kv_scale_key("visual.blocks.0.attn.k_scale");  // a vision module called attn
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->attention, "visual.blocks.0.attn");
+  EXPECT_EQ(v->spelling, "attn.k_scale");
+  EXPECT_EQ(v->holder, "visual.blocks.0.attn");
+}
+
+TEST(Names, QuantTensorLeaves) {
+  ASSERT_NE(quant_tensor_leaf("a.b.weight_scale"), nullptr);
+  EXPECT_EQ(quant_tensor_leaf("a.b.weight_scale")->role, QuantTensorRole::kLinearScale);
+  EXPECT_EQ(quant_tensor_leaf("a.b.input_scale_2")->role, QuantTensorRole::kLinearScale);
+  EXPECT_EQ(quant_tensor_leaf("a.self_attn.k_scale")->role, QuantTensorRole::kKvScale);
+  EXPECT_EQ(quant_tensor_leaf("a.k_proj._amax")->role, QuantTensorRole::kOther);
+  EXPECT_EQ(quant_tensor_leaf("a.b.weight"), nullptr);
+  EXPECT_EQ(quant_tensor_leaf("a.b.bias"), nullptr);
+}
+
+// vLLM's own tables: substring stacking (the "qkqkv_proj" effect of §2.4) and maybe_remap_kv_scale_name.
+TEST(Names, VllmStackingAndKvRemapTables) {
+  auto r = vllm_qwen2_lm_stacking().apply("layers.0.self_attn.qkv_proj.k_scale");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->name, "layers.0.self_attn.qkqkv_proj.k_scale");
+  EXPECT_EQ(vllm_qwen2_lm_stacking().rules.size(), qwen2_lm_fusion().rules.size());
+  const auto& remap = vllm_kv_scale_remap();
+  auto hit = std::find_if(remap.begin(), remap.end(), [&](const KvRemapRule& x) {
+    return r->name.size() >= x.from.size() && r->name.compare(r->name.size() - x.from.size(), x.from.size(), x.from) == 0;
+  });
+  ASSERT_NE(hit, remap.end());
+  EXPECT_EQ(hit->to, ".self_attn.attn.k_scale");
+  EXPECT_EQ(trtllm_vision_attention_renames().front().to, "qkv_proj");
 }

@@ -84,7 +84,8 @@ TEST(ModelLoad, Fp8KvCacheCanBeForcedOrDisabled) {
   EXPECT_TRUE(model::Qwen2_5_VL::load(kRef / "base-bf16", o).fp8_kv_cache());
 }
 
-// A checkpoint with one tensor missing, one of the wrong shape and one unknown: one error naming all three.
+// A checkpoint with two tensors missing (one decoder, one ViT), one of the wrong shape and one unknown: one
+// error naming all four, missing ones in the checkpoint's own (legacy) naming through names.h.
 TEST(ModelLoad, ListsEveryProblemAtOnce) {
   const fs::path dir = fs::temp_directory_path() / ("vlq_model_load_" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -94,7 +95,7 @@ TEST(ModelLoad, ListsEveryProblemAtOnce) {
   std::vector<io::TensorData> out;
   std::vector<std::byte> extra(4 * 3);
   for (const auto& t : src.tensors()) {
-    if (t.name == "model.layers.0.mlp.up_proj.weight") continue;  // missing
+    if (t.name == "model.layers.0.mlp.up_proj.weight" || t.name == "visual.blocks.1.norm2.weight") continue;  // missing
     io::TensorData d{{t.name, t.dtype, t.shape}, src.data(t)};
     if (t.name == "model.norm.weight") {  // wrong shape: [64] → [32, 2]
       d.spec.shape = {32, 2};
@@ -108,8 +109,10 @@ TEST(ModelLoad, ListsEveryProblemAtOnce) {
     FAIL() << "expected a FormatError";
   } catch (const FormatError& e) {
     const std::string m = e.what();
-    EXPECT_NE(m.find("3 problem(s)"), std::string::npos) << m;
+    EXPECT_NE(m.find("4 problem(s)"), std::string::npos) << m;
     EXPECT_NE(m.find("model.layers.0.mlp.up_proj.weight: missing"), std::string::npos) << m;
+    EXPECT_NE(m.find("visual.blocks.1.norm2.weight: missing"), std::string::npos) << m;
+    EXPECT_NE(m.find("canonical name model.visual.blocks.1.norm2.weight"), std::string::npos) << m;
     EXPECT_NE(m.find("model.norm.weight: expected [64]"), std::string::npos) << m;
     EXPECT_NE(m.find("model.layers.0.mlp.extra_proj.weight: unexpected tensor"), std::string::npos) << m;
   }

@@ -25,49 +25,18 @@
 
 #include "vlq/core/dtype.h"
 #include "vlq/formats/hf_config.h"
+#include "vlq/formats/names.h"
 
 namespace vlq::formats {
 
 // ---- classification of tensor names (both naming generations) -------------------------------------
+// Components (Component, component_of, component_name), naming generations and KV-scale keys
+// (parse_kv_scale_key) are naming rules: they live in vlq/formats/names.h, included above.
 
-// Part of the model a tensor belongs to.
-//   vision_tower:   visual.* / model.visual.* except the merger (patch_embed, blocks)
-//   vision_merger:  visual.merger.* / model.visual.merger.* (the projector into the LM)
-//   embed_tokens:   model.embed_tokens.* / model.language_model.embed_tokens.*
-//   language_model: model.* / model.language_model.* (decoder layers, final norm), embed_tokens excluded
-//   lm_head:        lm_head.*
-//   other:          anything else (reported as an anomaly)
-enum class Component { kVisionTower, kVisionMerger, kLanguageModel, kEmbedTokens, kLmHead, kOther };
-inline constexpr std::size_t kNumComponents = 6;
-inline constexpr std::array<Component, kNumComponents> kAllComponents{
-    Component::kVisionTower, Component::kVisionMerger, Component::kLanguageModel,
-    Component::kEmbedTokens, Component::kLmHead,       Component::kOther};
-// "vision_tower", "vision_merger", "language_model", "embed_tokens", "lm_head", "other".
-std::string_view component_name(Component c) noexcept;
-Component component_of(std::string_view tensor_name) noexcept;
-
-// Naming generation of a single name: "legacy" (model.*, visual.*), "hf-4.52" (model.language_model.*,
-// model.visual.*), or "" (neutral: lm_head.*, unknown prefixes).
-std::string_view naming_of(std::string_view tensor_name) noexcept;
-
-// The kind of a quantization tensor, i.e. its last name component when it is one of: weight_scale,
-// weight_scale_inv, weight_scale_2, weight_global_scale, input_scale, input_global_scale, output_scale,
-// k_scale, v_scale, q_scale, prob_scale, kv_scale, k_bias, v_bias, pre_quant_scale, weight_zero_point,
-// input_zero_point, output_zero_point, _amax. "" for ordinary tensors (weights, biases, norms).
-// Quantization tensors are counted separately from parameters everywhere in the summary.
+// The kind of a quantization tensor: its last name component when it is a row of quant_tensor_leaves()
+// (names.h: weight_scale, input_scale, k_scale, _amax, ...). "" for ordinary tensors (weights, biases,
+// norms). Quantization tensors are counted separately from parameters everywhere in the summary.
 std::string_view scale_kind(std::string_view tensor_name) noexcept;
-
-// A KV-cache scale name, parsed. `spelling` is how the producer wrote it, relative to the attention
-// module's parent: "k_proj.k_scale" / "v_proj.v_scale" (ModelOpt), "self_attn.k_scale" (compressed-
-// tensors; "attn.k_scale" for a module named attn), "k_proj.output_scale" (old compressed-tensors),
-// "qkv_proj.k_scale" (fused producers), "kv_scale" (one scale for K and V).
-struct KvScaleKey {
-  std::string attention;  // attention module, e.g. "model.layers.0.self_attn"
-  char kind = 'k';        // 'k', 'v', or 'b' (both: kv_scale)
-  std::string spelling;
-  std::string holder;     // the module the key hangs under ("...self_attn.k_proj" for ModelOpt); must exist
-};
-std::optional<KvScaleKey> parse_kv_scale_key(std::string_view tensor_name);
 
 // ---- summary ---------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 // Tensor/module name normalisation as data: Qwen2.5-VL naming generations, prefix maps (HF → canonical,
-// HF → runtime), the q/k/v and gate/up fusion table with shard ids, and the KV-scale spelling table.
+// HF → runtime), the q/k/v and gate/up fusion table with shard ids, the KV-scale spelling and remap tables,
+// the model components and the quantization-tensor leaves. Every naming rule of vlq lives here.
 // Spec: ../shared/docs/fp8-checkpoint-formats.md §1.3 (ModelOpt `k_proj.k_scale`), §2.4 (vLLM
 // `maybe_remap_kv_scale_name`), §2.5 (`hf_to_vllm_mapper`, vision stacking), §3.3 (compressed-tensors
 // `self_attn.k_scale`, old `k_proj.output_scale`), §5 (transformers 4.52 renames);
@@ -14,6 +15,8 @@
 // the bug of F01/F02 (`k_proj.k_scale` becomes `qkv_proj.k_scale` before anyone recognises it).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,8 +33,19 @@ enum class NamingGeneration {
   kMixed,            // both kinds present (a broken merge of two saves)
 };
 std::string_view naming_generation_name(NamingGeneration g) noexcept;
-// Looks at the names' prefixes (lm_head is neutral).
+// Short id of a generation, as `vlq inspect` reports it (schema vlq.inspect/1): "unknown", "legacy",
+// "hf-4.52", "mixed".
+std::string_view naming_generation_id(NamingGeneration g) noexcept;
+// The generation of one name: kTransformers452 (model.language_model.*, model.visual.*), kLegacy
+// (model.*, visual.*), or kUnknown for neutral names (lm_head.*, unknown prefixes).
+NamingGeneration naming_generation_of(std::string_view tensor_name) noexcept;
+// Looks at the names' prefixes (lm_head is neutral): naming_generation_of over all names.
 NamingGeneration detect_naming(const std::vector<std::string>& tensor_names);
+
+// Canonical roots (the transformers >= 4.52 in-memory names, without the trailing dot).
+inline constexpr std::string_view kCanonicalLanguageRoot = "model.language_model";
+inline constexpr std::string_view kCanonicalVisionRoot = "model.visual";
+inline constexpr std::string_view kLmHeadRoot = "lm_head";
 
 // ---- prefix maps ---------------------------------------------------------------------------------
 
@@ -56,6 +70,9 @@ const PrefixMap& qwen_vl_hf_to_canonical();
 const PrefixMap& qwen_vl_canonical_to_legacy();
 // vLLM's Qwen2.5-VL `hf_to_vllm_mapper` (§2.5; same in VL-0.10 and VL-2026).
 const PrefixMap& vllm_qwen2_5_vl_mapper();
+// Renames of whole last components (`from` → `to`) that TensorRT-LLM 1.2.0rc0 applies to the Qwen2.5-VL
+// vision attention Linears: attn.qkv → attn.qkv_proj, attn.proj → attn.o_proj (field-bug-classes.md F06).
+const std::vector<PrefixRule>& trtllm_vision_attention_renames();
 
 // ---- fusion (stacking) ---------------------------------------------------------------------------
 
@@ -88,6 +105,10 @@ struct FusionTable {
 // The Qwen2 language-model fusion (vLLM `stacked_params_mapping`, component form): q/k/v_proj → qkv_proj
 // (q, k, v), gate/up_proj → gate_up_proj (0, 1).
 const FusionTable& qwen2_lm_fusion();
+// The same rules matched as vLLM's Qwen2 loader matches them (substring: `if weight_name not in name`).
+// "v_proj" is a substring of "qkv_proj": a fused "qkv_proj.k_scale" becomes "qkqkv_proj.k_scale", which
+// is why vLLM's KV remap has a "qkqkv_proj" rule (§2.4).
+const FusionTable& vllm_qwen2_lm_stacking();
 // vLLM's Qwen2.5-VL vision stacking (§2.5): "attn.q." / "attn.k." / "attn.v." → "attn.qkv.",
 // "mlp.gate_proj." / "mlp.up_proj." → "mlp.gate_up_proj." (substring rules, as vLLM writes them).
 const FusionTable& vllm_qwen2_5_vision_fusion();
@@ -136,6 +157,49 @@ std::optional<KvScaleName> parse_kv_scale_name(std::string_view tensor_name);
 // Spells the scale of `kind` (kK, kV or kQ) for attention module `attention` in `style`.
 std::string kv_scale_name(std::string_view attention, KvKind kind, KvStyle style);
 
+// A K/V-cache scale name as `vlq inspect` reports it (K, V or one scale for both; q/prob scales are not
+// KV-cache scales here). `spelling` is how the producer wrote it, relative to the attention module's
+// parent: "k_proj.k_scale" / "v_proj.v_scale" (ModelOpt), "self_attn.k_scale" (compressed-tensors;
+// "attn.k_scale" for a module named attn), "k_proj.output_scale" (old compressed-tensors),
+// "qkv_proj.k_scale" (fused producers), "kv_scale" (one scale for K and V). Parsed with the spelling
+// table (parse_kv_scale_name).
+struct KvScaleKey {
+  std::string attention;  // attention module, e.g. "model.layers.0.self_attn"
+  char kind = 'k';        // 'k', 'v', or 'b' (both: kv_scale)
+  std::string spelling;
+  std::string holder;     // the module the key hangs under ("...self_attn.k_proj" for ModelOpt); must exist
+};
+std::optional<KvScaleKey> parse_kv_scale_key(std::string_view tensor_name);
+
+// One rule of a KV-scale remap (vLLM `maybe_remap_kv_scale_name`): a name ending in `from` gets that
+// suffix replaced by `to`; the first matching rule wins.
+struct KvRemapRule {
+  std::string from;
+  std::string to;
+};
+// vLLM 0.10 `maybe_remap_kv_scale_name` (§2.4), in its order (the Qwen2 decoder's names after stacking).
+const std::vector<KvRemapRule>& vllm_kv_scale_remap();
+
+// ---- quantization tensors ------------------------------------------------------------------------
+
+// What a quantization tensor (one that is not a parameter of the model) is for, by its last component.
+enum class QuantTensorRole {
+  kLinearScale,  // scale / zero point / global scale of a Linear's weight or input (weight_scale, ...)
+  kKvScale,      // attention scale (k_scale, v_scale, q_scale, prob_scale, kv_scale)
+  kOther,        // other quantizer state (k_bias, v_bias, pre_quant_scale, output_zero_point, _amax)
+};
+struct QuantTensorLeaf {
+  std::string leaf;  // e.g. "weight_scale"
+  QuantTensorRole role;
+};
+// The table: weight_scale, weight_scale_inv, weight_scale_2, weight_global_scale, input_scale,
+// input_scale_2, input_global_scale, output_scale, weight_zero_point, input_zero_point (Linear scales);
+// k_scale, v_scale, q_scale, prob_scale, kv_scale (KV); k_bias, v_bias, pre_quant_scale,
+// output_zero_point, _amax (other).
+const std::vector<QuantTensorLeaf>& quant_tensor_leaves();
+// The row of a tensor name's last component; nullptr for ordinary tensors (weights, biases, norms).
+const QuantTensorLeaf* quant_tensor_leaf(std::string_view tensor_name) noexcept;
+
 // ---- the rename pipeline -------------------------------------------------------------------------
 
 // A fixed-order rename: prefix map → KV-scale rename → shard stacking. Any step may be absent.
@@ -164,6 +228,23 @@ std::string_view module_of(std::string_view tensor_name) noexcept;
 std::string_view leaf_of(std::string_view tensor_name) noexcept;
 // True when `name` equals `prefix` or starts with `prefix` + ".".
 bool in_subtree(std::string_view name, std::string_view prefix) noexcept;
+
+// Part of the Qwen2.5-VL model a tensor belongs to (either naming generation; the name is mapped to
+// canonical naming first, then the first matching canonical prefix wins):
+//   vision_merger:  model.visual.merger.*  (the projector into the LM)
+//   vision_tower:   model.visual.*  except the merger (patch_embed, blocks)
+//   embed_tokens:   model.language_model.embed_tokens.*
+//   lm_head:        lm_head.*
+//   language_model: model.language_model.*  (decoder layers, final norm)
+//   other:          anything else
+enum class Component { kVisionTower, kVisionMerger, kLanguageModel, kEmbedTokens, kLmHead, kOther };
+inline constexpr std::size_t kNumComponents = 6;
+inline constexpr std::array<Component, kNumComponents> kAllComponents{
+    Component::kVisionTower, Component::kVisionMerger, Component::kLanguageModel,
+    Component::kEmbedTokens, Component::kLmHead,       Component::kOther};
+// "vision_tower", "vision_merger", "language_model", "embed_tokens", "lm_head", "other".
+std::string_view component_name(Component c) noexcept;
+Component component_of(std::string_view tensor_name);
 
 // Which part of a vision-language model a canonical name belongs to.
 enum class Tower { kLanguage, kVision, kHead, kOther };

@@ -110,6 +110,13 @@ struct QuantDeclaration {
   std::string exclude_key;                   // which key held `exclude` ("" when none)
   bool has_exclude_modules_key = false;      // config.json form: a top-level "exclude_modules" key exists
   bool has_ignore_key = false;
+  // Each list as written under its own key (nullopt when the key is absent or null): what a reader of
+  // exactly that key sees (vLLM 0.10 reads exclude_modules, later versions ignore; `vlq inspect` shows both).
+  std::optional<std::vector<std::string>> exclude_modules, ignore;
+  // The ModelOpt `quantization{quant_algo, kv_cache_quant_algo, exclude_modules}` block form:
+  // hf_quant_config.json, or that block attached under config.json quantization_config (ModelOpt <= 0.29).
+  bool quantization_block = false;
+  std::string compression_format;            // compressed-tensors "format" ("float-quantized", ...), "" if absent
   std::vector<ConfigGroup> groups;
   std::string producer_name, producer_version;
   std::optional<std::vector<std::int64_t>> weight_block_size;  // "weight_block_size" if written
@@ -127,10 +134,13 @@ struct DeclaredConfig {
   QuantFormat format() const;
 };
 
-// Parses a `quantization_config` object. Throws ConfigError naming `file` and the key when a key has
-// the wrong JSON type (exclude/ignore not a list of strings, config_groups not an object, ...).
+// Parses a `quantization_config` object: the one parser of config.json quantization_config, used by
+// `vlq check`, `vlq inspect` and `vlq convert`. quant_algo / kv_cache_quant_algo are upper-cased; for other
+// methods a "fmt" string stands in for a missing quant_algo. Throws ConfigError naming `file` and the key
+// when a key has the wrong JSON type (exclude/ignore not a list of strings, config_groups not an object, ...).
 QuantDeclaration parse_quantization_config(const nlohmann::json& qc, const std::string& file);
-// Parses hf_quant_config.json ({producer, quantization{quant_algo, kv_cache_quant_algo, exclude_modules}}).
+// Parses hf_quant_config.json ({producer, quantization{quant_algo, kv_cache_quant_algo, exclude_modules}}),
+// the one parser of that file. Throws ConfigError when it is not an object or has no `quantization` block.
 QuantDeclaration parse_hf_quant_config(const nlohmann::json& j, const std::string& file);
 // Both (each optional). config is the whole config.json.
 DeclaredConfig parse_declared_config(const std::optional<nlohmann::json>& config,

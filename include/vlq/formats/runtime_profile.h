@@ -32,12 +32,7 @@ enum class UnknownName {
   kUnknown,   // not documented: reported as a warning, not as a prediction
 };
 
-// One rule of a KV-scale remap (vLLM `maybe_remap_kv_scale_name`): a name ending in `from` gets that
-// suffix replaced by `to`; the first matching rule wins.
-struct KvRemapRule {
-  std::string from;
-  std::string to;
-};
+// KvRemapRule (one rule of vLLM's `maybe_remap_kv_scale_name`) is a naming rule: see names.h.
 
 // How a profile reads ModelOpt / compressed-tensors configs (fp8-checkpoint-formats.md §2.1, §2.2).
 struct ConfigReading {

@@ -1,10 +1,12 @@
 // JSON reading for every file vlq reads: `read_json_file` (the one JSON-file reader: configs, calibration
-// stats, quant configs) and strict parsing for safetensors headers and checkpoint indexes (duplicate keys and
-// excessive nesting are errors, unlike nlohmann's default which keeps the last duplicate).
+// stats, quant configs; `read_json_file_if_present` for optional files) and strict parsing for safetensors
+// headers and checkpoint indexes (duplicate keys and excessive nesting are errors, unlike nlohmann's
+// default which keeps the last duplicate).
 #pragma once
 
 #include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +17,10 @@ namespace vlq::io {
 // Reads a JSON file (RFC 8259). Throws IoError (cannot open/read) or FormatError (invalid JSON, or not an
 // object when `require_object`), naming the file and the parser's byte offset.
 nlohmann::json read_json_file(const std::filesystem::path& path, bool require_object = true);
+// The same for an optional metadata file (config.json, hf_quant_config.json, tokenizer_config.json, ...):
+// nullopt when nothing exists at `path`; otherwise read_json_file, with its errors (a file that exists but
+// cannot be read or is not valid JSON is an error, never "absent").
+std::optional<nlohmann::json> read_json_file_if_present(const std::filesystem::path& path, bool require_object = true);
 
 // Parses `text` as exactly one JSON value (RFC 8259; UTF-8 validated by nlohmann's lexer; no comments).
 // Throws FormatError{where = file}: syntax error (with byte position), a key repeated in the same object

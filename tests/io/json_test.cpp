@@ -1,0 +1,24 @@
+// io::read_json_file_if_present: absent → nullopt; present → the one reader with its errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "io/io_test_util.h"
+#include "vlq/core/error.h"
+#include "vlq/io/json.h"
+
+using vlq::testing::TempDir;
+
+TEST(JsonFile, IfPresentDistinguishesAbsentFromBroken) {
+  TempDir d;
+  EXPECT_FALSE(vlq::io::read_json_file_if_present(d.path() / "absent.json"));
+  std::ofstream(d.path() / "ok.json") << R"({"a": 1})";
+  auto ok = vlq::io::read_json_file_if_present(d.path() / "ok.json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ((*ok)["a"], 1);
+  std::ofstream(d.path() / "bad.json") << R"({"a": )";
+  EXPECT_THROW(vlq::io::read_json_file_if_present(d.path() / "bad.json"), vlq::FormatError);
+  std::ofstream(d.path() / "list.json") << "[1]";
+  EXPECT_THROW(vlq::io::read_json_file_if_present(d.path() / "list.json"), vlq::FormatError);
+  EXPECT_TRUE(vlq::io::read_json_file_if_present(d.path() / "list.json", /*require_object=*/false));
+}
