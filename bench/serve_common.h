@@ -123,6 +123,7 @@ struct StreamTiming {
   double ttft_s = 0, total_s = 0;
   std::vector<double> gaps_s;  // between consecutive content chunks
   std::int64_t tokens = 0;     // completion_tokens from the usage chunk (else content chunks)
+  std::int64_t prompt_tokens = 0;  // prompt_tokens from the usage chunk
 };
 
 // POSTs `body` (which must ask for stream=true with stream_options.include_usage) and times the SSE chunks.
@@ -154,7 +155,10 @@ inline StreamTiming post_stream(const std::string& host, int port, const std::st
       }
       const auto j = nlohmann::json::parse(data, nullptr, false);
       if (j.is_discarded()) continue;
-      if (j.contains("usage") && j["usage"].is_object()) st.tokens = j["usage"].value("completion_tokens", 0);
+      if (j.contains("usage") && j["usage"].is_object()) {
+        st.tokens = j["usage"].value("completion_tokens", 0);
+        st.prompt_tokens = j["usage"].value("prompt_tokens", 0);
+      }
       if (!j.contains("choices") || j["choices"].empty()) continue;
       const auto& ch = j["choices"][0];
       const bool content = (ch.contains("text") && !ch["text"].get<std::string>().empty()) ||

@@ -6,7 +6,7 @@
 // 127.0.0.1 (loopback only).
 // Usage: serve_load_bench --vlq build/vlq --model models/qwen2_5_vl-tiny-trained [--requests 64]
 //        [--concurrency 8] [--rate 0] [--prompt-set image|text] [--output-tokens 32] [--seed 1]
-//        [--images data/heldout/images] [--api-key K] [-- <vlq serve flags>]
+//        [--images data/heldout/images] [--api-key K] [--prompt-words N] [-- <vlq serve flags>]
 #include <atomic>
 #include <iostream>
 #include <mutex>
@@ -25,7 +25,7 @@ using json = nlohmann::json;
 struct Args {
   std::string vlq, model, images, prompt_set = "image", api_key;
   int port = 0, concurrency = 8;
-  std::int64_t requests = 64, output_tokens = 32;
+  std::int64_t requests = 64, output_tokens = 32, prompt_words = 0;
   double rate = 0;
   std::uint64_t seed = 1;
   std::vector<std::string> serve_flags;
@@ -53,6 +53,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--output-tokens") a.output_tokens = std::stoll(v);
     else if (k == "--rate") a.rate = std::stod(v);
     else if (k == "--seed") a.seed = std::stoull(v);
+    else if (k == "--prompt-words") a.prompt_words = std::stoll(v);
     else throw std::runtime_error("unknown option " + k);
   }
   for (; i < argc; ++i) a.serve_flags.push_back(argv[i]);
@@ -72,7 +73,13 @@ std::string request_body(const Args& a, std::int64_t i, const std::vector<std::s
     content = json::array({{{"type", "image_url"}, {"image_url", {{"url", urls[static_cast<std::size_t>(i) % urls.size()]}}}},
                            {{"type", "text"}, {"text", q}}});
   else
+  {
     content = fmt::format("Request {}: {} Describe a red circle, a blue square and a green triangle.", i, q);
+    // --prompt-words N: pad the text prompt to about N tokens (each " wN" is about two Qwen tokens; usage reports the count).
+    std::string pad;
+    for (std::int64_t w = 0; w < a.prompt_words; ++w) pad += fmt::format(" w{}", (w * 7 + i) % 10);
+    content = content.get<std::string>() + pad;
+  }
   return json{{"messages", json::array({{{"role", "user"}, {"content", content}}})},
               {"max_tokens", a.output_tokens}, {"ignore_eos", true}, {"temperature", 0}, {"stream", true},
               {"stream_options", {{"include_usage", true}}}}
@@ -123,17 +130,18 @@ int main(int argc, char** argv) {
     if (srv) srv->terminate();
 
     std::vector<double> ttft, itl, e2e;
-    std::int64_t ok = 0, tokens = 0;
+    std::int64_t ok = 0, tokens = 0, prompt_tokens = 0;
     for (const auto& r : results) {
       if (r.status != 200 || !r.done) continue;
       ++ok;
       tokens += r.tokens;
+      prompt_tokens += r.prompt_tokens;
       ttft.push_back(r.ttft_s);
       e2e.push_back(r.total_s);
       itl.insert(itl.end(), r.gaps_s.begin(), r.gaps_s.end());
     }
     const json report = {{"prompt_set", a.prompt_set}, {"requests", a.requests}, {"ok", ok},
-                         {"concurrency", a.concurrency}, {"rate", a.rate}, {"output_tokens", a.output_tokens},
+                         {"concurrency", a.concurrency}, {"rate", a.rate}, {"output_tokens", a.output_tokens}, {"mean_prompt_tokens", ok ? prompt_tokens / ok : 0},
                          {"wall_s", wall}, {"req_per_s", ok / wall}, {"output_tok_per_s", tokens / wall},
                          {"ttft_p50_ms", 1e3 * percentile(ttft, 50)}, {"ttft_p99_ms", 1e3 * percentile(ttft, 99)},
                          {"itl_p50_ms", 1e3 * percentile(itl, 50)}, {"itl_p99_ms", 1e3 * percentile(itl, 99)},

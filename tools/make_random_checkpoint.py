@@ -32,7 +32,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "tests/data/hf_config/qwen2_5_vl_3b.v4.config.json")
-TOKENIZER_DIR = os.path.normpath(os.path.join(REPO, "..", "shared/data/qwen-tokenizer"))
+# The real Qwen tokenizer (../shared/data/qwen-tokenizer); VLQ_TOKENIZER_DIR overrides it (e.g. a copy carried
+# to the GPU machine, which has no ../shared).
+TOKENIZER_DIR = os.environ.get("VLQ_TOKENIZER_DIR") or os.path.normpath(os.path.join(REPO, "..", "shared/data/qwen-tokenizer"))
 CHUNK = 16 * 1024 * 1024
 POOL = 64 * 1024 * 1024
 

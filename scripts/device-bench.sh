@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (one `run` call, carry [".devsync"]; see docs/cuda-notes.md "How to rerun"): the CUDA
+# tests, then the issue #11/#12 figures on a 7B-shaped random checkpoint made there (released Qwen2.5-VL-7B
+# config): vlq quantize → FP8, cuda_model_bench on BF16 and FP8, the transformers BF16 peer, and the serving
+# load bench on `vlq serve --device cuda`. Each step has its own time limit and log under $OUT; a failed
+# step does not stop the next. STEPS (default "tests ckpt quant bench peer serve") picks steps.
+set -u
+. .devsync/device-run.sh > "$OUT/device.txt" 2>&1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+export VLQ_TOKENIZER_DIR=$PWD/.devsync/tok
+D=.devsync
+Q=/tmp/q7; F=/tmp/q7-fp8
+STEPS=${STEPS:-"tests ckpt quant bench peer serve"}
+step() {  # step NAME LIMIT_S CMD...
+  local name=$1 lim=$2; shift 2
+  local t0=$(date +%s%N)
+  timeout "$lim" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  printf "== %-14s rc=%-3s %6d ms\n" "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))"
+  return $rc
+}
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+cat "$OUT/device.txt" | head -3
+if has tests; then
+  step tests 240 $D/vlq_cuda_tests ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER}
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/tests.log" | head -30
+  grep -B2 -A8 "Failure" "$OUT/tests.log" | head -60
+fi
+if has ckpt; then
+  step ckpt 300 python3 tools/make_random_checkpoint.py $Q --config tests/data/hf_config/qwen2_5_vl_7b.v4.config.json
+  tail -2 "$OUT/ckpt.log"; du -sh $Q
+fi
+if has quant; then
+  step quant 300 $D/vlq quantize $Q $F --scope lm --calib-text data/calib/text.jsonl --samples ${CALIB_SAMPLES:-8} --seq-len 128
+  tail -5 "$OUT/quant.log"; du -sh $F
+fi
+if has bench; then
+  step bench_fp8 240 $D/cuda_model_bench $F ${PREFILL:-8192} 1,8,64,256 && cat "$OUT/bench_fp8.log" || tail -20 "$OUT/bench_fp8.log"
+  has bf16 && { step bench_bf16 200 $D/cuda_model_bench $Q ${PREFILL:-8192} 1,64 && cat "$OUT/bench_bf16.log" || tail -20 "$OUT/bench_bf16.log"; }
+fi
+if has peer; then
+  step peer 300 python3 tools/hf_peer_bench.py $Q --prefill ${PREFILL:-8192} --batches 1,8,64 --steps 32
+  grep -v Warning "$OUT/peer.log" | tail -12
+fi
+if has serve; then
+  for c in 1 64 256; do
+    n=$(( c * 4 )); [ $c -eq 1 ] && n=8
+    step serve_text_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set text --prompt-words 50 \
+      --output-tokens 128 --concurrency $c --requests $n -- --device cuda --max-num-seqs 256 --max-model-len 1024
+    tail -3 "$OUT/serve_text_c$c.log"
+  done
+fi
+nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
