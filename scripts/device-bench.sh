@@ -43,7 +43,7 @@ if has peer; then
   grep -v Warning "$OUT/peer.log" | tail -12
 fi
 if has serve; then
-  for c in 1 64 256; do
+  for c in ${SERVE_C:-1 256}; do
     n=$(( c * 4 )); [ $c -eq 1 ] && n=8
     step serve_text_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set text --prompt-words 50 \
       --output-tokens 128 --concurrency $c --requests $n -- --device cuda --max-num-seqs 256 --max-model-len 1024

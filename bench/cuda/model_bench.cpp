@@ -2,8 +2,10 @@
 // cuda` runs): load time, device memory (weights + KV pool) vs the checkpoint's bytes, prefill of P text
 // tokens (TFLOP/s over the Linear + attention FLOPs), and greedy decode at several batch sizes (output
 // tokens/s; for batch 1 also the fraction of the device-to-device copy bandwidth measured in the same run,
-// bytes = the decoder's weights + lm_head read once per step). No CUDA graph yet: the host launches
-// every kernel of every step (the launch overhead is part of the figure).
+// bytes = the decoder's weights + lm_head read once per step), and TTFT of one 1280×720 image + 128 text
+// tokens (CPU preprocessing + the device vision tower + prefill + the first greedy token; also the vision
+// tower alone). No CUDA graph yet: the host launches every kernel of every step (the launch overhead is part
+// of the figure).
 // Usage: cuda_model_bench MODEL_DIR [prefill=8192] [batches=1,8,64,256] [ctx=128] [steps=32]
 #include <chrono>
 #include <cstdio>
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/model_cuda/qwen2_5_vl_cuda.h"
 
@@ -90,9 +94,9 @@ int main(int argc, char** argv) {
   const double t_up = seconds_since(t0);
   const auto& tc = cpu.config().text;
   const std::size_t ck = checkpoint_bytes(dir);
-  std::printf("load: %.1f s (checkpoint → CPU f32 structures) + %.1f s (upload); checkpoint %.2f GB; device weights %.2f GB; "
-              "KV pool %.2f GB (%s, %d blocks of %d)\n",
-              t_cpu, t_up, ck / 1e9, gpu.weight_bytes() / 1e9, gpu.kv_cache_bytes() / 1e9,
+  std::printf("load: %.1f s (checkpoint → CPU f32 structures) + %.1f s (upload); checkpoint %.2f GB; device weights %.2f GB "
+              "(language model) + %.2f GB (vision tower); KV pool %.2f GB (%s, %d blocks of %d)\n",
+              t_cpu, t_up, ck / 1e9, gpu.weight_bytes() / 1e9, gpu.vision_weight_bytes() / 1e9, gpu.kv_cache_bytes() / 1e9,
               gpu.fp8_kv_cache() ? "FP8" : "BF16", gpu.free_blocks(), gpu.block_size());
   std::mt19937 g(1);
 
@@ -112,6 +116,42 @@ int main(int argc, char** argv) {
     std::printf("prefill %d tokens: %.1f ms, %.0f TFLOP/s (linear %.1f + attention %.1f TFLOP)\n", prefill, s * 1e3,
                 (linear + attn) / s / 1e12, linear / 1e12, attn / 1e12);
     gpu.release(one[0]);
+  }
+
+  // TTFT: one random 1280×720 image + 128 random text tokens, from raw RGB to the first token.
+  if (gpu.has_vision()) {
+    const auto params = image::image_processor_params_from_config(*cpu.files().preprocessor);
+    image::RgbImage img{1280, 720, std::vector<std::uint8_t>(1280 * 720 * 3)};
+    for (auto& p : img.pixels) p = static_cast<std::uint8_t>(g() & 0xff);
+    const auto& tok = cpu.config().tokens;
+    double best = 1e9, best_vis = 1e9, best_pre = 1e9;
+    std::int64_t prompt_len = 0;
+    for (int it = 0; it < 4; ++it) {
+      const auto t_start = Clock::now();
+      const image::ProcessedImages px = image::preprocess_image(img, params);
+      const double t_pre = seconds_since(t_start);
+      std::int64_t n_pad = 0;
+      for (const auto& gr : px.grid_thw) n_pad += gr[0] * gr[1] * gr[2] / 4;
+      std::vector<std::int32_t> ids = {static_cast<std::int32_t>(tok.vision_start_token_id)};
+      ids.insert(ids.end(), static_cast<std::size_t>(n_pad), static_cast<std::int32_t>(tok.image_token_id));
+      ids.push_back(static_cast<std::int32_t>(tok.vision_end_token_id));
+      std::uniform_int_distribution<int> d(100, 20000);
+      for (int i = 0; i < 128; ++i) ids.push_back(d(g));
+      model_cuda::CudaSequence q;
+      const ops::Matrix l = gpu.prefill(q, ids, &px, static_cast<std::int64_t>(ids.size()) + 1, 1);
+      volatile float sink = l.data[0];
+      (void)sink;
+      const double ttft = seconds_since(t_start);
+      gpu.release(q);
+      const auto tv = Clock::now();
+      gpu.encode_images(px.pixel_values.data(), px.n_patches, px.patch_dim, px.grid_thw);
+      const double vis = seconds_since(tv);
+      prompt_len = static_cast<std::int64_t>(ids.size());
+      if (it > 0) best = std::min(best, ttft), best_vis = std::min(best_vis, vis), best_pre = std::min(best_pre, t_pre);
+    }
+    std::printf("TTFT 1280x720 image + 128 text tokens (%lld prompt tokens): %.1f ms (preprocess %.1f ms on the CPU; "
+                "vision tower alone %.1f ms; best of 3 after a warm-up)\n",
+                static_cast<long long>(prompt_len), best * 1e3, best_pre * 1e3, best_vis * 1e3);
   }
 
   // Decode: B sequences with `ctx` cached tokens, `steps` greedy steps of all B rows per forward.

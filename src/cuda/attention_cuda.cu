@@ -50,8 +50,10 @@ template <class C> struct DenseSrc {
 };
 
 // Attends q (this lane's e elements, already times softmax scale) over keys [j0, j1) of src; writes out.
+// e: elements per lane slot (ceil(d / 32)); cnt: how many of them this lane holds (d - lane·e clamped to
+// [0, e]: head_dim need not be a multiple of 32, e.g. the ViT's 80).
 template <class Src, class O>
-__device__ void attend(const float* qf, int e, int d, int j0, int j1, const Src& src, O* out) {
+__device__ void attend(const float* qf, int e, int cnt, int d, int j0, int j1, const Src& src, O* out) {
   __shared__ float sm[kAttnWarps], sl[kAttnWarps];
   __shared__ float sacc[kAttnWarps][kMaxPerLane * 32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -60,19 +62,19 @@ __device__ void attend(const float* qf, int e, int d, int j0, int j1, const Src&
   for (int i = 0; i < kMaxPerLane; ++i) acc[i] = 0.0f;
   for (int j = j0 + warp; j < j1; j += kAttnWarps) {
     float kf[kMaxPerLane], vf[kMaxPerLane];
-    load_vec(src.key(j) + lane * e, e, kf);
-    load_vec(src.val(j) + lane * e, e, vf);
+    load_vec(src.key(j) + lane * e, cnt, kf);
+    load_vec(src.val(j) + lane * e, cnt, vf);
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i)
-      if (i < e) s = fmaf(qf[i], kf[i], s);
+      if (i < cnt) s = fmaf(qf[i], kf[i], s);
     s = warp_sum(s) * src.ks;
     const float mn = fmaxf(m, s);
     const float corr = expf(m - mn), p = expf(s - mn);
     l = l * corr + p;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i)
-      if (i < e) acc[i] = acc[i] * corr + p * vf[i];
+      if (i < cnt) acc[i] = acc[i] * corr + p * vf[i];
     m = mn;
   }
   if (lane == 0) {
@@ -81,7 +83,7 @@ __device__ void attend(const float* qf, int e, int d, int j0, int j1, const Src&
   }
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i)
-    if (i < e) sacc[warp][lane * e + i] = acc[i];
+    if (i < cnt) sacc[warp][lane * e + i] = acc[i];
   __syncthreads();
   float M = -INFINITY;
 #pragma unroll
@@ -102,14 +104,14 @@ __global__ void __launch_bounds__(kAttnWarps * 32) paged_attention_kernel(
     const TQ* q, std::int64_t ldq, int heads, int d, const C* kc, const C* vc, int block_size, int kv_heads,
     float ks, float vs, const int* tables, int max_blocks, const int* q_seq, const int* q_pos, float scale, O* out) {
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
-  const int e = d / 32, lane = threadIdx.x % 32;
+  const int e = (d + 31) / 32, lane = threadIdx.x % 32, cnt = max(0, min(e, d - lane * e));
   const int g = h / (heads / kv_heads);
-  float qf[kMaxPerLane];
-  load_vec(q + t * ldq + static_cast<std::int64_t>(h) * d + lane * e, e, qf);
+  float qf[kMaxPerLane] = {};
+  load_vec(q + t * ldq + static_cast<std::int64_t>(h) * d + lane * e, cnt, qf);
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) qf[i] *= scale;
   PagedSrc<C> src{kc, vc, tables + static_cast<std::int64_t>(q_seq[t]) * max_blocks, block_size, kv_heads * d, g * d, ks, vs};
-  attend(qf, e, d, 0, q_pos[t] + 1, src, out + (static_cast<std::int64_t>(t) * heads + h) * d);
+  attend(qf, e, cnt, d, 0, q_pos[t] + 1, src, out + (static_cast<std::int64_t>(t) * heads + h) * d);
 }
 
 template <class T, class O>
@@ -117,20 +119,20 @@ __global__ void __launch_bounds__(kAttnWarps * 32) segment_attention_kernel(cons
                                                                           int heads, int d, const int* cu, int nseg,
                                                                           float scale, O* out) {
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
-  const int e = d / 32, lane = threadIdx.x % 32;
+  const int e = (d + 31) / 32, lane = threadIdx.x % 32, cnt = max(0, min(e, d - lane * e));
   // segment of t: last s with cu[s] <= t
   int lo = 0, hi = nseg;  // cu[lo] <= t < cu[hi]
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
     if (cu[mid] <= t) lo = mid; else hi = mid;
   }
-  float qf[kMaxPerLane];
+  float qf[kMaxPerLane] = {};
   const std::int64_t row = static_cast<std::int64_t>(heads) * d;
-  load_vec(q + t * row + static_cast<std::int64_t>(h) * d + lane * e, e, qf);
+  load_vec(q + t * row + static_cast<std::int64_t>(h) * d + lane * e, cnt, qf);
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) qf[i] *= scale;
   DenseSrc<T> src{k, v, heads * d, h * d, 1.0f, 1.0f};
-  attend(qf, e, d, cu[lo], cu[lo + 1], src, out + (static_cast<std::int64_t>(t) * heads + h) * d);
+  attend(qf, e, cnt, d, cu[lo], cu[lo + 1], src, out + (static_cast<std::int64_t>(t) * heads + h) * d);
 }
 
 template <class TK, class C>
@@ -235,8 +237,8 @@ void attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, const
                         const Tensor& out, cudaStream_t stream) {
   expect_tensor("cuda::attention_segments", "q", q, {DType::F32, DType::BF16}, {-1, -1, -1});
   const std::int64_t n = q.shape[0], heads = q.shape[1], d = q.shape[2];
-  if (d % 32 || d > 256 || q.stride[0] != heads * d)
-    usage_error("cuda::attention_segments", "head_dim must be a multiple of 32, <= 256, rows contiguous", "D % 32 == 0", q.describe());
+  if (d <= 0 || d > 256 || q.stride[0] != heads * d)
+    usage_error("cuda::attention_segments", "head_dim must be in 1..256, rows contiguous", "0 < D <= 256", q.describe());
   expect_tensor("cuda::attention_segments", "k", k, {q.dtype}, {n, heads, d});
   expect_tensor("cuda::attention_segments", "v", v, {q.dtype}, {n, heads, d});
   expect_tensor("cuda::attention_segments", "cu_seqlens", cu_seqlens, {DType::I32}, {-1});

@@ -140,6 +140,38 @@ void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStrea
   VLQ_CUDA_CHECK_LAUNCH("swiglu_kernel");
 }
 
+// ---- GELU (erf) ---------------------------------------------------------------------------------
+namespace {
+template <class T, class O>
+__global__ void gelu_erf_kernel(const T* x, std::int64_t ld, std::int64_t cols, std::int64_t rows, OutWriter<O> out,
+                                std::int64_t ldo) {
+  const std::int64_t n = rows * cols;
+  for (std::int64_t idx = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const std::int64_t r = idx / cols, i = idx % cols;
+    const float v = to_f32(x[r * ld + i]);
+    out.put(r * ldo + i, 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
+  }
+}
+}  // namespace
+
+void gelu_erf(const Tensor& x, const Tensor& out, float out_scale, cudaStream_t stream) {
+  expect_tensor("cuda::gelu_erf", "x", x, {DType::F32, DType::BF16}, {-1, -1});
+  const std::int64_t rows = x.shape[0], cols = x.shape[1];
+  expect_tensor("cuda::gelu_erf", "out", out, {DType::F32, DType::BF16, DType::F8_E4M3}, {rows, cols});
+  check_scale("cuda::gelu_erf", out, out_scale);
+  if (rows * cols == 0) return;
+  const unsigned blocks = std::min<unsigned>(ceil_div(rows * cols, 256), 132u * 16u);
+  with_writer(out, out_scale, [&](auto w) {
+    using O = std::remove_pointer_t<decltype(w.p)>;
+    with_input(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      gelu_erf_kernel<T, O><<<blocks, 256, 0, stream>>>(cptr<T>(x), x.stride[0], cols, rows, w, out.stride[0]);
+    });
+  });
+  VLQ_CUDA_CHECK_LAUNCH("gelu_erf_kernel");
+}
+
 // ---- add, embedding, quantize, dequantize --------------------------------------------------------
 namespace {
 template <class T>

@@ -90,7 +90,8 @@ class CudaModelRunner final : public ModelRunner {
       const std::vector<std::int64_t> p = in.positions(seq, start, n);
       for (int k = 0; k < 3; ++k) pos[k].insert(pos[k].end(), p.begin() + k * n, p.begin() + (k + 1) * n);
       if (touches_images(seq, start, n)) {
-        embeds.push_back(in.embed(model_, seq, image_cache_, start, n));
+        const model::VisionEncoder enc = gpu_.vision_encoder();  // the device tower (null: the CPU one)
+        embeds.push_back(in.embed(model_, seq, image_cache_, start, n, enc ? &enc : nullptr));
         b.embeds.push_back({row0, n, embeds.back().data.data()});
       }
       if (start + n == seq.num_tokens()) {

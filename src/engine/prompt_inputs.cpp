@@ -31,7 +31,7 @@ bool touches_images(const Sequence& seq, std::int64_t start, std::int64_t n) {
 }
 
 ops::Matrix PromptInputs::embed(const model::Qwen2_5_VL& model_, const Sequence& seq, ImageCache& image_cache_,
-                                std::int64_t start, std::int64_t n) {
+                                std::int64_t start, std::int64_t n, const model::VisionEncoder* vision) {
   const auto& cfg = model_.config();
   const std::int64_t H = cfg.text.hidden_size;
   const auto& emb = model_.weights().lm.embedding();
@@ -53,8 +53,10 @@ ops::Matrix PromptInputs::embed(const model::Qwen2_5_VL& model_, const Sequence&
       features[k] = image_cache_.get(s.digest);
       if (!features[k]) {
         const float* px = pi.images.pixel_values.data() + s.patch_offset * pi.images.patch_dim;
-        auto f = std::make_shared<ops::Matrix>(model::vision_forward(model_.weights().vision, cfg.vision, px,
-                                                                     s.n_patches, pi.images.patch_dim, {s.grid}));
+        auto f = std::make_shared<ops::Matrix>(
+            vision ? (*vision)(px, s.n_patches, pi.images.patch_dim, {s.grid})
+                   : model::vision_forward(model_.weights().vision, cfg.vision, px, s.n_patches, pi.images.patch_dim,
+                                           {s.grid}));
         if (f->rows != s.token_count || f->cols != H)
           throw UsageError({"image", "vision features do not match the image's <|image_pad|> run",
                             std::to_string(s.token_count) + "x" + std::to_string(H),

@@ -43,7 +43,7 @@ Session Qwen2_5_VL::new_session(std::int64_t capacity) const {
 }
 
 ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const image::ProcessedImages* images,
-                                     ForwardObserver* obs) const {
+                                     ForwardObserver* obs, const VisionEncoder* vision) const {
   const auto& tc = config().text;
   const std::int64_t S = static_cast<std::int64_t>(ids.size()), H = tc.hidden_size;
   ops::Matrix e(S, H);
@@ -58,8 +58,10 @@ ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const im
   const std::int64_t n_pad = std::count(ids.begin(), ids.end(), static_cast<std::int32_t>(image_id));
   std::int64_t n_feat = 0;
   if (images && images->n_patches > 0) {
-    const ops::Matrix feats = vision_forward(weights_.vision, config().vision, images->pixel_values.data(),
-                                             images->n_patches, images->patch_dim, images->grid_thw, obs);
+    const ops::Matrix feats =
+        vision ? (*vision)(images->pixel_values.data(), images->n_patches, images->patch_dim, images->grid_thw)
+               : vision_forward(weights_.vision, config().vision, images->pixel_values.data(), images->n_patches,
+                                images->patch_dim, images->grid_thw, obs);
     n_feat = feats.rows;
     if (n_feat != n_pad)
       throw UsageError({"input_ids", "number of <|image_pad|> tokens differs from the image features",

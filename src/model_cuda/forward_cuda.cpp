@@ -14,25 +14,45 @@
 #endif
 
 namespace vlq::model_cuda {
-namespace {
 
 using cuda::Tensor;
 
+namespace {
 constexpr std::size_t kGemvSharedBytes = 200 * 1024;
 
-// y[M, N] (F32, row stride allowed) = L(x), x in L's input form ([M, K] E4M3 codes or BF16).
-void run_linear(Qwen2_5_VLCuda::Impl& im, const DevLinear& L, const Tensor& x, const Tensor& y) {
+}  // namespace
+
+void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const Tensor& x, const Tensor& y) {
   const std::int64_t m = x.dim(0);
-  const Tensor w = Tensor::contiguous(L.w, L.fp8 ? DType::F8_E4M3 : DType::BF16, {L.n, L.k});
+  const std::int64_t kp = L.kp > 0 ? L.kp : L.k;
+  const Tensor w = Tensor::contiguous(L.w, L.fp8 ? DType::F8_E4M3 : DType::BF16, {L.n, kp});
+  if (kp != L.k) {  // zero-padded K: the input's row holds kp columns (see DevLinear::kp)
+    if (x.dim(1) != L.k || x.stride[0] != kp)
+      throw UsageError({L.name, "input of a K-padded Linear must have a row stride of the padded K",
+                        "stride " + std::to_string(kp), x.describe(), "a bug in the caller"});
+    const Tensor xp = Tensor::strided2d(x.data, x.dtype, m, kp, kp);
+    if (L.fp8) throw UsageError({L.name, "K-padded FP8 Linear", "dense", "FP8", "a bug"});
+    if (m <= cuda::kGemvMaxM && static_cast<std::size_t>(m * kp) * 2 <= kGemvSharedBytes)
+      cuda::gemv(xp, w, 1.0f, L.bias_f32, y, stream);
+    else
+      cuda::gemm_bf16(gemm, xp, w, L.bias_f32, y, stream);
+    return;
+  }
   const std::size_t x_bytes = static_cast<std::size_t>(m * L.k) * (L.fp8 ? 1 : 2);
   const bool gemv = m <= cuda::kGemvMaxM && x_bytes <= kGemvSharedBytes;
   if (L.fp8) {
-    if (gemv) cuda::gemv(x, w, L.input_scale * L.weight_scale, L.bias_f32, y, im.stream.get());
-    else cuda::gemm_fp8(im.gemm, x, w, L.scales, L.scales + 4, L.bias_bf16, y, im.stream.get());
+    if (gemv) cuda::gemv(x, w, L.input_scale * L.weight_scale, L.bias_f32, y, stream);
+    else cuda::gemm_fp8(gemm, x, w, L.scales, L.scales + 4, L.bias_bf16, y, stream);
   } else {
-    if (gemv) cuda::gemv(x, w, 1.0f, L.bias_f32, y, im.stream.get());
-    else cuda::gemm_bf16(im.gemm, x, w, L.bias_f32, y, im.stream.get());
+    if (gemv) cuda::gemv(x, w, 1.0f, L.bias_f32, y, stream);
+    else cuda::gemm_bf16(gemm, x, w, L.bias_f32, y, stream);
   }
+}
+
+namespace {
+
+void run_linear(Qwen2_5_VLCuda::Impl& im, const DevLinear& L, const Tensor& x, const Tensor& y) {
+  run_linear(im.gemm, im.stream.get(), L, x, y);
 }
 
 // A view [rows, cols] of scratch `s` in form `f`.
@@ -103,6 +123,8 @@ void validate(const Qwen2_5_VLCuda::Impl& im, const Batch& b) {
 // slots [T], logits_rows [R], block_tables [B, max_blocks]. Returns views in that order.
 struct BatchInts {
   Tensor ids, positions, q_seq, q_pos, slots, rows, tables;
+  Tensor tiles;        // [n_tiles, 2] query tiles of the flash prefill kernel (when prefill)
+  bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
 };
 BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
@@ -111,7 +133,7 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   std::int64_t max_blocks = 1;
   for (const auto* s : b.sequences) max_blocks = std::max<std::int64_t>(max_blocks, static_cast<std::int64_t>(s->blocks.size()));
   std::vector<std::int32_t> host;
-  host.reserve(static_cast<std::size_t>(7 * T + R + B * max_blocks));
+  host.reserve(static_cast<std::size_t>(9 * T + R + B * max_blocks));
   auto put = [&](const std::vector<std::int32_t>& v) { host.insert(host.end(), v.begin(), v.end()); };
   put(b.token_ids);
   put(b.positions);
@@ -127,6 +149,10 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
     put(s->blocks);
     host.insert(host.end(), static_cast<std::size_t>(max_blocks) - s->blocks.size(), 0);
   }
+  const bool prefill = T > B;
+  const std::vector<std::int32_t> tiles = prefill ? cuda::prefill_tiles(b.seq_of_row) : std::vector<std::int32_t>{};
+  const std::size_t tiles_at = host.size();
+  put(tiles);
   auto* d = static_cast<std::int32_t*>(im.ints.get(host.size() * 4));
   VLQ_CUDA_CHECK(cudaMemcpyAsync(d, host.data(), host.size() * 4, cudaMemcpyHostToDevice, im.stream.get()));
   VLQ_CUDA_CHECK(cudaStreamSynchronize(im.stream.get()));  // `host` dies at return
@@ -138,6 +164,8 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   v.slots = Tensor::contiguous(d + 6 * T, DType::I32, {T});
   v.rows = Tensor::contiguous(d + 7 * T, DType::I32, {std::max<std::int64_t>(R, 1)});
   v.tables = Tensor::contiguous(d + 7 * T + R, DType::I32, {B, max_blocks});
+  v.prefill = prefill;
+  v.tiles = Tensor::contiguous(d + tiles_at, DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2});
   return v;
 }
 
@@ -154,6 +182,15 @@ void all_reduce_sum(Qwen2_5_VLCuda::Impl& im, const Tensor& x) {
   throw UnsupportedError({"--tensor-parallel", "this vlq was built without NCCL", "a build with NCCL", "none",
                           "use --tensor-parallel 1"});
 #endif
+}
+
+// Paged causal attention of the batch's rows: the tensor-core flash kernel when some sequence prefills
+// (more than one row), the one-CTA-per-row decode kernel otherwise.
+void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInts& in, float scale, const Tensor& out) {
+  if (in.prefill)
+    cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles, scale, out, im.stream.get());
+  else
+    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get());
 }
 
 // One decoder layer over T rows. `resid` is the previous layer's MLP output (null for layer 0), added to h
@@ -180,12 +217,12 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   Tensor o_in;
   if (L.o.fp8) {
     Tensor att = Tensor::contiguous(im.attn.get(static_cast<std::size_t>(T * A) * 4), DType::F32, {T, im.heads, hd});
-    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, att, st);
+    attention(im, li, q, in, scale, att);
     o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
     cuda::quantize_e4m3(att, L.o.input_scale, o_in, st);
   } else {
     Tensor att = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A) * 2), DType::BF16, {T, im.heads, hd});
-    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, att, st);
+    attention(im, li, q, in, scale, att);
     o_in = Tensor::contiguous(att.data, DType::BF16, {T, A});
   }
   const Tensor a = f32_view(im.a, T, im.H);

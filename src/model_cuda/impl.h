@@ -2,6 +2,7 @@
 // grow-only workspace buffers. Not part of the public API (vlq/model_cuda/qwen2_5_vl_cuda.h).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace vlq::model_cuda {
 struct DevLinear {
   std::string name;
   std::int64_t n = 0, k = 0;
+  std::int64_t kp = 0;  // row length of W on the device: k, or k rounded up to 8 with zero columns (dense
+                        // Linears whose K is not a multiple of 8, e.g. the ViT's down_proj 3420: cuBLASLt
+                        // needs 16-byte rows). Inputs then have kp columns, the last kp - k zero.
   bool fp8 = false;
   void* w = nullptr;
   float* scales = nullptr;
@@ -41,6 +45,26 @@ struct DevLayer {
   float k_scale = 1.0f, v_scale = 1.0f;
 };
 
+// Which part of a Linear this rank holds: all of it, output rows [r·N/n, (r+1)·N/n) (column-parallel), or
+// input columns [r·K/n, (r+1)·K/n) (row-parallel; the bias, if any, stays on rank 0 only).
+enum class Split { kNone, kRows, kCols };
+
+// weights_cuda.cpp: arena sizing and upload helpers (also used by the vision tower, vision_cuda.cpp).
+constexpr std::size_t kAlign = 256;
+std::size_t aligned(std::size_t bytes);
+std::size_t linear_bytes(const ops::LinearWeights& l, int div = 1);  // arena bytes of one (shard of a) Linear
+void* upload_bf16(cuda::DeviceArena& arena, const std::vector<float>& v);
+float* upload_f32(cuda::DeviceArena& arena, const std::vector<float>& v);
+// Throws UnsupportedError for Linears the CUDA path does not run (see Qwen2_5_VLCuda's constructor).
+DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split = Split::kNone,
+                        int rank = 0, int n = 1);
+
+// forward_cuda.cpp: y[M, N] (F32, row stride allowed) = L(x), x in L's input form ([M, K] E4M3 codes or BF16):
+// the GEMV for M <= 8, cuBLASLt otherwise.
+void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const cuda::Tensor& x,
+                const cuda::Tensor& y);
+
+
 // Grow-only device buffer for per-forward workspace.
 struct Scratch {
   cuda::DeviceBuffer buf;
@@ -48,6 +72,23 @@ struct Scratch {
     if (buf.bytes() < bytes) buf = cuda::DeviceBuffer(bytes);
     return buf.data();
   }
+};
+
+// The vision tower on the device (vision_cuda.cpp).
+struct DevVisionBlock {
+  float* norm1 = nullptr;
+  float* norm2 = nullptr;
+  DevLinear qkv, proj, gate, up, down;
+  bool full = false;  // full attention (fullatt_block_indexes) rather than window attention
+};
+struct DevVision {
+  formats::VisionConfig cfg;
+  std::int64_t Dv = 0, heads = 0, hd = 0, Iv = 0, out = 0, unit = 4;
+  std::unique_ptr<cuda::DeviceArena> arena;
+  DevLinear patch, merger0, merger2;
+  float* ln_q = nullptr;
+  std::vector<DevVisionBlock> blocks;
+  Scratch px, x0, x, hin[2], qkv, q, k, v, att, att_in, o, gu, act, d, m0, m0a, m2, fin, ang, ints;
 };
 
 struct Qwen2_5_VLCuda::Impl {
@@ -70,11 +111,16 @@ struct Qwen2_5_VLCuda::Impl {
   std::vector<cuda::PagedKvLayer> kv;   // per layer, views into kv_pool
   std::vector<std::int32_t> free_blocks;
 
+  std::unique_ptr<DevVision> vision;  // null when the checkpoint has no vision tower
+
   // Workspace (grow-only), named for what they hold.
   Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax;
 };
 
 // weights_cuda.cpp: uploads the language model of `cpu` into impl.arena (sizes the arena first).
 void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& impl);
+// vision_cuda.cpp: uploads the vision tower (own arena); null when `cpu` has none.
+std::unique_ptr<DevVision> upload_vision(const model::Qwen2_5_VL& cpu);
+
 
 }  // namespace vlq::model_cuda

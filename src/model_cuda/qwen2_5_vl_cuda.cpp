@@ -49,6 +49,7 @@ Qwen2_5_VLCuda::Qwen2_5_VLCuda(const model::Qwen2_5_VL& cpu, const CudaOptions& 
   impl_ = std::make_unique<Impl>();
   impl_->opt = options;
   upload_language_model(cpu, *impl_);
+  if (options.vision) impl_->vision = upload_vision(cpu);
   impl_->kv_fp8 = cpu.fp8_kv_cache();
   make_kv_pool(*impl_);
 }
@@ -102,7 +103,9 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
   if (images) grid = images->grid_thw;
   const model::RopeIndex ri = model::get_rope_index(ids, grid, cfg.tokens.image_token_id, cfg.tokens.video_token_id,
                                                     cfg.vision.spatial_merge_size);
-  const ops::Matrix e = cpu_.embed_prompt(ids, images);  // token embeddings + vision features, on the CPU
+  // Token embeddings + vision features (the device tower when uploaded), placed on the host.
+  const model::VisionEncoder enc = vision_encoder();
+  const ops::Matrix e = cpu_.embed_prompt(ids, images, nullptr, impl_->vision ? &enc : nullptr);
   Batch b;
   b.token_ids.assign(ids.begin(), ids.end());
   b.embeds.push_back({0, S, e.data.data()});

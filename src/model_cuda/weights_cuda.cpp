@@ -10,14 +10,13 @@
 #include "vlq/ops/rotary.h"
 
 namespace vlq::model_cuda {
-namespace {
 
-constexpr std::size_t kAlign = 256;
 std::size_t aligned(std::size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
 
-std::size_t linear_bytes(const ops::LinearWeights& l, int div = 1) {
+std::size_t linear_bytes(const ops::LinearWeights& l, int div) {
   const std::size_t nk = static_cast<std::size_t>(l.out_features * l.in_features) / static_cast<std::size_t>(div);
-  const std::size_t w = l.kind == ops::LinearKind::kDense ? 2 * nk : nk;
+  const std::size_t nkp = static_cast<std::size_t>(l.out_features * ((l.in_features + 7) / 8 * 8)) / static_cast<std::size_t>(div);
+  const std::size_t w = l.kind == ops::LinearKind::kDense ? 2 * nkp : nk;
   return aligned(w) + aligned(32) + 2 * aligned(static_cast<std::size_t>(l.out_features) * 4);
 }
 
@@ -45,9 +44,7 @@ void check_supported(const ops::LinearWeights& l) {
   }
 }
 
-// Which part of a Linear this rank holds: all of it, output rows [r·N/n, (r+1)·N/n) (column-parallel), or
-// input columns [r·K/n, (r+1)·K/n) (row-parallel; the bias, if any, stays on rank 0 only).
-enum class Split { kNone, kRows, kCols };
+namespace {
 ops::LinearWeights shard(const ops::LinearWeights& l, Split split, int rank, int n) {
   if (split == Split::kNone || n == 1) return l;
   ops::LinearWeights s = l;
@@ -67,14 +64,16 @@ ops::LinearWeights shard(const ops::LinearWeights& l, Split split, int rank, int
   return s;
 }
 
-DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split = Split::kNone,
-                        int rank = 0, int n = 1) {
+}  // namespace
+
+DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split, int rank, int n) {
   const ops::LinearWeights l = shard(full, split, rank, n);
   check_supported(l);
   DevLinear d;
   d.name = l.name;
   d.n = l.out_features;
   d.k = l.in_features;
+  d.kp = l.in_features;
   d.fp8 = l.kind == ops::LinearKind::kFp8Static;
   if (d.fp8) {
     std::vector<std::uint8_t> codes(l.w.size());
@@ -84,6 +83,12 @@ DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full
     d.weight_scale = l.weight_scale[0];
     const float s[8] = {d.input_scale, 0, 0, 0, d.weight_scale, 0, 0, 0};
     d.scales = static_cast<float*>(arena.upload(s, sizeof s));
+  } else if (l.in_features % 8 != 0) {
+    d.kp = (l.in_features + 7) / 8 * 8;
+    std::vector<float> padded(static_cast<std::size_t>(l.out_features * d.kp), 0.0f);
+    for (std::int64_t r = 0; r < l.out_features; ++r)
+      std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, padded.begin() + r * d.kp);
+    d.w = upload_bf16(arena, padded);
   } else {
     d.w = upload_bf16(arena, l.w);
   }
@@ -94,6 +99,7 @@ DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full
   return d;
 }
 
+namespace {
 std::size_t arena_bytes(const model::LanguageWeights& w, int tp) {
   std::size_t b = aligned(w.embedding().size() * 2) + aligned(w.norm.size() * 4) + linear_bytes(w.lm_head) + aligned(4096);
   for (const auto& L : w.layers) {

@@ -102,6 +102,19 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
                   Tensor::contiguous(dqp.data(), DType::I32, {t}), scale, Tensor::contiguous(dout.data(), DType::F32, {t, p.heads, d}),
                   nullptr);
   EXPECT_LT(rel_err(to_host<float>(dout, ref.size()), ref), 2e-6);
+  // The tensor-core flash kernel on the same rows (tiles of <= 64 rows per sequence; decode rows are 1-row
+  // tiles): BF16 rounding of q and of the probabilities, so a BF16-sized tolerance.
+  if (d % 16 == 0) {
+    const std::vector<std::int32_t> tiles = prefill_tiles(qseq);
+    auto dtiles = to_device(tiles);
+    auto dout2 = poisoned<float>(ref.size());
+    paged_attention_prefill(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), layer,
+                            Tensor::contiguous(dtab.data(), DType::I32, {nseq, max_blocks}),
+                            Tensor::contiguous(dqs.data(), DType::I32, {t}), Tensor::contiguous(dqp.data(), DType::I32, {t}),
+                            Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2}),
+                            scale, Tensor::contiguous(dout2.data(), DType::F32, {t, p.heads, d}), nullptr);
+    EXPECT_LT(rel_err(to_host<float>(dout2, ref.size()), ref), 1.5e-2) << "flash prefill kernel";
+  }
   // FP8 cache: the device holds exactly the CPU cache's codes.
   if (fp8) {
     const auto kh = to_host<std::uint8_t>(kc, pool);
@@ -124,15 +137,18 @@ TEST(CudaAttention, PagedDecodeAndPrefillMatchCpu) {
     run_case(g, {6, 2, 64, c}, {1, 50}, {1, 1});           // decode, length-1 sequence
     run_case(g, {14, 2, 128, c}, {45, 70}, {45, 13});      // prefill from scratch + chunked prefill
     run_case(g, {4, 4, 256, c}, {33}, {5});                // MHA, head_dim 256
+    run_case(g, {28, 4, 128, c}, {200, 131}, {200, 67});   // flash: several 64-row tiles and key tiles, ragged
   }
 }
 
-TEST(CudaAttention, SegmentsMatchCpu) {
+// head_dim 64 (multiple of 32) and 80 (the Qwen2.5-VL ViT: 1280 / 16 heads, lanes hold 3 elements, the last ones fewer).
+class CudaAttentionSegments : public ::testing::TestWithParam<int> {};
+TEST_P(CudaAttentionSegments, MatchCpu) {
   VLQ_REQUIRE_GPU();
   const auto seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 g(seed);
-  const int heads = 16, d = 64;
+  const int heads = 16, d = GetParam();
   const std::vector<std::int64_t> cu = {0, 64, 64, 100, 101, 245};
   const int n = 245;
   const auto sz = static_cast<std::size_t>(n) * heads * d;
@@ -156,7 +172,18 @@ TEST(CudaAttention, SegmentsMatchCpu) {
                      Tensor::contiguous(dvb.data(), DType::BF16, {n, heads, d}), Tensor::contiguous(dcu.data(), DType::I32, {6}), 0.125f,
                      Tensor::contiguous(doutb.data(), DType::BF16, {n, heads, d}), nullptr);
   EXPECT_LT(rel_err(from_bf16(to_host<std::uint16_t>(doutb, sz)), ref), 5e-3);
+  // The tensor-core tiled kernel over the same segments (BF16 inputs: tiles of <= 64 rows within a segment).
+  const std::vector<std::int32_t> tiles = segment_tiles(cu32);
+  auto dtiles = to_device(tiles);
+  auto doutt = poisoned<float>(sz);
+  attention_segments_tiled(Tensor::contiguous(dqb.data(), DType::BF16, {n, heads, d}), Tensor::contiguous(dkb.data(), DType::BF16, {n, heads, d}),
+                           Tensor::contiguous(dvb.data(), DType::BF16, {n, heads, d}),
+                           Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 4), 4}), 0.125f,
+                           Tensor::contiguous(doutt.data(), DType::F32, {n, heads, d}), nullptr);
+  EXPECT_LT(rel_err(to_host<float>(doutt, sz), ref), 1e-2) << "tiled tensor-core kernel";
 }
+INSTANTIATE_TEST_SUITE_P(HeadDim, CudaAttentionSegments, ::testing::Values(64, 80),
+                         [](const auto& i) { return "d" + std::to_string(i.param); });
 
 }  // namespace
 }  // namespace vlq::cuda::test

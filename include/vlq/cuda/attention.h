@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "vlq/cuda/device.h"
 
@@ -39,7 +40,23 @@ void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream);
 
-// Segment attention: q, k, v [N, heads, head_dim] F32|BF16 contiguous (same dtype); cu_seqlens: [S+1] I32
+// Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 WMMA, f32 softmax and accumulation,
+// Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32): the prefill form of
+// paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most 64
+// consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row).
+// head_dim % 16 == 0, <= 256. Agrees with paged_attention within BF16 rounding (~1e-2 relative at worst).
+void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
+                             const Tensor& q_pos, const Tensor& tiles, float scale, const Tensor& out, cudaStream_t stream);
+// The same for attention_segments: tiles [n_tiles, 4] I32 device (row0, rows, j0, j1): at most 64 query rows of
+// one segment and the segment's key range [j0, j1) (segment_tiles builds them from cu_seqlens).
+void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& tiles, float scale,
+                              const Tensor& out, cudaStream_t stream);
+// Host helpers: the tile lists of the two kernels above.
+std::vector<std::int32_t> prefill_tiles(const std::vector<std::int32_t>& seq_of_row);
+std::vector<std::int32_t> segment_tiles(const std::vector<std::int32_t>& cu_seqlens);
+
+// Segment attention: q, k, v [N, heads, head_dim] F32|BF16 contiguous (same dtype), head_dim 1..256 (any,
+// e.g. the ViT's 80); cu_seqlens: [S+1] I32
 // device, ascending from 0 to N; token i attends every token of its segment. out: [N, heads, head_dim]
 // F32|BF16. cu_seqlens is not validated on the device: the caller checks it on the host (as the CPU op).
 void attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens, float scale,

@@ -27,6 +27,11 @@ void rms_norm(const Tensor& x, const Tensor* residual, const float* weight, floa
 //   gate_up: [rows, 2I] F32|BF16 (row stride allowed); out: [rows, I] F32 | BF16 | F8_E4M3 (out_scale).
 void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream);
 
+// GELU with erf (torch.nn.GELU(), the merger MLP of the Qwen2.5-VL vision tower; CPU: ops::gelu_erf_inplace):
+// out[r, i] = 0.5·x·(1 + erf(x/√2)). x: [rows, cols] F32|BF16 (row stride allowed); out: [rows, cols] F32 | BF16
+// | F8_E4M3 (codes of value / out_scale, out_scale > 0 then).
+void gelu_erf(const Tensor& x, const Tensor& out, float out_scale, cudaStream_t stream);
+
 // x += y elementwise. x: [n] (any rank, contiguous) F32; y: same numel F32|BF16.
 void add_inplace(const Tensor& x, const Tensor& y, cudaStream_t stream);
 

@@ -24,8 +24,9 @@ struct PromptInputs {
   // get_rope_index over the sequence's prompt. Throws UsageError (image-pad count vs grid_thw).
   static PromptInputs make(const model::Qwen2_5_VL& model, const Sequence& seq);
   // [n, H] f32 embeddings of tokens [start, start + n). Throws UsageError for ids outside the vocabulary.
+  // `vision`: the tower to run on a cache miss (null = the CPU one).
   ops::Matrix embed(const model::Qwen2_5_VL& model, const Sequence& seq, ImageCache& cache, std::int64_t start,
-                    std::int64_t n);
+                    std::int64_t n, const model::VisionEncoder* vision = nullptr);
   // [3, n] positions of tokens [start, start + n) (row-major: the t row, then h, then w).
   std::vector<std::int64_t> positions(const Sequence& seq, std::int64_t start, std::int64_t n) const;
 };

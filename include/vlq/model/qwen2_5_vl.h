@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "vlq/model/language_model.h"
 #include "vlq/model/observer.h"
 #include "vlq/model/qwen2_5_vl_weights.h"
+#include "vlq/model/vision_tower.h"
 #include "vlq/ops/tensor.h"
 
 namespace vlq::model {
@@ -53,8 +55,9 @@ class Qwen2_5_VL {
 
   // Token embeddings of `ids` with the image features (vision tower over `images`) placed at the
   // image-pad positions in order. Throws UsageError when the pad count differs from the features.
+  // `vision`: another implementation of vision_forward (e.g. the CUDA tower); null = the CPU tower.
   ops::Matrix embed_prompt(std::span<const std::int32_t> ids, const image::ProcessedImages* images,
-                           ForwardObserver* obs = nullptr) const;
+                           ForwardObserver* obs = nullptr, const VisionEncoder* vision = nullptr) const;
 
   // Runs the prompt: returns logits [K, V] of the last K = logits_last_k positions (K clamped to S).
   ops::Matrix prefill(Session& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <vector>
 
@@ -16,6 +17,12 @@
 namespace vlq::model {
 
 using GridThw = std::array<std::int64_t, 3>;  // [grid_t, grid_h, grid_w] in patch units
+
+// A vision tower implementation with vision_forward's contract (pixel_values [n, patch_dim] f32 host, the
+// images' grids) returning the merged features [n / merge², out_hidden_size] f32: the CPU one below, or
+// the CUDA one (model_cuda::Qwen2_5_VLCuda::encode_images) plugged into embed_prompt / the serving engine.
+using VisionEncoder = std::function<ops::Matrix(const float* pixel_values, std::int64_t n, std::int64_t patch_dim,
+                                                const std::vector<GridThw>& grid_thw)>;
 
 // Window partition of the merged-token grid (§3.2 step 4–6), over all items in order.
 struct WindowIndex {

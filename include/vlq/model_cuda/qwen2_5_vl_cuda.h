@@ -1,9 +1,10 @@
 // The Qwen2.5-VL language model on one CUDA device: weights in their stored dtype (E4M3 codes one byte,
 // BF16 two) in a device arena, a paged KV cache (BF16, or FP8 E4M3 codes with the checkpoint's
 // k_scale/v_scale), and a batch-first forward over ragged sequences (prefill chunks and decode tokens of
-// many sequences in one call), built from the kernels of vlq/cuda/*.h. The CPU model
-// (vlq/model/qwen2_5_vl.h) is its oracle and, for now, its front end: prompts are embedded there (token
-// embeddings + the vision tower on CPU) and uploaded; decode tokens are gathered on the device.
+// many sequences in one call), built from the kernels of vlq/cuda/*.h, and the vision tower on the device
+// (encode_images). The CPU model (vlq/model/qwen2_5_vl.h) is its oracle and holds the weights it uploads;
+// prompt rows that carry image features are placed on the host and uploaded, token rows are gathered on
+// the device.
 //
 // Numerics vs the CPU reference (lm_forward): FP8 Linears are the same static per-tensor recipe
 // (xq = E4M3_sat(x / input_scale), y = (xq·Wqᵀ)·input_scale·weight_scale + b), with f32 accumulation on the
@@ -31,6 +32,7 @@ struct CudaOptions {
   std::size_t kv_cache_bytes = std::size_t{1} << 30;  // used when num_blocks == 0
   int max_batch_tokens = 8192;                         // T per forward (prefill chunk + decode rows)
   int max_sequences = 256;                             // B per forward
+  bool vision = true;                                  // upload the vision tower (encode_images) when there is one
   // Tensor parallelism (Megatron split, vlq/model_cuda/tensor_parallel.h drives it): this object holds
   // shard tp_rank of tp_size — q/k/v/gate/up split by output rows (whole heads), o/down by input columns,
   // per-tensor FP8 scales shared (so each shard computes exactly its part), KV heads split (heads and KV
@@ -95,6 +97,16 @@ class Qwen2_5_VLCuda {
   // The same forward, returning only the greedy token (argmax on the device) of each logits row: what
   // decode loops and benchmarks use (no [R, V] download).
   std::vector<std::int32_t> forward_greedy(const Batch& batch);
+
+  // The vision tower on the device (model::vision_forward's contract: pixel_values [n, patch_dim] f32 host,
+  // grids; returns features [n / merge², out_hidden_size] f32 host). FP8 vision Linears of a whole-VLM export
+  // run on the FP8 tensor cores. Throws UsageError when the checkpoint has no vision tower or the sizes
+  // disagree. vision_encoder(): the same as a model::VisionEncoder for embed_prompt / PromptInputs.
+  ops::Matrix encode_images(const float* pixel_values, std::int64_t n, std::int64_t patch_dim,
+                            const std::vector<model::GridThw>& grid_thw);
+  model::VisionEncoder vision_encoder();
+  bool has_vision() const;
+  std::size_t vision_weight_bytes() const;
 
   // Single-sequence API mirroring model::Qwen2_5_VL (the CPU path's prefill/decode), built on forward():
   // prefill embeds the prompt on the CPU (vision tower included), reserves `capacity` positions.

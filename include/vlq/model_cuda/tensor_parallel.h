@@ -32,6 +32,8 @@ class TensorParallelQwen2_5_VL {
   ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                       std::int64_t capacity, std::int64_t logits_last_k = 1);
   ops::Matrix decode(CudaSequence& s, std::int32_t id);
+  // Rank 0's vision tower (replicated on every rank), or an empty function when there is none.
+  model::VisionEncoder vision_encoder() { return ranks_[0]->has_vision() ? ranks_[0]->vision_encoder() : nullptr; }
 
  private:
   template <class R, class F> R on_all_ranks(F&& f);

@@ -1,0 +1,260 @@
+// The Qwen2.5-VL vision tower on the device (Qwen2_5_VLCuda::encode_images): patch embedding (the Conv3d as a
+// GEMM), window reorder, 32 blocks of RMSNorm → qkv → 2-D rotary → window/full segment attention → proj →
+// RMSNorm(+residual) → SwiGLU MLP, the merger (RMSNorm, 4-patch MLP with erf GELU) and the inverse reorder.
+// Mirrors model::vision_forward (src/model/vision_tower.cpp) step by step; FP8 Linears of a whole-VLM export
+// run on the FP8 tensor cores with their static input_scale. Host work per call: the window index and the
+// rotary angles (as the CPU path computes them), uploaded with the pixels.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "impl.h"
+#include "vlq/core/error.h"
+#include "vlq/core/numerics.h"
+#include "vlq/cuda/attention.h"
+#include "vlq/cuda/elementwise.h"
+#include "vlq/model/vision_tower.h"
+#include "vlq/ops/rotary.h"
+
+namespace vlq::model_cuda {
+
+using cuda::Tensor;
+
+namespace {
+constexpr float kVisionEps = 1e-6f;  // hard-coded in HF for norm1/norm2/ln_q
+
+Tensor scratch_view(Scratch& s, DType dt, std::int64_t rows, std::int64_t cols) {
+  return Tensor::contiguous(s.get(static_cast<std::size_t>(rows * cols) * dtype_size(dt) + 256), dt, {rows, cols});
+}
+// The input of Linear l for `rows` rows: [rows, k] E4M3 or BF16; for a K-padded Linear a view of k columns of
+// [rows, kp] rows whose pad columns are zeroed here (stream-ordered before the producer writes).
+Tensor input_of(Scratch& s, const DevLinear& l, std::int64_t rows, cudaStream_t st = nullptr) {
+  const DType dt = l.fp8 ? DType::F8_E4M3 : DType::BF16;
+  if (l.kp == l.k || l.kp == 0) return scratch_view(s, dt, rows, l.k);
+  const Tensor full = scratch_view(s, dt, rows, l.kp);
+  VLQ_CUDA_CHECK(cudaMemsetAsync(full.data, 0, static_cast<std::size_t>(rows * l.kp) * dtype_size(dt), st));
+  return Tensor::strided2d(full.data, dt, rows, l.k, l.kp);
+}
+float scale_of(const DevLinear& l) { return l.fp8 ? l.input_scale : 0.0f; }
+}  // namespace
+
+std::unique_ptr<DevVision> upload_vision(const model::Qwen2_5_VL& cpu) {
+  const auto& w = cpu.weights().vision;
+  if (w.blocks.empty() || w.patch_embed.out_features == 0) return nullptr;
+  auto v = std::make_unique<DevVision>();
+  v->cfg = cpu.config().vision;
+  v->Dv = v->cfg.hidden_size;
+  v->heads = v->cfg.num_heads;
+  v->hd = v->Dv / v->heads;
+  v->Iv = v->cfg.intermediate_size;
+  v->out = v->cfg.out_hidden_size;
+  v->unit = v->cfg.spatial_merge_size * v->cfg.spatial_merge_size;
+  if (w.patch_embed.kind != ops::LinearKind::kDense)
+    throw UnsupportedError({w.patch_embed.name, "an FP8 patch embedding is not on the CUDA path", "BF16 patch embedding",
+                            "FP8", "re-export with vlq quantize (it keeps the patch embedding BF16)"});
+  std::size_t bytes = linear_bytes(w.patch_embed) + linear_bytes(w.merger0) + linear_bytes(w.merger2) +
+                      aligned(w.ln_q.size() * 4) + kAlign;
+  for (const auto& b : w.blocks) {
+    bytes += aligned(b.norm1.size() * 4) + aligned(b.norm2.size() * 4);
+    for (const auto* l : {&b.qkv, &b.proj, &b.gate, &b.up, &b.down}) bytes += linear_bytes(*l);
+  }
+  v->arena = std::make_unique<cuda::DeviceArena>(bytes);
+  v->patch = upload_linear(*v->arena, w.patch_embed);
+  v->merger0 = upload_linear(*v->arena, w.merger0);
+  v->merger2 = upload_linear(*v->arena, w.merger2);
+  v->ln_q = upload_f32(*v->arena, w.ln_q);
+  for (std::size_t i = 0; i < w.blocks.size(); ++i) {
+    const auto& b = w.blocks[i];
+    DevVisionBlock d;
+    d.norm1 = upload_f32(*v->arena, b.norm1);
+    d.norm2 = upload_f32(*v->arena, b.norm2);
+    d.qkv = upload_linear(*v->arena, b.qkv);
+    d.proj = upload_linear(*v->arena, b.proj);
+    d.gate = upload_linear(*v->arena, b.gate);
+    d.up = upload_linear(*v->arena, b.up);
+    d.down = upload_linear(*v->arena, b.down);
+    const auto& fb = v->cfg.fullatt_block_indexes;
+    d.full = std::find(fb.begin(), fb.end(), static_cast<std::int64_t>(i)) != fb.end();
+    v->blocks.push_back(std::move(d));
+  }
+  return v;
+}
+
+namespace {
+
+// Host-side inputs of one call: window order of the patch rows, rotary angles in that order, the inverse
+// order of the merged rows, cu_seqlens of the windows and of the whole images.
+struct VisionPlan {
+  // perm [n] | inverse [n/unit] | window tiles [Tw, 4] | full-attention tiles [Tf, 4] (attention_segments_tiled)
+  std::vector<std::int32_t> ints;
+  std::int64_t n_perm = 0, n_inv = 0, n_cw = 0, n_cf = 0;  // n_cw / n_cf: tile counts
+  std::vector<float> angles;       // [n, hd/2] in window order
+};
+
+VisionPlan plan_vision(const DevVision& v, std::int64_t n, const std::vector<model::GridThw>& grid) {
+  const std::int64_t ms = v.cfg.spatial_merge_size, unit = v.unit, half = v.hd / 2;
+  std::vector<std::int64_t> hpos, wpos;
+  hpos.reserve(static_cast<std::size_t>(n));
+  wpos.reserve(static_cast<std::size_t>(n));
+  for (const model::GridThw& g : grid)
+    for (std::int64_t t = 0; t < g[0]; ++t)
+      for (std::int64_t bh = 0; bh < g[1] / ms; ++bh)
+        for (std::int64_t bw = 0; bw < g[2] / ms; ++bw)
+          for (std::int64_t mh = 0; mh < ms; ++mh)
+            for (std::int64_t mw = 0; mw < ms; ++mw) {
+              hpos.push_back(bh * ms + mh);
+              wpos.push_back(bw * ms + mw);
+            }
+  const std::vector<float> ang0 = ops::vision_rotary_angles(hpos, wpos, v.hd, 10000.0);
+  const model::WindowIndex wi = model::vision_window_index(grid, v.cfg.window_size, v.cfg.patch_size, ms);
+  VisionPlan p;
+  p.n_perm = n;
+  p.n_inv = n / unit;
+  const std::vector<std::int32_t> tw = cuda::segment_tiles(std::vector<std::int32_t>(wi.cu_window_seqlens.begin(), wi.cu_window_seqlens.end()));
+  const std::vector<std::int32_t> tf = cuda::segment_tiles(std::vector<std::int32_t>(wi.cu_seqlens.begin(), wi.cu_seqlens.end()));
+  p.n_cw = static_cast<std::int64_t>(tw.size() / 4);
+  p.n_cf = static_cast<std::int64_t>(tf.size() / 4);
+  p.ints.resize(static_cast<std::size_t>(p.n_perm + p.n_inv) + tw.size() + tf.size());
+  p.angles.resize(static_cast<std::size_t>(n * half));
+  std::int32_t* perm = p.ints.data();
+  std::int32_t* inv = perm + p.n_perm;
+  for (std::size_t k = 0; k < wi.window_index.size(); ++k) {
+    const std::int64_t src = wi.window_index[k];
+    inv[src] = static_cast<std::int32_t>(k);
+    for (std::int64_t u = 0; u < unit; ++u) {
+      const std::int64_t dst = static_cast<std::int64_t>(k) * unit + u;
+      perm[dst] = static_cast<std::int32_t>(src * unit + u);
+      std::copy(ang0.begin() + (src * unit + u) * half, ang0.begin() + (src * unit + u + 1) * half,
+                p.angles.begin() + dst * half);
+    }
+  }
+  std::copy(tw.begin(), tw.end(), inv + p.n_inv);
+  std::copy(tf.begin(), tf.end(), inv + p.n_inv + tw.size());
+  return p;
+}
+
+// One vision block over x [n, Dv] (f32, updated in place). `resid`: the previous block's MLP output, added
+// to x by this block's first RMSNorm (null for block 0). Writes this block's MLP output to d_out.
+void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, const DevVisionBlock& B, const Tensor& x, const Tensor* resid,
+                  const Tensor& cu, const Tensor& ang, const Tensor& d_out) {
+  cudaStream_t st = im.stream.get();
+  const std::int64_t n = x.dim(0), Dv = v.Dv, W = 3 * Dv;
+  const Tensor hin = input_of(v.hin[0], B.qkv, n);
+  cuda::rms_norm(x, resid, B.norm1, kVisionEps, hin, scale_of(B.qkv), st);
+  float* qkv = static_cast<float*>(v.qkv.get(static_cast<std::size_t>(n * W) * 4));
+  run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, DType::F32, {n, W}));
+  cuda::rotary_inplace(Tensor{qkv, DType::F32, 3, {n, 2 * v.heads, v.hd}, {W, v.hd, 1}}, ang, st);
+  // q, k, v contiguous [n, heads, hd] for the segment attention.
+  Scratch* parts[3] = {&v.q, &v.k, &v.v};
+  Tensor qkv3[3];
+  for (int i = 0; i < 3; ++i) {
+    void* dst = parts[i]->get(static_cast<std::size_t>(n * Dv) * 4);
+    VLQ_CUDA_CHECK(cudaMemcpy2DAsync(dst, Dv * 4, qkv + i * Dv, W * 4, Dv * 4, n, cudaMemcpyDeviceToDevice, st));
+    qkv3[i] = Tensor::contiguous(dst, DType::F32, {n, v.heads, v.hd});
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(v.hd));
+  Tensor o_in;
+  if (B.proj.fp8) {
+    const Tensor att = Tensor::contiguous(v.att.get(static_cast<std::size_t>(n * Dv) * 4), DType::F32, {n, v.heads, v.hd});
+    cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st);
+    o_in = scratch_view(v.att_in, DType::F8_E4M3, n, Dv);
+    cuda::quantize_e4m3(att, B.proj.input_scale, o_in, st);
+  } else {
+    const Tensor att = Tensor::contiguous(v.att_in.get(static_cast<std::size_t>(n * Dv) * 2), DType::BF16, {n, v.heads, v.hd});
+    cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st);
+    o_in = Tensor::contiguous(att.data, DType::BF16, {n, Dv});
+  }
+  const Tensor o = scratch_view(v.o, DType::F32, n, Dv);
+  run_linear(im.gemm, st, B.proj, o_in, o);
+  // MLP: x += o, RMSNorm into gate/up's input form(s), gate | up into one [n, 2·Iv] row, SwiGLU, down.
+  const std::int64_t I = v.Iv;
+  float* gu = static_cast<float*>(v.gu.get(static_cast<std::size_t>(n * 2 * I) * 4));
+  const Tensor h_gate = input_of(v.hin[0], B.gate, n);
+  cuda::rms_norm(x, &o, B.norm2, kVisionEps, h_gate, scale_of(B.gate), st);
+  Tensor h_up = h_gate;
+  if (form_of(B.up) != form_of(B.gate)) {
+    h_up = input_of(v.hin[1], B.up, n);
+    cuda::rms_norm(x, nullptr, B.norm2, kVisionEps, h_up, scale_of(B.up), st);
+  }
+  run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, DType::F32, n, I, 2 * I));
+  run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + I, DType::F32, n, I, 2 * I));
+  const Tensor act = input_of(v.act, B.down, n, st);
+  cuda::swiglu(Tensor::contiguous(gu, DType::F32, {n, 2 * I}), act, scale_of(B.down), st);
+  run_linear(im.gemm, st, B.down, act, d_out);
+}
+
+}  // namespace
+
+ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_t n, std::int64_t patch_dim,
+                                          const std::vector<model::GridThw>& grid_thw) {
+  Impl& im = *impl_;
+  if (!im.vision)
+    throw UsageError({"image", "this checkpoint has no vision tower", "visual.* weights", "none",
+                      "send text-only prompts to this model"});
+  DevVision& v = *im.vision;
+  VLQ_CUDA_CHECK(cudaSetDevice(im.opt.device));
+  std::int64_t total = 0;
+  for (const auto& g : grid_thw) total += g[0] * g[1] * g[2];
+  if (total != n || patch_dim != v.patch.k || n % v.unit != 0 || n == 0)
+    throw UsageError({"pixel_values", "pixel_values do not match image_grid_thw / the patch embedding",
+                      std::to_string(total) + " x " + std::to_string(v.patch.k),
+                      std::to_string(n) + " x " + std::to_string(patch_dim), "this is a bug in the caller"});
+  cudaStream_t st = im.stream.get();
+  const VisionPlan plan = plan_vision(v, n, grid_thw);
+  // Uploads: pixels as BF16 (the patch embedding's input form), the integer plan, the angles.
+  std::vector<std::uint16_t> px16(static_cast<std::size_t>(n * patch_dim));
+  f32_to_bf16(std::span<const float>(pixel_values, px16.size()), std::span<std::uint16_t>(px16));
+  const Tensor px = scratch_view(v.px, DType::BF16, n, patch_dim);
+  auto* ints = static_cast<std::int32_t*>(v.ints.get(plan.ints.size() * 4));
+  const Tensor ang = scratch_view(v.ang, DType::F32, n, v.hd / 2);
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(px.data, px16.data(), px16.size() * 2, cudaMemcpyHostToDevice, st));
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(ints, plan.ints.data(), plan.ints.size() * 4, cudaMemcpyHostToDevice, st));
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(ang.data, plan.angles.data(), plan.angles.size() * 4, cudaMemcpyHostToDevice, st));
+  const Tensor perm = Tensor::contiguous(ints, DType::I32, {plan.n_perm});
+  const Tensor inv = Tensor::contiguous(ints + plan.n_perm, DType::I32, {plan.n_inv});
+  const Tensor cu_window = Tensor::contiguous(ints + plan.n_perm + plan.n_inv, DType::I32, {plan.n_cw, 4});
+  const Tensor cu_full = Tensor::contiguous(ints + plan.n_perm + plan.n_inv + 4 * plan.n_cw, DType::I32, {plan.n_cf, 4});
+
+  // 2. patch embedding, 4–5. window reorder (a row gather)
+  const Tensor x0 = scratch_view(v.x0, DType::F32, n, v.Dv);
+  run_linear(im.gemm, st, v.patch, px, x0);
+  const Tensor x = scratch_view(v.x, DType::F32, n, v.Dv);
+  cuda::embedding(perm, x0, x, st);
+  // 7. blocks; two MLP-output buffers alternate as in the language model
+  const Tensor d2 = scratch_view(v.d, DType::F32, 2 * n, v.Dv);
+  const Tensor dl[2] = {Tensor::contiguous(d2.data, DType::F32, {n, v.Dv}),
+                        Tensor::contiguous(d2.as<float>() + n * v.Dv, DType::F32, {n, v.Dv})};
+  for (std::size_t bi = 0; bi < v.blocks.size(); ++bi)
+    vision_block(im, v, v.blocks[bi], x, bi == 0 ? nullptr : &dl[(bi - 1) % 2], v.blocks[bi].full ? cu_full : cu_window,
+                 ang, dl[bi % 2]);
+  cuda::add_inplace(x, dl[(v.blocks.size() - 1) % 2], st);
+  // 8. merger: ln_q per patch row, rows grouped by `unit` → [n/unit, unit·Dv], Linear, GELU, Linear
+  const std::int64_t m = n / v.unit;
+  const Tensor lnq = input_of(v.hin[0], v.merger0, m);  // [m, unit·Dv] == [n, Dv] in memory
+  cuda::rms_norm(x, nullptr, v.ln_q, kVisionEps, Tensor::contiguous(lnq.data, lnq.dtype, {n, v.Dv}), scale_of(v.merger0), st);
+  const Tensor m0 = scratch_view(v.m0, DType::F32, m, v.merger0.n);
+  run_linear(im.gemm, st, v.merger0, lnq, m0);
+  const Tensor m0a = input_of(v.m0a, v.merger2, m);
+  cuda::gelu_erf(m0, m0a, scale_of(v.merger2), st);
+  const Tensor m2 = scratch_view(v.m2, DType::F32, m, v.out);
+  run_linear(im.gemm, st, v.merger2, m0a, m2);
+  // 9. undo the window permutation: final[window_index[k]] = out[k], i.e. final[j] = out[inverse[j]]
+  const Tensor fin = scratch_view(v.fin, DType::F32, m, v.out);
+  cuda::embedding(inv, m2, fin, st);
+  ops::Matrix out(m, v.out);
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), fin.data, out.data.size() * 4, cudaMemcpyDeviceToHost, st));
+  im.stream.sync();  // px16 / plan die at return
+  return out;
+}
+
+model::VisionEncoder Qwen2_5_VLCuda::vision_encoder() {
+  return [this](const float* px, std::int64_t n, std::int64_t patch_dim, const std::vector<model::GridThw>& grid) {
+    return encode_images(px, n, patch_dim, grid);
+  };
+}
+bool Qwen2_5_VLCuda::has_vision() const { return impl_->vision != nullptr; }
+std::size_t Qwen2_5_VLCuda::vision_weight_bytes() const {
+  return impl_->vision && impl_->vision->arena ? impl_->vision->arena->used() : 0;
+}
+
+}  // namespace vlq::model_cuda
