@@ -7,6 +7,8 @@
 // Usage: serve_load_bench --vlq build/vlq --model models/qwen2_5_vl-tiny-trained [--requests 64]
 //        [--concurrency 8] [--rate 0] [--prompt-set image|text] [--output-tokens 32] [--seed 1]
 //        [--images data/heldout/images] [--api-key K] [--prompt-words N] [-- <vlq serve flags>]
+#include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <iostream>
 #include <mutex>
@@ -67,19 +69,16 @@ Args parse(int argc, char** argv) {
 std::string request_body(const Args& a, std::int64_t i, const std::vector<std::string>& urls) {
   static const char* questions[] = {"What color is the shape?", "What shape is this?", "How many shapes are there?",
                                     "Where is the shape?"};
-  const std::string q = questions[i % 4];
+  // --prompt-words N: pad the text to about N more tokens (each " wN" is about two Qwen tokens; usage reports the count).
+  std::string pad;
+  for (std::int64_t w = 0; w < a.prompt_words; ++w) pad += fmt::format(" w{}", (w * 7 + i) % 10);
+  const std::string q = questions[i % 4] + pad;
   json content;
   if (a.prompt_set == "image")
     content = json::array({{{"type", "image_url"}, {"image_url", {{"url", urls[static_cast<std::size_t>(i) % urls.size()]}}}},
                            {{"type", "text"}, {"text", q}}});
   else
-  {
     content = fmt::format("Request {}: {} Describe a red circle, a blue square and a green triangle.", i, q);
-    // --prompt-words N: pad the text prompt to about N tokens (each " wN" is about two Qwen tokens; usage reports the count).
-    std::string pad;
-    for (std::int64_t w = 0; w < a.prompt_words; ++w) pad += fmt::format(" w{}", (w * 7 + i) % 10);
-    content = content.get<std::string>() + pad;
-  }
   return json{{"messages", json::array({{{"role", "user"}, {"content", content}}})},
               {"max_tokens", a.output_tokens}, {"ignore_eos", true}, {"temperature", 0}, {"stream", true},
               {"stream_options", {{"include_usage", true}}}}
@@ -93,8 +92,15 @@ int main(int argc, char** argv) {
     const Args a = parse(argc, argv);
     std::vector<std::string> urls;
     if (a.prompt_set == "image")
-      for (const char* n : {"color-0000.png", "shape-0001.png", "count-0002.png", "position-0003.png"})
-        urls.push_back(png_data_url(a.images + "/" + n));
+    {  // every PNG of --images (sorted), e.g. the held-out set's or 640x480 photos made for the bench
+      std::vector<std::string> names;
+      for (const auto& e : std::filesystem::directory_iterator(a.images))
+        if (e.path().extension() == ".png") names.push_back(e.path().filename().string());
+      std::sort(names.begin(), names.end());
+      if (names.size() > 64) names.resize(64);
+      if (names.empty()) throw std::runtime_error("no .png images in " + a.images);
+      for (const auto& n : names) urls.push_back(png_data_url(a.images + "/" + n));
+    }
     std::optional<ServeProcess> srv;
     int port = a.port;
     if (port == 0) {

@@ -26,11 +26,21 @@ if has tests; then
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" "$OUT/tests.log" | head -30
   grep -B2 -A8 "Failure" "$OUT/tests.log" | head -60
 fi
-if has ckpt; then
+if has sanitize; then  # compute-sanitizer memcheck + racecheck on the op tests (issue #11)
+  step memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $D/vlq_cuda_tests \
+    --gtest_filter='CudaAttention*:CudaElementwise*:CudaGemm*:CudaGemv*:CudaQuant*:CudaDevice*'
+  grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | head -5
+  step racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $D/vlq_cuda_tests \
+    --gtest_filter='CudaAttention*:CudaElementwise*:CudaGemv*'
+  grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | head -5
+fi
+if has ckpt && [ -f $Q/config.json ]; then echo "ckpt: $Q exists (warm machine), kept"
+elif has ckpt; then
   step ckpt 300 python3 tools/make_random_checkpoint.py $Q --config tests/data/hf_config/qwen2_5_vl_7b.v4.config.json
   tail -2 "$OUT/ckpt.log"; du -sh $Q
 fi
-if has quant; then
+if has quant && [ -f $F/config.json ]; then echo "quant: $F exists (warm machine), kept"
+elif has quant; then
   step quant 300 $D/vlq quantize $Q $F --scope lm --calib-text data/calib/text.jsonl --samples ${CALIB_SAMPLES:-8} --seq-len 128
   tail -5 "$OUT/quant.log"; du -sh $F
 fi
@@ -38,16 +48,33 @@ if has bench; then
   step bench_fp8 240 $D/cuda_model_bench $F ${PREFILL:-8192} 1,8,64,256 && cat "$OUT/bench_fp8.log" || tail -20 "$OUT/bench_fp8.log"
   has bf16 && { step bench_bf16 200 $D/cuda_model_bench $Q ${PREFILL:-8192} 1,64 && cat "$OUT/bench_bf16.log" || tail -20 "$OUT/bench_bf16.log"; }
 fi
+if has prof; then  # per-kernel GPU time of a 2048-token prefill, one decode step (ncu, clocks left alone)
+  step prof 200 ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+    --launch-count ${PROF_LAUNCHES:-1200} $D/cuda_model_bench $F ${PROF_PREFILL:-2048} 1 128 2
+  grep -E "^  [a-zA-Z_].*\(|gpu__time_duration.sum" "$OUT/prof.log" | paste - - | \
+    awk '{print}' | head -60 > "$OUT/prof_summary.txt"; head -40 "$OUT/prof_summary.txt"
+fi
 if has peer; then
   step peer 300 python3 tools/hf_peer_bench.py $Q --prefill ${PREFILL:-8192} --batches 1,8,64 --steps 32
   grep -v Warning "$OUT/peer.log" | tail -12
 fi
 if has serve; then
+  # Text 128/128 and one 640x480 image + ~128 text tokens / 128 output tokens (issue #12's two prompt sets),
+  # closed loop at each concurrency; KV pool from free GPU memory (vlq serve's default on CUDA).
+  python3 tools/make_bench_images.py /tmp/img640 --n 8
+  SF="--device cuda --max-num-seqs 256 --max-model-len 2048 --max-queue 4096 --max-num-batched-tokens 8192"
   for c in ${SERVE_C:-1 256}; do
-    n=$(( c * 4 )); [ $c -eq 1 ] && n=8
+    n=$(( c * 2 )); [ $c -eq 1 ] && n=8
     step serve_text_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set text --prompt-words 50 \
-      --output-tokens 128 --concurrency $c --requests $n -- --device cuda --max-num-seqs 256 --max-model-len 1024
+      --output-tokens 128 --concurrency $c --requests $n -- $SF
     tail -3 "$OUT/serve_text_c$c.log"
   done
+  for c in ${SERVE_IMAGE_C:-1 64}; do
+    n=$(( c * 2 )); [ $c -eq 1 ] && n=8
+    step serve_image_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set image --images /tmp/img640 \
+      --prompt-words 55 --output-tokens 128 --concurrency $c --requests $n -- $SF
+    tail -3 "$OUT/serve_image_c$c.log"
+  done
+  cp /tmp/vlq_serve_load_*.log "$OUT/" 2>/dev/null
 fi
 nvidia-smi --query-gpu=name,memory.used --format=csv,noheader

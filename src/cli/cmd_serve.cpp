@@ -32,7 +32,7 @@ struct ServeArgs {
   std::string allowed_media_dir;
   int port = 8000, tensor_parallel = 1;
   std::int64_t max_num_seqs = 8, max_num_batched_tokens = 512, max_model_len = 0, num_kv_blocks = 0, block_size = 16;
-  std::int64_t max_queue = 64, kv_cache_memory_mb = 1024, image_cache_mb = 256, max_body_mb = 32, max_image_mb = 20;
+  std::int64_t max_queue = 64, kv_cache_memory_mb = 0, image_cache_mb = 256, max_body_mb = 32, max_image_mb = 20;
   double drain_timeout = 30;
   bool no_prefix_caching = false, allow_remote_media = false;
 };
@@ -47,8 +47,9 @@ void check_args(const ServeArgs& a) {
   if (a.max_num_batched_tokens < 1) bad("--max-num-batched-tokens", ">= 1", std::to_string(a.max_num_batched_tokens));
   if (a.max_model_len < 0 || a.max_model_len == 1) bad("--max-model-len", ">= 2 (0 = the model's)", std::to_string(a.max_model_len));
   if (a.block_size < 1 || a.block_size > 1024) bad("--block-size", "1..1024", std::to_string(a.block_size));
-  if (a.num_kv_blocks < 0) bad("--num-kv-blocks", ">= 0 (0 = from --kv-cache-memory)", std::to_string(a.num_kv_blocks));
+  if (a.num_kv_blocks < 0) bad("--num-kv-blocks", ">= 0 (0 = from --kv-cache-memory-mb)", std::to_string(a.num_kv_blocks));
   if (a.max_queue < 1) bad("--max-queue", ">= 1", std::to_string(a.max_queue));
+  if (a.kv_cache_memory_mb < 0) bad("--kv-cache-memory-mb", ">= 0 (0 = the device's default)", std::to_string(a.kv_cache_memory_mb));
   if (a.max_body_mb < 1 || a.max_image_mb < 1) bad("--max-body-mb/--max-image-mb", ">= 1", "");
   if (!a.allowed_media_dir.empty() && !fs::is_directory(a.allowed_media_dir))
     throw IoError({a.allowed_media_dir, "--allowed-media-dir is not a folder", "an existing folder", "", ""});
@@ -65,6 +66,23 @@ void install_stop_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+}
+
+// Bytes of KV cache for the default block count: --kv-cache-memory-mb when given; else 1 GiB on the CPU, and on
+// a GPU what vLLM's --gpu-memory-utilization 0.9 leaves: 90 % of the free memory minus the checkpoint's
+// safetensors bytes per rank (the weights stay in their stored dtype on the device) minus 2 GiB of
+// activations and workspaces, at least 1 GiB.
+std::int64_t kv_budget_bytes(const ServeArgs& a, bool cuda) {
+  if (a.kv_cache_memory_mb > 0) return a.kv_cache_memory_mb << 20;
+  constexpr std::int64_t kGiB = std::int64_t{1} << 30;
+  if (!cuda) return kGiB;
+  std::int64_t weights = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(a.model, ec))
+    if (e.path().extension() == ".safetensors") weights += static_cast<std::int64_t>(e.file_size(ec));
+  const std::int64_t free = engine::cuda_free_memory_bytes(0);
+  const std::int64_t budget = free * 9 / 10 - weights / std::max(1, a.tensor_parallel) - 2 * kGiB;
+  return std::max(kGiB, budget);
 }
 
 int run_serve(const ServeArgs& a) {
@@ -95,7 +113,7 @@ int run_serve(const ServeArgs& a) {
   const std::int64_t min_blocks = (max_model_len + a.block_size - 1) / a.block_size;
   std::int64_t blocks = a.num_kv_blocks;
   if (blocks == 0)
-    blocks = std::max(min_blocks, std::min(min_blocks * a.max_num_seqs, (a.kv_cache_memory_mb << 20) / block_bytes));
+    blocks = std::max(min_blocks, std::min(min_blocks * a.max_num_seqs, kv_budget_bytes(a, cuda) / block_bytes));
   ro.num_blocks = a.no_prefix_caching ? 0 : blocks;
   std::unique_ptr<engine::ModelRunner> runner_ptr;
   if (cuda) {
@@ -186,7 +204,8 @@ std::function<int()> setup_serve(CLI::App& app) {
   app.add_option("--max-model-len", a->max_model_len, "Prompt + output tokens at most (default: the model's)");
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
   app.add_option("--num-kv-blocks", a->num_kv_blocks, "KV blocks (default: from --kv-cache-memory-mb)");
-  app.add_option("--kv-cache-memory-mb", a->kv_cache_memory_mb, "KV-cache budget for the default block count (1024)");
+  app.add_option("--kv-cache-memory-mb", a->kv_cache_memory_mb, "KV-cache budget for the default block count (default: 1024 on the CPU; on a GPU 90 % of free memory "
+                 "minus the weights minus 2 GiB)");
   app.add_option("--block-size", a->block_size, "Tokens per KV block (default 16)");
   app.add_flag("--no-prefix-caching", a->no_prefix_caching, "Do not reuse the KV blocks of shared prompt prefixes");
   app.add_option("--max-queue", a->max_queue, "Requests that may wait before 429 (default 64)");

@@ -7,6 +7,7 @@
 // attention_segments.
 #include <mma.h>
 
+#include <cstdint>
 #include <string>
 
 #include "common.cuh"
@@ -19,8 +20,36 @@ using namespace nvcuda;
 
 constexpr int kBM = 64, kBN = 64, kWarps = 4;
 
-template <class T> __device__ __forceinline__ float load_f32(const T* p) { return to_f32(*p); }
-__device__ __forceinline__ float load_f32(const std::uint8_t* p) { return e4m3_to_f32(*p); }
+// 8 consecutive elements → 8 BF16 in shared memory (dst 16-byte aligned). One 16-byte load for BF16, one 8-byte
+// load for E4M3 codes (exact in BF16), two 16-byte loads for f32; scalar when the source is not aligned.
+__device__ __forceinline__ void load8_bf16(const bf16* p, bf16* dst) {
+  if ((reinterpret_cast<std::uintptr_t>(p) & 15) == 0) {
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(p);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dst[i] = p[i];
+  }
+}
+__device__ __forceinline__ void load8_bf16(const float* p, bf16* dst) {
+  alignas(16) bf16 t[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) t[i] = __float2bfloat16_rn(p[i]);
+  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(t);
+}
+__device__ __forceinline__ void load8_bf16(const std::uint8_t* p, bf16* dst) {
+  alignas(8) std::uint8_t c[8];
+  if ((reinterpret_cast<std::uintptr_t>(p) & 7) == 0) {
+    *reinterpret_cast<uint2*>(c) = *reinterpret_cast<const uint2*>(p);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) c[i] = p[i];
+  }
+  alignas(16) bf16 t[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) t[i] = __float2bfloat16_rn(e4m3_to_f32(c[i]));
+  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(t);
+}
+__device__ __forceinline__ void zero8(bf16* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
 
 struct Smem {  // offsets (bytes) into the dynamic shared memory, for head_dim D
   int ldh, ldf, q, k, v, s, p, o, stats, total;
@@ -74,12 +103,13 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int lds = kBN + 4, ldp = kBN + 8;
 
-  for (int i = tid; i < kBM * D; i += blockDim.x) {
-    const int r = i / D, d = i % D;
-    const float x = r < rows ? to_f32(q[(row0 + r) * ldq + static_cast<std::int64_t>(h) * D + d]) : 0.0f;
-    sq[r * L.ldh + d] = __float2bfloat16_rn(x);
-    so[r * L.ldf + d] = 0.0f;
+  const int c8 = D / 8;  // 8-element chunks per row
+  for (int i = tid; i < kBM * c8; i += blockDim.x) {
+    const int r = i / c8, d = (i % c8) * 8;
+    if (r < rows) load8_bf16(q + (row0 + r) * ldq + static_cast<std::int64_t>(h) * D + d, sq + r * L.ldh + d);
+    else zero8(sq + r * L.ldh + d);
   }
+  for (int i = tid; i < kBM * D; i += blockDim.x) so[(i / D) * L.ldf + i % D] = 0.0f;
   for (int r = tid; r < kBM; r += blockDim.x) {
     sm[r] = -INFINITY;
     sl[r] = 0.0f;
@@ -95,16 +125,16 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
   const float sscale = scale * ks;
   for (int jt = j0; jt < jmax; jt += kBN) {
     const int nk = min(kBN, jmax - jt);
-    for (int i = tid; i < kBN * D; i += blockDim.x) {
-      const int j = i / D, d = i % D;
-      float kx = 0.0f, vx = 0.0f;
+    for (int i = tid; i < kBN * c8; i += blockDim.x) {
+      const int j = i / c8, d = (i % c8) * 8;
       if (j < nk) {
         const std::int64_t b = keys.base(jt + j) + d;
-        kx = load_f32(keys.k + b);
-        vx = load_f32(keys.v + b);
+        load8_bf16(keys.k + b, sk + j * L.ldh + d);
+        load8_bf16(keys.v + b, sv + j * L.ldh + d);
+      } else {
+        zero8(sk + j * L.ldh + d);
+        zero8(sv + j * L.ldh + d);
       }
-      sk[j * L.ldh + d] = __float2bfloat16_rn(kx);
-      sv[j * L.ldh + d] = __float2bfloat16_rn(vx);
     }
     __syncthreads();
     // S[16 rows of this warp, 64 keys] = Q·Kᵀ
@@ -127,27 +157,40 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
         wmma::store_matrix_sync(ss + warp * 16 * lds + c * 16, acc[c], lds, wmma::mem_row_major);
     }
     __syncwarp();
-    // Online softmax over this warp's 16 rows (2 lanes per key pair: each lane takes keys lane and lane + 32).
-    for (int rr = 0; rr < 16; ++rr) {
+    // Online softmax: lanes 2r and 2r + 1 of the warp own row r of its 16 rows, 32 keys each; the key order is
+    // rotated by the row so that the 16 rows' reads of S fall into different shared-memory banks.
+    {
+      const int rr = lane >> 1, half = lane & 1;
       const int r = warp * 16 + rr;
       const int pos = spos[r];
-      float s0 = -INFINITY, s1 = -INFINITY;
-      const int ja = lane, jb = lane + 32;
-      if (ja < nk && jt + ja <= pos) s0 = ss[r * lds + ja] * sscale;
-      if (jb < nk && jt + jb <= pos) s1 = ss[r * lds + jb] * sscale;
-      const float mt = warp_max(fmaxf(s0, s1));
+      const float* srow = ss + r * lds + half * 32;
+      float x[32];
+      float mt = -INFINITY;
+#pragma unroll
+      for (int k = 0; k < 32; ++k) {
+        const int jj = (k + rr) & 31, j = half * 32 + jj;
+        x[k] = (j < nk && jt + j <= pos) ? srow[jj] * sscale : -INFINITY;
+        mt = fmaxf(mt, x[k]);
+      }
+      mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
       const float mo = sm[r], mn = fmaxf(mo, mt);
-      const float p0 = mn == -INFINITY ? 0.0f : expf(s0 - mn), p1 = mn == -INFINITY ? 0.0f : expf(s1 - mn);
       const float corr = mo == -INFINITY ? 0.0f : expf(mo - mn);
-      const float lt = warp_sum(p0 + p1);
-      sp[r * ldp + ja] = __float2bfloat16_rn(p0);
-      sp[r * ldp + jb] = __float2bfloat16_rn(p1);
-      __syncwarp();
-      if (lane == 0) {
+      float lt = 0.0f;
+      __nv_bfloat16* prow = sp + r * ldp + half * 32;
+#pragma unroll
+      for (int k = 0; k < 32; ++k) {
+        const float pk = mn == -INFINITY ? 0.0f : expf(x[k] - mn);
+        lt += pk;
+        prow[(k + rr) & 31] = __float2bfloat16_rn(pk);
+      }
+      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+      __syncwarp();  // both lanes of the pair have read sm[r]
+      if (half == 0) {
         sm[r] = mn;
         sl[r] = sl[r] * corr + lt;
       }
-      for (int d = lane; d < D; d += 32) so[r * L.ldf + d] *= corr;
+      float* orow = so + r * L.ldf;
+      for (int d = half; d < D; d += 2) orow[d] *= corr;
     }
     __syncwarp();
     // O[16 rows, D] += P·V

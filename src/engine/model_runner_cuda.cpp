@@ -6,6 +6,8 @@
 #include "vlq/engine/model_runner.h"
 #include "vlq/ops/sampling.h"
 #ifdef VLQ_HAVE_CUDA
+#include <cuda_runtime.h>
+
 #include "vlq/model_cuda/tensor_parallel.h"
 #endif
 
@@ -14,6 +16,20 @@ namespace vlq::engine {
 KvLayout cuda_kv_layout(const model::Qwen2_5_VL& model) {
   const auto& tc = model.config().text;
   return {tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, model.fp8_kv_cache() ? 1 : 2};
+}
+
+std::int64_t cuda_free_memory_bytes(int device) noexcept {
+#ifdef VLQ_HAVE_CUDA
+  std::size_t free = 0, total = 0;
+  if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return static_cast<std::int64_t>(free);
+#else
+  (void)device;
+  return 0;
+#endif
 }
 
 #ifdef VLQ_HAVE_CUDA

@@ -3,6 +3,7 @@
 // gate/up → SwiGLU → down, final norm and lm_head on the requested rows. Mirrors model::lm_forward.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "impl.h"
@@ -126,12 +127,18 @@ struct BatchInts {
   Tensor tiles;        // [n_tiles, 2] query tiles of the flash prefill kernel (when prefill)
   bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
 };
-BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
+std::int64_t table_width(const Batch& b) {
+  std::int64_t w = 1;
+  for (const auto* s : b.sequences) w = std::max<std::int64_t>(w, static_cast<std::int64_t>(s->blocks.size()));
+  return w;
+}
+// Uploads the batch's integer inputs into `target` (null: im.ints), block tables padded to `width` columns
+// (>= table_width(b)).
+BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t width, cuda::DeviceBuffer* target = nullptr) {
   const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
   const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
   const std::int64_t B = static_cast<std::int64_t>(b.sequences.size());
-  std::int64_t max_blocks = 1;
-  for (const auto* s : b.sequences) max_blocks = std::max<std::int64_t>(max_blocks, static_cast<std::int64_t>(s->blocks.size()));
+  const std::int64_t max_blocks = width;
   std::vector<std::int32_t> host;
   host.reserve(static_cast<std::size_t>(9 * T + R + B * max_blocks));
   auto put = [&](const std::vector<std::int32_t>& v) { host.insert(host.end(), v.begin(), v.end()); };
@@ -153,7 +160,8 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   const std::vector<std::int32_t> tiles = prefill ? cuda::prefill_tiles(b.seq_of_row) : std::vector<std::int32_t>{};
   const std::size_t tiles_at = host.size();
   put(tiles);
-  auto* d = static_cast<std::int32_t*>(im.ints.get(host.size() * 4));
+  if (target && target->bytes() < host.size() * 4) *target = cuda::DeviceBuffer(host.size() * 4);
+  auto* d = static_cast<std::int32_t*>(target ? target->data() : im.ints.get(host.size() * 4));
   VLQ_CUDA_CHECK(cudaMemcpyAsync(d, host.data(), host.size() * 4, cudaMemcpyHostToDevice, im.stream.get()));
   VLQ_CUDA_CHECK(cudaStreamSynchronize(im.stream.get()));  // `host` dies at return
   BatchInts v;
@@ -241,13 +249,12 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   all_reduce_sum(im, d_out);
 }
 
-// Runs the batch; returns the device logits [R, V] f32 (in impl.logits) without synchronizing.
-cuda::Tensor run_batch(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
-  validate(im, b);
+// Everything after the integer upload: only device work on `im.stream` (no host synchronisation, no
+// allocation once the workspaces have their size), so that a decode step can be captured as a CUDA graph.
+cuda::Tensor run_body(Qwen2_5_VLCuda::Impl& im, const Batch& b, const BatchInts& in) {
   const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
   const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
   cudaStream_t st = im.stream.get();
-  const BatchInts in = upload_ints(im, b);
 
   const Tensor h = f32_view(im.h, T, im.H);
   cuda::embedding(in.ids, Tensor::contiguous(im.embed, DType::BF16, {im.vocab, im.H}), h, st);
@@ -274,6 +281,68 @@ cuda::Tensor run_batch(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
   const Tensor out = f32_view(im.logits, R, im.vocab);
   run_linear(im, im.lm_head, gin, out);
   return out;
+}
+
+bool graphs_enabled(const Qwen2_5_VLCuda::Impl& im) {
+  static const bool env_off = [] {
+    const char* e = std::getenv("VLQ_CUDA_GRAPHS");
+    return e && std::string(e) == "0";
+  }();
+  return im.opt.cuda_graphs && !env_off && im.opt.tp_size == 1;
+}
+
+// Runs the batch; returns the device logits [R, V] f32 (in impl.logits) without synchronizing. Decode steps
+// replay a captured CUDA graph (see CudaOptions::cuda_graphs).
+cuda::Tensor run_batch(Qwen2_5_VLCuda::Impl& im, const Batch& b) {
+  validate(im, b);
+  const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
+  const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
+  const std::int64_t B = static_cast<std::int64_t>(b.sequences.size());
+  if (!graphs_enabled(im) || T != B || T == 0 || !b.embeds.empty()) return run_body(im, b, upload_ints(im, b, table_width(b)));
+  std::int64_t width = 8;  // rounded up to a power of two: a sequence's graph changes every 8·2^k blocks, not every block
+  while (width < table_width(b)) width *= 2;
+  if (im.graphs.size() >= Qwen2_5_VLCuda::Impl::kMaxGraphs) im.graphs.clear();
+  auto& slot = im.graphs[{T, R, width}];
+  if (!slot) slot = std::make_unique<DecodeGraph>();
+  DecodeGraph& g = *slot;
+  if (g.exec && g.generation != g_scratch_generation.load()) {
+    cudaGraphExecDestroy(g.exec);
+    g.exec = nullptr;
+  }
+  const BatchInts in = upload_ints(im, b, width, &g.ints);
+  cudaStream_t st = im.stream.get();
+  if (!g.exec && !g.seen) {  // first sighting: eager (sizes every workspace for this shape)
+    g.seen = true;
+    return run_body(im, b, in);
+  }
+  if (!g.exec) {
+    const std::uint64_t gen = g_scratch_generation.load();
+    VLQ_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeRelaxed));
+    cudaGraph_t graph = nullptr;
+    try {
+      run_body(im, b, in);
+    } catch (...) {
+      (void)cudaStreamEndCapture(st, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      (void)cudaGetLastError();
+      throw;
+    }
+    VLQ_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
+    const bool stale = gen != g_scratch_generation.load();  // a workspace moved while capturing
+    if (!stale) {
+      const cudaError_t e = cudaGraphInstantiate(&g.exec, graph, 0);
+      if (e != cudaSuccess) {
+        cudaGraphDestroy(graph);
+        g.exec = nullptr;
+        VLQ_CUDA_CHECK(e);
+      }
+    }
+    cudaGraphDestroy(graph);
+    if (stale) return run_body(im, b, in);
+    g.generation = gen;
+  }
+  VLQ_CUDA_CHECK(cudaGraphLaunch(g.exec, st));
+  return f32_view(im.logits, R, im.vocab);
 }
 
 }  // namespace

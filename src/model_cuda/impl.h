@@ -2,7 +2,10 @@
 // grow-only workspace buffers. Not part of the public API (vlq/model_cuda/qwen2_5_vl_cuda.h).
 #pragma once
 
+#include <atomic>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -65,12 +68,34 @@ void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L
                 const cuda::Tensor& y);
 
 
+// Bumped whenever a Scratch reallocates: captured CUDA graphs hold workspace addresses, so a graph captured
+// under an older generation is stale and is re-captured.
+inline std::atomic<std::uint64_t> g_scratch_generation{0};
+
 // Grow-only device buffer for per-forward workspace.
 struct Scratch {
   cuda::DeviceBuffer buf;
   void* get(std::size_t bytes) {
-    if (buf.bytes() < bytes) buf = cuda::DeviceBuffer(bytes);
+    if (buf.bytes() < bytes) {
+      buf = cuda::DeviceBuffer(bytes);
+      ++g_scratch_generation;
+    }
     return buf.data();
+  }
+};
+
+// A captured decode step (forward_cuda.cpp): its graph, the workspace generation it was captured under, and
+// its own integer-input buffer (token ids, positions, slots, block tables) that each replay refills.
+struct DecodeGraph {
+  cudaGraphExec_t exec = nullptr;
+  std::uint64_t generation = 0;
+  bool seen = false;  // ran eagerly once (sizes the workspaces); the next sighting captures
+  cuda::DeviceBuffer ints;
+  DecodeGraph() = default;
+  DecodeGraph(const DecodeGraph&) = delete;
+  DecodeGraph& operator=(const DecodeGraph&) = delete;
+  ~DecodeGraph() {
+    if (exec) cudaGraphExecDestroy(exec);
   }
 };
 
@@ -115,6 +140,9 @@ struct Qwen2_5_VLCuda::Impl {
 
   // Workspace (grow-only), named for what they hold.
   Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax;
+  // Decode-step CUDA graphs keyed by (rows T, logits rows R, block-table width); at most kMaxGraphs kept.
+  static constexpr std::size_t kMaxGraphs = 256;
+  std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::unique_ptr<DecodeGraph>> graphs;
 };
 
 // weights_cuda.cpp: uploads the language model of `cpu` into impl.arena (sizes the arena first).

@@ -87,6 +87,9 @@ struct CudaRunnerOptions {
 std::unique_ptr<ModelRunner> make_cuda_model_runner(const model::Qwen2_5_VL& model, const CudaRunnerOptions& options);
 // K/V layout the CUDA runner uses (for sizing the pool before creating it): BF16, or FP8 when the model's is.
 KvLayout cuda_kv_layout(const model::Qwen2_5_VL& model);
+// Free memory of CUDA device `device` in bytes (cudaMemGetInfo), for sizing the KV pool before the weights
+// are uploaded; 0 in a build without CUDA or when the device cannot be queried.
+std::int64_t cuda_free_memory_bytes(int device = 0) noexcept;
 
 class CpuModelRunner : public ModelRunner {
  public:

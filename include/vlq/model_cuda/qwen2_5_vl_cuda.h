@@ -33,6 +33,10 @@ struct CudaOptions {
   int max_batch_tokens = 8192;                         // T per forward (prefill chunk + decode rows)
   int max_sequences = 256;                             // B per forward
   bool vision = true;                                  // upload the vision tower (encode_images) when there is one
+  // Decode steps (every sequence one row, no image rows, one rank) replay a CUDA graph captured per (rows,
+  // logits rows, block-table width rounded up to a power of two) on its second sighting: ~400 kernel launches
+  // become one. Same kernels, same results as eager; off = every step eager (VLQ_CUDA_GRAPHS=0 also turns it off).
+  bool cuda_graphs = true;
   // Tensor parallelism (Megatron split, vlq/model_cuda/tensor_parallel.h drives it): this object holds
   // shard tp_rank of tp_size — q/k/v/gate/up split by output rows (whole heads), o/down by input columns,
   // per-tensor FP8 scales shared (so each shard computes exactly its part), KV heads split (heads and KV
@@ -109,7 +113,8 @@ class Qwen2_5_VLCuda {
   std::size_t vision_weight_bytes() const;
 
   // Single-sequence API mirroring model::Qwen2_5_VL (the CPU path's prefill/decode), built on forward():
-  // prefill embeds the prompt on the CPU (vision tower included), reserves `capacity` positions.
+  // prefill embeds the prompt (text embeddings on the CPU, images through the device vision tower when it was
+  // uploaded), reserves `capacity` positions.
   ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                       std::int64_t capacity, std::int64_t logits_last_k = 1);
   ops::Matrix decode(CudaSequence& s, std::int32_t id);
