@@ -81,9 +81,10 @@ struct CudaRunnerOptions {
 
 // Creates the CUDA runner: one model_cuda::Qwen2_5_VLCuda forward per step over every scheduled sequence,
 // attention reading K/V through the BlockManager's block tables (prefix-cached blocks are shared as they
-// are, no copies); BF16 KV, or FP8 E4M3 when the model's KV cache is FP8. Prompts are embedded on the CPU
-// (vision tower included, through the ImageCache) only for chunks that touch an image; other rows are
-// gathered on the device. Throws UnsupportedError in a build without CUDA (and what the CUDA model throws).
+// are, no copies); BF16 KV, or FP8 E4M3 when the model's KV cache is FP8. Chunks that touch an image are
+// embedded through the ImageCache, the images encoded by the device vision tower (the CPU one when the
+// checkpoint's tower was not uploaded); other rows are gathered on the device. The KV pool has
+// `num_blocks` blocks (vlq serve sizes it from free GPU memory, engine::cuda_free_memory_bytes). Throws UnsupportedError in a build without CUDA (and what the CUDA model throws).
 std::unique_ptr<ModelRunner> make_cuda_model_runner(const model::Qwen2_5_VL& model, const CudaRunnerOptions& options);
 // K/V layout the CUDA runner uses (for sizing the pool before creating it): BF16, or FP8 when the model's is.
 KvLayout cuda_kv_layout(const model::Qwen2_5_VL& model);
