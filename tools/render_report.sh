@@ -21,7 +21,7 @@ if [ -z "$height" ]; then
   # tall enough for the whole page: ~14 px per chart row (lines with <rect) plus the headings and tables
   rows=$(grep -o '<rect' "$in" | wc -l)
   tables=$(grep -o '<tr>' "$in" | wc -l)
-  height=$(( 600 + rows * 14 + tables * 22 + 7 * 120 ))
+  height=$(( 420 + rows * 14 + tables * 22 + 7 * 100 ))
 fi
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT

@@ -272,6 +272,7 @@ eval::ReportData report_of(const QuantizeArgs& a, const fs::path& model_dir, con
     const std::string canon(formats::module_of(formats::canonical_name(l.module + ".weight")));
     if (auto it = by_module.find(canon); it != by_module.end() && l.quantized) {
       l.max_amax = it->second->max_amax;
+      l.amax = it->second->amax;  // exact (input_scale * 448 may differ in the last bit)
       if (stats.input_hist.count(canon)) l.clipped = it->second->clipped;
     }
   }
@@ -393,15 +394,18 @@ int run_quantize(const QuantizeArgs& a) {
                    "hf_quant_config.json; config.json also carries exclude_modules/kv_cache_quant_algo for vLLM 0.10 "
                    "(--layout exact for ModelOpt's bytes: its double-rounded weights and config.json)\n";
     if (opt.act_scale != "max") {
-      int lowered = 0;
+      int lowered = 0, n = 0;
       double clipped = 0;
       for (const auto& c : choices) {
+        const quant::ModulePlan* mp = fplan.find(c.module);
+        if (!mp || !mp->quantize) continue;  // observed but kept BF16 (Conv3d patch embedding, excluded Linears)
+        ++n;
         lowered += c.amax < c.max_amax;
         clipped = std::max(clipped, c.clipped);
       }
       std::cout << fmt::format("activation scales: {} (amax below the calibrated max for {} of {} Linear inputs; "
                                "largest clipped fraction {:.3g} %)\n",
-                               opt.act_scale, lowered, choices.size(), 100.0 * clipped);
+                               opt.act_scale, lowered, n, 100.0 * clipped);
     }
     std::cout << fmt::format("calibration: {} samples, {} text tokens, {} image tokens; plan {:.2f} s, calibration "
                              "{:.2f} s, total {:.2f} s\n",

@@ -170,7 +170,7 @@ std::string render_report_html(const ReportData& d) {
     for (const auto& l : d.linears) {
       if (!l.quantized) continue;
       Bar b{short_name(l.module), l.amax, std::nullopt, "#4c78a8", ""};
-      if (l.max_amax > 0 && l.max_amax != l.amax) {
+      if (l.max_amax > 0 && l.amax < l.max_amax * (1 - 1e-6f)) {
         b.marker = l.max_amax;
         any_marker = true;
         b.text = fmt::format("{:.4g} (max {:.4g})", l.amax, l.max_amax);
