@@ -11,6 +11,9 @@
 #include "cli/command.h"
 #include "vlq/core/error.h"
 #include "vlq/eval/evaluate.h"
+#include "vlq/eval/report.h"
+#include "vlq/formats/check.h"
+#include "vlq/formats/runtime_profile.h"
 #include "vlq/image/image_processor.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/quant/calib_data.h"
@@ -22,7 +25,7 @@ using namespace vlq;
 
 struct EvalArgs {
   std::vector<std::string> models;
-  std::string reference, tasks, text, data = "both", json_out, device = "auto", image_backend = "torchvision";
+  std::string reference, tasks, text, data = "both", json_out, device = "auto", image_backend = "torchvision", report;
   int tensor_parallel = 1;
   std::int64_t limit = 0, max_new_tokens = 48, seq_len = 256, text_limit = 0;
   bool json = false, per_layer = false, quiet = false, no_generate = false;
@@ -33,6 +36,7 @@ int run_eval(const EvalArgs& a) {
   if (a.per_layer && a.models.size() != 1)
     throw UsageError({"--per-layer", "needs exactly one --model", "1", std::to_string(a.models.size()), ""});
   if (!a.json_out.empty()) io::require_writable_file(a.json_out, "--json-out", "the evaluation");
+  if (!a.report.empty()) io::require_writable_file(a.report, "--report", "the evaluation");
   eval::EvalOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.seq_len = a.seq_len;
@@ -110,6 +114,21 @@ int run_eval(const EvalArgs& a) {
       j["per_layer"].push_back({{"group", g.group}, {"fp8_linears", g.fp8_linears}, {"logits", g.logits.to_json()}});
   }
   if (!a.json_out.empty()) io::write_text_file(a.json_out, j.dump(2) + "\n");
+  if (!a.report.empty()) {
+    // The page describes the first --model (its scales and sizes read from the checkpoint, every target checked);
+    // the model table has them all.
+    eval::ReportData d;
+    d.title = "vlq eval: " + a.models[0];
+    d.facts = {{"reference", a.reference}, {"model", a.models[0]},
+               {"weights", ms[0].quantization},
+               {"data", fmt::format("{} task item(s), {} text sample(s)", items.size(), texts.size())}};
+    d.scores = scores;
+    eval::read_checkpoint_for_report(a.models[0], a.reference, d);
+    d.groups = groups;
+    if (!groups.empty()) d.groups_note = "vlq eval --per-layer: the reference with only this group taken from the FP8 checkpoint.";
+    for (const auto& p : formats::builtin_profiles()) d.checks.push_back(formats::check_checkpoint(a.models[0], p.id));
+    eval::write_report(a.report, d);
+  }
   if (a.json) {
     std::cout << j.dump(2) << "\n";
   } else {
@@ -140,6 +159,8 @@ std::function<int()> setup_eval(CLI::App& app) {
   app.add_option("--tensor-parallel", a->tensor_parallel, "Shard each model over this many GPUs (CUDA; default 1)");
   app.add_option("--image-backend", a->image_backend, "torchvision (default, transformers' AutoProcessor) or pil");
   app.add_option("--json-out", a->json_out, "Also write the JSON to this file");
+  app.add_option("--report", a->report,
+                 "Write a self-contained HTML report of the first --model (amax, size, KV scales, per-group KL with --per-layer, check verdicts)");
   app.add_flag("-q,--quiet", a->quiet, "No progress output");
   return [a]() { return run_eval(*a); };
 }

@@ -4,12 +4,15 @@
 // into place.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <thread>
 #include <atomic>
 #include <iostream>
+#include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -17,13 +20,17 @@
 #include "vlq/image/image_processor.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/model_bundle.h"
+#include "vlq/eval/auto_precision.h"
+#include "vlq/eval/report.h"
 #include "vlq/formats/check.h"
+#include "vlq/formats/names.h"
 #include "vlq/formats/convert.h"
 #include "vlq/formats/export_stream.h"
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/model/qwen2_5_vl.h"
 #include "vlq/ops/fp8_weight.h"
+#include "vlq/quant/act_scale.h"
 #include "vlq/quant/calib_data.h"
 #include "vlq/quant/calibrate.h"
 #include "vlq/quant/export.h"
@@ -36,7 +43,11 @@ using namespace vlq;
 struct QuantizeArgs {
   std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", layout = "portable", image_backend = "torchvision";
   std::vector<std::string> exclude, targets;
-  std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat;
+  std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat, act_scale = "max";
+  std::string report, auto_tasks;
+  bool auto_precision = false, json = false;
+  double max_kl = 0, max_size_ratio = 0;  // 0 = not given
+  std::int64_t auto_samples = 16, auto_limit = 0;
   std::size_t samples = 64;
   std::int64_t seq_len = 512;
   std::uint64_t seed = 0;
@@ -101,6 +112,7 @@ quant::QuantizeOptions options_of(const QuantizeArgs& a) {
   // exact: the tools' bytes (ModelOpt / llm-compressor double rounding E4M3(BF16(W/s))); portable: one rounding.
   opt.weight_rounding = a.layout == "exact" ? ops::Fp8Rounding::kDouble : ops::Fp8Rounding::kSingle;
   if (!a.modelopt_compat.empty()) opt.modelopt_version_compat = a.modelopt_compat;
+  opt.act_scale = quant::parse_act_scale(a.act_scale).name();
   opt.exclude = a.exclude;
   opt.pad = a.pad;
   opt.check_targets = a.targets;
@@ -191,6 +203,88 @@ quant::ExportReport export_portable(const QuantizeArgs& a, const fs::path& model
   }
 }
 
+// --auto-precision: the whole-model FP8 candidate is exported to a temporary folder next to OUT (removed
+// again; the interrupt watcher removes it too), loaded beside the reference, and the module groups to keep
+// in BF16 are chosen by eval::choose_precision on the sensitivity data (--auto-tasks, else calibration samples).
+eval::AutoPrecisionResult run_auto_precision(const QuantizeArgs& a, const fs::path& model_dir, const fs::path& out_dir,
+                                             const quant::QuantPlan& plan, const quant::CalibrationStats& stats,
+                                             const quant::QuantizeOptions& opt, const std::vector<quant::CalibSample>& text_pool,
+                                             const std::vector<quant::CalibSample>& image_pool,
+                                             const eval::AutoPrecisionOptions& apo) {
+  const fs::path tmp = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()) + "-auto");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  quant::QuantizeOptions c = opt;
+  c.check_targets = {"vlq"};
+  c.force = false;
+  try {
+    if (!a.quiet) std::cerr << "[vlq] auto-precision: exporting the all-FP8 candidate\n";
+    quant::export_quantized(model_dir, tmp, plan, stats, c);
+    engine::BundleOptions bo;
+    bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+    const eval::EvalModel ref = eval::EvalModel::load(model_dir, "reference", bo);
+    const eval::EvalModel cand = eval::EvalModel::load(tmp, "candidate", bo);
+    std::vector<eval::EvalItem> items;
+    std::vector<std::string> texts;
+    if (!a.auto_tasks.empty()) {
+      items = eval::load_eval_items(a.auto_tasks);
+      if (a.auto_limit > 0 && static_cast<std::int64_t>(items.size()) > a.auto_limit) {
+        std::vector<eval::EvalItem> sub;
+        const double step = static_cast<double>(items.size()) / static_cast<double>(a.auto_limit);
+        for (std::int64_t i = 0; i < a.auto_limit; ++i) sub.push_back(items[static_cast<std::size_t>(i * step)]);
+        items = std::move(sub);
+      }
+    } else {
+      eval::sensitivity_data_of(quant::select_calib_samples(text_pool, image_pool, static_cast<std::size_t>(a.auto_samples), a.seed),
+                                items, texts);
+    }
+    if (!a.quiet)
+      std::cerr << fmt::format("[vlq] auto-precision: sensitivity on {} task item(s), {} text(s)\n", items.size(), texts.size());
+    eval::AutoPrecisionResult r = eval::choose_precision(ref, cand, items, texts, apo);
+    fs::remove_all(tmp, ec);
+    return r;
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+// The --report page of a finished export.
+eval::ReportData report_of(const QuantizeArgs& a, const fs::path& model_dir, const fs::path& out_dir, const quant::QuantizeOptions& opt,
+                           const quant::ExportReport& rep, const quant::CalibrationStats& stats,
+                           const std::vector<quant::ActScaleChoice>& choices, const std::optional<eval::AutoPrecisionResult>& ap) {
+  eval::ReportData d;
+  d.title = "vlq quantize: " + a.out;
+  d.facts = {{"model", a.model},
+             {"output", a.out},
+             {"scope", a.scope},
+             {"format", a.format + " (layout " + a.layout + ")"},
+             {"activation scales", opt.act_scale},
+             {"KV cache", opt.kv_cache_fp8 ? "fp8" : "none"},
+             {"calibration", fmt::format("{} samples, {} text tokens, {} image tokens", stats.samples, stats.text_tokens, stats.image_tokens)},
+             {"Linears", fmt::format("{} FP8, {} kept", rep.quantized, rep.kept)},
+             {"tensor bytes", fmt::format("{:.2f} MB -> {:.2f} MB ({:.3f} x)", rep.bytes_in / 1e6, rep.bytes_out / 1e6,
+                                          rep.bytes_in ? double(rep.bytes_out) / double(rep.bytes_in) : 0.0)}};
+  eval::read_checkpoint_for_report(out_dir, model_dir, d);
+  std::map<std::string, const quant::ActScaleChoice*> by_module;
+  for (const auto& c : choices) by_module[c.module] = &c;
+  for (auto& l : d.linears) {
+    const std::string canon(formats::module_of(formats::canonical_name(l.module + ".weight")));
+    if (auto it = by_module.find(canon); it != by_module.end() && l.quantized) {
+      l.max_amax = it->second->max_amax;
+      l.amax = it->second->amax;  // exact (input_scale * 448 may differ in the last bit)
+      if (stats.input_hist.count(canon)) l.clipped = it->second->clipped;
+    }
+  }
+  d.checks = rep.checks;
+  if (ap) {
+    d.groups = ap->sensitivity;
+    d.groups_note = fmt::format("Sensitivity measured by --auto-precision on {} positions: the reference with only this group in FP8.", ap->tokens);
+    d.auto_precision = ap;
+  }
+  return d;
+}
+
 int run_quantize(const QuantizeArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const quant::QuantizeOptions opt = options_of(a);
@@ -203,6 +297,25 @@ int run_quantize(const QuantizeArgs& a) {
   // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
   // too, but the portable layout stages under other names first, so check up front.
   io::require_new_output(out_dir, {model_dir}, a.force);
+  if (!a.report.empty()) io::require_writable_file(a.report, "--report", "the quantization");
+  eval::AutoPrecisionOptions apo;
+  if (a.auto_precision) {
+    if (!(a.max_kl > 0))
+      throw UsageError({"--auto-precision", "needs a KL budget", "--max-kl X (mean KL in nats, > 0, e.g. 1e-4)",
+                        a.max_kl == 0 ? "none" : fmt::format("{}", a.max_kl), ""});
+    if (a.max_size_ratio != 0 && !(a.max_size_ratio > 0 && a.max_size_ratio <= 1))
+      throw UsageError({"--max-size-ratio", "the size budget must be a fraction of the BF16 size", "0 < R <= 1",
+                        fmt::format("{}", a.max_size_ratio), ""});
+    if (a.load_calib.empty() ? false : a.auto_tasks.empty() && a.calib_text.empty() && a.calib_images.empty())
+      throw UsageError({"--auto-precision", "no sensitivity data", "--auto-tasks FILE.jsonl or calibration data", "--load-calib only", ""});
+    apo.max_kl = a.max_kl;
+    if (a.max_size_ratio != 0) apo.max_size_ratio = a.max_size_ratio;
+    apo.eval.seq_len = a.seq_len;
+    if (!a.quiet) apo.log = [](const std::string& s) { std::cerr << "[vlq] auto-precision: " << s << "\n"; };
+  } else if (a.max_kl != 0 || a.max_size_ratio != 0 || !a.auto_tasks.empty()) {
+    throw UsageError({a.max_kl != 0 ? "--max-kl" : a.max_size_ratio != 0 ? "--max-size-ratio" : "--auto-tasks",
+                      "only meaningful with --auto-precision", "--auto-precision --max-kl X", "no --auto-precision", ""});
+  }
   if (a.load_calib.empty() && a.calib_text.empty() && a.calib_images.empty())
     throw UsageError({"vlq quantize", "no calibration data", "--calib-text FILE and/or --calib-images DIR|JSONL",
                       "neither", "e.g. --calib-text data/calib/text.jsonl --calib-images data/calib/images"});
@@ -221,21 +334,79 @@ int run_quantize(const QuantizeArgs& a) {
     throw UsageError({"--scope vlm", "the vision tower needs image calibration data", "--calib-images DIR|JSONL",
                       "text only", "add --calib-images, or use --scope lm"});
   const auto t_cal0 = std::chrono::steady_clock::now();
-  const quant::CalibrationStats stats = calibration_of(a, model_dir, plan, text_pool, image_pool);
+  const quant::CalibrationStats raw_stats = calibration_of(a, model_dir, plan, text_pool, image_pool);
   const double t_cal = since(t_cal0);
-  if (!a.save_calib.empty()) quant::save_calibration_stats(stats, a.save_calib);
+  if (!a.save_calib.empty()) quant::save_calibration_stats(raw_stats, a.save_calib);
+  // activation scales: max (the calibrated amax) or the histogram's mse / percentile choice
+  std::vector<quant::ActScaleChoice> choices;
+  const quant::CalibrationStats stats = quant::apply_act_scale(raw_stats, quant::parse_act_scale(a.act_scale), &choices);
+
+  // 3b. auto-precision: which module groups stay BF16 (the plan's exclusions, --kv-cache none)
+  std::optional<eval::AutoPrecisionResult> ap;
+  quant::QuantizeOptions fopt = opt;
+  quant::QuantPlan fplan = plan;
+  if (a.auto_precision) {
+    ap = run_auto_precision(a, model_dir, out_dir, plan, stats, opt, text_pool, image_pool, apo);
+    fopt.exclude.insert(fopt.exclude.end(), ap->exclude.begin(), ap->exclude.end());
+    if (ap->kv_cache_bf16) fopt.kv_cache_fp8 = false;
+    fopt.provenance_extra = nlohmann::json::object();
+    fopt.provenance_extra["auto_precision"] = nlohmann::json::parse(ap->to_json(apo).dump());
+    fplan = quant::plan_quantization(ckpt, cfg, fopt);
+  }
 
   // 4. export (streams; checked before the rename)
   if (!a.quiet) std::cerr << "[vlq] writing " << a.out << " ...\n";
-  const bool portable = opt.format == quant::ExportFormat::kModelOpt && a.layout == "portable";
-  const quant::ExportReport rep = portable ? export_portable(a, model_dir, out_dir, plan, stats, opt)
-                                           : quant::export_quantized(model_dir, out_dir, plan, stats, opt);
+  const bool portable = fopt.format == quant::ExportFormat::kModelOpt && a.layout == "portable";
+  const quant::ExportReport rep = portable ? export_portable(a, model_dir, out_dir, fplan, stats, fopt)
+                                           : quant::export_quantized(model_dir, out_dir, fplan, stats, fopt);
+  if (!a.report.empty()) eval::write_report(a.report, report_of(a, model_dir, out_dir, fopt, rep, raw_stats, choices, ap));
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["schema"] = "vlq.quantize/1";
+    j["out"] = a.out;
+    j["format"] = a.format;
+    j["act_scale"] = fopt.act_scale;
+    j["kv_cache"] = fopt.kv_cache_fp8 ? "fp8" : "none";
+    j["quantized_linears"] = rep.quantized;
+    j["kept_linears"] = rep.kept;
+    j["tensor_bytes_in"] = rep.bytes_in;
+    j["tensor_bytes_out"] = rep.bytes_out;
+    j["checks"] = nlohmann::ordered_json::array();
+    for (const auto& c : rep.checks) j["checks"].push_back({{"target", c.target}, {"verdict", formats::verdict_name(c.verdict)}});
+    j["auto_precision"] = ap ? ap->to_json(apo) : nlohmann::ordered_json(nullptr);
+    if (!a.report.empty()) j["report"] = a.report;
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  if (!a.quiet && ap) {
+    std::string kept;
+    for (const auto& g : ap->kept_bf16) kept += (kept.empty() ? "" : ", ") + g;
+    std::cout << fmt::format("auto-precision: kept in BF16: {}; mean KL {:.3e} (budget {:.3g}) over {} positions; size {:.2f} MB = "
+                             "{:.3f} x BF16{}\n",
+                             kept.empty() ? "nothing" : kept, ap->kl_mean, a.max_kl, ap->tokens, rep.bytes_out / 1e6,
+                             double(rep.bytes_out) / double(ap->reference_bytes),
+                             a.max_size_ratio != 0 ? fmt::format(" (budget {:.3g})", a.max_size_ratio) : "");
+  }
   if (!a.quiet) {
     std::cout << quant::format_summary(plan, rep);
     if (portable)
       std::cout << "layout: ModelOpt 0.47 tensors (weights rounded once to the nearest E4M3 code of W/s) and "
                    "hf_quant_config.json; config.json also carries exclude_modules/kv_cache_quant_algo for vLLM 0.10 "
                    "(--layout exact for ModelOpt's bytes: its double-rounded weights and config.json)\n";
+    if (opt.act_scale != "max") {
+      int lowered = 0, n = 0;
+      double clipped = 0;
+      for (const auto& c : choices) {
+        const quant::ModulePlan* mp = fplan.find(c.module);
+        if (!mp || !mp->quantize) continue;  // observed but kept BF16 (Conv3d patch embedding, excluded Linears)
+        ++n;
+        lowered += c.amax < c.max_amax;
+        clipped = std::max(clipped, c.clipped);
+      }
+      std::cout << fmt::format("activation scales: {} (amax below the calibrated max for {} of {} Linear inputs; "
+                               "largest clipped fraction {:.3g} %)\n",
+                               opt.act_scale, lowered, n, 100.0 * clipped);
+    }
     std::cout << fmt::format("calibration: {} samples, {} text tokens, {} image tokens; plan {:.2f} s, calibration "
                              "{:.2f} s, total {:.2f} s\n",
                              stats.samples, stats.text_tokens, stats.image_tokens, t_plan, t_cal, since(t0));
@@ -256,6 +427,10 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--samples", a->samples, "Number of calibration samples (default 64)");
   app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 512)");
   app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
+  app.add_option("--act-scale", a->act_scale,
+                 "Activation (input_scale) method: max (default: calibrated max |x|), mse (least E4M3 squared error over "
+                 "the |x| histogram, clipping included) or percentile[:P] (P-th percentile of |x|, default 99.99); "
+                 "KV-cache and weight scales stay max");
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
   app.add_option("--image-backend", a->image_backend,
                  "Image preprocessing of calibration images: torchvision (default, transformers' AutoProcessor) or pil");
@@ -274,6 +449,16 @@ std::function<int()> setup_quantize(CLI::App& app) {
                "accepts); such Linears are kept BF16 and named in the summary. Passing it is a usage error");
   app.add_option("--save-calib", a->save_calib, "Write the calibration amax statistics (JSON)");
   app.add_option("--load-calib", a->load_calib, "Use saved calibration statistics instead of calibrating");
+  app.add_flag("--auto-precision", a->auto_precision,
+               "Keep the most sensitive module groups in BF16 (greedy, whole-model KL re-measured) until the mean KL "
+               "vs BF16 is <= --max-kl (and the size <= --max-size-ratio x BF16)");
+  app.add_option("--max-kl", a->max_kl, "Auto-precision KL budget: mean KL(P_BF16 || P_FP8) per position, nats");
+  app.add_option("--max-size-ratio", a->max_size_ratio, "Auto-precision size budget: tensor bytes / BF16's (0 < R <= 1)");
+  app.add_option("--auto-tasks", a->auto_tasks, "Auto-precision sensitivity data: task JSONL (default: calibration samples)");
+  app.add_option("--auto-limit", a->auto_limit, "Use an evenly spaced subset of this many --auto-tasks items");
+  app.add_option("--auto-samples", a->auto_samples, "Calibration samples scored by auto-precision (default 16)");
+  app.add_option("--report", a->report, "Write a self-contained HTML report (amax, clipping, group KL, size, KV scales, checks)");
+  app.add_flag("--json", a->json, "Print the result as JSON (schema vlq.quantize/1) instead of the summary");
   app.add_flag("--force", a->force, "Replace an existing OUT");
   app.add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
   return [a]() { return run_quantize(*a); };

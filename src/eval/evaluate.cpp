@@ -222,56 +222,100 @@ std::vector<Group> groups_of(model::Qwen2_5_VLWeights& r, model::Qwen2_5_VLWeigh
 
 }  // namespace
 
-std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const EvalModel& quantized,
-                                           const std::vector<EvalItem>& items, const std::vector<std::string>& texts,
-                                           const EvalOptions& o) {
-  // A private copy of the reference whose groups are swapped with the quantized model's, one at a time.
-  model::Qwen2_5_VL probe = reference.model();
-  model::Qwen2_5_VLWeights qw = quantized.model().weights();
-  std::vector<Group> groups = groups_of(probe.mutable_weights(), qw);
-  if (quantized.model().fp8_kv_cache()) groups.push_back(Group{"lm.kv_cache", {}, true});
-  // Reference logits once.
+struct GroupProbe::Impl {
+  model::Qwen2_5_VL probe;            // the reference, groups swapped in and out
+  model::Qwen2_5_VLWeights qw;        // the quantized weights (swapped with probe's)
+  const model::Qwen2_5_VL* quantized;
+  std::vector<Group> groups;
+  std::vector<std::string> names;
   struct Input {
     std::vector<std::int32_t> ids, targets;
     engine::Prompt prompt;
     ops::Matrix ref;
   };
   std::vector<Input> inputs;
+  Impl(const model::Qwen2_5_VL& r, const model::Qwen2_5_VL& q) : probe(r), qw(q.weights()), quantized(&q) {}
+};
+
+GroupProbe::GroupProbe(const EvalModel& reference, const EvalModel& quantized, const std::vector<EvalItem>& items,
+                       const std::vector<std::string>& texts, const EvalOptions& o)
+    : impl_(std::make_unique<Impl>(reference.model(), quantized.model())) {
+  Impl& I = *impl_;
+  I.groups = groups_of(I.probe.mutable_weights(), I.qw);
+  if (quantized.model().fp8_kv_cache()) I.groups.push_back(Group{"lm.kv_cache", {}, true});
+  for (const Group& g : I.groups) I.names.push_back(g.name);
   if (o.tasks)
     for (const EvalItem& item : items) {
       TaskInputs t = task_inputs(reference.bundle, item);
-      Input in{t.forced, t.targets, std::move(t.prompt), {}};
+      Impl::Input in{t.forced, t.targets, std::move(t.prompt), {}};
       in.ref = forced_logits(reference.model(), in.ids, in.prompt, static_cast<std::int64_t>(in.targets.size()));
-      inputs.push_back(std::move(in));
+      I.inputs.push_back(std::move(in));
     }
   if (o.text)
     for (const std::string& text : texts) {
       const auto ids = text_ids(reference.bundle, text, o.seq_len);
       if (ids.size() < 2) continue;
-      Input in{std::vector<std::int32_t>(ids.begin(), ids.end() - 1), std::vector<std::int32_t>(ids.begin() + 1, ids.end()),
-               engine::Prompt{}, {}};
+      Impl::Input in{std::vector<std::int32_t>(ids.begin(), ids.end() - 1), std::vector<std::int32_t>(ids.begin() + 1, ids.end()),
+                     engine::Prompt{}, {}};
       in.ref = forced_logits(reference.model(), in.ids, in.prompt, static_cast<std::int64_t>(in.ids.size()));
-      inputs.push_back(std::move(in));
+      I.inputs.push_back(std::move(in));
     }
+}
+
+GroupProbe::~GroupProbe() = default;
+const std::vector<std::string>& GroupProbe::groups() const { return impl_->names; }
+std::size_t GroupProbe::inputs() const { return impl_->inputs.size(); }
+int GroupProbe::fp8_linears(const std::string& group) const {
+  for (const Group& g : impl_->groups)
+    if (g.name == group) return static_cast<int>(g.linears.size());
+  return 0;
+}
+
+LogitMetrics GroupProbe::score(const std::set<std::string>& fp8_groups) {
+  Impl& I = *impl_;
+  for (const auto& n : fp8_groups)
+    if (std::find(I.names.begin(), I.names.end(), n) == I.names.end())
+      throw UsageError({n, "not an FP8 module group of the quantized model", "one of its groups", n, ""});
+  bool kv = false;
+  auto swap_in = [&] {
+    for (Group& g : I.groups)
+      if (fp8_groups.count(g.name)) {
+        for (auto& p : g.linears) std::swap(*p.first, *p.second);
+        kv |= g.kv;
+      }
+  };
+  swap_in();
+  auto& layers = I.probe.mutable_weights().lm.layers;
+  if (kv) {
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      layers[l].k_scale = I.quantized->weights().lm.layers[l].k_scale;
+      layers[l].v_scale = I.quantized->weights().lm.layers[l].v_scale;
+    }
+    I.probe.set_kv_cache_mode(model::KvCacheMode::kFp8);
+  }
+  LogitMetrics m;
+  try {
+    for (const Impl::Input& in : I.inputs)
+      add_rows(m, in.ref, forced_logits(I.probe, in.ids, in.prompt, in.ref.rows), in.targets);
+  } catch (...) {
+    swap_in();
+    if (kv) I.probe.set_kv_cache_mode(model::KvCacheMode::kF32);
+    throw;
+  }
+  swap_in();  // swapping twice restores the reference
+  if (kv) I.probe.set_kv_cache_mode(model::KvCacheMode::kF32);
+  return m;
+}
+
+std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const EvalModel& quantized,
+                                           const std::vector<EvalItem>& items, const std::vector<std::string>& texts,
+                                           const EvalOptions& o) {
+  GroupProbe probe(reference, quantized, items, texts, o);
   std::vector<GroupScore> out;
   std::size_t done = 0;
-  for (Group& g : groups) {
-    for (auto& p : g.linears) std::swap(*p.first, *p.second);
-    auto& layers = probe.mutable_weights().lm.layers;
-    if (g.kv) {
-      for (std::size_t l = 0; l < layers.size(); ++l) {
-        layers[l].k_scale = quantized.model().weights().lm.layers[l].k_scale;
-        layers[l].v_scale = quantized.model().weights().lm.layers[l].v_scale;
-      }
-      probe.set_kv_cache_mode(model::KvCacheMode::kFp8);
-    }
-    GroupScore gs{g.name, static_cast<int>(g.linears.size()), {}};
-    for (const Input& in : inputs)
-      add_rows(gs.logits, in.ref, forced_logits(probe, in.ids, in.prompt, in.ref.rows), in.targets);
-    for (auto& p : g.linears) std::swap(*p.first, *p.second);
-    if (g.kv) probe.set_kv_cache_mode(model::KvCacheMode::kF32);
-    out.push_back(std::move(gs));
-    if (o.progress) o.progress(++done, groups.size());
+  for (const std::string& g : probe.groups()) {
+    out.push_back(GroupScore{g, probe.fp8_linears(g), probe.score({g})});
+    if (o.progress) o.progress(++done, probe.groups().size());
   }
   return out;
 }

@@ -24,6 +24,7 @@ void update(std::map<std::string, float>& m, const std::string& k, float v) {
 
 void AmaxObserver::on_linear_input(const std::string& module, const float* x, std::int64_t rows, std::int64_t cols) {
   update(stats.input_amax, module, max_abs(x, rows * cols));
+  if (histograms) stats.input_hist[module].add(x, rows * cols);
 }
 
 void AmaxObserver::on_kv(const std::string& attention, const float* k, const float* v, std::int64_t rows,

@@ -211,9 +211,12 @@ std::string provenance_json(const QuantizeOptions& opt, const CalibrationStats& 
                {"kv_scales_clamped_to_1", r.clamp_kv && kv},
                {"vision_kv_scales", opt.vision_kv == VisionKvScales::kModelOpt ? "modelopt" : "none"},
                {"weight_rounding", ops::fp8_rounding_name(opt.weight_rounding)},
+               {"act_scale", opt.act_scale},
                {"calibration", {{"samples", stats.samples}, {"text_tokens", stats.text_tokens}, {"image_tokens", stats.image_tokens}}},
                {"quantized_linears", quantized},
                {"kept_linears", kept}};
+  if (opt.provenance_extra.is_object())
+    for (const auto& [k, v] : opt.provenance_extra.items()) prov[k] = v;
   return prov.dump(2) + "\n";
 }
 

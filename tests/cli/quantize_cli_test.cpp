@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "cli/cli_test_util.h"
+#include "cli/report_check.h"
 
 namespace {
 
@@ -300,3 +301,52 @@ TEST(QuantizeCli, ForTargetThatWouldFailWritesNothing) {
 }
 
 }  // namespace
+
+// --act-scale takes max, mse, percentile or percentile:P, checked before any calibration (exit 64, the valid
+// choices named). A valid method is recorded in the provenance; max gives the same tensors as the default.
+TEST(QuantizeCli, ActScaleChoices) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  for (const char* bad : {"foo", "percentile:0", "percentile:abc"}) {
+    auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + kFast + " --act-scale " + q(std::string(bad)));
+    EXPECT_EQ(r.rc, 64) << bad << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "--act-scale")) << r.err;
+    EXPECT_TRUE(has(r.err, std::string(bad) == "foo" ? "max, mse, percentile" : "0 < P <= 100")) << r.err;
+    expect_no_leftovers(out);
+  }
+  auto d = run_vlq("quantize " + q(kModel) + " " + q(s / "default") + text_calib() + kFast);
+  ASSERT_EQ(d.rc, 0) << d.err;
+  auto m = run_vlq("quantize " + q(kModel) + " " + q(s / "max") + text_calib() + kFast + " --act-scale max");
+  ASSERT_EQ(m.rc, 0) << m.err;
+  EXPECT_EQ(read_file(s / "default" / "model.safetensors"), read_file(s / "max" / "model.safetensors"));
+  EXPECT_EQ(json::parse(read_file(s / "max" / "vlq_quantize.json"))["act_scale"], "max");
+  auto p = run_vlq("quantize " + q(kModel) + " " + q(s / "pct") + text_calib() + kFast + " --act-scale percentile:99");
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_EQ(json::parse(read_file(s / "pct" / "vlq_quantize.json"))["act_scale"], "percentile:99");
+  EXPECT_NE(read_file(s / "default" / "model.safetensors"), read_file(s / "pct" / "model.safetensors"));
+}
+
+// --report on quantize (percentile scales: some calibration values clipped) and on eval --per-layer of the
+// result: self-contained, well-formed pages with every section and one SVG per plot.
+TEST(QuantizeCli, ReportPages) {
+  Scratch s("quant");
+  const fs::path out = s / "out", page = s / "quantize.html", epage = s / "eval.html";
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + kFast + " --act-scale percentile:99 --report " + q(page));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::string html = read_file(page);
+  vlq::testing_report::expect_report(html, false);
+  EXPECT_TRUE(has(html, "percentile:99"));
+  EXPECT_TRUE(has(html, "(max ")) << "chosen amax below the calibrated max not shown";
+  EXPECT_FALSE(has(html, ">n/a<")) << "clipped fraction missing for a Linear";
+  // a report path in a missing folder is refused before any work
+  auto bad = run_vlq("quantize " + q(kModel) + " " + q(s / "out2") + text_calib() + kFast + " --report " + q(s / "no/such/r.html"));
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_FALSE(fs::exists(s / "out2"));
+  auto e = run_vlq("eval --reference " + q(kModel) + " --model " + q(out) + " --tasks " + q(kHeldout / "heldout.jsonl") +
+                   " --limit 2 --no-generate --per-layer --device cpu -q --report " + q(epage));
+  ASSERT_EQ(e.rc, 0) << e.err;
+  const std::string ehtml = read_file(epage);
+  vlq::testing_report::expect_report(ehtml, true);
+  EXPECT_TRUE(has(ehtml, "vllm-latest"));
+  EXPECT_TRUE(has(ehtml, "no calibration histogram"));
+}

@@ -5,6 +5,8 @@
 // and equals the runtime's in-memory quantization; plus the plan rules and the refusal cases.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "io/io_test_util.h"
 
 #include <cstring>
@@ -21,6 +23,7 @@
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/formats/hf_config.h"
 #include "vlq/ops/linear.h"
+#include "vlq/quant/act_scale.h"
 #include "vlq/quant/export.h"
 
 namespace fs = std::filesystem;
@@ -220,6 +223,59 @@ TEST_F(QuantExport, ModelOpt047LanguageModelMatchesReference) {
   // is built FP8 without scales (warning); VL-2026 and vlq load it cleanly.
   expect_verdicts(tmp_ / "out", kRef / "modelopt047-lm-fp8-kv",
                   {{"vlq", F::Verdict::kLoads}, {"vllm-latest", F::Verdict::kLoads}, {"vllm-0.10", F::Verdict::kLoadsWithWarnings}});
+}
+
+// --act-scale max (the default) with histograms in the statistics: apply_act_scale changes nothing, so the
+// export is still byte-identical with ModelOpt 0.47's; the provenance records the method. With mse on a
+// histogram that has outliers, only that Linear's input_scale changes.
+TEST_F(QuantExport, ActScaleMaxKeepsTheReferenceBytesMseChangesOnlyInputScales) {
+  auto stats = stats_from_modelopt(kRef / "modelopt047-lm-fp8-kv");
+  // A histogram per Linear consistent with its amax: a bulk at amax/100000 and a few values at amax.
+  for (const auto& [m, a] : stats.input_amax) {
+    std::vector<float> x(20000, a / 100000.0f);
+    for (int i = 0; i < 3; ++i) x[i] = a;
+    stats.input_hist[m].add(x.data(), static_cast<std::int64_t>(x.size()));
+  }
+  const Q::CalibrationStats same = Q::apply_act_scale(stats, Q::ActScale{});
+  ASSERT_EQ(same, stats);
+  Q::QuantizeOptions o = exact_opts();
+  export_and_compare("modelopt047-lm-fp8-kv", same, o);
+  EXPECT_EQ(read_json(tmp_ / "out" / "vlq_quantize.json")["act_scale"], "max");
+
+  // One Linear whose bulk (10^14 values at amax/10^5, counts set directly) would be subnormal under max:
+  // mse clips its 3 outliers (see ActScale.MseClipsAFewOutliers); every other Linear: values at amax only.
+  const std::string target = stats.input_amax.begin()->first;
+  Q::CalibrationStats one = stats;
+  for (auto& [m, h] : one.input_hist) {
+    const float a = one.input_amax.at(m);
+    h = Q::AbsHistogram{};
+    h.counts.assign(Q::AbsHistogram::kBins, 0);
+    h.counts[Q::AbsHistogram::bin_of(a)] = 3;
+    if (m == target) {  // |N(0, a/10^5)|, 10^14 values
+      std::mt19937 rng(1);
+      std::normal_distribution<float> n(0.0f, a / 1e5f);
+      for (int i = 0; i < 100000; ++i)
+        if (const int b = Q::AbsHistogram::bin_of(std::fabs(n(rng))); b >= 0) h.counts[b] += 1'000'000'000;
+    }
+  }
+  const Q::CalibrationStats mse = Q::apply_act_scale(one, Q::parse_act_scale("mse"));
+  EXPECT_LT(mse.input_amax.at(target), stats.input_amax.at(target) / 4.0f);
+  for (const auto& [m, a] : mse.input_amax)
+    if (m != target) EXPECT_EQ(a, stats.input_amax.at(m)) << m;
+  o.act_scale = "mse";
+  const fs::path out2 = tmp_ / "out-mse";
+  Q::export_quantized(kBase, out2, plan(kBase, o), mse, o);
+  EXPECT_EQ(read_json(out2 / "vlq_quantize.json")["act_scale"], "mse");
+  auto a = vlq::io::Checkpoint::open(tmp_ / "out"), b = vlq::io::Checkpoint::open(out2);
+  int differing = 0;
+  for (const auto& n : a.names()) {
+    auto da = a.data(n), db = b.data(n);
+    if (da.size() != db.size() || std::memcmp(da.data(), db.data(), da.size()) != 0) {
+      ++differing;
+      EXPECT_NE(n.find("input_scale"), std::string::npos) << n << " changed";
+    }
+  }
+  EXPECT_EQ(differing, 1);
 }
 
 // ModelOpt 0.47 stock config on the whole model: `*visual*` disabled (vlq: scope vlm + --exclude

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,6 +76,30 @@ struct GroupScore {
   int fp8_linears = 0;
   LogitMetrics logits;
 };
+// The reference with a chosen set of those groups taken from `quantized` (the rest BF16), scored against the
+// reference on fixed inputs whose reference logits are computed once: what evaluate_per_layer does for each
+// group alone and auto-precision does for the whole model minus the groups kept in BF16. Holds a private
+// copy of the reference and of the quantized weights; not copyable.
+class GroupProbe {
+ public:
+  GroupProbe(const EvalModel& reference, const EvalModel& quantized, const std::vector<EvalItem>& items,
+             const std::vector<std::string>& texts, const EvalOptions& options);
+  ~GroupProbe();
+  GroupProbe(const GroupProbe&) = delete;
+  GroupProbe& operator=(const GroupProbe&) = delete;
+  // The FP8 groups of `quantized` in model order ("lm.kv_cache" last when it has an FP8 KV cache).
+  const std::vector<std::string>& groups() const;
+  int fp8_linears(const std::string& group) const;  // 0 for lm.kv_cache
+  // Teacher-forced logits of the reference with exactly `fp8_groups` from `quantized` vs the reference's.
+  // Throws UsageError for a name not in groups().
+  LogitMetrics score(const std::set<std::string>& fp8_groups);
+  std::size_t inputs() const;  // sequences scored per call
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 std::vector<GroupScore> evaluate_per_layer(const EvalModel& reference, const EvalModel& quantized,
                                            const std::vector<EvalItem>& items, const std::vector<std::string>& texts,
                                            const EvalOptions& options);

@@ -29,12 +29,14 @@ struct CalibrateOptions {
 CalibrationStats calibrate(const model::Qwen2_5_VL& model, const engine::PromptBuilder& prompts,
                            const std::vector<CalibSample>& samples, const CalibrateOptions& options = {});
 
-// The same observer, usable with any forward pass (eval --per-layer, tests).
+// The same observer, usable with any forward pass (eval --per-layer, tests). Per Linear input it also adds
+// every |x| to CalibrationStats::input_hist (histograms = false: amax only).
 class AmaxObserver : public model::ForwardObserver {
  public:
   void on_linear_input(const std::string& module, const float* x, std::int64_t rows, std::int64_t cols) override;
   void on_kv(const std::string& attention, const float* k, const float* v, std::int64_t rows, std::int64_t width) override;
   CalibrationStats stats;
+  bool histograms = true;
 };
 
 }  // namespace vlq::quant

@@ -20,6 +20,9 @@
 //                                                        // scope before any calibration is spent
 //   CalibrationStats stats = --load-calib F ? load_calibration_stats(F) : calibrate(...) (calibrate.h);
 //   if (--save-calib F) save_calibration_stats(stats, F);
+//   stats = apply_act_scale(stats, parse_act_scale(--act-scale));  // act_scale.h: max | mse | percentile[:P]
+//   [--auto-precision: eval::choose_precision (vlq/eval/auto_precision.h) on an all-FP8 candidate → more
+//    opt.exclude entries / kv_cache_fp8 = false → plan_quantization again]
 //   ExportReport rep = export_quantized(model_dir, out_dir, plan, stats, opt);
 //   std::cout << format_summary(plan, rep);
 //

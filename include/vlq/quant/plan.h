@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "vlq/formats/hf_config.h"
 #include "vlq/formats/names.h"
 #include "vlq/ops/fp8_weight.h"
@@ -71,6 +73,12 @@ struct QuantizeOptions {
   // output is checked against before it is renamed into place. A verdict "fails"/"invalid" for any of
   // them is a ConfigError naming the target and its findings; nothing is written.
   std::vector<std::string> check_targets;
+  // How the input_scale of each Linear was chosen (ActScale::name(): "max", "mse", "percentile:99.99"); the
+  // statistics given to export_quantized already hold the chosen amax (quant::apply_act_scale). Only
+  // recorded in the provenance file.
+  std::string act_scale = "max";
+  // Extra keys merged into the provenance file vlq_quantize.json (e.g. "auto_precision"); null = none.
+  nlohmann::json provenance_extra;
   bool force = false;                              // replace an existing OUT
   std::uint64_t max_shard_bytes = 5'000'000'000;   // output shard size (transformers' default 5 GB)
   bool fsync = true;                               // tests turn it off
