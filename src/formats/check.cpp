@@ -27,8 +27,17 @@ Finding make_finding(Severity s, std::string code, std::string subject, std::str
 }
 
 std::string convert_cmd(const std::string& dir, const std::string& target, const std::string& extra) {
-  std::string d = dir.empty() ? "DIR" : dir;
-  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  if (dir.empty()) return fmt::format("vlq convert DIR DIR-{} --for {}{}", target, target, extra);
+  auto strip = [](std::string d) {
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    return d;
+  };
+  fs::path in(dir);
+  if (in.extension() == ".safetensors") in = in.parent_path();  // a file names its folder
+  std::string d = strip(in.string());
+  const std::string last = fs::path(d).filename().string();
+  // ".", ".." and "x/.": the sibling must be named from the folder's real name, not inside it.
+  if (d.empty() || last == "." || last == "..") d = strip(fs::absolute(d.empty() ? "." : d).lexically_normal().string());
   return fmt::format("vlq convert {} {}-{} --for {}{}", d, d, target, target, extra);
 }
 

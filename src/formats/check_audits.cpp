@@ -43,22 +43,18 @@ void audit_kv_values(const QuantLayout& L, std::vector<Finding>& out) {
     auto [ma, mi] = major_minor(hf->producer_version);
     clamping_modelopt = ma == 0 && mi >= 0 && mi < 43;
   }
-  if (clamping_modelopt) {
-    Finding f = make_finding(Severity::kInfo, "kv_scales_clamped", lm.front()->name,
-                     fmt::format("all {} KV-cache scales are exactly 1.0: ModelOpt {} clamps FP8 KV scales to >= 1.0, "
-                                 "so this only says every K/V amax was <= 448 (not that calibration is missing)",
-                                 lm.size(), hf->producer_version));
-    f.evidence = "fp8-checkpoint-formats.md §1.3; field-bug-classes.md F17";
-    out.push_back(f);
-    return;
-  }
-  Finding f = make_finding(Severity::kWarning, "kv_scales_uncalibrated", lm.front()->name,
-                   fmt::format("all {} KV-cache scales are exactly 1.0: probably never calibrated (definition: "
-                               "amax/448)",
-                               lm.size()));
+  std::string message = fmt::format("all {} KV-cache scales are exactly 1.0: ", lm.size());
+  if (clamping_modelopt)
+    message += fmt::format("ModelOpt {} clamps FP8 KV scales to >= 1.0, so a scale of 1.0 is indistinguishable from "
+                           "uncalibrated (every K/V amax <= 448 gives 1.0, and so does a missing calibration)",
+                           hf->producer_version);
+  else
+    message += "probably never calibrated (definition: amax/448)";
+  Finding f = make_finding(Severity::kWarning, "kv_scales_uncalibrated", lm.front()->name, message);
   f.risk = "an FP8 KV cache with scale 1.0 saturates K/V values above 448 and wastes precision on small ones";
   f.hint = "recalibrate the KV cache (vlq quantize --kv-cache fp8)";
-  f.evidence = "field-bug-classes.md F17";
+  if (clamping_modelopt) f.hint += ", which writes amax/448 without the clamp";
+  f.evidence = clamping_modelopt ? "fp8-checkpoint-formats.md §1.3; field-bug-classes.md F17" : "field-bug-classes.md F17";
   out.push_back(f);
 }
 

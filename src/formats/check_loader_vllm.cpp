@@ -373,7 +373,7 @@ class Simulator {
       f.message = fmt::format("vision attention K/V scale: the {} vision loader has no parameter '{}' (the ViT has no "
                               "KV-cache Attention layer and its loader does not remap KV scales), so loading aborts",
                               p_.id, loader_name);
-      f.hint = convert_cmd(dir_, p_.id) + " (drops the vision K/V scales)";
+      f.hint = convert_cmd(dir_, p_.id) + " " + vision_kv_fix();
       f.evidence = "fp8-checkpoint-formats.md §2.5, §2.6";
     } else if (!why.empty()) {
       f.message = fmt::format("'{}' is built unquantized by {} ({}), so the checkpoint's '{}' has no parameter",
@@ -386,6 +386,26 @@ class Simulator {
       f.evidence = "fp8-checkpoint-formats.md §2.4, §2.5";
     }
     fail(f);
+  }
+
+  // Whether this runtime builds FP8 vision Linears (so `vlq convert --vision keep` is a fix too).
+  bool loads_fp8_vision() const {
+    if (!p_.vision_gets_quant_config) return false;
+    if (cfg.format == QuantFormat::kModelOpt)
+      for (const auto& r : rts_)
+        for (const auto& s : p_.modelopt_forced_unquantized)
+          if (r.tower == Tower::kVision && r.name.find(s) != std::string::npos) return false;
+    return true;
+  }
+
+  // What the default `vlq convert --for <this target>` does about orphan vision K/V scales, in words.
+  std::string vision_kv_fix() const {
+    const std::size_t n = vision_fp8_linears(L_).size();
+    if (p_.default_vision != "bf16" || n == 0) return "(drops the vision K/V scales)";
+    std::string s = fmt::format("(dequantizes the {} FP8 vision Linear{} to BF16 and drops the vision K/V scales", n,
+                                n == 1 ? "" : "s");
+    if (loads_fp8_vision()) s += "; --vision keep keeps them FP8 and only drops the vision K/V scales";
+    return s + ")";
   }
 
   void load_param(const TensorMeta& t, const std::string& full, bool vision, const std::string& loader_name) {

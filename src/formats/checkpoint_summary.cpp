@@ -537,7 +537,8 @@ class Summarizer {
   if (!kv_values.empty() &&
       std::all_of(kv_values.begin(), kv_values.end(), [](double v) { return v == 1.0; })) {
     an.add("info", "kv_scales_all_one",
-           "every KV-cache scale is exactly 1.0 (ModelOpt <= 0.42 clamps amax/448 to >= 1; or uncalibrated)",
+           "every KV-cache scale is exactly 1.0: uncalibrated, or clamped by ModelOpt <= 0.42 (amax/448 to >= 1), "
+           "which makes the two indistinguishable; recalibrate with vlq quantize --kv-cache fp8",
            std::to_string(kv_values.size()) + " scales");
   }
   }
