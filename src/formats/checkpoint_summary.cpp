@@ -28,12 +28,6 @@ using nlohmann::ordered_json;
 
 namespace {
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-bool ends_with(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
-
 std::string shape_str(const std::vector<std::int64_t>& s) {
   std::string r = "[";
   for (std::size_t i = 0; i < s.size(); ++i) r += (i ? "," : "") + std::to_string(s[i]);
@@ -175,7 +169,7 @@ ParsedQuant parse_quant(const std::optional<json>& hf, const std::optional<json>
 }
 
 bool entry_matches(const std::string& entry, std::string_view module, bool regex_entries) {
-  if (regex_entries && starts_with(entry, "re:")) {
+  if (regex_entries && entry.starts_with("re:")) {
     try {
       std::regex re(entry.substr(3));
       return std::regex_search(module.begin(), module.end(), re, std::regex_constants::match_continuous);
@@ -212,39 +206,71 @@ std::uint64_t CheckpointSummary::count_anomalies(std::string_view severity) cons
 
 // ---- summary --------------------------------------------------------------------------------------
 
-CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) {
-  CheckpointSummary s;
-  s.dir = in.dir;
-  s.files = in.files;
-  s.has_hf_quant_config = in.hf_quant_config.has_value();
-  s.shards = in.shards;
-  s.sharded = in.sharded;
-  Anomalies an(opts.max_examples);
-  const formats::ModelConfig* cfg = in.files.config ? &*in.files.config : nullptr;
+namespace {
 
+// First pass over the tensors of one summary, then the anomaly audits on what it collected.
+class Summarizer {
+ public:
+  Summarizer(const SummaryInput& in, const InspectOptions& opts)
+      : in(in), opts(opts), an(opts.max_examples), cfg(in.files.config ? &*in.files.config : nullptr) {}
+
+  CheckpointSummary run() {
+    s.dir = in.dir;
+    s.files = in.files;
+    s.has_hf_quant_config = in.hf_quant_config.has_value();
+    s.shards = in.shards;
+    s.sharded = in.sharded;
+    index_tensors();
+    for (const auto& t : in.tensors) count_tensor(t);
+    report_naming();
+    audit_quant_configs();
+    if (s.quant) {
+      audit_kv_declaration();
+      audit_exclusions();
+      audit_modelopt_scale_layout();
+    }
+    audit_scales_per_module();
+    audit_config_vs_tensors();
+    s.anomalies = an.sorted();
+    return s;
+  }
+
+ private:
+  struct KvSeen { bool k = false, v = false; Component c = Component::kOther; };
+
+  const SummaryInput& in;
+  const InspectOptions& opts;
+  CheckpointSummary s;
+  Anomalies an;
+  const formats::ModelConfig* cfg;
   std::unordered_map<std::string, const TensorMeta*> by_name;
   std::unordered_set<std::string> has_children;  // every module prefix of a non-quantization tensor
-  for (const auto& t : in.tensors) {
-    by_name[t.name] = &t;
-    if (scale_kind(t.name).empty()) {
-      std::string_view m = module_of(t.name);
-      while (!m.empty() && has_children.insert(std::string(m)).second) m = module_of(m);
-    }
-  }
-  auto weight_of = [&](std::string_view module) -> const TensorMeta* {
-    auto it = by_name.find(std::string(module) + ".weight");
-    return it == by_name.end() ? nullptr : it->second;
-  };
-
-  // ---- pass 1: counts ----
   std::set<NamingGeneration> namings;
   bool any_fp8 = false;
-  struct KvSeen { bool k = false, v = false; Component c = Component::kOther; };
   std::map<std::string, KvSeen> kv_by_attention;
   std::map<std::string, std::uint64_t> kv_spellings;
   std::vector<double> kv_values;
   std::vector<const TensorMeta*> fp8_modules_weights, linear_unquantized;
-  for (const auto& t : in.tensors) {
+  ParsedQuant pq;
+  bool is_modelopt = false;
+
+  const TensorMeta* weight_of(std::string_view module) const {
+    auto it = by_name.find(std::string(module) + ".weight");
+    return it == by_name.end() ? nullptr : it->second;
+  }
+
+  void index_tensors() {
+    for (const auto& t : in.tensors) {
+      by_name[t.name] = &t;
+      if (scale_kind(t.name).empty()) {
+        std::string_view m = module_of(t.name);
+        while (!m.empty() && has_children.insert(std::string(m)).second) m = module_of(m);
+      }
+    }
+  }
+
+  // Pass 1: counts by component and dtype, naming generations, FP8 weights.
+  void count_tensor(const TensorMeta& t) {
     const Component c = component_of(t.name);
     ComponentSummary& cs = s.components[static_cast<std::size_t>(c)];
     if (auto ng = naming_generation_of(t.name); ng != NamingGeneration::kUnknown) namings.insert(ng);
@@ -255,69 +281,8 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
     const std::string dt(dtype_name(t.dtype));
     const std::string_view kind = scale_kind(t.name);
     if (!kind.empty()) {
-      s.scales.add(t.numel(), t.nbytes);
-      cs.scales.add(t.numel(), t.nbytes);
-      s.scales_by_dtype[dt].add(t.numel(), t.nbytes);
-      ScaleKindSummary& ks = s.scale_kinds[std::string(kind)];
-      ++ks.count;
-      ++ks.dtypes[dt];
-      ++ks.shapes[shape_class(t)];
-      std::optional<double> value;
-      if (opts.read_scale_values && in.read_scalar && t.numel() == 1 &&
-          (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16)) {
-        value = in.read_scalar(t);
-      }
-      if (value) {
-        ++ks.values_read;
-        if (std::isfinite(*value)) {
-          ks.min = ks.min ? std::min(*ks.min, *value) : *value;
-          ks.max = ks.max ? std::max(*ks.max, *value) : *value;
-        }
-        const bool zero_ok = kind == "k_bias" || kind == "v_bias" || ends_with(kind, "zero_point");
-        if (!std::isfinite(*value) || (!zero_ok && *value <= 0)) {
-          an.add("error", "scale_not_positive",
-                 "scale is zero, negative, NaN or infinite (dequantization would produce garbage)",
-                 t.name + " = " + fmt::format("{}", *value));
-        }
-      }
-      if (kind == "_amax") {
-        an.add("warning", "quantizer_state_leftover",
-               "raw quantizer state (_amax) left in the checkpoint; runtimes do not read it", t.name);
-      }
-      if (auto kv = parse_kv_scale_key(t.name)) {
-        ++cs.kv_scales;
-        ++kv_spellings[kv->spelling];
-        KvSeen& seen = kv_by_attention[kv->attention];
-        seen.c = c;
-        if (kv->kind == 'k' || kv->kind == 'b') seen.k = true;
-        if (kv->kind == 'v' || kv->kind == 'b') seen.v = true;
-        if (value) kv_values.push_back(*value);
-        if (c == Component::kVisionTower || c == Component::kVisionMerger) {
-          an.add("error", "vision_kv_scale",
-                 "KV-cache scale in the vision tower: the ViT has no KV cache and no k_proj/v_proj module "
-                 "(vLLM 0.10.x fails with KeyError 'blocks.N.attn.k_proj.k_scale')",
-                 t.name);
-        } else if (!has_children.count(kv->holder)) {
-          an.add("error", "orphan_kv_scale",
-                 "KV-cache scale under a module that does not exist in the checkpoint", t.name);
-        }
-      }
-      // A weight/input scale needs an FP8 weight next to it.
-      if (kind == "weight_scale" || kind == "input_scale" || kind == "weight_scale_inv" ||
-          kind == "weight_scale_2") {
-        const std::string_view mod = module_of(t.name);
-        const TensorMeta* w = weight_of(mod);
-        if (!w) {
-          an.add("error", "scale_without_weight", std::string(kind.substr(0, 1) == "w" ? "weight" : "input") +
-                 " scale for a module that has no weight tensor", t.name);
-        } else if (is_float(w->dtype) && !is_fp8(w->dtype)) {
-          an.add("error", "scale_without_fp8_weight",
-                 "scale next to a high-precision (" + std::string(dtype_name(w->dtype)) +
-                     ") weight: the module is not quantized but a loader will treat it as FP8",
-                 t.name);
-        }
-      }
-      continue;
+      count_scale(t, kind, c, cs, dt);
+      return;
     }
     s.weights.add(t.numel(), t.nbytes);
     cs.weights.add(t.numel(), t.nbytes);
@@ -334,6 +299,75 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
       }
     }
   }
+
+  // A scale tensor: its kind, dtype, shape and value; KV scales by attention; scales without an FP8 weight.
+  void count_scale(const TensorMeta& t, std::string_view kind, Component c, ComponentSummary& cs,
+                   const std::string& dt) {
+  s.scales.add(t.numel(), t.nbytes);
+  cs.scales.add(t.numel(), t.nbytes);
+  s.scales_by_dtype[dt].add(t.numel(), t.nbytes);
+  ScaleKindSummary& ks = s.scale_kinds[std::string(kind)];
+  ++ks.count;
+  ++ks.dtypes[dt];
+  ++ks.shapes[shape_class(t)];
+  std::optional<double> value;
+  if (opts.read_scale_values && in.read_scalar && t.numel() == 1 &&
+      (t.dtype == DType::F32 || t.dtype == DType::BF16 || t.dtype == DType::F16)) {
+    value = in.read_scalar(t);
+  }
+  if (value) {
+    ++ks.values_read;
+    if (std::isfinite(*value)) {
+      ks.min = ks.min ? std::min(*ks.min, *value) : *value;
+      ks.max = ks.max ? std::max(*ks.max, *value) : *value;
+    }
+    const bool zero_ok = kind == "k_bias" || kind == "v_bias" || kind.ends_with("zero_point");
+    if (!std::isfinite(*value) || (!zero_ok && *value <= 0)) {
+      an.add("error", "scale_not_positive",
+             "scale is zero, negative, NaN or infinite (dequantization would produce garbage)",
+             t.name + " = " + fmt::format("{}", *value));
+    }
+  }
+  if (kind == "_amax") {
+    an.add("warning", "quantizer_state_leftover",
+           "raw quantizer state (_amax) left in the checkpoint; runtimes do not read it", t.name);
+  }
+  if (auto kv = parse_kv_scale_key(t.name)) {
+    ++cs.kv_scales;
+    ++kv_spellings[kv->spelling];
+    KvSeen& seen = kv_by_attention[kv->attention];
+    seen.c = c;
+    if (kv->kind == 'k' || kv->kind == 'b') seen.k = true;
+    if (kv->kind == 'v' || kv->kind == 'b') seen.v = true;
+    if (value) kv_values.push_back(*value);
+    if (c == Component::kVisionTower || c == Component::kVisionMerger) {
+      an.add("error", "vision_kv_scale",
+             "KV-cache scale in the vision tower: the ViT has no KV cache and no k_proj/v_proj module "
+             "(vLLM 0.10.x fails with KeyError 'blocks.N.attn.k_proj.k_scale')",
+             t.name);
+    } else if (!has_children.count(kv->holder)) {
+      an.add("error", "orphan_kv_scale",
+             "KV-cache scale under a module that does not exist in the checkpoint", t.name);
+    }
+  }
+  // A weight/input scale needs an FP8 weight next to it.
+  if (kind == "weight_scale" || kind == "input_scale" || kind == "weight_scale_inv" ||
+      kind == "weight_scale_2") {
+    const std::string_view mod = module_of(t.name);
+    const TensorMeta* w = weight_of(mod);
+    if (!w) {
+      an.add("error", "scale_without_weight", std::string(kind.substr(0, 1) == "w" ? "weight" : "input") +
+             " scale for a module that has no weight tensor", t.name);
+    } else if (is_float(w->dtype) && !is_fp8(w->dtype)) {
+      an.add("error", "scale_without_fp8_weight",
+             "scale next to a high-precision (" + std::string(dtype_name(w->dtype)) +
+                 ") weight: the module is not quantized but a loader will treat it as FP8",
+             t.name);
+    }
+  }
+  }
+
+  void report_naming() {
   const NamingGeneration naming = namings.size() == 1 ? *namings.begin()
                                   : namings.empty()   ? NamingGeneration::kUnknown
                                                       : NamingGeneration::kMixed;
@@ -351,16 +385,18 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
            ex_legacy);
     an.add("error", "mixed_naming", "", ex_new);
   }
+  }
 
-  // ---- quantization ----
+  // The declared quantization: both config files against each other and against the FP8 weights.
+  void audit_quant_configs() {
   std::optional<json> qc = cfg ? cfg->quantization_config : std::nullopt;
-  ParsedQuant pq = parse_quant(in.hf_quant_config, qc);
+  pq = parse_quant(in.hf_quant_config, qc);
   if (pq.any || any_fp8) {
     s.quant = pq.q;
     if (!pq.any) s.quant->format = "unknown";
     s.quant->kv_spellings = kv_spellings;
   }
-  const bool is_modelopt = s.quant && s.quant->format == "modelopt";
+  is_modelopt = s.quant && s.quant->format == "modelopt";
   if (any_fp8 && !pq.any) {
     an.add("error", "quant_config_missing",
            "FP8 weights but neither hf_quant_config.json nor a quantization_config in config.json; runtimes "
@@ -406,72 +442,83 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
            "ModelOpt through hf_quant_config.json",
            "config.json");
   }
-  if (s.quant) {
-    const bool kv_declared = s.quant->kv_cache_quant_algo.has_value();
-    if (!kv_by_attention.empty() && !kv_declared) {
-      an.add("warning", "kv_scales_without_kv_config",
-             "KV-cache scales present but the config declares no KV-cache quantization", kv_by_attention.begin()->first);
-    }
-    if (kv_declared && kv_by_attention.empty()) {
-      an.add("info", "kv_config_without_kv_scales",
-             "FP8 KV cache declared but no k/v scales stored (runtimes use 1.0; ModelOpt >= 0.43 fp8_cast does this)",
-             "kv_cache_quant_algo");
-    }
-    // Exclusion lists against the tensors.
-    const bool ct = s.quant->format == "compressed-tensors";
-    const std::optional<std::vector<std::string>>& list =
-        s.quant->exclude_modules ? s.quant->exclude_modules : s.quant->ignore;
-    const std::string list_name = s.quant->exclude_modules ? "exclude_modules" : "ignore";
-    if (list && any_fp8) {
-      std::vector<bool> used(list->size(), false);
-      auto match = [&](std::string_view module) {
-        bool hit = false;
-        for (std::size_t i = 0; i < list->size(); ++i)
-          if (entry_matches((*list)[i], module, ct)) { used[i] = true; hit = true; }
-        return hit;
-      };
-      for (const TensorMeta* w : fp8_modules_weights) {
-        if (match(module_of(w->name))) {
-          an.add("error", "excluded_but_quantized",
-                 "module listed in " + list_name + " but its weight is FP8", std::string(module_of(w->name)));
-        }
-      }
-      for (const TensorMeta* w : linear_unquantized) {
-        if (!match(module_of(w->name))) {
-          an.add("warning", "unquantized_not_excluded",
-                 "unquantized Linear not covered by " + list_name +
-                     " (a loader that trusts the list builds it as FP8 and finds no scales)",
-                 std::string(module_of(w->name)));
-        }
-      }
-      // Entries that match no module at all (module names from every tensor).
-      std::set<std::string> modules;
-      for (const auto& t : in.tensors) modules.insert(std::string(module_of(t.name)));
-      for (std::size_t i = 0; i < list->size(); ++i) {
-        if (used[i]) continue;
-        bool hit = false;
-        for (const auto& m : modules)
-          if (entry_matches((*list)[i], m, ct)) { hit = true; break; }
-        if (!hit) {
-          an.add("warning", "exclude_entry_matches_nothing",
-                 list_name + " entry matches no module of the checkpoint (written for another naming?)",
-                 (*list)[i]);
-        }
+  }
+
+  void audit_kv_declaration() {
+  const bool kv_declared = s.quant->kv_cache_quant_algo.has_value();
+  if (!kv_by_attention.empty() && !kv_declared) {
+    an.add("warning", "kv_scales_without_kv_config",
+           "KV-cache scales present but the config declares no KV-cache quantization", kv_by_attention.begin()->first);
+  }
+  if (kv_declared && kv_by_attention.empty()) {
+    an.add("info", "kv_config_without_kv_scales",
+           "FP8 KV cache declared but no k/v scales stored (runtimes use 1.0; ModelOpt >= 0.43 fp8_cast does this)",
+           "kv_cache_quant_algo");
+  }
+  }
+
+  // Exclusion lists against the tensors.
+  void audit_exclusions() {
+  const bool ct = s.quant->format == "compressed-tensors";
+  const std::optional<std::vector<std::string>>& list =
+      s.quant->exclude_modules ? s.quant->exclude_modules : s.quant->ignore;
+  const std::string list_name = s.quant->exclude_modules ? "exclude_modules" : "ignore";
+  if (list && any_fp8) {
+    std::vector<bool> used(list->size(), false);
+    auto match = [&](std::string_view module) {
+      bool hit = false;
+      for (std::size_t i = 0; i < list->size(); ++i)
+        if (entry_matches((*list)[i], module, ct)) { used[i] = true; hit = true; }
+      return hit;
+    };
+    for (const TensorMeta* w : fp8_modules_weights) {
+      if (match(module_of(w->name))) {
+        an.add("error", "excluded_but_quantized",
+               "module listed in " + list_name + " but its weight is FP8", std::string(module_of(w->name)));
       }
     }
-    if (is_modelopt && s.quant->quant_algo == "FP8") {
-      for (const auto& [kind, ks] : s.scale_kinds) {
-        if (kind != "weight_scale" && kind != "input_scale" && kind != "k_scale" && kind != "v_scale") continue;
-        for (const auto& [dt, n] : ks.dtypes)
-          if (dt != "F32")
-            an.add("warning", "scale_dtype_unexpected", "ModelOpt FP8 writes float32 scales", kind + ": " + dt);
-        for (const auto& [sh, n] : ks.shapes)
-          if (sh != "scalar" && sh != "[1]")
-            an.add("warning", "scale_shape_unexpected",
-                   "ModelOpt FP8 (per-tensor) writes 0-dim scales", kind + ": " + sh);
+    for (const TensorMeta* w : linear_unquantized) {
+      if (!match(module_of(w->name))) {
+        an.add("warning", "unquantized_not_excluded",
+               "unquantized Linear not covered by " + list_name +
+                   " (a loader that trusts the list builds it as FP8 and finds no scales)",
+               std::string(module_of(w->name)));
+      }
+    }
+    // Entries that match no module at all (module names from every tensor).
+    std::set<std::string> modules;
+    for (const auto& t : in.tensors) modules.insert(std::string(module_of(t.name)));
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      if (used[i]) continue;
+      bool hit = false;
+      for (const auto& m : modules)
+        if (entry_matches((*list)[i], m, ct)) { hit = true; break; }
+      if (!hit) {
+        an.add("warning", "exclude_entry_matches_nothing",
+               list_name + " entry matches no module of the checkpoint (written for another naming?)",
+               (*list)[i]);
       }
     }
   }
+  }
+
+  void audit_modelopt_scale_layout() {
+  if (is_modelopt && s.quant->quant_algo == "FP8") {
+    for (const auto& [kind, ks] : s.scale_kinds) {
+      if (kind != "weight_scale" && kind != "input_scale" && kind != "k_scale" && kind != "v_scale") continue;
+      for (const auto& [dt, n] : ks.dtypes)
+        if (dt != "F32")
+          an.add("warning", "scale_dtype_unexpected", "ModelOpt FP8 writes float32 scales", kind + ": " + dt);
+      for (const auto& [sh, n] : ks.shapes)
+        if (sh != "scalar" && sh != "[1]")
+          an.add("warning", "scale_shape_unexpected",
+                 "ModelOpt FP8 (per-tensor) writes 0-dim scales", kind + ": " + sh);
+    }
+  }
+  }
+
+  // FP8 weights without their scales, incomplete K/V pairs, KV scales all 1.0.
+  void audit_scales_per_module() {
   for (const TensorMeta* w : fp8_modules_weights) {
     const std::string mod(module_of(w->name));
     if (!by_name.count(mod + ".weight_scale") && !by_name.count(mod + ".weight_scale_inv")) {
@@ -490,11 +537,14 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
   if (!kv_values.empty() &&
       std::all_of(kv_values.begin(), kv_values.end(), [](double v) { return v == 1.0; })) {
     an.add("info", "kv_scales_all_one",
-           "every KV-cache scale is exactly 1.0 (ModelOpt <= 0.42 clamps amax/448 to >= 1; or uncalibrated)",
+           "every KV-cache scale is exactly 1.0: uncalibrated, or clamped by ModelOpt <= 0.42 (amax/448 to >= 1), "
+           "which makes the two indistinguishable; recalibrate with vlq quantize --kv-cache fp8",
            std::to_string(kv_values.size()) + " scales");
   }
+  }
 
-  // ---- config vs tensors ----
+  // config.json against the tensors: tied lm_head, layer and block counts, embedding shapes.
+  void audit_config_vs_tensors() {
   const TensorMeta* lm_head = weight_of("lm_head");
   if (!cfg) {
     s.lm_head = "unknown";
@@ -547,9 +597,12 @@ CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) 
           mismatch(fmt::format("{} has shape {}, config says [vocab_size {}, hidden_size {}]", tm.name,
                                shape_str(tm.shape), t.vocab_size, t.hidden_size));
   }
-  s.anomalies = an.sorted();
-  return s;
-}
+  }
+};
+
+}  // namespace
+
+CheckpointSummary summarize(const SummaryInput& in, const InspectOptions& opts) { return Summarizer(in, opts).run(); }
 
 CheckpointSummary summarize_checkpoint(const fs::path& dir_or_file, const InspectOptions& opts) {
   std::error_code ec;

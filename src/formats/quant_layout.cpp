@@ -22,22 +22,6 @@ namespace vlq::formats {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string_view severity_name(Severity s) noexcept {
-  switch (s) {
-    case Severity::kInfo: return "info";
-    case Severity::kWarning: return "warning";
-    case Severity::kError: return "error";
-    case Severity::kInvalid: return "invalid";
-  }
-  return "?";
-}
-
-Severity max_severity(const std::vector<Finding>& findings) noexcept {
-  Severity s = Severity::kInfo;
-  for (const auto& f : findings) s = std::max(s, f.severity);
-  return s;
-}
-
 namespace {
 
 std::string shape_str(const std::vector<std::int64_t>& s) {
@@ -537,22 +521,18 @@ std::string declared_exclusion(const QuantDeclaration& d, const LinearModule& m)
   return i < 0 ? std::string{} : d.exclude[static_cast<std::size_t>(i)];
 }
 
-QuantLayout build_quant_layout(const CheckpointView& view) {
-  QuantLayout L;
-  const std::vector<std::string> names = view.names();
-  L.naming = detect_naming(names);
-  L.declared = parse_declared_config(view.config(), view.hf_quant_config());
-  auto& F = L.findings;
+namespace {
 
-  if (L.naming == NamingGeneration::kMixed)
-    add(F, Severity::kWarning, "naming_mixed", "",
-        "the checkpoint mixes legacy names (model.layers.*, visual.*) with transformers-4.52 names "
-        "(model.language_model.*, model.visual.*)",
-        "re-save the checkpoint with one transformers version");
-
-  // 1. classify tensors
-  std::map<std::string, const TensorMeta*> weights;  // module -> .weight
+// Tensors by role: Linear weights, Linear scales by module and leaf; K/V scales go straight into L.
+struct TensorClasses {
+  std::map<std::string, const TensorMeta*> weights;                          // module -> .weight
   std::map<std::string, std::map<std::string, const TensorMeta*>> scales;  // module -> leaf -> tensor
+};
+
+TensorClasses classify_tensors(const CheckpointView& view, QuantLayout& L) {
+  TensorClasses c;
+  auto& weights = c.weights;
+  auto& scales = c.scales;
   for (const auto& t : view.tensors()) {
     if (auto kv = parse_kv_scale_name(t.name)) {
       KvScaleTensor k;
@@ -574,9 +554,106 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
     else if (const QuantTensorLeaf* q = quant_tensor_leaf(t.name); q && q->role == QuantTensorRole::kLinearScale)
       scales[module][std::string(leaf)] = &t;
   }
+  return c;
+}
 
-  // 2. Linears
-  for (const auto& [module, w] : weights) {
+// The weight scheme of an FP8 Linear from its weight_scale: [] / [1] per-tensor; [N] / [N,1] per-channel;
+// [ceil(N/bn), ceil(K/bk)] block.
+void resolve_weight_scheme(QuantLayout& L, LinearModule& m, const TensorMeta* w, const TensorMeta* ws) {
+  auto& F = L.findings;
+  const std::int64_t N = w->shape[0], K = w->shape[1];
+  if (!ws) {
+    add(F, Severity::kInvalid, "fp8_weight_without_scale", w->name,
+        "FP8 weight without a weight_scale: it cannot be dequantized",
+        "re-export the checkpoint; every FP8 weight needs <module>.weight_scale");
+    m.tensors.weight = WeightQuant::kPerTensor;
+  } else {
+    const auto& s = ws->shape;
+    std::int64_t n = 1;
+    for (auto d : s) n *= d;
+    std::vector<std::int64_t> blk{128, 128};
+    if (const auto* p = L.declared.primary()) {
+      if (p->weight_block_size) blk = *p->weight_block_size;
+      for (const auto& g : p->groups)
+        if (g.weights && g.weights->block_structure.size() == 2) blk = g.weights->block_structure;
+    }
+    const std::int64_t gn = (N + blk[0] - 1) / blk[0], gk = (K + blk[1] - 1) / blk[1];
+    if (!is_float_scale_dtype(ws->dtype)) {
+      add(F, Severity::kInvalid, "scale_dtype", ws->name,
+          fmt::format("weight_scale has dtype {}; expected F32, BF16 or F16", dtype_name(ws->dtype)),
+          "re-export with float scales");
+    }
+    if (n == 1 && s.size() <= 2) m.tensors.weight = WeightQuant::kPerTensor;
+    else if ((s.size() == 1 && s[0] == N) || (s.size() == 2 && s[0] == N && s[1] == 1))
+      m.tensors.weight = WeightQuant::kPerChannel;
+    else if (s.size() == 2 && s[0] == gn && s[1] == gk) {
+      m.tensors.weight = WeightQuant::kBlock;
+      m.tensors.block_n = blk[0];
+      m.tensors.block_k = blk[1];
+    } else {
+      Finding f;
+      f.severity = Severity::kInvalid;
+      f.code = "scale_shape";
+      f.subject = ws->name;
+      f.message = fmt::format(
+          "weight_scale of a [{}, {}] FP8 weight has shape {}; expected [] or [1] (per-tensor), [{}] or [{},1] "
+          "(per-channel) or [{},{}] (block {}x{})",
+          N, K, shape_str(s), N, N, gn, gk, blk[0], blk[1]);
+      f.hint = "re-export the checkpoint; no runtime accepts this scale shape";
+      F.push_back(f);
+      m.tensors.weight = WeightQuant::kPerTensor;
+    }
+  }
+}
+
+// The scheme of an FP8 Linear: weight from weight_scale, activations from input_scale (or its absence).
+void resolve_fp8_scheme(QuantLayout& L, LinearModule& m, const TensorMeta& weight, const TensorMeta* ws,
+                        const TensorMeta* is) {
+  auto& F = L.findings;
+  resolve_weight_scheme(L, m, &weight, ws);
+  if (is) {
+    std::int64_t n = 1;
+    for (auto d : is->shape) n *= d;
+    if (n == 1 && is->shape.size() <= 2) m.tensors.act = ActQuant::kStaticPerTensor;
+    else {
+      add(F, Severity::kInvalid, "scale_shape", is->name,
+          fmt::format("input_scale has shape {}; expected [] or [1] (static per-tensor activation scale)",
+                      shape_str(is->shape)),
+          "re-export the checkpoint");
+      m.tensors.act = ActQuant::kStaticPerTensor;
+    }
+  } else {
+    m.tensors.act = m.tensors.weight == WeightQuant::kBlock && L.declared.primary() &&
+                            L.declared.primary()->quant_algo == "FP8_PB_WO"
+                        ? ActQuant::kNone
+                        : ActQuant::kDynamic;
+  }
+}
+
+// Scale tensors next to a weight that is not FP8.
+void audit_scales_of_unquantized(QuantLayout& L, const TensorMeta& weight, const TensorMeta* ws, const TensorMeta* is) {
+  auto& F = L.findings;
+  const TensorMeta* w = &weight;
+  if (ws || is) {
+    if (w->dtype == DType::I8 || w->dtype == DType::U8 || w->dtype == DType::I32)
+      add(F, Severity::kInvalid, "unsupported_weight_dtype", w->name,
+          fmt::format("quantized weight of dtype {} (integer quantization); vlq handles FP8 checkpoints only",
+                      dtype_name(w->dtype)),
+          "use an FP8 checkpoint");
+    else
+      add(F, Severity::kInvalid, "scale_on_unquantized_weight", (ws ? ws : is)->name,
+          fmt::format("scale tensor next to a {} weight (not FP8): a loader would apply a scale to an "
+                      "unquantized weight",
+                      dtype_name(w->dtype)),
+          "remove the scale tensors of BF16 modules");
+  }
+}
+
+// The Linear modules with the scheme their tensors have (step 2).
+void build_linears(const CheckpointView& view, QuantLayout& L, TensorClasses& c) {
+  auto& F = L.findings;
+  auto& scales = c.scales;
+  for (const auto& [module, w] : c.weights) {
     bool fp8 = is_fp8(w->dtype);
     if (w->shape.size() != 2 || is_embedding_module(module)) {
       if (fp8)
@@ -613,94 +690,21 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
     }
     if (ws) m.weight_scale = ScaleTensor{ws->name, ws->dtype, ws->shape};
     if (is) m.input_scale = ScaleTensor{is->name, is->dtype, is->shape};
-    const std::int64_t N = w->shape[0], K = w->shape[1];
-
-    if (fp8) {
-      // weight scale: [] / [1] per-tensor; [N] / [N,1] per-channel; [ceil(N/bn), ceil(K/bk)] block.
-      if (!ws) {
-        add(F, Severity::kInvalid, "fp8_weight_without_scale", w->name,
-            "FP8 weight without a weight_scale: it cannot be dequantized",
-            "re-export the checkpoint; every FP8 weight needs <module>.weight_scale");
-        m.tensors.weight = WeightQuant::kPerTensor;
-      } else {
-        const auto& s = ws->shape;
-        std::int64_t n = 1;
-        for (auto d : s) n *= d;
-        std::vector<std::int64_t> blk{128, 128};
-        if (const auto* p = L.declared.primary()) {
-          if (p->weight_block_size) blk = *p->weight_block_size;
-          for (const auto& g : p->groups)
-            if (g.weights && g.weights->block_structure.size() == 2) blk = g.weights->block_structure;
-        }
-        const std::int64_t gn = (N + blk[0] - 1) / blk[0], gk = (K + blk[1] - 1) / blk[1];
-        if (!is_float_scale_dtype(ws->dtype)) {
-          add(F, Severity::kInvalid, "scale_dtype", ws->name,
-              fmt::format("weight_scale has dtype {}; expected F32, BF16 or F16", dtype_name(ws->dtype)),
-              "re-export with float scales");
-        }
-        if (n == 1 && s.size() <= 2) m.tensors.weight = WeightQuant::kPerTensor;
-        else if ((s.size() == 1 && s[0] == N) || (s.size() == 2 && s[0] == N && s[1] == 1))
-          m.tensors.weight = WeightQuant::kPerChannel;
-        else if (s.size() == 2 && s[0] == gn && s[1] == gk) {
-          m.tensors.weight = WeightQuant::kBlock;
-          m.tensors.block_n = blk[0];
-          m.tensors.block_k = blk[1];
-        } else {
-          Finding f;
-          f.severity = Severity::kInvalid;
-          f.code = "scale_shape";
-          f.subject = ws->name;
-          f.message = fmt::format(
-              "weight_scale of a [{}, {}] FP8 weight has shape {}; expected [] or [1] (per-tensor), [{}] or [{},1] "
-              "(per-channel) or [{},{}] (block {}x{})",
-              N, K, shape_str(s), N, N, gn, gk, blk[0], blk[1]);
-          f.hint = "re-export the checkpoint; no runtime accepts this scale shape";
-          F.push_back(f);
-          m.tensors.weight = WeightQuant::kPerTensor;
-        }
-      }
-      if (is) {
-        std::int64_t n = 1;
-        for (auto d : is->shape) n *= d;
-        if (n == 1 && is->shape.size() <= 2) m.tensors.act = ActQuant::kStaticPerTensor;
-        else {
-          add(F, Severity::kInvalid, "scale_shape", is->name,
-              fmt::format("input_scale has shape {}; expected [] or [1] (static per-tensor activation scale)",
-                          shape_str(is->shape)),
-              "re-export the checkpoint");
-          m.tensors.act = ActQuant::kStaticPerTensor;
-        }
-      } else {
-        m.tensors.act = m.tensors.weight == WeightQuant::kBlock && L.declared.primary() &&
-                                L.declared.primary()->quant_algo == "FP8_PB_WO"
-                            ? ActQuant::kNone
-                            : ActQuant::kDynamic;
-      }
-    } else {
-      if (ws || is) {
-        if (w->dtype == DType::I8 || w->dtype == DType::U8 || w->dtype == DType::I32)
-          add(F, Severity::kInvalid, "unsupported_weight_dtype", w->name,
-              fmt::format("quantized weight of dtype {} (integer quantization); vlq handles FP8 checkpoints only",
-                          dtype_name(w->dtype)),
-              "use an FP8 checkpoint");
-        else
-          add(F, Severity::kInvalid, "scale_on_unquantized_weight", (ws ? ws : is)->name,
-              fmt::format("scale tensor next to a {} weight (not FP8): a loader would apply a scale to an "
-                          "unquantized weight",
-                          dtype_name(w->dtype)),
-              "remove the scale tensors of BF16 modules");
-      }
-    }
+    if (fp8) resolve_fp8_scheme(L, m, *w, ws, is);
+    else audit_scales_of_unquantized(L, *w, ws, is);
     L.linears.push_back(std::move(m));
   }
   // scale tensors without any weight
   for (const auto& [module, s] : scales)
-    if (!weights.count(module))
+    if (!c.weights.count(module))
       for (const auto& [leaf, t] : s)
         add(F, Severity::kInvalid, "orphan_scale", t->name,
             fmt::format("'{}' has no '{}.weight' next to it", leaf, module), "remove the tensor or re-export");
+}
 
-  // 3. KV scales: shape, dtype, value
+// K/V scales: shape, dtype, value (step 3).
+void audit_kv_scale_tensors(QuantLayout& L) {
+  auto& F = L.findings;
   for (const auto& k : L.kv_scales) {
     std::int64_t n = 1;
     for (auto d : k.shape) n *= d;
@@ -728,8 +732,11 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
       F.push_back(f);
     }
   }
+}
 
-  // 4. declared view per Linear, and disagreements
+// The declared scheme per Linear, and where the config and the tensors disagree (step 4).
+void resolve_declared(QuantLayout& L) {
+  auto& F = L.findings;
   const QuantDeclaration* P = L.declared.primary();
   std::vector<const LinearModule*> excluded_with_scales, bf16_not_excluded, quantized_undeclared, scheme_differs;
   for (auto& m : L.linears) {
@@ -784,8 +791,11 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
                   "re-export the checkpoint or fix quantization_config");
     }
   }
+}
 
-  // 5. exclude entries that match nothing (each file; an entry reported once)
+// Exclude entries that match nothing, in each file; an entry reported once (step 5).
+void audit_stale_exclusions(QuantLayout& L, const std::vector<std::string>& names) {
+  auto& F = L.findings;
   std::set<std::string> reported;
   bool has_lm_head = std::any_of(L.linears.begin(), L.linears.end(), [](const auto& l) { return l.name == "lm_head"; });
   for (const QuantDeclaration* d : {L.declared.config_json ? &*L.declared.config_json : nullptr,
@@ -826,8 +836,11 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
       F.push_back(f);
     }
   }
+}
 
-  // 6. the two config files against each other (F16)
+// The two config files against each other, F16 (step 6).
+void audit_config_files(QuantLayout& L) {
+  auto& F = L.findings;
   if (L.declared.config_json && L.declared.hf_quant_config) {
     const auto& a = *L.declared.hf_quant_config;
     const auto& b = *L.declared.config_json;
@@ -858,8 +871,12 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
             "field-bug-classes.md F16");
     }
   }
+}
 
-  // 7. KV declared vs present (language model)
+// FP8 KV declared vs K/V scales present (language model), scales without any config (step 7).
+void audit_kv_declaration(const CheckpointView& view, QuantLayout& L) {
+  auto& F = L.findings;
+  const QuantDeclaration* P = L.declared.primary();
   bool lm_kv = std::any_of(L.kv_scales.begin(), L.kv_scales.end(), [](const auto& k) { return k.tower != Tower::kVision; });
   bool any_decl_kv = (L.declared.config_json && L.declared.config_json->declares_fp8_kv()) ||
                      (L.declared.hf_quant_config && L.declared.hf_quant_config->declares_fp8_kv());
@@ -886,6 +903,27 @@ QuantLayout build_quant_layout(const CheckpointView& view) {
         "scale tensors are present but neither config.json quantization_config nor hf_quant_config.json exists",
         "add the quantization config (vlq convert writes it)", "field-bug-classes.md F15");
   }
+}
+
+}  // namespace
+
+QuantLayout build_quant_layout(const CheckpointView& view) {
+  QuantLayout L;
+  const std::vector<std::string> names = view.names();
+  L.naming = detect_naming(names);
+  L.declared = parse_declared_config(view.config(), view.hf_quant_config());
+  if (L.naming == NamingGeneration::kMixed)
+    add(L.findings, Severity::kWarning, "naming_mixed", "",
+        "the checkpoint mixes legacy names (model.layers.*, visual.*) with transformers-4.52 names "
+        "(model.language_model.*, model.visual.*)",
+        "re-save the checkpoint with one transformers version");
+  TensorClasses tensors = classify_tensors(view, L);
+  build_linears(view, L, tensors);
+  audit_kv_scale_tensors(L);
+  resolve_declared(L);
+  audit_stale_exclusions(L, names);
+  audit_config_files(L);
+  audit_kv_declaration(view, L);
   return L;
 }
 

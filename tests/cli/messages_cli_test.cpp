@@ -92,4 +92,45 @@ TEST(MessagesCli, ConvertListsEachExclusionOnceAndExplainsTheTargetOnlyEntry) {
   EXPECT_TRUE(has(latest.out, "exclusions set to [lm_head, visual*]\n")) << latest.out;
 }
 
+// KV scales all exactly 1.0 from ModelOpt 0.35 (which clamps them to >= 1.0): a warning, so `vlq check` exits 1,
+// and the message says why 1.0 cannot be told from uncalibrated and how to recalibrate.
+TEST(MessagesCli, ClampedKvScalesAreAWarningWithExitCode1) {
+  auto r = run_vlq("check " + q(kRefExports / "modelopt-lm-fp8-kv") + " --target vlq");
+  EXPECT_EQ(r.rc, 1) << r.out << r.err;
+  EXPECT_TRUE(has(r.out, "[warning] kv_scales_uncalibrated")) << r.out;
+  EXPECT_TRUE(has(r.out, "ModelOpt 0.35.0 clamps")) << r.out;
+  EXPECT_TRUE(has(r.out, "indistinguishable from uncalibrated")) << r.out;
+  EXPECT_TRUE(has(r.out, "fix: recalibrate the KV cache (vlq quantize --kv-cache fp8)")) << r.out;
+  EXPECT_FALSE(has(r.out, "kv_scales_clamped")) << r.out;
+  // vlq inspect notes the same.
+  auto i = run_vlq("inspect " + q(kRefExports / "modelopt-lm-fp8-kv"));
+  EXPECT_EQ(i.rc, 0) << i.err;
+  EXPECT_TRUE(has(i.out, "kv_scales_all_one")) << i.out;
+}
+
+// The vLLM 0.10 KeyError on the ViT K/V scales: the fix says what the default convert does (dequantizes the 12
+// FP8 vision Linears, drops the vision K/V scales), offers --vision keep, and writes a sibling folder.
+TEST(MessagesCli, VisionKvKeyErrorHintSaysWhatConvertDoes) {
+  Scratch s("msg");
+  const fs::path in = kRefExports / "modelopt-vlm-fp8-kv";
+  auto r = run_vlq("check " + q(in) + " --target vllm-0.10");
+  EXPECT_EQ(r.rc, 2) << r.out << r.err;
+  const std::string sibling = in.string() + "-vllm-0.10";
+  EXPECT_TRUE(has(r.out, "fix: vlq convert " + in.string() + " " + sibling + " --for vllm-0.10 (dequantizes the 12 "
+                         "FP8 vision Linears to BF16 and drops the vision K/V scales; --vision keep keeps them FP8 "
+                         "and only drops the vision K/V scales)"))
+      << r.out;
+  // A .safetensors file names its folder: the output is still a sibling of the folder.
+  auto f = run_vlq("check " + q(in / "model.safetensors") + " --target vllm-0.10");
+  EXPECT_TRUE(has(f.out, "fix: vlq convert " + in.string() + " " + sibling + " --for vllm-0.10")) << f.out;
+  // --vision keep as the hint says: the FP8 vision Linears stay, the output loads on vLLM 0.10.
+  auto k = run_vlq("convert " + q(in) + " " + q(s / "keep") + " --for vllm-0.10 --vision keep");
+  ASSERT_EQ(k.rc, 0) << k.err;
+  EXPECT_FALSE(has(k.out, "dequantized")) << k.out;
+  EXPECT_TRUE(has(k.out, "dropped visual.blocks.0.attn.k_proj.k_scale")) << k.out;
+  auto c = run_vlq("check " + q(s / "keep") + " --target vllm-0.10 --json");
+  EXPECT_NE(c.rc, 2) << c.out;
+  EXPECT_TRUE(has(c.out, "\"vision_fp8_linears\": 12")) << c.out;
+}
+
 }  // namespace

@@ -496,14 +496,22 @@ TEST(CheckF17, KvScaleValues) {
   EXPECT_VERDICT(r, Verdict::kLoadsWithWarnings);
   ASSERT_NE(find(r, "kv_scales_uncalibrated"), nullptr) << dump(r);
   EXPECT_EQ(find(r, "kv_scales_uncalibrated")->subject, "model.layers.0.self_attn.k_scale");
-  // ModelOpt <= 0.42 clamps to >= 1.0: all-1.0 is expected, reported as info.
+  // ModelOpt <= 0.42 clamps to >= 1.0: 1.0 cannot be told from uncalibrated, so the same warning (exit 1),
+  // with a message saying why and the recalibration hint.
   QwenSpec m;
   m.kv_value = 1.0f;
   r = check(make_qwen(m), "vlq");
-  EXPECT_VERDICT(r, Verdict::kLoads);
-  ASSERT_NE(find(r, "kv_scales_clamped"), nullptr);
+  EXPECT_VERDICT(r, Verdict::kLoadsWithWarnings);
+  EXPECT_EQ(find(r, "kv_scales_clamped"), nullptr);
+  ASSERT_NE(find(r, "kv_scales_uncalibrated"), nullptr) << dump(r);
+  EXPECT_EQ(find(r, "kv_scales_uncalibrated")->severity, Severity::kWarning);
+  EXPECT_NE(find(r, "kv_scales_uncalibrated")->message.find("clamps FP8 KV scales to >= 1.0"), std::string::npos);
+  EXPECT_NE(find(r, "kv_scales_uncalibrated")->message.find("indistinguishable from uncalibrated"), std::string::npos);
+  EXPECT_EQ(find(r, "kv_scales_uncalibrated")->hint.rfind("recalibrate the KV cache (vlq quantize --kv-cache fp8)", 0), 0u);
   m.modelopt_version = "0.43.0";
-  EXPECT_NE(find(check(make_qwen(m), "vlq"), "kv_scales_uncalibrated"), nullptr);
+  r = check(make_qwen(m), "vlq");
+  ASSERT_NE(find(r, "kv_scales_uncalibrated"), nullptr);
+  EXPECT_NE(find(r, "kv_scales_uncalibrated")->message.find("probably never calibrated"), std::string::npos);
   // <= 0, NaN, Inf: the checkpoint is invalid (exit 3), tensor named.
   for (float bad : {0.0f, -0.5f, NAN, INFINITY}) {
     Fixture f = make_qwen(QwenSpec{});

@@ -65,8 +65,12 @@ TEST_F(ConvertTest, WholeVlmModelOptForVllm010LoadsAndDequantizesVisionExactly) 
 
   const fs::path out = tmp_ / "out";
   F::ConvertResult r = F::convert_checkpoint(in, out, opts("vllm-0.10"));
-  EXPECT_EQ(r.check.verdict, F::Verdict::kLoads);
-  EXPECT_EQ(F::check_checkpoint(out, "vllm-0.10").verdict, F::Verdict::kLoads);
+  // It loads; the one warning left is ModelOpt 0.35's KV scales, all clamped to 1.0 (convert cannot recalibrate).
+  EXPECT_EQ(r.check.verdict, F::Verdict::kLoadsWithWarnings);
+  F::Report post = F::check_checkpoint(out, "vllm-0.10");
+  EXPECT_EQ(post.verdict, F::Verdict::kLoadsWithWarnings);
+  for (const auto& f : post.findings)
+    if (f.severity >= F::Severity::kWarning) EXPECT_EQ(f.code, "kv_scales_uncalibrated") << F::report_to_text(post);
   EXPECT_EQ(folder_snapshot(in), before) << "input modified";
 
   auto src = vlq::io::Checkpoint::open(in);
