@@ -28,10 +28,10 @@ if has tests; then
 fi
 if has sanitize; then  # compute-sanitizer memcheck + racecheck on the op tests (issue #11)
   step memcheck 200 compute-sanitizer --tool memcheck --error-exitcode 9 $D/vlq_cuda_tests \
-    --gtest_filter='CudaAttention*:CudaElementwise*:CudaGemm*:CudaGemv*:CudaQuant*:CudaDevice*'
+    --gtest_filter="${SAN_FILTER:-CudaAttention*:CudaElementwise*:CudaGemm*:CudaGemv*:CudaQuant*:CudaDevice*}"
   grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/memcheck.log" | head -5
   step racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 9 $D/vlq_cuda_tests \
-    --gtest_filter='CudaAttention*:CudaElementwise*:CudaGemv*'
+    --gtest_filter="${RACE_FILTER:-CudaAttention*:CudaElementwise*:CudaGemv*}"
   grep -E "RACECHECK SUMMARY|ERROR SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | head -5
 fi
 if has ckpt && [ -f $Q/config.json ]; then echo "ckpt: $Q exists (warm machine), kept"
@@ -62,6 +62,7 @@ if has serve; then
   # Text 128/128 and one 640x480 image + ~128 text tokens / 128 output tokens (issue #12's two prompt sets),
   # closed loop at each concurrency; KV pool from free GPU memory (vlq serve's default on CUDA).
   python3 tools/make_bench_images.py /tmp/img640 --n 8
+  export VLQ_STEP_LOG=${VLQ_STEP_LOG:-100}
   SF="--device cuda --max-num-seqs 256 --max-model-len 2048 --max-queue 4096 --max-num-batched-tokens 8192"
   for c in ${SERVE_C:-1 256}; do
     n=$(( c * 2 )); [ $c -eq 1 ] && n=8

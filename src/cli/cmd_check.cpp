@@ -51,8 +51,7 @@ int run_check(const CheckArgs& a) {
     return 0;
   }
   if (a.target.empty())
-    throw vlq::UsageError({"vlq check", "--target is required", "one of vllm-0.10, vllm-latest, sglang, "
-                           "trtllm-1.2rc0, vllm-ascend, vlq", "nothing", "vlq check DIR --target vllm-0.10"});
+    throw vlq::UsageError({"vlq check", "--target is required", "one of " + F::profile_id_list(), "nothing", "vlq check DIR --target vllm-0.10"});
   if (a.paths.size() != 1)
     throw vlq::UsageError({"vlq check", "one checkpoint per call (use --matrix for several)", "1",
                            std::to_string(a.paths.size()), "vlq check --matrix DIR... for a table"});
@@ -70,7 +69,7 @@ VLQ_COMMAND("check", ([](CLI::App& app) -> std::function<int()> {
   app.description(
       "Predict whether a runtime loads an FP8 checkpoint (ModelOpt or compressed-tensors) and whether it "
       "computes correctly. Exit code: 0 loads, 1 loads with warnings, 2 fails, 3 the checkpoint itself is "
-      "invalid. Targets: vllm-0.10, vllm-latest, sglang, trtllm-1.2rc0, vllm-ascend, vlq (--list-targets).");
+      "invalid. Targets: " + vlq::formats::profile_id_list() + " (--list-targets).");
   app.add_option("path", args->paths, "checkpoint folder (several with --matrix)");
   app.add_option("--target,-t", args->target, "runtime profile, e.g. vllm-0.10");
   app.add_flag("--json", args->json, "print the vlq.check/1 JSON report (docs/check-json.md)");

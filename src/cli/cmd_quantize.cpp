@@ -443,7 +443,7 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--vision-kv-scales", a->vision_kv,
                  "none (default: loads on the most runtimes) or modelopt (write the orphan vision K/V scales as ModelOpt does)");
   app.add_option("--modelopt-compat", a->modelopt_compat, "Reproduce an older ModelOpt's layout, e.g. 0.35");
-  app.add_option("--for", a->targets, "Runtime profile the export must load on (repeatable): vllm-0.10, vllm-latest, sglang, ...");
+  app.add_option("--for", a->targets, "Runtime profile the export must load on (repeatable): " + formats::profile_id_list());
   app.add_flag("--pad", a->pad,
                "Pad Linears that do not fit FP8 GEMM alignment: not supported (a padded weight has a shape no loader "
                "accepts); such Linears are kept BF16 and named in the summary. Passing it is a usage error");

@@ -87,13 +87,23 @@ void LlmEngine::apply_token(Live& live, std::int32_t token, SeqEvent& ev) {
 }
 
 std::vector<SeqEvent> LlmEngine::step() {
+  using Clock = std::chrono::steady_clock;
+  auto secs = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
   std::vector<SeqEvent> events;
+  const auto t0 = Clock::now();
   SchedulerOutput plan = scheduler_.schedule();
   for (Sequence* p : plan.preempted) runner_.release(p->id());
+  const auto t1 = Clock::now();
+  schedule_s_ += secs(t0, t1);
   if (plan.empty()) return events;
   ++steps_;
+  batched_seqs_ += static_cast<std::int64_t>(plan.seqs.size());
+  batched_tokens_ += plan.num_batched_tokens;
   Batch batch{plan.seqs};
   const StepResult res = runner_.step(batch);
+  const auto t2 = Clock::now();
+  runner_s_ += secs(t1, t2);
+  forward_s_ += res.forward_s;
   for (std::size_t i = 0; i < plan.seqs.size(); ++i) {
     Sequence& seq = *plan.seqs[i].seq;
     Live& live = live_.at(seq.id());
@@ -118,6 +128,7 @@ std::vector<SeqEvent> LlmEngine::step() {
     events.push_back(std::move(ev));
     if (done) live_.erase(seq.id());
   }
+  apply_s_ += secs(t2, Clock::now());
   return events;
 }
 
@@ -132,6 +143,12 @@ EngineStats LlmEngine::stats() const {
   s.steps = steps_;
   s.prompt_tokens_computed = prompt_computed_;
   s.generated_tokens = generated_;
+  s.schedule_s = schedule_s_;
+  s.runner_s = runner_s_;
+  s.forward_s = forward_s_;
+  s.apply_s = apply_s_;
+  s.batched_seqs = batched_seqs_;
+  s.batched_tokens = batched_tokens_;
   return s;
 }
 

@@ -1,5 +1,6 @@
 // CUDA model runner of the serving engine: one batch-first forward per step (model_cuda::Qwen2_5_VLCuda)
 // over the scheduled sequences, KV blocks addressed by the BlockManager's ids (see vlq/engine/model_runner.h).
+#include <chrono>
 #include <unordered_map>
 
 #include "vlq/core/error.h"
@@ -118,12 +119,16 @@ class CudaModelRunner final : public ModelRunner {
     }
     for (int k = 0; k < 3; ++k)
       for (const auto v : pos[k]) b.positions.push_back(static_cast<std::int32_t>(v));
+    const auto t0 = std::chrono::steady_clock::now();
+    auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     if (all_greedy) {
       const std::vector<std::int32_t> ids = gpu_.forward_greedy(b);
+      r.forward_s = since();
       for (std::size_t j = 0; j < sampled.size(); ++j) r.tokens[sampled[j]] = ids[j];
       return;
     }
     ops::Matrix logits = gpu_.forward(b);
+    r.forward_s = since();
     for (std::size_t j = 0; j < sampled.size(); ++j) {
       Sequence& seq = *batch.seqs[sampled[j]].seq;
       r.tokens[sampled[j]] = ops::sample_token(logits.row(static_cast<std::int64_t>(j)), logits.cols,

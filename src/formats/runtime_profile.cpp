@@ -320,6 +320,12 @@ ExclusionResult runtime_exclusion(const RuntimeProfile& p, QuantFormat format, c
   return res;
 }
 
+std::string profile_id_list() {
+  std::string out;
+  for (const auto& p : builtin_profiles()) out += (out.empty() ? "" : ", ") + p.id;
+  return out;
+}
+
 const std::vector<RuntimeProfile>& builtin_profiles() {
   static const std::vector<RuntimeProfile> all = {vllm_010(), vllm_latest(), sglang(), trtllm(), ascend(),
                                                   vlq_native()};

@@ -1,6 +1,9 @@
 // Engine thread, bounded inbox and per-request output channels (see vlq/server/async_engine.h).
 #include "vlq/server/async_engine.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace vlq::server {
 
 std::optional<engine::SeqEvent> RequestStream::next(std::chrono::milliseconds timeout) {
@@ -113,6 +116,29 @@ void AsyncEngine::fail_all(const std::string& message) {
   }
 }
 
+// VLQ_STEP_LOG=N: every N engine steps, one stderr line on where the step loop's time went (for profiling
+// the server; off by default).
+void AsyncEngine::log_step_times(const engine::EngineStats& st) {
+  static const long every = [] {
+    const char* e = std::getenv("VLQ_STEP_LOG");
+    return e ? std::atol(e) : 0L;
+  }();
+  if (every <= 0 || st.steps == 0 || st.steps % every != 0 || st.steps == logged_steps_) return;
+  const double n = static_cast<double>(st.steps - logged_.steps);
+  std::fprintf(stderr,
+               "[vlq] steps %lld: per step %.1f seqs, %.1f tokens; ms per step: schedule %.3f, runner %.3f (forward "
+               "%.3f), apply %.3f, deliver %.3f, loop total %.3f\n",
+               static_cast<long long>(st.steps), (st.batched_seqs - logged_.batched_seqs) / n,
+               (st.batched_tokens - logged_.batched_tokens) / n, 1e3 * (st.schedule_s - logged_.schedule_s) / n,
+               1e3 * (st.runner_s - logged_.runner_s) / n, 1e3 * (st.forward_s - logged_.forward_s) / n,
+               1e3 * (st.apply_s - logged_.apply_s) / n,
+               1e3 * (deliver_s_ - logged_deliver_s_) / n, 1e3 * (loop_s_ - logged_loop_s_) / n);
+  logged_ = st;
+  logged_steps_ = st.steps;
+  logged_deliver_s_ = deliver_s_;
+  logged_loop_s_ = loop_s_;
+}
+
 void AsyncEngine::loop() {
   for (;;) {
     std::deque<std::pair<std::shared_ptr<RequestStream>, engine::EngineRequest>> in;
@@ -135,6 +161,7 @@ void AsyncEngine::loop() {
         }
       if (engine_.abort(id) && streams_.count(id)) finish_stream(id);
     }
+    const auto t0 = std::chrono::steady_clock::now();
     admit_inbox(in);
     std::vector<engine::SeqEvent> events;
     try {
@@ -142,8 +169,12 @@ void AsyncEngine::loop() {
     } catch (const std::exception& e) {
       fail_all(std::string("engine step failed: ") + e.what());
     }
+    const auto t1 = std::chrono::steady_clock::now();
     deliver(events);
+    loop_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    deliver_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     const engine::EngineStats st = engine_.stats();
+    log_step_times(st);
     std::lock_guard<std::mutex> lock(mu_);
     stats_ = st;
   }

@@ -55,6 +55,10 @@ struct EngineStats {
   std::int64_t live_runner_states = 0;
   ImageCacheStats image_cache;
   std::int64_t steps = 0, prompt_tokens_computed = 0, generated_tokens = 0;
+  // Where the step loop's time went since start (seconds, steady clock): scheduling, the runner's step
+  // (batch building + forward + sampling), applying tokens (detokenize, stop rules); batched rows summed.
+  double schedule_s = 0, runner_s = 0, forward_s = 0, apply_s = 0;  // forward_s: part of runner_s
+  std::int64_t batched_seqs = 0, batched_tokens = 0;
 };
 
 class LlmEngine {
@@ -91,6 +95,8 @@ class LlmEngine {
   Scheduler scheduler_;
   std::unordered_map<SeqId, Live> live_;
   std::int64_t steps_ = 0, prompt_computed_ = 0, generated_ = 0;
+  double schedule_s_ = 0, runner_s_ = 0, forward_s_ = 0, apply_s_ = 0;
+  std::int64_t batched_seqs_ = 0, batched_tokens_ = 0;
 };
 
 }  // namespace vlq::engine

@@ -49,6 +49,8 @@ struct StepResult {
   std::vector<std::int32_t> tokens;
   // Per batch item: empty, or why it failed (the engine finishes that sequence with FinishReason::kError).
   std::vector<std::string> errors;
+  // Seconds spent in the model's forward call (device work + its synchronisation), for the step-time log.
+  double forward_s = 0;
 };
 
 class ModelRunner {

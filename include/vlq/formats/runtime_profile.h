@@ -133,6 +133,8 @@ ExclusionResult runtime_exclusion(const RuntimeProfile& p, QuantFormat format, c
 
 // All built-in profiles: vllm-0.10, vllm-latest, sglang, trtllm-1.2rc0, vllm-ascend, vlq.
 const std::vector<RuntimeProfile>& builtin_profiles();
+// The built-in ids joined by ", " (for help texts and error messages; the one list, from builtin_profiles()).
+std::string profile_id_list();
 // Looks a profile up by id (aliases: "trtllm" → "trtllm-1.2rc0", "vllm" → "vllm-latest").
 // Throws UsageError naming the id and listing the known ones.
 const RuntimeProfile& find_profile(std::string_view id);

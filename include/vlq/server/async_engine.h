@@ -77,6 +77,7 @@ class AsyncEngine {
   void deliver(std::vector<engine::SeqEvent>& events);
   void fail_all(const std::string& message);
   void finish_stream(engine::SeqId id);
+  void log_step_times(const engine::EngineStats& st);
 
   engine::LlmEngine& engine_;
   Metrics& metrics_;
@@ -90,6 +91,10 @@ class AsyncEngine {
   std::atomic<std::int64_t> in_flight_{0}, next_id_{1};
   std::atomic<bool> draining_{false}, stop_{false};
   engine::EngineStats stats_;  // last snapshot (under mu_)
+  // Step-loop timing for VLQ_STEP_LOG (engine thread only).
+  double loop_s_ = 0, deliver_s_ = 0, logged_loop_s_ = 0, logged_deliver_s_ = 0;
+  engine::EngineStats logged_;
+  std::int64_t logged_steps_ = 0;
   std::thread thread_;
 };
 
