@@ -102,8 +102,9 @@ __device__ void attend(const float* qf, int e, int cnt, int d, int j0, int j1, c
 template <class TQ, class C, class O>
 __global__ void __launch_bounds__(kAttnWarps * 32) paged_attention_kernel(
     const TQ* q, std::int64_t ldq, int heads, int d, const C* kc, const C* vc, int block_size, int kv_heads,
-    float ks, float vs, const int* tables, int max_blocks, const int* q_seq, const int* q_pos, float scale, O* out) {
-  const int t = blockIdx.x / heads, h = blockIdx.x % heads;
+    float ks, float vs, const int* tables, int max_blocks, const int* q_seq, const int* q_pos, float scale, O* out,
+    const int* rows) {
+  const int t = rows ? rows[blockIdx.x / heads] : static_cast<int>(blockIdx.x / heads), h = blockIdx.x % heads;
   const int e = (d + 31) / 32, lane = threadIdx.x % 32, cnt = max(0, min(e, d - lane * e));
   const int g = h / (heads / kv_heads);
   float qf[kMaxPerLane] = {};
@@ -202,7 +203,7 @@ void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping
 }
 
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
-                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream) {
+                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream, const Tensor* rows) {
   check_cache("cuda::paged_attention", cache);
   expect_tensor("cuda::paged_attention", "q", q, {DType::F32, DType::BF16}, {-1, -1, cache.head_dim});
   const std::int64_t t = q.shape[0], heads = q.shape[1];
@@ -213,8 +214,10 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
   expect_tensor("cuda::paged_attention", "q_seq", q_seq, {DType::I32}, {t});
   expect_tensor("cuda::paged_attention", "q_pos", q_pos, {DType::I32}, {t});
   expect_tensor("cuda::paged_attention", "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
-  if (!t) return;
-  const unsigned grid = static_cast<unsigned>(t * heads);
+  if (rows) expect_tensor("cuda::paged_attention", "rows", *rows, {DType::I32}, {-1});
+  const std::int64_t n = rows ? rows->shape[0] : t;
+  if (!t || !n) return;
+  const unsigned grid = static_cast<unsigned>(n * heads);
   with_act(q.dtype, [&](auto tq) {
     using TQ = decltype(tq);
     with_cache_type(cache.dtype, [&](auto tc) {
@@ -226,7 +229,8 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
             static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
             cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
             static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data));
+            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
+            rows ? static_cast<const int*>(rows->data) : nullptr);
       });
     });
   });

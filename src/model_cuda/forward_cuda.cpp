@@ -125,6 +125,7 @@ void validate(const Qwen2_5_VLCuda::Impl& im, const Batch& b) {
 struct BatchInts {
   Tensor ids, positions, q_seq, q_pos, slots, rows, tables;
   Tensor tiles;        // [n_tiles, 2] query tiles of the flash prefill kernel (when prefill)
+  Tensor single;       // [n] rows attended by the decode kernel in a prefill step (one-row tiles)
   bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
 };
 std::int64_t table_width(const Batch& b) {
@@ -157,9 +158,20 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
     host.insert(host.end(), static_cast<std::size_t>(max_blocks) - s->blocks.size(), 0);
   }
   const bool prefill = T > B;
-  const std::vector<std::int32_t> tiles = prefill ? cuda::prefill_tiles(b.seq_of_row) : std::vector<std::int32_t>{};
+  // Mixed steps: tiles of several rows go to the flash kernel, one-row tiles (decode tokens, a chunk's last
+  // odd row) to the decode kernel through a row list.
+  std::vector<std::int32_t> tiles, single;
+  if (prefill) {
+    const std::vector<std::int32_t> all = cuda::prefill_tiles(b.seq_of_row);
+    for (std::size_t i = 0; i < all.size(); i += 2) {
+      if (all[i + 1] == 1) single.push_back(all[i]);
+      else tiles.insert(tiles.end(), {all[i], all[i + 1]});
+    }
+  }
   const std::size_t tiles_at = host.size();
   put(tiles);
+  const std::size_t single_at = host.size();
+  put(single);
   if (target && target->bytes() < host.size() * 4) *target = cuda::DeviceBuffer(host.size() * 4);
   auto* d = static_cast<std::int32_t*>(target ? target->data() : im.ints.get(host.size() * 4));
   VLQ_CUDA_CHECK(cudaMemcpyAsync(d, host.data(), host.size() * 4, cudaMemcpyHostToDevice, im.stream.get()));
@@ -174,6 +186,7 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
   v.tables = Tensor::contiguous(d + 7 * T + R, DType::I32, {B, max_blocks});
   v.prefill = prefill;
   v.tiles = Tensor::contiguous(d + tiles_at, DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2});
+  v.single = Tensor::contiguous(d + single_at, DType::I32, {static_cast<std::int64_t>(single.size())});
   return v;
 }
 
@@ -192,12 +205,16 @@ void all_reduce_sum(Qwen2_5_VLCuda::Impl& im, const Tensor& x) {
 #endif
 }
 
-// Paged causal attention of the batch's rows: the tensor-core flash kernel when some sequence prefills
-// (more than one row), the one-CTA-per-row decode kernel otherwise.
+// Paged causal attention of the batch's rows: when some sequence prefills (more than one row), the tensor-core
+// flash kernel over its multi-row tiles and the one-CTA-per-row decode kernel over the one-row tiles (the
+// decode tokens of a mixed step); the decode kernel alone otherwise.
 void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInts& in, float scale, const Tensor& out) {
-  if (in.prefill)
-    cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles, scale, out, im.stream.get());
-  else
+  if (in.prefill) {
+    if (in.tiles.dim(0) > 0)
+      cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles, scale, out, im.stream.get());
+    if (in.single.dim(0) > 0)
+      cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), &in.single);
+  } else
     cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get());
 }
 

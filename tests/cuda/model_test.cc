@@ -293,6 +293,47 @@ TEST(CudaModel, RaggedBatchEqualsOneAtATime) {
   for (auto& s : seqs) gpu.release(s);
 }
 
+// The serving engine's usual step mixes one decode token of a running sequence with another's prefill chunk:
+// the decode row goes to the decode kernel (row list), the chunk to the flash kernel; both must equal the CPU.
+TEST(CudaModel, MixedPrefillAndDecodeStepMatchesCpu) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = model::Qwen2_5_VL::load(kModel);
+  Qwen2_5_VLCuda gpu(cpu);
+  const auto a = random_text(33, 21), b = random_text(65, 22);  // 65 rows: a 64-row tile + one row (decode kernel)
+  CudaSequence sa;
+  gpu.prefill(sa, a, nullptr, 128, 1);
+  CudaSequence sb;
+  ASSERT_TRUE(gpu.reserve(sb, 128));
+  Batch m;
+  m.sequences = {&sa, &sb};
+  m.token_ids.push_back(42);
+  m.seq_of_row.push_back(0);
+  m.cache_pos.push_back(static_cast<std::int32_t>(sa.length));
+  std::vector<std::int32_t> pt = {static_cast<std::int32_t>(sa.length + sa.rope_deltas)};
+  for (std::size_t j = 0; j < b.size(); ++j) {
+    m.token_ids.push_back(b[j]);
+    m.seq_of_row.push_back(1);
+    m.cache_pos.push_back(static_cast<std::int32_t>(j));
+    pt.push_back(static_cast<std::int32_t>(j));
+  }
+  for (int r = 0; r < 3; ++r) m.positions.insert(m.positions.end(), pt.begin(), pt.end());
+  m.logits_rows = {0, static_cast<std::int32_t>(m.token_ids.size() - 1)};
+  const ops::Matrix got = gpu.forward(m);
+  auto s1 = cpu.new_session(128);
+  cpu.prefill(s1, a, nullptr, 1);
+  const ops::Matrix ra = cpu.decode(s1, 42);
+  auto s2 = cpu.new_session(128);
+  const ops::Matrix rb = cpu.prefill(s2, b, nullptr, 1);
+  for (int i = 0; i < 2; ++i) {
+    ops::Matrix row(1, got.cols);
+    std::copy(got.row(i), got.row(i) + got.cols, row.row(0));
+    EXPECT_LE(rel_error(row, i == 0 ? ra : rb), 1e-2) << (i == 0 ? "decode row" : "prefill chunk");
+    EXPECT_EQ(argmax_row(row, 0), argmax_row(i == 0 ? ra : rb, 0));
+  }
+  gpu.release(sa);
+  gpu.release(sb);
+}
+
 // Decode steps replay captured CUDA graphs (CudaOptions::cuda_graphs): the same kernels on the same inputs as
 // eager launches, so the logits must agree to float rounding, also after a larger forward has moved the
 // workspaces (the stale graph must be re-captured, not replayed with old addresses).

@@ -37,8 +37,11 @@ void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping
 // sequence of each query row, < B); q_pos: [T] I32 (its absolute position; it attends cache positions
 // [0, q_pos], which must have been written). Decode: T = B, q_seq = 0..B-1, q_pos = length - 1.
 // out: [T, heads, head_dim] F32|BF16 contiguous. scale: softmax scale (1/sqrt(head_dim)).
+// rows: null = every row; else [n] I32 device, the rows to attend (others of `out` are left as they are), so
+// that a mixed step runs its one-row (decode) queries here and its prefill tiles in the flash kernel.
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
-                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream);
+                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream,
+                     const Tensor* rows = nullptr);
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 WMMA, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32): the prefill form of
