@@ -64,13 +64,13 @@ if has serve; then
   python3 tools/make_bench_images.py /tmp/img640 --n 8
   export VLQ_STEP_LOG=${VLQ_STEP_LOG:-100}
   SF="--device cuda --max-num-seqs 256 --max-model-len 2048 --max-queue 4096 --max-num-batched-tokens 8192"
-  for c in ${SERVE_C:-1 256}; do
+  for c in ${SERVE_C-1 256}; do
     n=$(( c * 2 )); [ $c -eq 1 ] && n=8
     step serve_text_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set text --prompt-words 50 \
       --output-tokens 128 --concurrency $c --requests $n -- $SF
     tail -3 "$OUT/serve_text_c$c.log"
   done
-  for c in ${SERVE_IMAGE_C:-1 64}; do
+  for c in ${SERVE_IMAGE_C-1 64}; do
     n=$(( c * 2 )); [ $c -eq 1 ] && n=8
     step serve_image_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set image --images /tmp/img640 \
       --prompt-words 55 --output-tokens 128 --concurrency $c --requests $n -- $SF
