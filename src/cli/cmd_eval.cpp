@@ -33,6 +33,9 @@ struct EvalArgs {
 
 int run_eval(const EvalArgs& a) {
   const bool tty = !a.quiet && isatty(STDERR_FILENO);
+  if (a.limit < 0 || a.text_limit < 0)
+    throw UsageError({a.limit < 0 ? "--limit" : "--text-limit", "value out of range", ">= 0 (0 = all)",
+                      std::to_string(a.limit < 0 ? a.limit : a.text_limit), ""});
   if (a.per_layer && a.models.size() != 1)
     throw UsageError({"--per-layer", "needs exactly one --model", "1", std::to_string(a.models.size()), ""});
   if (!a.json_out.empty()) io::require_writable_file(a.json_out, "--json-out", "the evaluation");

@@ -139,8 +139,8 @@ std::function<int()> setup_generate(CLI::App& app) {
   prompt->excludes(messages);
   messages->excludes(prompt);
   auto* system = app.add_option("--system", a->system, "System prompt (default: the template's)");
-  app.add_option("--max-new-tokens", a->max_new_tokens, "Most tokens to generate (default: generation_config or 128)");
-  app.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config)");
+  CLI::Option* max_new_opt = app.add_option("--max-new-tokens", a->max_new_tokens, "Most tokens to generate (default: generation_config or 128)");
+  CLI::Option* temp_opt = app.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config)");
   app.add_option("--top-p", a->top_p, "Nucleus sampling mass");
   app.add_option("--top-k", a->top_k, "Top-k sampling (0 = off)");
   app.add_option("--repetition-penalty", a->repetition_penalty, "HF repetition penalty (default: generation_config or 1)");
@@ -156,16 +156,17 @@ std::function<int()> setup_generate(CLI::App& app) {
                "--dump also writes the prompt's named intermediates: vision.patch_embed, vision.block.{i} (window "
                "order), vision.merger, lm.embeds, lm.layer.{l}, lm.norm (the names of the HF golden files)");
   app.add_flag("-q,--quiet", a->quiet, "No timing line on stderr");
-  return [a, prompt, messages, system]() {
+  return [a, prompt, messages, system, max_new_opt, temp_opt]() {
     auto bad = [](const char* opt, const std::string& want, const std::string& got) {
       throw UsageError({opt, "value out of range", want, got, ""});
     };
-    if (a->temperature != -1 && a->temperature < 0) bad("--temperature", ">= 0 (0 = greedy)", fmt::format("{}", a->temperature));
+    // -1 is the "not given" default of both; given explicitly it is out of range like any negative value.
+    if ((temp_opt->count() > 0 || a->temperature != -1) && a->temperature < 0) bad("--temperature", ">= 0 (0 = greedy)", fmt::format("{}", a->temperature));
     if (a->top_p != -1 && !(a->top_p > 0 && a->top_p <= 1)) bad("--top-p", "in (0, 1]", fmt::format("{}", a->top_p));
     if (a->top_k < -1) bad("--top-k", ">= 0 (0 = off)", std::to_string(a->top_k));
     if (a->repetition_penalty != -1 && !(a->repetition_penalty > 0))
       bad("--repetition-penalty", "> 0", fmt::format("{}", a->repetition_penalty));
-    if (a->max_new_tokens < -1) bad("--max-new-tokens", ">= 0", std::to_string(a->max_new_tokens));
+    if ((max_new_opt->count() > 0 || a->max_new_tokens != -1) && a->max_new_tokens < 0) bad("--max-new-tokens", ">= 0", std::to_string(a->max_new_tokens));
     if (a->dump_last < 1) bad("--dump-last", ">= 1", std::to_string(a->dump_last));
     if (!a->dump.empty()) io::require_writable_file(a->dump, "--dump", "generating");
     if (prompt->count() == 0 && messages->count() == 0)

@@ -297,7 +297,13 @@ int run_quantize(const QuantizeArgs& a) {
   // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
   // too, but the portable layout stages under other names first, so check up front.
   io::require_new_output(out_dir, {model_dir}, a.force);
-  if (!a.report.empty()) io::require_writable_file(a.report, "--report", "the quantization");
+  if (!a.report.empty()) {
+    io::require_writable_file(a.report, "--report", "the quantization");
+    const fs::path rep = fs::weakly_canonical(fs::absolute(a.report)), in = fs::weakly_canonical(model_dir);
+    if (std::mismatch(in.begin(), in.end(), rep.begin(), rep.end()).first == in.end())
+      throw UsageError({a.report, "the --report file is inside the input model folder", "a path outside " + in.string(),
+                        rep.string(), "inputs are never modified: write the report elsewhere, e.g. next to OUT"});
+  }
   eval::AutoPrecisionOptions apo;
   if (a.auto_precision) {
     if (!(a.max_kl > 0))

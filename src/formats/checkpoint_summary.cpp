@@ -491,8 +491,12 @@ class Summarizer {
     for (std::size_t i = 0; i < list->size(); ++i) {
       if (used[i]) continue;
       bool hit = false;
-      for (const auto& m : modules)
-        if (entry_matches((*list)[i], m, ct)) { hit = true; break; }
+      const std::string& e = (*list)[i];
+      for (const auto& m : modules)  // a parent module's name (e.g. `visual`, vLLM 0.10's tower entry) counts
+        if (entry_matches(e, m, ct) || (m.size() > e.size() && m.compare(0, e.size(), e) == 0 && m[e.size()] == '.')) {
+          hit = true;
+          break;
+        }
       if (!hit) {
         an.add("warning", "exclude_entry_matches_nothing",
                list_name + " entry matches no module of the checkpoint (written for another naming?)",

@@ -305,6 +305,10 @@ QuantLayout open_input(const fs::path& in, const CheckpointView& view) {
 
 ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const ConvertOptions& opts) {
   const RuntimeProfile& prof = find_profile(opts.target);
+  std::error_code ec;
+  if (!fs::exists(in, ec))  // before the output guard, which would otherwise judge OUT against in's parent
+    throw IoError({in.string(), "input checkpoint not found", "a checkpoint folder or .safetensors file",
+                   "no such file or folder", "check the path (vlq inspect DIR shows what a folder holds)"});
   const fs::path folder = fs::is_directory(in) ? in : in.parent_path();
   io::require_new_output(out, {folder}, opts.force);
   CheckpointView view = CheckpointView::open(in);

@@ -666,6 +666,9 @@ void require_writable_file(const fs::path& file, const std::string& flag, const 
   if (!fs::is_directory(parent, ec) || ::access(parent.c_str(), W_OK) != 0)
     throw IoError({file.string(), "cannot write the " + flag + " file", "a writable folder", parent.string(),
                    "create the folder or choose another path (checked before " + before + ")"});
+  if (fs::is_directory(file, ec))
+    throw IoError({file.string(), "the " + flag + " path is a folder", "a file path", "an existing folder",
+                   "name a file, e.g. " + (file / "report.html").string() + " (checked before " + before + ")"});
 }
 
 void write_text_file(const fs::path& file, std::string_view text) {

@@ -15,7 +15,7 @@ namespace vlq::quant {
 namespace {
 constexpr int kPointsPerBin = 8;
 constexpr int kCandidates = 256;  // amax = max · 2^(-k/32), k = 0..256: down to max / 256
-const char* kChoices = "max, mse, percentile or percentile:P (0 < P <= 100, e.g. percentile:99.99)";
+const char* kChoices = "max, mse, percentile or percentile:P (50 <= P <= 100, e.g. percentile:99.99)";
 
 // The bin range [lo, hi) of bin b, hi cut at max_abs.
 std::pair<double, double> bin_range(int b, float max_abs) {
@@ -47,8 +47,14 @@ ActScale parse_act_scale(const std::string& text, const std::string& flag) {
     const std::string p = text.substr(11);
     char* end = nullptr;
     const double v = p.empty() ? NAN : std::strtod(p.c_str(), &end);
-    if (p.empty() || end != p.c_str() + p.size() || !(v > 0 && v <= 100))
-      throw UsageError({flag, "percentile out of range", "percentile:P with 0 < P <= 100 (e.g. percentile:99.99)", text, ""});
+    if (p.empty() || end != p.c_str() + p.size())
+      throw UsageError({flag, "the percentile is not a number", "percentile:P with 50 <= P <= 100 (e.g. percentile:99.99)",
+                        text, ""});
+    // Below the median the scale clips most of every activation (percentile:0.001 gave input_scale ~3e-11 and
+    // 0 % accuracy on the bundled model): refuse rather than write a broken checkpoint.
+    if (!(v >= 50 && v <= 100))
+      throw UsageError({flag, "percentile out of range", "percentile:P with 50 <= P <= 100 (e.g. percentile:99.99)", text,
+                        "activation amax is a high percentile of |x|; 99.9-99.999 are the usual choices"});
     a.percentile = v;
     return a;
   }

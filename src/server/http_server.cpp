@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <ctime>
 
 #include "vlq/core/error.h"
@@ -236,11 +237,27 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
 void HttpServer::Impl::install() {
   svr.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
   svr.set_payload_max_length(opt.max_body_bytes);
+  // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which let a second server bind the same
+  // port and share its connections.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   svr.set_read_timeout(30, 0);
   svr.set_write_timeout(30, 0);
   svr.set_keep_alive_max_count(1000);
   svr.set_keep_alive_timeout(5);
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Debian's compiled cpp-httplib refuses form-encoded bodies over 8 KiB with a bare 413 before any handler
+    // runs (plain `curl -d` sends that type): answer with what to send instead.
+    if (req.method == "POST" && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0 &&
+        std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 8192) {
+      send_error(res, ApiError(415, "a JSON body must be sent as Content-Type: application/json (form-encoded bodies "
+                                    "are limited to 8 KiB by the HTTP library); e.g. curl -H 'Content-Type: application/json'",
+                               "invalid_request_error", "", "unsupported_media_type"));
+      res.set_header("Connection", "close");  // the body was not read
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
     if (same_secret(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
       return httplib::Server::HandlerResponse::Unhandled;
@@ -249,11 +266,12 @@ void HttpServer::Impl::install() {
     res.set_header("Connection", "close");  // the body (if any) was not read
     return httplib::Server::HandlerResponse::Handled;
   });
-  svr.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+  svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     if (res.status == 413)
-      send_error(res, ApiError(413, "request body is larger than the server's limit", "invalid_request_error", "",
-                               "request_too_large"));
+      send_error(res, ApiError(413, "request body is larger than the server's limit (" +
+                                        std::to_string(opt.max_body_bytes >> 20) + " MiB, --max-body-mb)",
+                               "invalid_request_error", "", "request_too_large"));
     else if (res.status == 404)
       send_error(res, ApiError(404, "no route for " + req.method + " " + req.path, "invalid_request_error", "",
                                "not_found"));

@@ -134,3 +134,33 @@ TEST(MessagesCli, VisionKvKeyErrorHintSaysWhatConvertDoes) {
 }
 
 }  // namespace
+
+namespace {
+// Found by a new-user attack run (2026-12-06): each was accepted with exit 0 or misreported.
+TEST(MessagesCli, AttackRunFindingsGetUsageErrorsOrTheRightMessage) {
+  Scratch s("attack");
+  // convert of a missing input said "output folder is inside the input folder" (exit 64).
+  auto c = run_vlq("convert " + q(s / "nope") + " " + q(s / "out") + " --for vllm-0.10");
+  EXPECT_EQ(c.rc, 3) << c.err;
+  EXPECT_TRUE(has(c.err, "input checkpoint not found")) << c.err;
+  EXPECT_FALSE(fs::exists(s / "out"));
+  // generate --max-new-tokens -1 / --temperature -1 ran with the defaults (-1 was the "not given" sentinel).
+  for (const char* flag : {"--max-new-tokens", "--temperature"}) {
+    auto g = run_vlq("generate --model " + q(kModel) + " --prompt hi --device cpu " + flag + " -1");
+    EXPECT_EQ(g.rc, 64) << flag << ": " << g.err;
+    EXPECT_TRUE(has(g.err, flag)) << g.err;
+  }
+  // eval --limit -1 evaluated everything.
+  auto e = run_vlq("eval --reference " + q(kModel) + " --model " + q(kModel) + " --limit -1");
+  EXPECT_EQ(e.rc, 64) << e.err;
+  EXPECT_TRUE(has(e.err, "--limit")) << e.err;
+  // serve --drain-timeout -3 started; --max-body-mb 0 did not say which flag or what was found.
+  auto d = run_vlq("serve --model " + q(kModel) + " --device cpu --drain-timeout -3");
+  EXPECT_EQ(d.rc, 64) << d.err;
+  EXPECT_TRUE(has(d.err, "--drain-timeout")) << d.err;
+  auto b = run_vlq("serve --model " + q(kModel) + " --device cpu --max-body-mb 0");
+  EXPECT_EQ(b.rc, 64) << b.err;
+  EXPECT_TRUE(has(b.err, "--max-body-mb")) << b.err;
+  EXPECT_FALSE(has(b.err, "--max-image-mb")) << b.err;
+}
+}  // namespace

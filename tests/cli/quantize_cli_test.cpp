@@ -307,13 +307,24 @@ TEST(QuantizeCli, ForTargetThatWouldFailWritesNothing) {
 TEST(QuantizeCli, ActScaleChoices) {
   Scratch s("quant");
   const fs::path out = s / "out";
-  for (const char* bad : {"foo", "percentile:0", "percentile:abc"}) {
+  // percentile:0.001 / 1e-300 used to clip every activation (0 % accuracy) with exit 0: now below 50 is refused.
+  for (const char* bad : {"foo", "percentile:0", "percentile:abc", "percentile:0.001", "percentile:1e-300"}) {
     auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + kFast + " --act-scale " + q(std::string(bad)));
     EXPECT_EQ(r.rc, 64) << bad << ": " << r.err;
     EXPECT_TRUE(has(r.err, "--act-scale")) << r.err;
-    EXPECT_TRUE(has(r.err, std::string(bad) == "foo" ? "max, mse, percentile" : "0 < P <= 100")) << r.err;
+    EXPECT_TRUE(has(r.err, std::string(bad) == "foo" ? "max, mse, percentile" : "50 <= P <= 100")) << r.err;
+    if (std::string(bad) == "percentile:abc") EXPECT_TRUE(has(r.err, "not a number")) << r.err;
     expect_no_leftovers(out);
   }
+  // --report must name a file outside the input model folder, checked before calibration.
+  for (const fs::path& rep : {s.dir, fs::path(kModel) / "report.html"}) {
+    auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + kFast + " --report " + q(rep));
+    EXPECT_NE(r.rc, 0) << rep << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "--report")) << r.err;
+    expect_no_leftovers(out);
+    EXPECT_FALSE(fs::exists(out)) << "the export was written although --report was unusable";
+  }
+  EXPECT_FALSE(fs::exists(fs::path(kModel) / "report.html"));
   auto d = run_vlq("quantize " + q(kModel) + " " + q(s / "default") + text_calib() + kFast);
   ASSERT_EQ(d.rc, 0) << d.err;
   auto m = run_vlq("quantize " + q(kModel) + " " + q(s / "max") + text_calib() + kFast + " --act-scale max");
@@ -350,3 +361,15 @@ TEST(QuantizeCli, ReportPages) {
   EXPECT_TRUE(has(ehtml, "vllm-latest"));
   EXPECT_TRUE(has(ehtml, "no calibration histogram"));
 }
+
+namespace {
+// A default LM-only export lists `visual` (vLLM 0.10's tower entry) beside `visual*`; vlq's own inspect used to
+// warn that it matched nothing (found by a new-user run). A parent module's name is a match.
+TEST(QuantizeCli, DefaultExportPassesItsOwnInspectWithoutExcludeWarnings) {
+  Scratch s("quant");
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(s / "lm") + text_calib() + kFast);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  auto i = run_vlq("inspect " + q(s / "lm"));
+  EXPECT_FALSE(has(i.out + i.err, "exclude_entry_matches_nothing")) << i.out;
+}
+}  // namespace

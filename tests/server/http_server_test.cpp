@@ -377,3 +377,37 @@ TEST(HttpServer, QueueFullIs429AndDrainIs503ThenFinishes) {
 
 }  // namespace
 }  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// Found by a new-user attack run: cpp-httplib's default SO_REUSEPORT let a second server bind the same port
+// (connections then alternated between the two), and its 8 KiB cap on form-encoded bodies answered plain
+// `curl -d` requests over 8 KiB with a bare 413 although --max-body-mb allows 32 MiB: now 415 saying what to send.
+TEST(HttpServer, SecondServerOnTheSamePortIsRefused) {
+  TestServer& s = shared();
+  engine::LlmEngine& core = *s.core;
+  Metrics m;
+  AsyncEngine a(core, m, 4);
+  ServerOptions so;
+  so.port = s.port;
+  so.served_model_name = "other";
+  HttpServer second(bundle(), a, m, so);
+  EXPECT_THROW(second.bind(), IoError);
+}
+
+TEST(HttpServer, FormEncodedBodyOverEightKiBIs415NamingTheContentType) {
+  TestServer& s = shared();
+  json body = {{"model", "tiny"}, {"max_tokens", 2}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}};
+  std::string text = body.dump();
+  text.insert(text.size() - 1, std::string(20000, ' '));  // whitespace padding inside the object
+  expect_error(s.client().Post("/v1/chat/completions", text, "application/x-www-form-urlencoded"), 415, "",
+               "unsupported_media_type");
+  auto r = s.client().Post("/v1/chat/completions", text, "application/json");  // the same body as JSON is fine
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_TRUE(s.settles());
+}
+
+}  // namespace
+}  // namespace vlq::server

@@ -17,7 +17,7 @@ enum class ActScaleMethod { kMax, kMse, kPercentile };
 
 struct ActScale {
   ActScaleMethod method = ActScaleMethod::kMax;
-  double percentile = 99.99;  // kPercentile: 0 < P <= 100
+  double percentile = 99.99;  // kPercentile: 50 <= P <= 100
   // "max", "mse", "percentile:99.99" (what the provenance records).
   std::string name() const;
 };
