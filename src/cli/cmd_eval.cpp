@@ -55,14 +55,7 @@ int run_eval(const EvalArgs& a) {
         throw UsageError({"--data images", "no task file", "--tasks FILE.jsonl (e.g. data/heldout/heldout.jsonl)", "none", ""});
       o.tasks = false;
     } else {
-      items = eval::load_eval_items(a.tasks);
-      if (a.limit > 0 && static_cast<std::int64_t>(items.size()) > a.limit) {
-        // Deterministic, task-balanced subset: every k-th item.
-        std::vector<eval::EvalItem> sub;
-        const double step = static_cast<double>(items.size()) / static_cast<double>(a.limit);
-        for (std::int64_t i = 0; i < a.limit; ++i) sub.push_back(items[static_cast<std::size_t>(i * step)]);
-        items = std::move(sub);
-      }
+      items = eval::evenly_spaced(eval::load_eval_items(a.tasks), a.limit);
     }
   }
   if (o.text) {

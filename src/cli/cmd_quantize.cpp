@@ -227,13 +227,7 @@ eval::AutoPrecisionResult run_auto_precision(const QuantizeArgs& a, const fs::pa
     std::vector<eval::EvalItem> items;
     std::vector<std::string> texts;
     if (!a.auto_tasks.empty()) {
-      items = eval::load_eval_items(a.auto_tasks);
-      if (a.auto_limit > 0 && static_cast<std::int64_t>(items.size()) > a.auto_limit) {
-        std::vector<eval::EvalItem> sub;
-        const double step = static_cast<double>(items.size()) / static_cast<double>(a.auto_limit);
-        for (std::int64_t i = 0; i < a.auto_limit; ++i) sub.push_back(items[static_cast<std::size_t>(i * step)]);
-        items = std::move(sub);
-      }
+      items = eval::evenly_spaced(eval::load_eval_items(a.auto_tasks), a.auto_limit);
     } else {
       eval::sensitivity_data_of(quant::select_calib_samples(text_pool, image_pool, static_cast<std::size_t>(a.auto_samples), a.seed),
                                 items, texts);

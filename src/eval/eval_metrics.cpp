@@ -305,6 +305,14 @@ bool answer_matches(std::string_view prediction, std::string_view expected) {
 
 // ---- held-out set ------------------------------------------------------------------------------------------
 
+std::vector<EvalItem> evenly_spaced(std::vector<EvalItem> items, std::int64_t limit) {
+  if (limit <= 0 || static_cast<std::int64_t>(items.size()) <= limit) return items;
+  std::vector<EvalItem> sub;
+  const double step = static_cast<double>(items.size()) / static_cast<double>(limit);
+  for (std::int64_t i = 0; i < limit; ++i) sub.push_back(std::move(items[static_cast<std::size_t>(i * step)]));
+  return sub;
+}
+
 std::vector<EvalItem> load_eval_items(const std::filesystem::path& jsonl) {
   namespace fs = std::filesystem;
   const std::string name = jsonl.string();

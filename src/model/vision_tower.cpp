@@ -24,6 +24,20 @@ void run_linear(const ops::LinearWeights& lin, const ops::Matrix& x, ops::Matrix
 }
 }  // namespace
 
+PatchPositions vision_patch_positions(const std::vector<GridThw>& grid_thw, std::int64_t ms) {
+  PatchPositions p;
+  for (const GridThw& g : grid_thw)
+    for (std::int64_t t = 0; t < g[0]; ++t)
+      for (std::int64_t bh = 0; bh < g[1] / ms; ++bh)
+        for (std::int64_t bw = 0; bw < g[2] / ms; ++bw)
+          for (std::int64_t mh = 0; mh < ms; ++mh)
+            for (std::int64_t mw = 0; mw < ms; ++mw) {
+              p.h.push_back(bh * ms + mh);
+              p.w.push_back(bw * ms + mw);
+            }
+  return p;
+}
+
 WindowIndex vision_window_index(const std::vector<GridThw>& grid_thw, std::int64_t window_size,
                                 std::int64_t patch_size, std::int64_t merge_size) {
   if (window_size % (patch_size * merge_size) != 0)
@@ -84,19 +98,8 @@ ops::Matrix vision_forward(const VisionWeights& w, const formats::VisionConfig& 
   run_linear(w.patch_embed, px, x, obs);
   if (dump) obs->on_tensor("vision.patch_embed", x.data.data(), x.rows, x.cols);
   // 3. rotary angles per patch (processor order: t, bh, bw, mh, mw)
-  std::vector<std::int64_t> hpos, wpos;
-  hpos.reserve(n);
-  wpos.reserve(n);
-  for (const GridThw& g : grid_thw)
-    for (std::int64_t t = 0; t < g[0]; ++t)
-      for (std::int64_t bh = 0; bh < g[1] / ms; ++bh)
-        for (std::int64_t bw = 0; bw < g[2] / ms; ++bw)
-          for (std::int64_t mh = 0; mh < ms; ++mh)
-            for (std::int64_t mw = 0; mw < ms; ++mw) {
-              hpos.push_back(bh * ms + mh);
-              wpos.push_back(bw * ms + mw);
-            }
-  const std::vector<float> ang0 = ops::vision_rotary_angles(hpos, wpos, hd, 10000.0);
+  const PatchPositions pp = vision_patch_positions(grid_thw, ms);
+  const std::vector<float> ang0 = ops::vision_rotary_angles(pp.h, pp.w, hd, 10000.0);
   // 4–5. window index and reorder (groups of `unit` rows)
   const WindowIndex wi = vision_window_index(grid_thw, cfg.window_size, cfg.patch_size, ms);
   const std::int64_t half = hd / 2;

@@ -93,19 +93,8 @@ struct VisionPlan {
 
 VisionPlan plan_vision(const DevVision& v, std::int64_t n, const std::vector<model::GridThw>& grid) {
   const std::int64_t ms = v.cfg.spatial_merge_size, unit = v.unit, half = v.hd / 2;
-  std::vector<std::int64_t> hpos, wpos;
-  hpos.reserve(static_cast<std::size_t>(n));
-  wpos.reserve(static_cast<std::size_t>(n));
-  for (const model::GridThw& g : grid)
-    for (std::int64_t t = 0; t < g[0]; ++t)
-      for (std::int64_t bh = 0; bh < g[1] / ms; ++bh)
-        for (std::int64_t bw = 0; bw < g[2] / ms; ++bw)
-          for (std::int64_t mh = 0; mh < ms; ++mh)
-            for (std::int64_t mw = 0; mw < ms; ++mw) {
-              hpos.push_back(bh * ms + mh);
-              wpos.push_back(bw * ms + mw);
-            }
-  const std::vector<float> ang0 = ops::vision_rotary_angles(hpos, wpos, v.hd, 10000.0);
+  const model::PatchPositions pp = model::vision_patch_positions(grid, ms);  // the CPU tower's own positions
+  const std::vector<float> ang0 = ops::vision_rotary_angles(pp.h, pp.w, v.hd, 10000.0);
   const model::WindowIndex wi = model::vision_window_index(grid, v.cfg.window_size, v.cfg.patch_size, ms);
   VisionPlan p;
   p.n_perm = n;

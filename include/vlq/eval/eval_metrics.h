@@ -122,6 +122,9 @@ struct EvalItem {
 // FormatError (corrupt line, missing/mistyped id, task, image, messages, answer, choices; duplicate id; each
 // naming file:line), UnsupportedError (a "rule" other than "exact_normalized"), ConfigError (no items).
 std::vector<EvalItem> load_eval_items(const std::filesystem::path& jsonl);
+// Deterministic, task-balanced subset: `limit` evenly spaced items (every k-th); all of them when limit <= 0
+// or limit >= items.size(). (`vlq eval --limit`, `vlq quantize --auto-limit`.)
+std::vector<EvalItem> evenly_spaced(std::vector<EvalItem> items, std::int64_t limit);
 
 // Per-task accuracy.
 struct TaskAccuracy {

@@ -30,6 +30,13 @@ struct WindowIndex {
   std::vector<std::int64_t> cu_window_seqlens;  // patch units, starts at 0, duplicates removed
   std::vector<std::int64_t> cu_seqlens;         // per temporal frame (full-attention blocks), patch units
 };
+// Row (h) and column (w) of every patch in the processor's order (t, bh, bw, mh, mw; items concatenated),
+// the inputs of the 2-D vision rotary (HF Qwen2_5_VisionTransformer.rot_pos_emb). Both [Σ t·h·w].
+struct PatchPositions {
+  std::vector<std::int64_t> h, w;
+};
+PatchPositions vision_patch_positions(const std::vector<GridThw>& grid_thw, std::int64_t merge_size);
+
 // window_size in pixels (config), patch_size in pixels, merge_size = spatial_merge_size. Throws
 // ConfigError when window_size is not a multiple of patch_size·merge_size, UsageError when a grid side
 // is not a multiple of merge_size.
