@@ -157,14 +157,6 @@ __global__ void kv_write_kernel(const TK* k, std::int64_t ldk, const TK* v, std:
   }
 }
 
-template <class F> void with_cache_type(DType d, F&& f) {
-  if (d == DType::F32) f(float{});
-  else if (d == DType::BF16) f(bf16{});
-  else f(std::uint8_t{});
-}
-template <class F> void with_act(DType d, F&& f) {
-  if (d == DType::F32) f(float{}); else f(bf16{});
-}
 
 void check_cache(const char* op, const PagedKvLayer& c) {
   if (!c.k || !c.v || c.head_dim % 32 || c.head_dim > 256 || c.head_dim <= 0 || c.kv_heads <= 0 || c.block_size <= 0 ||

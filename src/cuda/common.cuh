@@ -9,9 +9,22 @@
 
 #include <cstdint>
 
+#include "vlq/core/dtype.h"
+
 namespace vlq::cuda::detail {
 
 using bf16 = __nv_bfloat16;
+
+// Host dispatch on a runtime dtype: f(T{}) with T = float | bf16 (activations) or float | bf16 | E4M3 codes
+// (KV cache); shared by the attention launchers.
+template <class F> void with_cache_type(DType d, F&& f) {
+  if (d == DType::F32) f(float{});
+  else if (d == DType::BF16) f(bf16{});
+  else f(std::uint8_t{});
+}
+template <class F> void with_act(DType d, F&& f) {
+  if (d == DType::F32) f(float{}); else f(bf16{});
+}
 
 // f32 -> E4M3FN saturating, round to nearest even: a device port of vlq::f32_to_e4m3fn_sat
 // (include/vlq/core/numerics.h), same integer/float steps, so bit-exact with it (and with

@@ -241,14 +241,6 @@ __global__ void __launch_bounds__(kWarps * 32) flash_segments_kernel(const T* q,
              scale, out);
 }
 
-template <class F> void with_cache(DType d, F&& f) {
-  if (d == DType::F32) f(float{});
-  else if (d == DType::BF16) f(bf16{});
-  else f(std::uint8_t{});
-}
-template <class F> void with_act2(DType d, F&& f) {
-  if (d == DType::F32) f(float{}); else f(bf16{});
-}
 
 template <class K> void set_smem(K kernel, int bytes) {
   VLQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -278,11 +270,11 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
   const int D = cache.head_dim;
   const int bytes = Smem(D).total;
   const dim3 grid(static_cast<unsigned>(tiles.shape[0]), static_cast<unsigned>(heads));
-  with_act2(q.dtype, [&](auto tq) {
+  with_act(q.dtype, [&](auto tq) {
     using TQ = decltype(tq);
-    with_cache(cache.dtype, [&](auto tc) {
+    with_cache_type(cache.dtype, [&](auto tc) {
       using C = decltype(tc);
-      with_act2(out.dtype, [&](auto to) {
+      with_act(out.dtype, [&](auto to) {
         using O = decltype(to);
         set_smem(flash_paged_kernel<TQ, C, O>, bytes);
         flash_paged_kernel<TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
@@ -311,9 +303,9 @@ void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v,
   if (!n || !tiles.shape[0]) return;
   const int bytes = Smem(static_cast<int>(d)).total;
   const dim3 grid(static_cast<unsigned>(tiles.shape[0]), static_cast<unsigned>(heads));
-  with_act2(q.dtype, [&](auto tq) {
+  with_act(q.dtype, [&](auto tq) {
     using T = decltype(tq);
-    with_act2(out.dtype, [&](auto to) {
+    with_act(out.dtype, [&](auto to) {
       using O = decltype(to);
       set_smem(flash_segments_kernel<T, O>, bytes);
       flash_segments_kernel<T, O><<<grid, kWarps * 32, bytes, stream>>>(
