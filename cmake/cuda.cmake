@@ -66,6 +66,8 @@ endif()
 # engine::DeviceModel runs models on the GPU in CUDA builds (src/engine/device_model.cpp, VLQ_HAVE_CUDA).
 target_link_libraries(vlq_engine PUBLIC vlq_model_cuda)
 target_compile_definitions(vlq_engine PRIVATE VLQ_HAVE_CUDA=1)
+# quant::calibrate_cuda (layer-sequential GPU calibration, src/quant/calibrate_cuda.cpp) likewise.
+target_compile_definitions(vlq_quant PRIVATE VLQ_HAVE_CUDA=1)
 
 # Static OpenBLAS for binaries that run on the device machine (it lacks the Debian libraries):
 # -DVLQ_CUDA_STATIC_BLAS=ON links libopenblas.a (+ gfortran, gomp) into the CUDA test/bench executables.

@@ -3,7 +3,8 @@
 # tests, then the issue #11/#12 figures on a 7B-shaped random checkpoint made there (released Qwen2.5-VL-7B
 # config): vlq quantize → FP8, cuda_model_bench on BF16 and FP8, the transformers BF16 peer, and the serving
 # load bench on `vlq serve --device cuda`. Each step has its own time limit and log under $OUT; a failed
-# step does not stop the next. STEPS (default "tests ckpt quant bench peer serve") picks steps.
+# step does not stop the next. STEPS (default "tests ckpt quant bench peer serve") picks steps; also sanitize,
+# prof, bf16, gquant (GPU calibration, issue #13) and mopt (the ModelOpt peer; needs .whl carried).
 set -u
 . .devsync/device-run.sh > "$OUT/device.txt" 2>&1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
@@ -43,6 +44,19 @@ if has quant && [ -f $F/config.json ]; then echo "quant: $F exists (warm machine
 elif has quant; then
   step quant 300 $D/vlq quantize $Q $F --scope lm --calib-text data/calib/text.jsonl --samples ${CALIB_SAMPLES:-8} --seq-len 128
   tail -5 "$OUT/quant.log"; du -sh $F
+fi
+if has gquant; then  # issue #13: layer-sequential GPU calibration of the 7B BF16 checkpoint, 512 text + 256 image+caption
+  [ -f /tmp/calib/text.jsonl ] || python3 tools/make_calib_set.py /tmp/calib --text ${GQ_TEXT:-512} --images ${GQ_IMAGES:-256}
+  step gquant 420 $D/vlq quantize $Q /tmp/q7-gq --scope ${GQ_SCOPE:-lm} --device cuda --calib-text /tmp/calib/text.jsonl \
+    --calib-images /tmp/calib/images --samples $(( ${GQ_TEXT:-512} + ${GQ_IMAGES:-256} )) --seq-len 512 --json --force
+  grep -E "GPU calibration|note:|calibrating on|error" "$OUT/gquant.log" | head; grep -A12 '"calibration"' "$OUT/gquant.log"
+fi
+if has mopt; then  # the ModelOpt hf_ptq-style peer on the same checkpoint and data (wheels in .whl, tools/modelopt_peer.md)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$OUT/pip.log" 2>&1
+  step mopt 540 env PYTHONPATH=/tmp/site python3 tools/modelopt_peer.py $Q --calib-text /tmp/calib/text.jsonl \
+    --calib-images /tmp/calib/images --text-samples ${GQ_TEXT:-512} --image-samples ${GQ_IMAGES:-256} --out /tmp/q7-modelopt \
+    --json "$OUT/modelopt.json"
+  tail -15 "$OUT/mopt.log"
 fi
 if has bench; then
   step bench_fp8 240 $D/cuda_model_bench $F ${PREFILL:-8192} 1,8,64,256 && cat "$OUT/bench_fp8.log" || tail -20 "$OUT/bench_fp8.log"

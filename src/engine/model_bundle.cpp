@@ -69,6 +69,7 @@ ModelBundle ModelBundle::load(const fs::path& dir, const BundleOptions& options)
   text::ChatTemplate tmpl = text::ChatTemplate::from_model_dir(dir);
   model::LoadOptions lo;
   lo.kv_cache = options.kv_cache;
+  lo.decode_weights = options.decode_weights;
   model::Qwen2_5_VL m = model::Qwen2_5_VL::load(dir, lo);
   auto parts = std::make_unique<Parts>(dir, std::move(tok), std::move(tmpl), std::move(m));
   parts->kv_cache = options.kv_cache;

@@ -36,7 +36,8 @@ std::int64_t cuda_free_memory_bytes(int device) noexcept {
 #ifdef VLQ_HAVE_CUDA
 namespace {
 
-bool greedy(const SequenceParams& p) { return p.sampling.temperature == 0.0 && p.sampling.repetition_penalty == 1.0; }
+// Greedy rows (temperature 0) take the device argmax; a repetition penalty is applied on the device first.
+bool greedy(const SequenceParams& p) { return p.sampling.temperature == 0.0; }
 
 class CudaModelRunner final : public ModelRunner {
  public:
@@ -122,7 +123,20 @@ class CudaModelRunner final : public ModelRunner {
     const auto t0 = std::chrono::steady_clock::now();
     auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     if (all_greedy) {
-      const std::vector<std::int32_t> ids = gpu_.forward_greedy(b);
+      model_cuda::RowPenalties pen;
+      bool any_penalty = false;
+      for (std::size_t j : sampled) any_penalty = any_penalty || batch.seqs[j].seq->params().sampling.repetition_penalty != 1.0;
+      if (any_penalty) {
+        pen.offsets.push_back(0);
+        for (std::size_t j : sampled) {
+          const Sequence& seq = *batch.seqs[j].seq;
+          const double p = seq.params().sampling.repetition_penalty;
+          pen.penalty.push_back(static_cast<float>(p));
+          if (p != 1.0) pen.history.insert(pen.history.end(), seq.tokens().begin(), seq.tokens().end());
+          pen.offsets.push_back(static_cast<std::int32_t>(pen.history.size()));
+        }
+      }
+      const std::vector<std::int32_t> ids = gpu_.forward_greedy(b, any_penalty ? &pen : nullptr);
       r.forward_s = since();
       for (std::size_t j = 0; j < sampled.size(); ++j) r.tokens[sampled[j]] = ids[j];
       return;

@@ -347,6 +347,8 @@ ConvertResult convert_checkpoint(const fs::path& in, const fs::path& out, const 
     const Planned& p = P.tensors[i];
     if (p.kind == Planned::kDequantize) w.write(p.spec.name, dequantize_weight(ck, *p.linear));
     else w.write(p.spec.name, ck.data(p.src));
+    if (const io::TensorInfo& t = ck.info(p.src); t.nbytes() >= (1u << 20))  // keep the input out of resident memory
+      ck.shard(ck.find(p.src).shard).advise_dontneed(t);
   });
   res.check = stream.check_written(prof);
   if (verdict_fails(res.check.verdict))

@@ -16,7 +16,7 @@ Qwen2_5_VL Qwen2_5_VL::load(const std::filesystem::path& dir, const LoadOptions&
     throw IoError({(dir / "config.json").string(), "model folder has no config.json", "config.json", "none",
                    "point --model at a Hugging Face checkpoint folder"});
   const io::Checkpoint ckpt = io::Checkpoint::open(dir);
-  Qwen2_5_VLWeights w = load_qwen2_5_vl_weights(ckpt, *files.config);
+  Qwen2_5_VLWeights w = load_qwen2_5_vl_weights(ckpt, *files.config, options.decode_weights);
   return Qwen2_5_VL(std::move(files), std::move(w), options);
 }
 

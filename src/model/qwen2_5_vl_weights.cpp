@@ -38,7 +38,7 @@ bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d =
 
 class Loader {
  public:
-  Loader(const io::Checkpoint& ckpt) : ckpt_(ckpt) {
+  Loader(const io::Checkpoint& ckpt, const WeightFilter& decode) : ckpt_(ckpt), decode_(decode) {
     legacy_ = formats::detect_naming(ckpt.names()) == formats::NamingGeneration::kLegacy;
     for (const std::string& n : ckpt.names()) {
       std::string c = formats::canonical_name(n);
@@ -78,8 +78,10 @@ class Loader {
                                       shape_str(shape), shape_str(t->shape), dtype_name(t->dtype)));
       return std::vector<float>(numel(shape), 0.0f);
     }
+    if (!wanted(canonical)) return {};
     return to_f32(ckpt_, *t);
   }
+  bool wanted(const std::string& canonical) const { return !decode_ || decode_(canonical); }
 
   std::optional<float> scalar(const std::string& canonical, bool required, const char* what) {
     const io::TensorInfo* t = find(canonical);
@@ -128,7 +130,7 @@ class Loader {
         if (find(module + leaf)) used_.insert(module + leaf);
       return lin;
     }
-    lin.w = to_f32(ckpt_, *t);
+    if (wanted(wname)) lin.w = to_f32(ckpt_, *t);
     if (has_bias) lin.bias = plain(module + ".bias", {out});
     if (t->dtype == DType::F8_E4M3) {
       ++report_.fp8_linears;
@@ -200,6 +202,7 @@ class Loader {
     return n;
   }
   const io::Checkpoint& ckpt_;
+  WeightFilter decode_;
   bool legacy_ = false;
   std::map<std::string, std::string> by_canonical_;
   std::set<std::string> used_;
@@ -208,8 +211,9 @@ class Loader {
 
 }  // namespace
 
-Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg) {
-  Loader L(ckpt);
+Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg,
+                                          const WeightFilter& decode) {
+  Loader L(ckpt, decode);
   Qwen2_5_VLWeights W;
   const formats::VisionConfig& vc = cfg.vision;
   const formats::TextConfig& tc = cfg.text;

@@ -10,6 +10,7 @@
 #include "vlq/core/error.h"
 #include "vlq/cuda/elementwise.h"
 #include "vlq/cuda/gemv.h"
+#include "vlq/cuda/sampling.h"
 #ifdef VLQ_HAVE_NCCL
 #include <nccl.h>
 #endif
@@ -64,8 +65,9 @@ Tensor input_view(Scratch& s, const InputForm& f, std::int64_t rows, std::int64_
 
 // RMSNorm of h (after h += residual when given) into the input form of each Linear in `group`, then runs
 // each Linear into its output view. Linears with the same input form share one normalized copy.
+// With calibration taps, the first (BF16) normalized copy is recorded in slot `tap`.
 void norm_then_linears(Qwen2_5_VLCuda::Impl& im, const Tensor& h, const Tensor* residual, const float* norm_w,
-                       std::initializer_list<std::pair<const DevLinear*, Tensor>> group) {
+                       std::initializer_list<std::pair<const DevLinear*, Tensor>> group, int tap = -1) {
   InputForm forms[3];
   Tensor views[3];
   int n_forms = 0;
@@ -86,6 +88,7 @@ void norm_then_linears(Qwen2_5_VLCuda::Impl& im, const Tensor& h, const Tensor* 
     }
     run_linear(im, *lin, views[idx], out);
   }
+  if (im.taps && tap >= 0 && n_forms > 0 && !forms[0].fp8) im.taps->record(tap, views[0], im.stream.get());
 }
 
 Tensor f32_view(Scratch& s, std::int64_t rows, std::int64_t cols) {
@@ -120,22 +123,16 @@ void validate(const Qwen2_5_VLCuda::Impl& im, const Batch& b) {
     if (e.row < 0 || e.rows < 0 || e.row + e.rows > T || !e.data) bad("embedding rows out of range", "within [0, T)", std::to_string(e.row));
 }
 
-// Packs the batch's integer inputs into one device buffer: ids [T], positions [3, T], q_seq [T], q_pos [T],
-// slots [T], logits_rows [R], block_tables [B, max_blocks]. Returns views in that order.
-struct BatchInts {
-  Tensor ids, positions, q_seq, q_pos, slots, rows, tables;
-  Tensor tiles;        // [n_tiles, 2] query tiles of the flash prefill kernel (when prefill)
-  Tensor single;       // [n] rows attended by the decode kernel in a prefill step (one-row tiles)
-  bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
-};
+// upload_ints packs the batch's integer inputs into one device buffer: ids [T], positions [3, T], q_seq [T],
+// q_pos [T], slots [T], logits_rows [R], block_tables [B, max_blocks], tiles, single rows (BatchInts, impl.h).
 std::int64_t table_width(const Batch& b) {
   std::int64_t w = 1;
   for (const auto* s : b.sequences) w = std::max<std::int64_t>(w, static_cast<std::int64_t>(s->blocks.size()));
   return w;
 }
-// Uploads the batch's integer inputs into `target` (null: im.ints), block tables padded to `width` columns
-// (>= table_width(b)).
-BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t width, cuda::DeviceBuffer* target = nullptr) {
+}  // namespace
+
+BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t width, cuda::DeviceBuffer* target) {
   const std::int64_t T = static_cast<std::int64_t>(b.token_ids.size());
   const std::int64_t R = static_cast<std::int64_t>(b.logits_rows.size());
   const std::int64_t B = static_cast<std::int64_t>(b.sequences.size());
@@ -190,6 +187,8 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
   return v;
 }
 
+namespace {
+
 // Tensor parallel: x (contiguous F32) ← Σ over ranks, in place, on the compute stream. No-op for one rank.
 void all_reduce_sum(Qwen2_5_VLCuda::Impl& im, const Tensor& x) {
   if (im.opt.tp_size == 1) return;
@@ -218,6 +217,8 @@ void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInt
     cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get());
 }
 
+}  // namespace
+
 // One decoder layer over T rows. `resid` is the previous layer's MLP output (null for layer 0), added to h
 // by this layer's first RMSNorm; returns (through d) this layer's MLP output.
 void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tensor* resid, const BatchInts& in,
@@ -229,12 +230,17 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   auto cols = [&](std::int64_t off, std::int64_t n) { return Tensor::strided2d(qkv + off, DType::F32, T, n, W); };
   norm_then_linears(im, h, resid, L.input_norm,
                     {{&L.q, cols(0, im.heads * hd)}, {&L.k, cols(im.heads * hd, im.kvh * hd)},
-                     {&L.v, cols((im.heads + im.kvh) * hd, im.kvh * hd)}});
+                     {&L.v, cols((im.heads + im.kvh) * hd, im.kvh * hd)}},
+                    kTapQkvIn);
   Tensor qk{qkv, DType::F32, 3, {T, im.heads + im.kvh, hd}, {W, hd, 1}};
   cuda::rotary_inplace(qk, angles, st);
   Tensor q{qkv, DType::F32, 3, {T, im.heads, hd}, {W, hd, 1}};
   Tensor k{qkv + im.heads * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
   Tensor v{qkv + (im.heads + im.kvh) * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
+  if (im.taps) {
+    im.taps->record(kTapK, k, st);
+    im.taps->record(kTapV, v, st);
+  }
   cuda::kv_cache_write(k, v, in.slots, im.kv[li], st);
   // Attention output in o_proj's input form: BF16 for a dense o, else f32 then E4M3.
   const std::int64_t A = im.heads * hd;
@@ -243,12 +249,14 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   if (L.o.fp8) {
     Tensor att = Tensor::contiguous(im.attn.get(static_cast<std::size_t>(T * A) * 4), DType::F32, {T, im.heads, hd});
     attention(im, li, q, in, scale, att);
+    if (im.taps) im.taps->record(kTapOIn, Tensor::contiguous(att.data, DType::F32, {T, A}), st);
     o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
     cuda::quantize_e4m3(att, L.o.input_scale, o_in, st);
   } else {
     Tensor att = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A) * 2), DType::BF16, {T, im.heads, hd});
     attention(im, li, q, in, scale, att);
     o_in = Tensor::contiguous(att.data, DType::BF16, {T, A});
+    if (im.taps) im.taps->record(kTapOIn, o_in, st);
   }
   const Tensor a = f32_view(im.a, T, im.H);
   run_linear(im, L.o, o_in, a);
@@ -258,13 +266,17 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   float* gu = static_cast<float*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
   norm_then_linears(im, h, &a, L.post_norm,
                     {{&L.gate, Tensor::strided2d(gu, DType::F32, T, I, 2 * I)},
-                     {&L.up, Tensor::strided2d(gu + I, DType::F32, T, I, 2 * I)}});
+                     {&L.up, Tensor::strided2d(gu + I, DType::F32, T, I, 2 * I)}},
+                    kTapGateUpIn);
   const InputForm f = form_of(L.down);
   const Tensor act = input_view(im.act_in, f, T, I);
   cuda::swiglu(Tensor::contiguous(gu, DType::F32, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st);
+  if (im.taps && !f.fp8) im.taps->record(kTapDownIn, act, st);
   run_linear(im, L.down, act, d_out);
   all_reduce_sum(im, d_out);
 }
+
+namespace {
 
 // Everything after the integer upload: only device work on `im.stream` (no host synchronisation, no
 // allocation once the workspaces have their size), so that a decode step can be captured as a CUDA graph.
@@ -375,10 +387,30 @@ ops::Matrix Qwen2_5_VLCuda::forward(const Batch& b) {
   return logits;
 }
 
-std::vector<std::int32_t> Qwen2_5_VLCuda::forward_greedy(const Batch& b) {
+std::vector<std::int32_t> Qwen2_5_VLCuda::forward_greedy(const Batch& b, const RowPenalties* pen) {
   Impl& im = *impl_;
+  const std::size_t R = b.logits_rows.size();
+  if (pen && (pen->penalty.size() != R || pen->offsets.size() != R + 1 || pen->offsets[0] != 0 ||
+              pen->offsets[R] != static_cast<std::int32_t>(pen->history.size())))
+    throw UsageError({"forward_greedy", "repetition penalties do not match the logits rows",
+                      std::to_string(R) + " penalties, " + std::to_string(R + 1) + " offsets ending at the history size",
+                      std::to_string(pen->penalty.size()) + " penalties, " + std::to_string(pen->offsets.size()) + " offsets",
+                      "a bug in the caller"});
   const Tensor out = run_batch(im, b);
   std::vector<std::int32_t> ids(static_cast<std::size_t>(out.dim(0)));
+  if (!ids.empty() && pen && !pen->history.empty()) {
+    cudaStream_t st = im.stream.get();
+    const std::size_t n = pen->offsets.size() + pen->history.size();
+    auto* d = static_cast<std::int32_t*>(im.pen_ints.get((n + R) * 4));
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(d, pen->offsets.data(), pen->offsets.size() * 4, cudaMemcpyHostToDevice, st));
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(d + pen->offsets.size(), pen->history.data(), pen->history.size() * 4, cudaMemcpyHostToDevice, st));
+    float* pf = reinterpret_cast<float*>(d + n);
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(pf, pen->penalty.data(), R * 4, cudaMemcpyHostToDevice, st));
+    cuda::repetition_penalty(out, Tensor::contiguous(d, DType::I32, {static_cast<std::int64_t>(R + 1)}),
+                             Tensor::contiguous(d + pen->offsets.size(), DType::I32, {static_cast<std::int64_t>(pen->history.size())}),
+                             Tensor::contiguous(pf, DType::F32, {static_cast<std::int64_t>(R)}),
+                             static_cast<float*>(im.pen_vals.get(pen->history.size() * 4)), st);
+  }
   if (!ids.empty()) {
     const Tensor am = Tensor::contiguous(im.argmax.get(ids.size() * 4), DType::I32, {out.dim(0)});
     cuda::argmax(out, am, im.stream.get());

@@ -12,6 +12,7 @@
 #include "vlq/cuda/attention.h"
 #include "vlq/cuda/device.h"
 #include "vlq/cuda/gemm.h"
+#include "vlq/cuda/reduce.h"
 #include "vlq/model_cuda/qwen2_5_vl_cuda.h"
 
 namespace vlq::model_cuda {
@@ -68,6 +69,22 @@ void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L
                 const cuda::Tensor& y);
 
 
+// Calibration taps (layer-sequential calibration, layerwise_cuda.cpp): when an Impl / DevVision has taps, its
+// forward records max |x| (and the |x| histogram) of every Linear input and of K (after RoPE) and V into
+// device slots. Slot of a decoder layer: the LmTap kind (one layer resident at a time). Slot of the vision
+// tower: VisionTap::kPatch / kMerger0 / kMerger2, or kBlocks + block · kLmTaps + LmTap kind.
+enum LmTap { kTapQkvIn, kTapOIn, kTapGateUpIn, kTapDownIn, kTapK, kTapV, kLmTaps };
+enum VisionTap { kTapPatch, kTapMerger0, kTapMerger2, kTapBlocks };
+struct Taps {
+  float* amax = nullptr;               // [slots] device f32
+  unsigned long long* hist = nullptr;  // [slots, layout.bins() + 1] device, or null (amax only)
+  cuda::AbsHistLayout layout;
+  void record(int slot, const cuda::Tensor& x, cudaStream_t st) const {
+    cuda::abs_max_histogram(x, amax + slot, hist ? hist + static_cast<std::size_t>(slot) * (layout.bins() + 1) : nullptr,
+                            &layout, st);
+  }
+};
+
 // Bumped whenever a Scratch reallocates: captured CUDA graphs hold workspace addresses, so a graph captured
 // under an older generation is stale and is re-captured.
 inline std::atomic<std::uint64_t> g_scratch_generation{0};
@@ -113,6 +130,7 @@ struct DevVision {
   DevLinear patch, merger0, merger2;
   float* ln_q = nullptr;
   std::vector<DevVisionBlock> blocks;
+  const Taps* taps = nullptr;  // calibration (see Taps)
   Scratch px, x0, x, hin[2], qkv, q, k, v, att, att_in, o, gu, act, d, m0, m0a, m2, fin, ang, ints;
 };
 
@@ -137,13 +155,37 @@ struct Qwen2_5_VLCuda::Impl {
   std::vector<std::int32_t> free_blocks;
 
   std::unique_ptr<DevVision> vision;  // null when the checkpoint has no vision tower
+  const Taps* taps = nullptr;         // calibration (see Taps): records every decoder layer's inputs
 
   // Workspace (grow-only), named for what they hold.
-  Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax;
+  Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax, pen_ints, pen_vals;
   // Decode-step CUDA graphs keyed by (rows T, logits rows R, block-table width); at most kMaxGraphs kept.
   static constexpr std::size_t kMaxGraphs = 256;
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::unique_ptr<DecodeGraph>> graphs;
 };
+
+// forward_cuda.cpp: the batch's integer inputs on the device (upload_ints) and one decoder layer over them;
+// also driven layer by layer by the calibration forward (layerwise_cuda.cpp).
+struct BatchInts {
+  cuda::Tensor ids, positions, q_seq, q_pos, slots, rows, tables;
+  cuda::Tensor tiles;    // [n_tiles, 2] query tiles of the flash prefill kernel (when prefill)
+  cuda::Tensor single;   // [n] rows attended by the decode kernel in a prefill step (one-row tiles)
+  bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
+};
+// Uploads the batch's integer inputs into `target` (null: im.ints), block tables padded to `width` columns
+// (>= the widest block table). Synchronizes the stream (the host staging vector dies at return).
+BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t width, cuda::DeviceBuffer* target = nullptr);
+// Decoder layer `li` over the T rows of h [T, H] f32 (updated in place: h += resid first, when given, then
+// the attention output); its MLP output goes to d_out [T, H] f32. angles: [T, hd/2] f32.
+void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const cuda::Tensor& h, const cuda::Tensor* resid, const BatchInts& in,
+                   const cuda::Tensor& angles, const cuda::Tensor& d_out);
+
+// vision_cuda.cpp: the vision tower of `v` over pixel_values (Qwen2_5_VLCuda::encode_images' contract), on
+// im's stream and GEMM context.
+ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                          std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw);
+// vision_cuda.cpp: uploads decoded vision weights (own arena); null when there is no vision tower.
+std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const formats::VisionConfig& cfg);
 
 // weights_cuda.cpp: uploads the language model of `cpu` into impl.arena (sizes the arena first).
 void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& impl);

@@ -114,8 +114,8 @@ ops::Matrix TensorParallelQwen2_5_VL::forward(const Batch& b) {
   return on_all_ranks<ops::Matrix>([&](int r) { return ranks_[r]->forward(b); });
 }
 
-std::vector<std::int32_t> TensorParallelQwen2_5_VL::forward_greedy(const Batch& b) {
-  return on_all_ranks<std::vector<std::int32_t>>([&](int r) { return ranks_[r]->forward_greedy(b); });
+std::vector<std::int32_t> TensorParallelQwen2_5_VL::forward_greedy(const Batch& b, const RowPenalties* penalties) {
+  return on_all_ranks<std::vector<std::int32_t>>([&](int r) { return ranks_[r]->forward_greedy(b, penalties); });
 }
 
 ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const std::int32_t> ids,

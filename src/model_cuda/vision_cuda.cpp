@@ -39,10 +39,13 @@ float scale_of(const DevLinear& l) { return l.fp8 ? l.input_scale : 0.0f; }
 }  // namespace
 
 std::unique_ptr<DevVision> upload_vision(const model::Qwen2_5_VL& cpu) {
-  const auto& w = cpu.weights().vision;
+  return upload_vision(cpu.weights().vision, cpu.config().vision);
+}
+
+std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const formats::VisionConfig& cfg) {
   if (w.blocks.empty() || w.patch_embed.out_features == 0) return nullptr;
   auto v = std::make_unique<DevVision>();
-  v->cfg = cpu.config().vision;
+  v->cfg = cfg;
   v->Dv = v->cfg.hidden_size;
   v->heads = v->cfg.num_heads;
   v->hd = v->Dv / v->heads;
@@ -124,12 +127,18 @@ VisionPlan plan_vision(const DevVision& v, std::int64_t n, const std::vector<mod
 
 // One vision block over x [n, Dv] (f32, updated in place). `resid`: the previous block's MLP output, added
 // to x by this block's first RMSNorm (null for block 0). Writes this block's MLP output to d_out.
-void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, const DevVisionBlock& B, const Tensor& x, const Tensor* resid,
+void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& x, const Tensor* resid,
                   const Tensor& cu, const Tensor& ang, const Tensor& d_out) {
+  const DevVisionBlock& B = v.blocks[static_cast<std::size_t>(bi)];
   cudaStream_t st = im.stream.get();
+  const int tap = kTapBlocks + bi * kLmTaps;  // calibration slots of this block (v.taps)
+  auto record = [&](int kind, const Tensor& t) {
+    if (v.taps && t.dtype != DType::F8_E4M3) v.taps->record(tap + kind, t, st);
+  };
   const std::int64_t n = x.dim(0), Dv = v.Dv, W = 3 * Dv;
   const Tensor hin = input_of(v.hin[0], B.qkv, n);
   cuda::rms_norm(x, resid, B.norm1, kVisionEps, hin, scale_of(B.qkv), st);
+  record(kTapQkvIn, hin);
   float* qkv = static_cast<float*>(v.qkv.get(static_cast<std::size_t>(n * W) * 4));
   run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, DType::F32, {n, W}));
   cuda::rotary_inplace(Tensor{qkv, DType::F32, 3, {n, 2 * v.heads, v.hd}, {W, v.hd, 1}}, ang, st);
@@ -141,17 +150,21 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, const DevVisionBlock& 
     VLQ_CUDA_CHECK(cudaMemcpy2DAsync(dst, Dv * 4, qkv + i * Dv, W * 4, Dv * 4, n, cudaMemcpyDeviceToDevice, st));
     qkv3[i] = Tensor::contiguous(dst, DType::F32, {n, v.heads, v.hd});
   }
+  record(kTapK, qkv3[1]);
+  record(kTapV, qkv3[2]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(v.hd));
   Tensor o_in;
   if (B.proj.fp8) {
     const Tensor att = Tensor::contiguous(v.att.get(static_cast<std::size_t>(n * Dv) * 4), DType::F32, {n, v.heads, v.hd});
     cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st);
+    record(kTapOIn, Tensor::contiguous(att.data, DType::F32, {n, Dv}));
     o_in = scratch_view(v.att_in, DType::F8_E4M3, n, Dv);
     cuda::quantize_e4m3(att, B.proj.input_scale, o_in, st);
   } else {
     const Tensor att = Tensor::contiguous(v.att_in.get(static_cast<std::size_t>(n * Dv) * 2), DType::BF16, {n, v.heads, v.hd});
     cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st);
     o_in = Tensor::contiguous(att.data, DType::BF16, {n, Dv});
+    record(kTapOIn, o_in);
   }
   const Tensor o = scratch_view(v.o, DType::F32, n, Dv);
   run_linear(im.gemm, st, B.proj, o_in, o);
@@ -165,10 +178,12 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, const DevVisionBlock& 
     h_up = input_of(v.hin[1], B.up, n);
     cuda::rms_norm(x, nullptr, B.norm2, kVisionEps, h_up, scale_of(B.up), st);
   }
+  record(kTapGateUpIn, h_gate);
   run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, DType::F32, n, I, 2 * I));
   run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + I, DType::F32, n, I, 2 * I));
   const Tensor act = input_of(v.act, B.down, n, st);
   cuda::swiglu(Tensor::contiguous(gu, DType::F32, {n, 2 * I}), act, scale_of(B.down), st);
+  record(kTapDownIn, act);
   run_linear(im.gemm, st, B.down, act, d_out);
 }
 
@@ -180,7 +195,11 @@ ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_
   if (!im.vision)
     throw UsageError({"image", "this checkpoint has no vision tower", "visual.* weights", "none",
                       "send text-only prompts to this model"});
-  DevVision& v = *im.vision;
+  return model_cuda::encode_images(im, *im.vision, pixel_values, n, patch_dim, grid_thw);
+}
+
+ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                          std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
   VLQ_CUDA_CHECK(cudaSetDevice(im.opt.device));
   std::int64_t total = 0;
   for (const auto& g : grid_thw) total += g[0] * g[1] * g[2];
@@ -206,6 +225,7 @@ ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_
 
   // 2. patch embedding, 4–5. window reorder (a row gather)
   const Tensor x0 = scratch_view(v.x0, DType::F32, n, v.Dv);
+  if (v.taps) v.taps->record(kTapPatch, px, st);
   run_linear(im.gemm, st, v.patch, px, x0);
   const Tensor x = scratch_view(v.x, DType::F32, n, v.Dv);
   cuda::embedding(perm, x0, x, st);
@@ -214,17 +234,19 @@ ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_
   const Tensor dl[2] = {Tensor::contiguous(d2.data, DType::F32, {n, v.Dv}),
                         Tensor::contiguous(d2.as<float>() + n * v.Dv, DType::F32, {n, v.Dv})};
   for (std::size_t bi = 0; bi < v.blocks.size(); ++bi)
-    vision_block(im, v, v.blocks[bi], x, bi == 0 ? nullptr : &dl[(bi - 1) % 2], v.blocks[bi].full ? cu_full : cu_window,
+    vision_block(im, v, static_cast<int>(bi), x, bi == 0 ? nullptr : &dl[(bi - 1) % 2], v.blocks[bi].full ? cu_full : cu_window,
                  ang, dl[bi % 2]);
   cuda::add_inplace(x, dl[(v.blocks.size() - 1) % 2], st);
   // 8. merger: ln_q per patch row, rows grouped by `unit` → [n/unit, unit·Dv], Linear, GELU, Linear
   const std::int64_t m = n / v.unit;
   const Tensor lnq = input_of(v.hin[0], v.merger0, m);  // [m, unit·Dv] == [n, Dv] in memory
   cuda::rms_norm(x, nullptr, v.ln_q, kVisionEps, Tensor::contiguous(lnq.data, lnq.dtype, {n, v.Dv}), scale_of(v.merger0), st);
+  if (v.taps && lnq.dtype == DType::BF16) v.taps->record(kTapMerger0, lnq, st);
   const Tensor m0 = scratch_view(v.m0, DType::F32, m, v.merger0.n);
   run_linear(im.gemm, st, v.merger0, lnq, m0);
   const Tensor m0a = input_of(v.m0a, v.merger2, m);
   cuda::gelu_erf(m0, m0a, scale_of(v.merger2), st);
+  if (v.taps && m0a.dtype == DType::BF16) v.taps->record(kTapMerger2, m0a, st);
   const Tensor m2 = scratch_view(v.m2, DType::F32, m, v.out);
   run_linear(im.gemm, st, v.merger2, m0a, m2);
   // 9. undo the window permutation: final[window_index[k]] = out[k], i.e. final[j] = out[inverse[j]]

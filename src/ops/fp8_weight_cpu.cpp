@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "vlq/core/error.h"
 #include "vlq/core/numerics.h"
@@ -31,15 +33,22 @@ void require_float_weight(DType dt, const std::string& name, const char* which) 
                             std::string(dtype_name(dt)), "convert the checkpoint to BF16 first"});
 }
 
-// Calls f(offset, values) for consecutive decoded chunks of the tensor.
+// Calls f(offset, values) for the decoded chunks of the tensor, chunks spread over OpenMP threads (each with
+// its own buffer; f must only touch its chunk's elements or reduce through thread-safe means).
 template <class F>
-void for_each_chunk(std::span<const std::byte> data, DType dtype, std::vector<float>& buf, F&& f) {
+void for_each_chunk(std::span<const std::byte> data, DType dtype, F&& f) {
   const std::size_t es = dtype_size(dtype), n = data.size() / es;
-  for (std::size_t off = 0; off < n; off += kChunk) {
-    const std::size_t m = std::min(kChunk, n - off);
-    buf.resize(m);
-    decode_to_f32(dtype, data.subspan(off * es, m * es), buf);
-    f(off, std::span<const float>(buf.data(), m));
+  const std::int64_t chunks = static_cast<std::int64_t>((n + kChunk - 1) / kChunk);
+#pragma omp parallel if (chunks > 1)
+  {
+    std::vector<float> buf;
+#pragma omp for schedule(static)
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const std::size_t off = static_cast<std::size_t>(c) * kChunk, m = std::min(kChunk, n - off);
+      buf.resize(m);
+      decode_to_f32(dtype, data.subspan(off * es, m * es), buf);
+      f(off, std::span<const float>(buf.data(), m));
+    }
   }
 }
 
@@ -75,16 +84,28 @@ Fp8Weight quantize_weight_fp8(std::span<const std::byte> data, DType dtype, DTyp
     throw UsageError({name, "weight bytes are not a whole number of elements", fmt::format("a multiple of {}", es),
                       std::to_string(data.size()), "this is a bug in the caller"});
   Fp8Weight w;
-  std::vector<float> buf;
-  for_each_chunk(data, dtype, buf, [&](std::size_t off, std::span<const float> v) {
+  // Pass 1: amax (max is order-free, so the threads' partial maxima give the exact value); the first
+  // non-finite element (lowest index) is reported after the parallel loop.
+  std::size_t bad = SIZE_MAX;
+  float bad_value = 0, amax = 0;
+  for_each_chunk(data, dtype, [&](std::size_t off, std::span<const float> v) {
+    float m = 0;
     for (std::size_t j = 0; j < v.size(); ++j) {
       const float a = std::fabs(v[j]);
-      if (!(a <= std::numeric_limits<float>::max()))
-        throw UnsupportedError({name, "weight contains NaN or Inf", "finite weights", fmt::format("element {} = {}", off + j, v[j]),
-                                "fix the checkpoint, or keep this Linear in its source dtype (vlq quantize --exclude)"});
-      w.amax = std::max(w.amax, a);
+      if (!(a <= std::numeric_limits<float>::max())) {
+#pragma omp critical(vlq_fp8_bad)
+        if (off + j < bad) bad = off + j, bad_value = v[j];
+        break;
+      }
+      m = std::max(m, a);
     }
+#pragma omp critical(vlq_fp8_amax)
+    amax = std::max(amax, m);
   });
+  if (bad != SIZE_MAX)
+    throw UnsupportedError({name, "weight contains NaN or Inf", "finite weights", fmt::format("element {} = {}", bad, bad_value),
+                            "fix the checkpoint, or keep this Linear in its source dtype (vlq quantize --exclude)"});
+  w.amax = amax;
   const Fp8Amax a = sanitize_fp8_amax(w.amax, "weight amax", name);
   w.warning = a.warning;
   w.scale = recipe.scale_in_source_dtype ? round_to(a.value / kE4M3Max, source_dtype) : a.value / kE4M3Max;
@@ -95,15 +116,20 @@ Fp8Weight quantize_weight_fp8(std::span<const std::byte> data, DType dtype, DTyp
     throw UsageError({name, "weight_scale is not a positive finite number", "> 0", fmt::format("{}", div), ""});
   const bool twice = recipe.rounding != Fp8Rounding::kSingle;
   w.codes.resize(data.size() / es);
-  for_each_chunk(data, dtype, buf, [&](std::size_t off, std::span<const float> v) {
+  std::int64_t saturated = 0;
+  for_each_chunk(data, dtype, [&](std::size_t off, std::span<const float> v) {
+    std::int64_t sat = 0;
     for (std::size_t j = 0; j < v.size(); ++j) {
       const float q = v[j] / div;
       w.codes[off + j] = f32_to_e4m3fn_sat(twice ? round_to(q, source_dtype) : q);
       // Clipped = beyond what round-to-nearest would give anyway: |W/s| > 464 (the tie between 448 and the
       // next, non-existent E4M3 step). W/s slightly above 448 from f32 rounding of amax/448 is not clipping.
-      w.saturated += std::fabs(v[j]) / w.scale > 464.0f;
+      sat += std::fabs(v[j]) / w.scale > 464.0f;
     }
+#pragma omp atomic
+    saturated += sat;
   });
+  w.saturated = saturated;
   return w;
 }
 

@@ -33,6 +33,30 @@ void AmaxObserver::on_kv(const std::string& attention, const float* k, const flo
   update(stats.v_amax, attention, max_abs(v, rows * width));
 }
 
+engine::Prompt calib_prompt(const engine::PromptBuilder& prompts, const CalibSample& s, std::int64_t seq_len) {
+  engine::Prompt p;
+  try {
+    if (s.kind == CalibKind::kText) {
+      p = prompts.build_raw(s.text);
+      if (static_cast<std::int64_t>(p.ids.size()) > seq_len) p.ids.resize(static_cast<std::size_t>(seq_len));
+    } else {
+      const image::RgbImage img = image::load_image(s.image_path);
+      p = prompts.build(calib_sample_messages(s), std::span<const image::RgbImage>(&img, 1), false);
+    }
+  } catch (const Error& e) {
+    // Same error type (exit code), with the sample's source in front unless the message already names it.
+    auto info = e.info();
+    const std::string ctx = s.kind == CalibKind::kImageCaption ? s.image_path.string() : s.source;
+    if (info.where.find(ctx) == std::string::npos) info.where = ctx + ": " + info.where;
+    if (dynamic_cast<const FormatError*>(&e)) throw FormatError(info);
+    if (dynamic_cast<const IoError*>(&e)) throw IoError(info);
+    if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(info);
+    if (dynamic_cast<const UnsupportedError*>(&e)) throw UnsupportedError(info);
+    throw UsageError(info);
+  }
+  return p;
+}
+
 CalibrationStats calibrate(const model::Qwen2_5_VL& model, const engine::PromptBuilder& prompts,
                            const std::vector<CalibSample>& samples, const CalibrateOptions& options) {
   if (samples.empty())
@@ -41,26 +65,7 @@ CalibrationStats calibrate(const model::Qwen2_5_VL& model, const engine::PromptB
   AmaxObserver obs;
   std::size_t done = 0;
   for (const CalibSample& s : samples) {
-    engine::Prompt p;
-    try {
-      if (s.kind == CalibKind::kText) {
-        p = prompts.build_raw(s.text);
-        if (static_cast<std::int64_t>(p.ids.size()) > options.seq_len) p.ids.resize(static_cast<std::size_t>(options.seq_len));
-      } else {
-        const image::RgbImage img = image::load_image(s.image_path);
-        p = prompts.build(calib_sample_messages(s), std::span<const image::RgbImage>(&img, 1), false);
-      }
-    } catch (const Error& e) {
-      // Same error type (exit code), with the sample's source in front unless the message already names it.
-      auto info = e.info();
-      const std::string ctx = s.kind == CalibKind::kImageCaption ? s.image_path.string() : s.source;
-      if (info.where.find(ctx) == std::string::npos) info.where = ctx + ": " + info.where;
-      if (dynamic_cast<const FormatError*>(&e)) throw FormatError(info);
-      if (dynamic_cast<const IoError*>(&e)) throw IoError(info);
-      if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(info);
-      if (dynamic_cast<const UnsupportedError*>(&e)) throw UnsupportedError(info);
-      throw UsageError(info);
-    }
+    const engine::Prompt p = calib_prompt(prompts, s, options.seq_len);
     if (p.ids.empty()) continue;
     const std::int64_t S = static_cast<std::int64_t>(p.ids.size());
     model::Session sess = model.new_session(S);

@@ -42,6 +42,8 @@ int AbsHistogram::bin_of(float abs_x) {
   return (e - kMinLog2) * kBinsPerOctave + j;
 }
 
+std::uint32_t AbsHistogram::sub_bin_threshold(int j) { return sub_bin_thresholds().at(static_cast<std::size_t>(j)); }
+
 double AbsHistogram::lower_edge(int bin) { return std::exp2(kMinLog2 + bin / double(kBinsPerOctave)); }
 
 void AbsHistogram::add(const float* x, std::int64_t n) {

@@ -363,6 +363,60 @@ TEST(CudaModel, CudaGraphDecodeEqualsEager) {
   e.release(qe);
 }
 
+// Greedy decoding with a repetition penalty (Qwen's generation_config: 1.05) on the device: forward_greedy's
+// penalized argmax equals ops::apply_repetition_penalty + argmax over forward()'s logits, for rows with and
+// without a penalty and histories with repeated ids; the penalty changes some argmax (else the test proves
+// nothing).
+TEST(CudaModel, RepetitionPenaltyOnDeviceEqualsCpuSampling) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = quantized_lm_model();
+  Qwen2_5_VLCuda g(cpu);
+  std::vector<CudaSequence> seqs(4);
+  std::vector<std::vector<std::int32_t>> hist(4);
+  Batch b;
+  for (int i = 0; i < 4; ++i) {
+    const auto ids = random_text(30 + 7 * i, 40 + i);
+    g.prefill(seqs[i], ids, nullptr, 80, 1);
+    hist[i] = ids;
+    hist[i].insert(hist[i].end(), ids.begin(), ids.begin() + 5);  // repeated ids
+    const auto p = static_cast<std::int32_t>(seqs[i].length + seqs[i].rope_deltas);
+    b.token_ids.push_back(ids[3]);
+    b.positions.insert(b.positions.end(), {p});
+    b.seq_of_row.push_back(i);
+    b.cache_pos.push_back(static_cast<std::int32_t>(seqs[i].length));
+    b.sequences.push_back(&seqs[i]);
+    b.logits_rows.push_back(i);
+  }
+  // positions are [3, T]: the same decode position in all three rows
+  const std::vector<std::int32_t> p1 = b.positions;
+  b.positions.clear();
+  for (int r = 0; r < 3; ++r) b.positions.insert(b.positions.end(), p1.begin(), p1.end());
+  const std::vector<std::int32_t> plain0 = g.forward_greedy(b);
+  for (int i = 0; i < 4; ++i) hist[i].push_back(plain0[i]);  // the unpenalized winner is in every history
+  for (const float penalty : {1.05f, 3.0f}) {
+    SCOPED_TRACE("penalty " + std::to_string(penalty));
+    RowPenalties pen;
+    pen.offsets.push_back(0);
+    for (int i = 0; i < 4; ++i) {
+      pen.penalty.push_back(i == 2 ? 1.0f : penalty);
+      if (i != 2) pen.history.insert(pen.history.end(), hist[i].begin(), hist[i].end());
+      pen.offsets.push_back(static_cast<std::int32_t>(pen.history.size()));
+    }
+    ops::Matrix logits = g.forward(b);
+    const std::vector<std::int32_t> plain = g.forward_greedy(b);
+    const std::vector<std::int32_t> got = g.forward_greedy(b, &pen);
+    int changed = 0;
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_EQ(plain[i], argmax_row(logits, i));
+      if (i != 2) ops::apply_repetition_penalty(logits.row(i), logits.cols, hist[i], penalty);
+      EXPECT_EQ(got[i], argmax_row(logits, i)) << "row " << i;
+      changed += got[i] != plain[i];
+    }
+    if (penalty == 3.0f) EXPECT_GT(changed, 0) << "a strong penalty on the argmax token must move some argmax";
+  }
+  for (auto& q : seqs) g.release(q);
+}
+
 TEST(CudaModel, BadBatchIsAUsageError) {
   VLQ_REQUIRE_GPU();
   const auto cpu = model::Qwen2_5_VL::load(kModel);

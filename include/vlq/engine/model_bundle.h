@@ -56,6 +56,9 @@ struct BundleOptions {
   // Which transformers image processor to reproduce (docs/image-preprocessing.md): unset = the default,
   // torchvision (what AutoProcessor picks); kPil = Qwen2VLImageProcessorPil / use_fast=False.
   std::optional<image::ResizeBackend> image_backend;
+  // Decode only these weights (model::LoadOptions::decode_weights; empty = all). A bundle loaded with a
+  // filter builds prompts but its model() must not run (layer-sequential GPU calibration).
+  model::WeightFilter decode_weights;
 };
 
 // What generation_config.json (transformers GenerationConfig) sets, resolved to vlq's generation options.

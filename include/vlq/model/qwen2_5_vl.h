@@ -23,6 +23,10 @@ namespace vlq::model {
 
 struct LoadOptions {
   KvCacheMode kv_cache = KvCacheMode::kAuto;
+  // Which tensors to decode into the f32 structures (empty = all; see load_qwen2_5_vl_weights). A model
+  // loaded with a filter has empty weight vectors outside it and must not run prefill/decode: it serves
+  // as config + checked tensor inventory (+ the decoded part) for layer-sequential GPU calibration.
+  WeightFilter decode_weights;
 };
 
 // The state of one sequence: its KV cache, length and rope_deltas.

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,9 +61,17 @@ struct Qwen2_5_VLWeights {
   LoadReport report;
 };
 
-// Reads all weights. Throws FormatError listing every problem at once (missing tensors, wrong shape or
+// Which tensors the loader decodes (canonical tensor name → true). Every tensor is still checked (name in
+// both directions, shape, dtype, FP8 scales); a tensor not decoded is left empty (its Linear keeps name,
+// out_features, in_features and kind). Empty filter = decode everything. Used by layer-sequential GPU
+// calibration (quant/calibrate_cuda.h), which decodes only the vision tower on the host and streams the
+// decoder layers from the checkpoint one at a time.
+using WeightFilter = std::function<bool(const std::string& canonical_tensor)>;
+
+// Reads all weights (those `decode` selects). Throws FormatError listing every problem at once (missing tensors, wrong shape or
 // dtype, unexpected tensors, FP8 weight without weight_scale, scale of the wrong shape), each naming the
 // tensor with expected vs found; IoError from the reader.
-Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg);
+Qwen2_5_VLWeights load_qwen2_5_vl_weights(const io::Checkpoint& ckpt, const formats::ModelConfig& cfg,
+                                          const WeightFilter& decode = {});
 
 }  // namespace vlq::model

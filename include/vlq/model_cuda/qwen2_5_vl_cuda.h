@@ -70,6 +70,15 @@ struct Batch {
   std::vector<std::int32_t> logits_rows; // [R] rows whose logits are returned, in this order
 };
 
+// The repetition penalty of each logits row, applied on the device before forward_greedy's argmax (the
+// CPU path's ops::apply_repetition_penalty): penalty [R] (1 = none) and, per row r, the token ids
+// history[offsets[r] .. offsets[r+1]) whose logits are penalized (the sequence's prompt + generated tokens).
+struct RowPenalties {
+  std::vector<float> penalty;
+  std::vector<std::int32_t> offsets;  // [R + 1], offsets[0] = 0
+  std::vector<std::int32_t> history;
+};
+
 class Qwen2_5_VLCuda {
  public:
   // Uploads the language model of `cpu` (which must outlive this object: prompts are embedded through it).
@@ -100,7 +109,8 @@ class Qwen2_5_VLCuda {
   ops::Matrix forward(const Batch& batch);
   // The same forward, returning only the greedy token (argmax on the device) of each logits row: what
   // decode loops and benchmarks use (no [R, V] download).
-  std::vector<std::int32_t> forward_greedy(const Batch& batch);
+  // penalties: null, or one entry per logits row (UsageError when the sizes disagree).
+  std::vector<std::int32_t> forward_greedy(const Batch& batch, const RowPenalties* penalties = nullptr);
 
   // The vision tower on the device (model::vision_forward's contract: pixel_values [n, patch_dim] f32 host,
   // grids; returns features [n / merge², out_hidden_size] f32 host). FP8 vision Linears of a whole-VLM export

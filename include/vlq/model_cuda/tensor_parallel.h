@@ -28,7 +28,7 @@ class TensorParallelQwen2_5_VL {
   bool reserve(CudaSequence& s, std::int64_t positions);
   void release(CudaSequence& s);
   ops::Matrix forward(const Batch& batch);
-  std::vector<std::int32_t> forward_greedy(const Batch& batch);
+  std::vector<std::int32_t> forward_greedy(const Batch& batch, const RowPenalties* penalties = nullptr);
   ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                       std::int64_t capacity, std::int64_t logits_last_k = 1);
   ops::Matrix decode(CudaSequence& s, std::int32_t id);

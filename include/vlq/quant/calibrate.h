@@ -19,7 +19,7 @@ namespace vlq::quant {
 struct CalibrateOptions {
   std::int64_t seq_len = 512;         // text samples are cut to this many tokens; image samples are kept whole
   bool lm_head = false;               // also observe lm_head's input over every position (only if quantized)
-  std::function<void(std::size_t done, std::size_t total)> progress;  // called after each sample
+  std::function<void(std::size_t done, std::size_t total)> progress;  // CPU: after each sample; CUDA: each layer
 };
 
 // Runs `samples` (text: raw tokens without a chat template, as ModelOpt's text calibration does;
@@ -28,6 +28,11 @@ struct CalibrateOptions {
 // image reader / prompt builder throw (naming the sample's source).
 CalibrationStats calibrate(const model::Qwen2_5_VL& model, const engine::PromptBuilder& prompts,
                            const std::vector<CalibSample>& samples, const CalibrateOptions& options = {});
+
+// The prompt a calibration sample is fed as (see calibrate()): text → raw tokens cut to seq_len; image +
+// caption → the chat template with the image. Errors as calibrate()'s, naming the sample's source.
+// Shared by calibrate() and calibrate_cuda() (vlq/quant/calibrate_cuda.h).
+engine::Prompt calib_prompt(const engine::PromptBuilder& prompts, const CalibSample& sample, std::int64_t seq_len);
 
 // The same observer, usable with any forward pass (eval --per-layer, tests). Per Linear input it also adds
 // every |x| to CalibrationStats::input_hist (histograms = false: amax only).

@@ -28,6 +28,8 @@ struct AbsHistogram {
   std::uint64_t total() const;
   static int bin_of(float abs_x);        // -1 for abs_x < 2^kMinLog2
   static double lower_edge(int bin);     // 2^(kMinLog2 + bin/32); lower_edge(kBins) = 2^kMaxLog2
+  // f32 mantissa bits where sub-bin j (0..31) of an octave starts: those of f32(2^(j/32)); 0 for j = 0.
+  static std::uint32_t sub_bin_threshold(int j);
   bool operator==(const AbsHistogram&) const = default;
 };
 
