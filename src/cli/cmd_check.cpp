@@ -45,10 +45,14 @@ int run_check(const CheckArgs& a) {
       for (const auto& p : F::builtin_profiles()) targets.push_back(p.id);
     for (const auto& t : targets) F::find_profile(t);  // UsageError for unknown ids
     std::vector<std::filesystem::path> dirs(a.paths.begin(), a.paths.end());
-    std::string md = F::compatibility_matrix_markdown(dirs, targets, opts);
+    std::vector<std::string> invalid;
+    std::string md = F::compatibility_matrix_markdown(dirs, targets, opts, &invalid);
     if (a.output.empty()) std::cout << md;
     else vlq::io::write_text_file(a.output, md);
-    return 0;
+    std::cout.flush();
+    // An invalid or unreadable checkpoint (e.g. a mistyped folder) exits 3, as `vlq check` of it does.
+    for (const auto& line : invalid) std::cerr << "vlq: error: check --matrix: invalid checkpoint " << line << "\n";
+    return invalid.empty() ? 0 : 3;
   }
   if (a.target.empty())
     throw vlq::UsageError({"vlq check", "--target is required", "one of " + F::profile_id_list(), "nothing", "vlq check DIR --target vllm-0.10"});
@@ -74,7 +78,8 @@ VLQ_COMMAND("check", ([](CLI::App& app) -> std::function<int()> {
   app.add_option("--target,-t", args->target, "runtime profile, e.g. vllm-0.10");
   app.add_flag("--json", args->json, "print the vlq.check/1 JSON report (docs/check-json.md)");
   app.add_option("--base", args->base, "source model folder, to compare tokenizer special tokens (F25)");
-  app.add_flag("--matrix", args->matrix, "check every DIR against every target and print a Markdown table");
+  app.add_flag("--matrix", args->matrix,
+               "check every DIR against every target and print a Markdown table (exit 3 when a DIR is invalid or unreadable)");
   app.add_option("--targets", args->targets_csv, "targets of --matrix, comma-separated (default: all)");
   app.add_option("--output,-o", args->output, "with --matrix: write the table to this file");
   app.add_flag("--list-targets", args->list, "list the runtime profiles");

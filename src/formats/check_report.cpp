@@ -101,7 +101,7 @@ std::string report_to_text(const Report& r) {
 }
 
 std::string compatibility_matrix_markdown(const std::vector<fs::path>& dirs, const std::vector<std::string>& targets,
-                                          const CheckOptions& opts) {
+                                          const CheckOptions& opts, std::vector<std::string>* invalid) {
   std::string s = "| checkpoint | layout |";
   for (const auto& t : targets) s += " " + t + " |";
   s += "\n|---|---|";
@@ -129,6 +129,13 @@ std::string compatibility_matrix_markdown(const std::vector<fs::path>& dirs, con
     std::string layout;
     std::vector<Report> reps;
     for (const auto& t : targets) reps.push_back(check_checkpoint(d, t, opts));
+    if (invalid)
+      for (const auto& r : reps)
+        if (r.verdict == Verdict::kInvalid) {
+          const Finding* f = r.first_failure();
+          invalid->push_back(d.string() + (f ? ": " + f->code + ": " + f->message : ""));
+          break;
+        }
     if (!reps.empty()) {
       const auto& sm = reps.front().summary;
       layout = fmt::format("{}; {} FP8 Linears ({} vision); {} KV scales", sm.format, sm.fp8_linears,

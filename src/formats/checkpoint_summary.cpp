@@ -552,8 +552,9 @@ class Summarizer {
   const TensorMeta* lm_head = weight_of("lm_head");
   if (!cfg) {
     s.lm_head = "unknown";
-    an.add("warning", "no_config",
-           "no config.json: architecture, sizes and tied embeddings are unknown; runtimes cannot load this folder",
+    an.add("error", "no_config",
+           "no config.json: architecture, sizes and tied embeddings are unknown; runtimes cannot load this folder "
+           "(vlq check: invalid)",
            "config.json");
   } else {
     const auto& t = cfg->text;

@@ -120,9 +120,14 @@ nlohmann::json read_json_file(const std::filesystem::path& path, bool require_ob
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw IoError({path.string(), "read failed", "", "", "check the file system"});
+  const std::string text = ss.str();
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw FormatError({path.string(), "the file is empty", "a JSON document",
+                       text.empty() ? "0 bytes" : std::to_string(text.size()) + " bytes of whitespace only",
+                       "the file was truncated or never written; re-download or re-export it"});
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw FormatError({path.string(), "invalid JSON", "a JSON document",
                        "parse error at byte " + std::to_string(e.byte),

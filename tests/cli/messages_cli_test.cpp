@@ -164,3 +164,49 @@ TEST(MessagesCli, AttackRunFindingsGetUsageErrorsOrTheRightMessage) {
   EXPECT_FALSE(has(b.err, "--max-image-mb")) << b.err;
 }
 }  // namespace
+
+namespace {
+// Found by a new-user attack run (2026-12-06, second batch): CLI11's own text for a non-number and a repeated
+// option, check --matrix of a missing folder exiting 0, inspect of a folder without config.json exiting 0
+// while check says invalid, and an empty config.json reported as "parse error at byte 1".
+TEST(MessagesCli, ParseErrorsNameTheFlagExpectedAndFound) {
+  auto p = run_vlq("serve --model " + q(kModel) + " --port abc");
+  EXPECT_EQ(p.rc, 64) << p.err;
+  EXPECT_FALSE(has(p.err, "Could not convert")) << p.err;
+  EXPECT_TRUE(has(p.err, "--port: not a valid value (expected an integer, found `abc`)")) << p.err;
+  EXPECT_TRUE(has(p.err, "vlq serve --help")) << p.err;
+  auto f = run_vlq("quantize " + q(kModel) + " /nonexistent/out --max-kl x");
+  EXPECT_EQ(f.rc, 64) << f.err;
+  EXPECT_TRUE(has(f.err, "--max-kl: not a valid value (expected a number, found `x`)")) << f.err;
+  auto r = run_vlq("serve --model " + q(kModel) + " --port 1 --port 2");
+  EXPECT_EQ(r.rc, 64) << r.err;
+  EXPECT_FALSE(has(r.err, "At Most")) << r.err;
+  EXPECT_TRUE(has(r.err, "--port: given more than once (expected once, found 2 times)")) << r.err;
+}
+
+TEST(MessagesCli, MissingFolderOrConfigIsInvalidForMatrixAndInspect) {
+  Scratch s("attack2");
+  auto m = run_vlq("check --matrix --targets vlq " + q(s / "nope") + " " + q(kModel));
+  EXPECT_EQ(m.rc, 3) << m.err;
+  EXPECT_TRUE(has(m.out, "qwen2_5_vl-tiny-trained")) << m.out;  // the table is still printed
+  EXPECT_TRUE(has(m.err, (s / "nope").string())) << m.err;
+  auto ok = run_vlq("check --matrix --targets vlq " + q(kModel));
+  EXPECT_EQ(ok.rc, 0) << ok.err;
+
+  const fs::path d = s / "noconfig";
+  fs::create_directories(d);
+  fs::copy_file(kModel / "model.safetensors", d / "model.safetensors");
+  auto c = run_vlq("check " + q(d) + " --target vlq");
+  EXPECT_EQ(c.rc, 3) << c.out;
+  auto i = run_vlq("inspect " + q(d));
+  EXPECT_EQ(i.rc, 3) << i.err;
+  EXPECT_TRUE(has(i.out, "no_config")) << i.out;  // the summary is still printed
+  EXPECT_TRUE(has(i.err, "config.json")) << i.err;
+
+  std::ofstream(d / "config.json") << "";
+  auto e = run_vlq("inspect " + q(d));
+  EXPECT_EQ(e.rc, 3) << e.err;
+  EXPECT_TRUE(has(e.err, "the file is empty")) << e.err;
+  EXPECT_FALSE(has(e.err, "parse error")) << e.err;
+}
+}  // namespace

@@ -67,8 +67,10 @@ nlohmann::json report_to_json(const Report& r);
 std::string report_to_text(const Report& r);
 
 // The compatibility matrix: every checkpoint × every target, as a Markdown table (one row per
-// checkpoint: its layout summary; one column per target: verdict and the decisive finding).
+// checkpoint: its layout summary; one column per target: verdict and the decisive finding). `invalid`, when
+// given, receives one line per checkpoint whose verdict is invalid for some target (path: first invalid finding).
 std::string compatibility_matrix_markdown(const std::vector<std::filesystem::path>& dirs,
-                                          const std::vector<std::string>& targets, const CheckOptions& opts = {});
+                                          const std::vector<std::string>& targets, const CheckOptions& opts = {},
+                                          std::vector<std::string>* invalid = nullptr);
 
 }  // namespace vlq::formats
