@@ -39,6 +39,13 @@ std::string endpoint_label(const std::string& path) {
   return "other";
 }
 
+// The methods a route answers ("" for an unknown path): the Allow header of a 405. GET routes answer HEAD too.
+std::string allowed_methods(const std::string& path) {
+  if (path == "/v1/chat/completions" || path == "/v1/completions") return "POST";
+  if (path == "/v1/models" || path == "/health" || path == "/metrics") return "GET, HEAD";
+  return "";
+}
+
 std::string reason_text(engine::FinishReason r) {
   return r == engine::FinishReason::kLength ? "length" : "stop";
 }
@@ -272,7 +279,13 @@ void HttpServer::Impl::install() {
       send_error(res, ApiError(413, "request body is larger than the server's limit (" +
                                         std::to_string(opt.max_body_bytes >> 20) + " MiB, --max-body-mb)",
                                "invalid_request_error", "", "request_too_large"));
-    else if (res.status == 404)
+    else if (res.status == 404 && !allowed_methods(req.path).empty()) {
+      // A known route with another method (e.g. GET /v1/chat/completions): 405 with Allow, as RFC 9110 asks.
+      const std::string allow = allowed_methods(req.path);
+      send_error(res, ApiError(405, req.method + " is not allowed on " + req.path + "; use " + allow,
+                               "invalid_request_error", "", "method_not_allowed"));
+      res.set_header("Allow", allow);
+    } else if (res.status == 404)
       send_error(res, ApiError(404, "no route for " + req.method + " " + req.path, "invalid_request_error", "",
                                "not_found"));
     else

@@ -411,3 +411,26 @@ TEST(HttpServer, FormEncodedBodyOverEightKiBIs415NamingTheContentType) {
 
 }  // namespace
 }  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// Found by a new-user attack run (2026-12-06): GET on a POST route answered 404 "no route". Now 405 with an
+// OpenAI-shaped error and an Allow header naming the route's methods; unknown paths stay 404.
+TEST(HttpServer, WrongMethodOnAKnownRouteIs405WithAllow) {
+  TestServer& s = shared();
+  for (const char* path : {"/v1/chat/completions", "/v1/completions"}) {
+    auto r = s.client().Get(path);
+    expect_error(r, 405, "", "method_not_allowed");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->get_header_value("Allow"), "POST") << path;
+  }
+  auto m = s.client().Post("/v1/models", "{}", "application/json");
+  expect_error(m, 405, "", "method_not_allowed");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->get_header_value("Allow"), "GET, HEAD");
+  expect_error(s.client().Get("/v1/nothing"), 404, "", "not_found");
+}
+
+}  // namespace
+}  // namespace vlq::server
