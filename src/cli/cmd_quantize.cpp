@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <thread>
@@ -52,6 +53,8 @@ struct QuantizeArgs {
   std::int64_t seq_len = 512;
   std::uint64_t seed = 0;
   bool force = false, quiet = false, pad = false;
+  // Whether these were on the command line (their defaults are valid values, so they cannot say).
+  bool max_size_ratio_given = false, auto_samples_given = false, auto_limit_given = false;
 };
 
 // Interrupt (Ctrl-C / SIGTERM): remove this run's temporary folders next to OUT ("<OUT>.tmp-*",
@@ -279,18 +282,53 @@ eval::ReportData report_of(const QuantizeArgs& a, const fs::path& model_dir, con
   return d;
 }
 
-int run_quantize(const QuantizeArgs& a) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const quant::QuantizeOptions opt = options_of(a);
-  const fs::path model_dir = a.model, out_dir = fs::absolute(a.out).lexically_normal();
-  g_out = out_dir;
-  g_started = fs::file_time_type::clock::now() - std::chrono::seconds(1);
-  install_interrupt_watcher();
-  if (!fs::is_directory(model_dir))
-    throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
-  // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
-  // too, but the portable layout stages under other names first, so check up front.
-  io::require_new_output(out_dir, {model_dir}, a.force);
+// Every flag and input file is checked here, before the checkpoint is opened, any model is loaded or
+// calibration runs: values out of range, flags that would be ignored, unreadable inputs, an unusable OUT.
+eval::AutoPrecisionOptions validate_quantize_args(const QuantizeArgs& a, const fs::path& model_dir, const fs::path& out_dir) {
+  auto number = [](double v) { return fmt::format("{}", v); };
+  if (a.samples == 0)
+    throw UsageError({"--samples", "no calibration samples requested", "at least 1", "0", "e.g. --samples 64 (the default)"});
+  if (a.seq_len < 1)
+    throw UsageError({"--seq-len", "text samples must keep at least one token", "L >= 1 (tokens; default 512)",
+                      std::to_string(a.seq_len), "e.g. --seq-len 512"});
+  eval::AutoPrecisionOptions apo;
+  if (a.auto_precision) {
+    if (!(a.max_kl > 0) || !std::isfinite(a.max_kl))
+      throw UsageError({"--auto-precision", "needs a finite KL budget", "--max-kl X (mean KL in nats, 0 < X < inf, e.g. 1e-4)",
+                        a.max_kl == 0 ? "none" : number(a.max_kl), ""});
+    if (a.max_size_ratio_given && !(a.max_size_ratio > 0 && a.max_size_ratio <= 1))
+      throw UsageError({"--max-size-ratio", "the size budget must be a fraction of the BF16 size", "0 < R <= 1",
+                        number(a.max_size_ratio), "leave --max-size-ratio out for no size budget"});
+    if (a.load_calib.empty() ? false : a.auto_tasks.empty() && a.calib_text.empty() && a.calib_images.empty())
+      throw UsageError({"--auto-precision", "no sensitivity data", "--auto-tasks FILE.jsonl or calibration data", "--load-calib only", ""});
+    if (!a.auto_tasks.empty() && a.auto_samples_given)
+      throw UsageError({"--auto-samples", "ignored beside --auto-tasks (the tasks are the sensitivity data)",
+                        "--auto-tasks F [--auto-limit N] or --auto-samples N", "both",
+                        "drop --auto-samples, or drop --auto-tasks to score calibration samples"});
+    if (a.auto_tasks.empty() && a.auto_limit_given)
+      throw UsageError({"--auto-limit", "only meaningful with --auto-tasks", "--auto-tasks F --auto-limit N",
+                        "no --auto-tasks", "use --auto-samples N to limit the calibration samples scored"});
+    if (a.auto_samples < 1)
+      throw UsageError({"--auto-samples", "no calibration samples to score", "at least 1 (default 16)",
+                        std::to_string(a.auto_samples), ""});
+    if (a.auto_limit < 0)
+      throw UsageError({"--auto-limit", "value out of range", ">= 0 (0 = all items)", std::to_string(a.auto_limit), ""});
+    apo.max_kl = a.max_kl;
+    if (a.max_size_ratio_given) apo.max_size_ratio = a.max_size_ratio;
+    apo.eval.seq_len = a.seq_len;
+    if (!a.quiet) apo.log = [](const std::string& s) { std::cerr << "[vlq] auto-precision: " << s << "\n"; };
+  } else if (a.max_kl != 0 || a.max_size_ratio_given || !a.auto_tasks.empty() || a.auto_samples_given || a.auto_limit_given) {
+    throw UsageError({a.max_kl != 0 ? "--max-kl" : a.max_size_ratio_given ? "--max-size-ratio" : !a.auto_tasks.empty() ? "--auto-tasks"
+                      : a.auto_samples_given ? "--auto-samples" : "--auto-limit",
+                      "only meaningful with --auto-precision", "--auto-precision --max-kl X", "no --auto-precision", ""});
+  }
+  if (a.load_calib.empty() && a.calib_text.empty() && a.calib_images.empty())
+    throw UsageError({"vlq quantize", "no calibration data", "--calib-text FILE and/or --calib-images DIR|JSONL",
+                      "neither", "e.g. --calib-text data/calib/text.jsonl --calib-images data/calib/images"});
+  if (a.scope == "vlm" && a.calib_images.empty() && a.load_calib.empty())
+    throw UsageError({"--scope vlm", "the vision tower needs image calibration data", "--calib-images DIR|JSONL",
+                      "text only", "add --calib-images, or use --scope lm"});
+  if (!a.save_calib.empty()) io::require_writable_file(a.save_calib, "--save-calib", "the calibration");
   if (!a.report.empty()) {
     io::require_writable_file(a.report, "--report", "the quantization");
     const fs::path rep = fs::weakly_canonical(fs::absolute(a.report)), in = fs::weakly_canonical(model_dir);
@@ -298,27 +336,32 @@ int run_quantize(const QuantizeArgs& a) {
       throw UsageError({a.report, "the --report file is inside the input model folder", "a path outside " + in.string(),
                         rep.string(), "inputs are never modified: write the report elsewhere, e.g. next to OUT"});
   }
-  eval::AutoPrecisionOptions apo;
-  if (a.auto_precision) {
-    if (!(a.max_kl > 0))
-      throw UsageError({"--auto-precision", "needs a KL budget", "--max-kl X (mean KL in nats, > 0, e.g. 1e-4)",
-                        a.max_kl == 0 ? "none" : fmt::format("{}", a.max_kl), ""});
-    if (a.max_size_ratio != 0 && !(a.max_size_ratio > 0 && a.max_size_ratio <= 1))
-      throw UsageError({"--max-size-ratio", "the size budget must be a fraction of the BF16 size", "0 < R <= 1",
-                        fmt::format("{}", a.max_size_ratio), ""});
-    if (a.load_calib.empty() ? false : a.auto_tasks.empty() && a.calib_text.empty() && a.calib_images.empty())
-      throw UsageError({"--auto-precision", "no sensitivity data", "--auto-tasks FILE.jsonl or calibration data", "--load-calib only", ""});
-    apo.max_kl = a.max_kl;
-    if (a.max_size_ratio != 0) apo.max_size_ratio = a.max_size_ratio;
-    apo.eval.seq_len = a.seq_len;
-    if (!a.quiet) apo.log = [](const std::string& s) { std::cerr << "[vlq] auto-precision: " << s << "\n"; };
-  } else if (a.max_kl != 0 || a.max_size_ratio != 0 || !a.auto_tasks.empty()) {
-    throw UsageError({a.max_kl != 0 ? "--max-kl" : a.max_size_ratio != 0 ? "--max-size-ratio" : "--auto-tasks",
-                      "only meaningful with --auto-precision", "--auto-precision --max-kl X", "no --auto-precision", ""});
+  // Input files, then OUT (after the flags: an existing OUT is not reported before a bad flag).
+  if (!fs::is_directory(model_dir))
+    throw IoError({a.model, "model folder not found", "a BF16 Hugging Face checkpoint folder", "no such directory", ""});
+  for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--calib-text", a.calib_text},
+                                   {"--calib-images", a.calib_images}, {"--load-calib", a.load_calib},
+                                   {"--auto-tasks", a.auto_tasks}}) {
+    std::error_code ec;
+    if (!path.empty() && !fs::exists(path, ec))
+      throw IoError({path, std::string("the ") + flag + " input does not exist", "an existing file or folder", "no such path",
+                     "check the path"});
   }
-  if (a.load_calib.empty() && a.calib_text.empty() && a.calib_images.empty())
-    throw UsageError({"vlq quantize", "no calibration data", "--calib-text FILE and/or --calib-images DIR|JSONL",
-                      "neither", "e.g. --calib-text data/calib/text.jsonl --calib-images data/calib/images"});
+  if (!a.auto_tasks.empty()) eval::load_eval_items(a.auto_tasks);  // malformed: now, not after the candidate export
+  // OUT must not be the input or a folder containing it (--force would replace it). The writer checks this
+  // too, but the portable layout stages under other names first, so check up front.
+  io::require_new_output(out_dir, {model_dir}, a.force);
+  return apo;
+}
+
+int run_quantize(const QuantizeArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const quant::QuantizeOptions opt = options_of(a);
+  const fs::path model_dir = a.model, out_dir = fs::absolute(a.out).lexically_normal();
+  g_out = out_dir;
+  g_started = fs::file_time_type::clock::now() - std::chrono::seconds(1);
+  install_interrupt_watcher();
+  const eval::AutoPrecisionOptions apo = validate_quantize_args(a, model_dir, out_dir);
 
   // 1. plan (headers only): bad --exclude / scope errors before any compute
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
@@ -424,8 +467,8 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--calib-text", a->calib_text, "Calibration text: plain text or JSONL with a \"text\" field");
   app.add_option("--calib-images", a->calib_images,
                  "Image+caption pairs: a folder of images with same-named .txt captions, or JSONL with image/text");
-  app.add_option("--samples", a->samples, "Number of calibration samples (default 64)");
-  app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 512)");
+  app.add_option("--samples", a->samples, "Number of calibration samples (>= 1, default 64)");
+  app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (>= 1, default 512)");
   app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
   app.add_option("--act-scale", a->act_scale,
                  "Activation (input_scale) method: max (default: calibrated max |x|), mse (least E4M3 squared error over "
@@ -452,16 +495,24 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_flag("--auto-precision", a->auto_precision,
                "Keep the most sensitive module groups in BF16 (greedy, whole-model KL re-measured) until the mean KL "
                "vs BF16 is <= --max-kl (and the size <= --max-size-ratio x BF16)");
-  app.add_option("--max-kl", a->max_kl, "Auto-precision KL budget: mean KL(P_BF16 || P_FP8) per position, nats");
-  app.add_option("--max-size-ratio", a->max_size_ratio, "Auto-precision size budget: tensor bytes / BF16's (0 < R <= 1)");
+  app.add_option("--max-kl", a->max_kl, "Auto-precision KL budget: mean KL(P_BF16 || P_FP8) per position, nats (finite, > 0)");
+  CLI::Option* ratio = app.add_option("--max-size-ratio", a->max_size_ratio,
+                                      "Auto-precision size budget: tensor bytes / BF16's (0 < R <= 1; default: no size budget)");
   app.add_option("--auto-tasks", a->auto_tasks, "Auto-precision sensitivity data: task JSONL (default: calibration samples)");
-  app.add_option("--auto-limit", a->auto_limit, "Use an evenly spaced subset of this many --auto-tasks items");
-  app.add_option("--auto-samples", a->auto_samples, "Calibration samples scored by auto-precision (default 16)");
+  CLI::Option* limit = app.add_option("--auto-limit", a->auto_limit,
+                                      "Use an evenly spaced subset of this many --auto-tasks items (0 = all, the default)");
+  CLI::Option* asamples = app.add_option("--auto-samples", a->auto_samples,
+                                         "Calibration samples scored by auto-precision when there is no --auto-tasks (>= 1, default 16)");
   app.add_option("--report", a->report, "Write a self-contained HTML report (amax, clipping, group KL, size, KV scales, checks)");
   app.add_flag("--json", a->json, "Print the result as JSON (schema vlq.quantize/1) instead of the summary");
   app.add_flag("--force", a->force, "Replace an existing OUT");
   app.add_flag("-q,--quiet", a->quiet, "No progress bar or summary");
-  return [a]() { return run_quantize(*a); };
+  return [a, ratio, limit, asamples]() {
+    a->max_size_ratio_given = ratio->count() > 0;
+    a->auto_limit_given = limit->count() > 0;
+    a->auto_samples_given = asamples->count() > 0;
+    return run_quantize(*a);
+  };
 }
 
 }  // namespace

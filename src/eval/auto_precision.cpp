@@ -148,7 +148,27 @@ AutoPrecisionResult choose_precision(const EvalModel& reference, const EvalModel
     if (g == "lm.kv_cache") r.kv_cache_bf16 = true;
     else r.exclude.push_back(group_module(g));
   }
+  r.exclude_checkpoint = checkpoint_module_names(reference, r.exclude);
   return r;
+}
+
+std::vector<std::string> checkpoint_module_names(const EvalModel& m, const std::vector<std::string>& canonical) {
+  const io::Checkpoint ck = io::Checkpoint::open(m.dir);
+  std::vector<std::string> out;
+  for (const auto& prefix : canonical) {
+    std::string found = prefix;  // a module with no tensor keeps its canonical name
+    for (const auto& n : ck.names()) {
+      const std::string canon = formats::canonical_name(n);
+      if (!formats::in_subtree(canon, prefix)) continue;
+      const std::string rest = canon.substr(prefix.size());  // ".q_proj.weight"
+      if (n.size() >= rest.size() && n.compare(n.size() - rest.size(), rest.size(), rest) == 0) {
+        found = n.substr(0, n.size() - rest.size());
+        break;
+      }
+    }
+    out.push_back(found);
+  }
+  return out;
 }
 
 nlohmann::ordered_json AutoPrecisionResult::to_json(const AutoPrecisionOptions& o) const {
@@ -156,7 +176,9 @@ nlohmann::ordered_json AutoPrecisionResult::to_json(const AutoPrecisionOptions& 
   j["max_kl"] = o.max_kl;
   j["max_size_ratio"] = o.max_size_ratio ? nlohmann::ordered_json(*o.max_size_ratio) : nlohmann::ordered_json(nullptr);
   j["kept_bf16"] = kept_bf16;
-  j["exclude"] = exclude;
+  j["exclude"] = exclude;  // canonical names (say so: the written configs use the checkpoint's naming)
+  j["exclude_naming"] = "canonical";
+  j["exclude_checkpoint"] = exclude_checkpoint.size() == exclude.size() ? exclude_checkpoint : exclude;
   j["kv_cache"] = kv_cache_bf16 ? "none" : "fp8";
   j["kl_mean"] = kl_mean;
   j["tokens"] = tokens;

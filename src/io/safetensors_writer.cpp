@@ -658,6 +658,11 @@ void require_new_output(const fs::path& out, const std::vector<fs::path>& inputs
   if (exists_nofollow(out) && !overwrite)
     throw UsageError({out.string(), "output folder already exists", "a path that does not exist", "an existing path",
                       "choose another output folder or pass --force to replace it"});
+  std::error_code ec;
+  if (exists_nofollow(out) && !fs::is_directory(out, ec))  // --force replaces a checkpoint folder, never a file
+    throw UsageError({out.string(), "the output path exists and is not a folder", "a new path, or a folder to replace with --force",
+                      fs::is_symlink(fs::symlink_status(out, ec)) ? "a symbolic link to a non-folder" : "a file",
+                      "--force only replaces an output folder: remove the file yourself or choose another output path"});
 }
 
 void require_writable_file(const fs::path& file, const std::string& flag, const std::string& before) {

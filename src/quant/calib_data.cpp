@@ -283,7 +283,7 @@ std::vector<CalibSample> select_calib_samples(const std::vector<CalibSample>& te
                                               const std::vector<CalibSample>& image_pool, std::size_t samples,
                                               std::uint64_t seed) {
   if (samples == 0)
-    throw UsageError({"--calib-samples", "no calibration samples requested", "at least 1", "0", ""});
+    throw UsageError({"--samples", "no calibration samples requested", "at least 1", "0", ""});
   if (text_pool.empty() && image_pool.empty())
     throw ConfigError({"calibration data", "no calibration samples", "--calib-text and/or --calib-images",
                        "empty pools", ""});

@@ -164,6 +164,22 @@ void write_output(std::size_t i, const std::vector<Out>& outs, const io::Checkpo
   ++rep.quantized;
 }
 
+// The input folder's entries that are not copied (the tensors, index and configs the export writes are not
+// listed: they are replaced, not dropped).
+std::vector<std::string> files_not_copied(const fs::path& folder) {
+  static const std::set<std::string> kWritten = {"config.json", "hf_quant_config.json", "model.safetensors.index.json",
+                                                 "vlq_quantize.json"};
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    const std::string n = e.path().filename().string();
+    if (kWritten.count(n) || (e.path().extension() == ".safetensors" && !e.is_directory())) continue;
+    if (e.is_directory()) out.push_back(n + "/");
+    else if (!is_kept_model_file(n)) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // The stream plan: the tensors (scales known now for the pre-check), both config files, vlq_quantize.json.
 formats::StreamPlan stream_plan(const fs::path& folder, const fs::path& out_dir, const std::vector<Out>& outs,
                                 const json& config, const std::optional<ordered_json>& hfq, std::string provenance,
@@ -179,6 +195,7 @@ formats::StreamPlan stream_plan(const fs::path& folder, const fs::path& out_dir,
   if (hfq) sp.files.emplace_back("hf_quant_config.json", hfq->dump(4));
   sp.files.emplace_back("vlq_quantize.json", std::move(provenance));
   sp.skip_files = {"hf_quant_config.json"};
+  for (const auto& n : files_not_copied(folder)) sp.skip_files.insert(n);
   sp.force = opt.force;
   sp.fsync = opt.fsync;
   sp.max_shard_bytes = opt.max_shard_bytes;
@@ -208,6 +225,14 @@ void ScaleRange::add(float v) {
   ++count;
 }
 
+bool is_kept_model_file(const std::string& n) {
+  static const std::set<std::string> kKept = {
+      "generation_config.json", "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
+      "tokenizer.model", "chat_template.jinja", "chat_template.json", "README.md"};
+  return kKept.count(n) > 0 || n.rfind("LICENSE", 0) == 0 || n.rfind("NOTICE", 0) == 0;
+}
+
 ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir, const QuantPlan& plan,
                               const CalibrationStats& stats, const QuantizeOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -225,8 +250,13 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
   std::optional<ordered_json> hfq;
   detail::write_declaration(plan, ck, recipe, kv, config, hfq);
   const std::vector<std::string> kept = detail::kept_linears(plan);
+  rep.not_copied = files_not_copied(folder);
+  QuantizeOptions popt = opt;  // the provenance also names the input files left out
+  if (!popt.provenance_extra.is_object()) popt.provenance_extra = json::object();
+  popt.provenance_extra["input_files_not_copied"] = rep.not_copied;
   formats::CheckpointStream stream(stream_plan(
-      folder, out_dir, outs, config, hfq, detail::provenance_json(opt, stats, recipe, kv, plan.quantized_count(), kept), opt));
+      folder, out_dir, outs, config, hfq, detail::provenance_json(popt, stats, recipe, kv, plan.quantized_count(), kept), opt));
+
 
   const auto t_check0 = std::chrono::steady_clock::now();
   check_targets(stream, false, opt, out_dir, rep);  // the planned layout, before computing anything
@@ -286,6 +316,12 @@ std::string format_summary(const QuantPlan& plan, const ExportReport& r) {
   if (sat) o << fmt::format("  {} weight elements saturated at +-448\n", sat);
   for (const auto& w : r.warnings) o << "  warning: " << w << "\n";
   for (const auto& c : r.checks) o << fmt::format("  check {}: {}\n", c.target, formats::verdict_name(c.verdict));
+  if (!r.not_copied.empty()) {
+    std::string names;
+    for (const auto& n : r.not_copied) names += (names.empty() ? "" : ", ") + n;
+    o << fmt::format("  not copied from the input (they describe the source model; only tokenizer, processor, chat-template "
+                     "and generation-config files, README.md and LICENSE/NOTICE are kept): {}\n", names);
+  }
   o << fmt::format("\n  {} tensors, {:.1f} MB -> {} tensors, {:.1f} MB in {}\n", r.tensors_in, r.bytes_in / 1e6, r.tensors_out,
                    r.bytes_out / 1e6, r.out.string());
   o << fmt::format("  time: prepare {:.2f}s, quantize+write {:.2f}s, check {:.2f}s, commit {:.2f}s\n", r.seconds_prepare,

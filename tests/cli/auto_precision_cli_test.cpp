@@ -70,6 +70,20 @@ TEST(AutoPrecisionCli, KeepsTheMostSensitiveGroupsUntilTheKlBudgetHolds) {
   bool kv_kept = false;
   for (const auto& g : a1["kept_bf16"]) kv_kept |= g == "lm.kv_cache";
   EXPECT_EQ(hfq["quantization"]["kv_cache_quant_algo"].is_null(), kv_kept);
+  // The record says which naming each list uses: canonical, and the checkpoint's (the bundled model has 4.x
+  // names, model.layers.N.*, as the written exclude_modules do).
+  EXPECT_EQ(a1["exclude_naming"], "canonical");
+  ASSERT_EQ(a1["exclude_checkpoint"].size(), a1["exclude"].size());
+  EXPECT_EQ(prov["auto_precision"]["exclude_checkpoint"], a1["exclude_checkpoint"]);
+  for (std::size_t i = 0; i < a1["exclude"].size(); ++i) {
+    const std::string canon = a1["exclude"][i], ck = a1["exclude_checkpoint"][i];
+    EXPECT_EQ(canon.rfind("model.language_model.layers.", 0), 0u) << canon;
+    EXPECT_EQ(ck.rfind("model.layers.", 0), 0u) << ck;
+    EXPECT_EQ(canon.substr(std::string("model.language_model.").size()), ck.substr(std::string("model.").size()));
+    bool named = false;
+    for (const auto& e : hfq["quantization"]["exclude_modules"]) named |= e.get<std::string>().rfind(ck, 0) == 0;
+    EXPECT_TRUE(named) << ck << " not in " << hfq["quantization"]["exclude_modules"].dump();
+  }
   if (a1["exclude"].size() > 0) {
     EXPECT_GT(prov["kept_linears"].size(), json::parse(read_file(s / "loose" / "vlq_quantize.json"))["kept_linears"].size());
     EXPECT_NE(hfq["quantization"]["exclude_modules"], loose_hfq["quantization"]["exclude_modules"]);

@@ -373,3 +373,91 @@ TEST(QuantizeCli, DefaultExportPassesItsOwnInspectWithoutExcludeWarnings) {
   EXPECT_FALSE(has(i.out + i.err, "exclude_entry_matches_nothing")) << i.out;
 }
 }  // namespace
+
+namespace {
+// Found by a new-user attack run (2026-12-06, second batch): values that were accepted and ignored or
+// misread, and errors that came only after calibration or the all-FP8 candidate export. Each is now a usage
+// error (exit 64) naming the flag, before anything is loaded; an existing OUT is reported after flag errors.
+TEST(QuantizeCli, AttackRunFlagsAreCheckedUpFront) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  const std::string base = "quantize " + q(kModel) + " " + q(out) + text_calib() + " -q";
+  const std::string ap_only = " --auto-precision", ap = ap_only + " --max-kl 1e-3";
+  const std::string tasks = " --auto-tasks " + q(kHeldout / "heldout.jsonl");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --samples 0", "--samples"},
+      {" --seq-len 0", "--seq-len"},
+      {" --seq-len -5", "--seq-len"},
+      {ap_only + " --max-kl inf", "finite"},
+      {ap_only + " --max-kl nan", "finite"},
+      {ap + " --max-size-ratio 0", "--max-size-ratio"},
+      {ap + " --auto-limit 5", "--auto-limit"},               // without --auto-tasks
+      {ap + tasks + " --auto-limit -1", "--auto-limit"},
+      {ap + tasks + " --auto-samples 4", "--auto-samples"},    // ignored beside --auto-tasks
+      {ap + " --auto-samples 0", "--auto-samples"},
+      {" --auto-samples 4", "--auto-precision"},              // without --auto-precision
+      {" --seq-len 1.5", "not a valid value"},
+  };
+  for (const auto& [flags, needle] : cases) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = run_vlq(base + flags);
+    EXPECT_EQ(r.rc, 64) << flags << ": " << r.err;
+    EXPECT_TRUE(has(r.err, needle)) << flags << ": " << r.err;
+    EXPECT_FALSE(has(r.err, "--calib-samples")) << r.err;
+    EXPECT_FALSE(has(r.err, "calibrating")) << flags << ": refused only after calibration: " << r.err;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0) << flags;
+    EXPECT_FALSE(fs::exists(out)) << flags;
+    expect_no_leftovers(out);
+  }
+  // A missing --auto-tasks file is named before the candidate export (exit 3: missing input).
+  auto m = run_vlq(base + ap + " --auto-tasks " + q(s / "missing.jsonl"));
+  EXPECT_EQ(m.rc, 3) << m.err;
+  EXPECT_TRUE(has(m.err, "--auto-tasks")) << m.err;
+  EXPECT_FALSE(has(m.err, "candidate")) << m.err;
+  expect_no_leftovers(out);
+  // An existing OUT does not hide a flag error; with --force, OUT that is a file is refused, not replaced.
+  fs::create_directories(out);
+  auto e = run_vlq(base + " --seq-len 0");
+  EXPECT_EQ(e.rc, 64) << e.err;
+  EXPECT_TRUE(has(e.err, "--seq-len")) << e.err;
+  const fs::path file = s / "a-file";
+  std::ofstream(file) << "keep me";
+  auto f = run_vlq("quantize " + q(kModel) + " " + q(file) + text_calib() + kFast + " --force");
+  EXPECT_EQ(f.rc, 64) << f.err;
+  EXPECT_TRUE(has(f.err, "not a folder")) << f.err;
+  ASSERT_TRUE(fs::is_regular_file(file));
+  EXPECT_EQ(read_file(file), "keep me");
+  // --auto-limit 0 means all items (documented in --help).
+  auto h = run_vlq("quantize --help");
+  EXPECT_TRUE(has(h.out, "0 = all")) << h.out;
+}
+
+// The export keeps the model files a user runs the FP8 model with (tokenizer, processor, chat template,
+// generation config, README.md model card) and leaves out what describes the BF16 source (train.log, its eval
+// JSON, train_info.json, other weight files, sub-folders), naming them in the summary and vlq_quantize.json.
+TEST(QuantizeCli, CopiesOnlyKnownModelFilesAndNamesTheRest) {
+  Scratch s("quant");
+  const fs::path m = s / "model";
+  fs::create_directories(m / "extras");
+  for (const auto& e : fs::directory_iterator(kModel)) fs::create_symlink(e.path(), m / e.path().filename());
+  std::ofstream(m / "pytorch_model.bin") << "not weights";
+  std::ofstream(m / "LICENSE") << "license";
+  for (const char* layout : {"portable", "exact"}) {
+    const fs::path out = s / layout;
+    auto r = run_vlq("quantize " + q(m) + " " + q(out) + text_calib() + " --samples 4 --seq-len 64 --layout " + layout);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    for (const char* kept : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json",
+                             "preprocessor_config.json", "README.md", "LICENSE", "config.json", "vlq_quantize.json"})
+      EXPECT_TRUE(fs::exists(out / kept)) << layout << ": " << kept;
+    const std::vector<std::string> dropped = {"eval_heldout_bf16_h200.json", "extras/", "pytorch_model.bin", "train.log",
+                                              "train_info.json"};
+    for (const auto& d : dropped) {
+      EXPECT_FALSE(fs::exists(out / d)) << layout << ": " << d;
+      EXPECT_TRUE(has(r.out, d)) << "summary does not name " << d << ":\n" << r.out;
+    }
+    EXPECT_TRUE(has(r.out, "not copied")) << r.out;
+    const json prov = json::parse(read_file(out / "vlq_quantize.json"));
+    EXPECT_EQ(prov["input_files_not_copied"], json(dropped)) << prov.dump(2);
+  }
+}
+}  // namespace

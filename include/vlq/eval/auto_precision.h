@@ -38,6 +38,11 @@ struct AutoPrecisionResult {
   std::vector<AutoPrecisionStep> steps; // steps[0] = all FP8; then one per group kept in BF16
   std::vector<std::string> kept_bf16;   // chosen groups in the order they were chosen
   std::vector<std::string> exclude;     // --exclude entries for the Linear groups (canonical module prefixes)
+  // The same modules in the reference checkpoint's naming (e.g. "model.layers.0.self_attn" for a 4.x-named
+  // checkpoint whose canonical name is "model.language_model.layers.0.self_attn"): what the written
+  // exclude_modules / ignore lists name. JSON: "exclude" (canonical), "exclude_naming": "canonical",
+  // "exclude_checkpoint" (this list).
+  std::vector<std::string> exclude_checkpoint;
   bool kv_cache_bf16 = false;           // lm.kv_cache chosen: export with --kv-cache none
   double kl_mean = 0;                   // of the final choice
   std::uint64_t tensor_bytes = 0, reference_bytes = 0;  // predicted bytes of the final export; the reference's
@@ -50,6 +55,10 @@ struct AutoPrecisionResult {
 // "vision.blocks.2" → "model.visual.blocks.2", "vision.merger" → "model.visual.merger", "lm_head" →
 // "lm_head"; "" for lm.kv_cache (not a module). UsageError for an unknown group.
 std::string group_module(const std::string& group);
+
+// The checkpoint-naming spelling of each canonical module prefix: from the first tensor of `m` under it
+// (its stored name minus the canonical suffix); a prefix with no tensor is returned unchanged.
+std::vector<std::string> checkpoint_module_names(const EvalModel& m, const std::vector<std::string>& canonical);
 
 // Tensor bytes the export gains when `group` is kept in BF16 instead of FP8, from the two checkpoints'
 // headers: the reference's tensors under the group's module minus the candidate's (FP8 weights and their

@@ -145,7 +145,8 @@ void require_separate_output(const std::filesystem::path& out, const std::vector
 
 // The pre-flight check of a command that writes the folder `out` from `inputs`, run before any work:
 // require_separate_output, then UsageError "output folder already exists" when `out` exists and not
-// `overwrite` (hint: choose another output folder or pass --force).
+// `overwrite` (hint: choose another output folder or pass --force); with `overwrite`, UsageError when `out`
+// exists and is not a folder (--force replaces an output folder, never a file).
 void require_new_output(const std::filesystem::path& out, const std::vector<std::filesystem::path>& inputs,
                         bool overwrite);
 

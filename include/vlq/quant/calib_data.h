@@ -1,4 +1,4 @@
-// Calibration data sets for `vlq quantize` (--calib-text, --calib-images, --calib-samples, --calib-seed):
+// Calibration data sets for `vlq quantize` (--calib-text, --calib-images, --samples, --seed):
 // reading text and image+caption samples, the deterministic selection of N of them, and how each is fed to
 // the model.
 //

@@ -69,8 +69,20 @@ struct ExportReport {
   ScaleRange weight_amax, weight_scale, input_amax, input_scale, k_scale, v_scale;
   std::vector<std::string> warnings;          // zero amax replaced, KV scales clamped, ...
   std::vector<formats::Report> checks;        // one per QuantizeOptions::check_targets
+  std::vector<std::string> not_copied;        // input files left out (is_kept_model_file), sorted; folders end in '/'
+
   double seconds_prepare = 0, seconds_write = 0, seconds_check = 0, seconds_commit = 0;
 };
+
+// The files of the input folder a quantized checkpoint keeps besides its tensors and rewritten configs: what
+// ModelOpt and llm-compressor write next to their exports (tokenizer: tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, added_tokens.json, vocab.json, merges.txt, tokenizer.model; processor:
+// preprocessor_config.json, processor_config.json, video_preprocessor_config.json; chat_template.jinja /
+// .json; generation_config.json), plus the model card README.md and LICENSE* / NOTICE* files. Everything
+// else (training logs, the BF16 model's eval results, other weight files such as pytorch_model.bin, remote
+// code, sub-folders) would describe or duplicate the BF16 model: it is not copied, and named in
+// ExportReport::not_copied, format_summary and vlq_quantize.json ("input_files_not_copied").
+bool is_kept_model_file(const std::string& file_name);
 
 // Streams `model_dir` (BF16, F16 or F32 Linears) into `out_dir` following `plan`:
 //  Weights: ops::quantize_weight_fp8 with opt.weight_rounding (round_q below: none for kSingle, the source
