@@ -2,6 +2,7 @@
 // exclusions, shape pre-flight), max calibration on text and/or image+caption data on the CPU runtime,
 // and the exact ModelOpt or compressed-tensors export, checked for the --for targets before it is renamed
 // into place.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "cli/command.h"
 #include "vlq/image/image_processor.h"
 #include "vlq/core/error.h"
+#include "vlq/engine/device_model.h"
 #include "vlq/engine/model_bundle.h"
 #include "vlq/eval/auto_precision.h"
 #include "vlq/eval/report.h"
@@ -34,6 +36,7 @@
 #include "vlq/quant/act_scale.h"
 #include "vlq/quant/calib_data.h"
 #include "vlq/quant/calibrate.h"
+#include "vlq/quant/calibrate_cuda.h"
 #include "vlq/quant/export.h"
 
 namespace {
@@ -45,7 +48,7 @@ struct QuantizeArgs {
   std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", layout = "portable", image_backend = "torchvision";
   std::vector<std::string> exclude, targets;
   std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat, act_scale = "max";
-  std::string report, auto_tasks;
+  std::string report, auto_tasks, device = "auto";
   bool auto_precision = false, json = false;
   double max_kl = 0, max_size_ratio = 0;  // 0 = not given
   std::int64_t auto_samples = 16, auto_limit = 0;
@@ -125,20 +128,25 @@ quant::QuantizeOptions options_of(const QuantizeArgs& a) {
   return opt;
 }
 
-// --load-calib, or max calibration of the model on the selected samples (progress bar on a terminal).
+// --load-calib, or max calibration of the model on the selected samples (progress bar on a terminal): on the
+// CPU runtime, or layer-sequential on the GPU (--device cuda; `cuda_report` then says what it used).
 quant::CalibrationStats calibration_of(const QuantizeArgs& a, const fs::path& model_dir, const quant::QuantPlan& plan,
                                        const std::vector<quant::CalibSample>& text_pool,
-                                       const std::vector<quant::CalibSample>& image_pool) {
+                                       const std::vector<quant::CalibSample>& image_pool, engine::Device device,
+                                       std::optional<quant::CudaCalibrateReport>& cuda_report) {
   if (!a.load_calib.empty()) return quant::load_calibration_stats(a.load_calib);
   const std::vector<quant::CalibSample> samples = quant::select_calib_samples(text_pool, image_pool, a.samples, a.seed);
   if (samples.size() < a.samples && !a.quiet)
     std::cerr << fmt::format("[vlq] warning: --samples {} asked, the calibration data holds only {}\n", a.samples,
                              samples.size());
+  const bool gpu = device == engine::Device::kCuda;
   if (!a.quiet)
-    std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}\n",
-                             samples.size(), text_pool.size(), image_pool.size(), a.seq_len);
+    std::cerr << fmt::format("[vlq] calibrating on {} sample(s) ({} text, {} image+caption available), seq-len {}, {}\n",
+                             samples.size(), text_pool.size(), image_pool.size(), a.seq_len,
+                             gpu ? "layer-sequential on the GPU" : "CPU runtime");
   engine::BundleOptions bo;
   bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+  if (gpu) bo.decode_weights = quant::calibrate_cuda_weight_filter();  // decoder layers are streamed per layer
   const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir, bo);
   if (!image_pool.empty() && !bundle.has_image_processor())
     throw ConfigError({(model_dir / "preprocessor_config.json").string(), "image calibration data given but the model has no image processor config",
@@ -148,14 +156,34 @@ quant::CalibrationStats calibration_of(const QuantizeArgs& a, const fs::path& mo
   const auto* head = plan.find("lm_head");
   co.lm_head = head && head->quantize;
   const auto tc = std::chrono::steady_clock::now();
-  if (!a.quiet && isatty(STDERR_FILENO))
-    co.progress = [&](std::size_t done, std::size_t total) {
+  const bool tty = isatty(STDERR_FILENO);
+  if (!a.quiet && (tty || gpu))
+    co.progress = [&, tty, gpu](std::size_t done, std::size_t total) {
       const int w = 30, filled = static_cast<int>(w * done / std::max<std::size_t>(total, 1));
-      std::cerr << fmt::format("\r[vlq] calibrating [{}{}] {}/{} {:.1f} s", std::string(filled, '#'),
-                               std::string(w - filled, '.'), done, total, since(tc))
-                << (done == total ? "\n" : "") << std::flush;
+      const double s = since(tc);
+      const std::string eta = done ? fmt::format(", ETA {:.0f} s", s / double(done) * double(total - done)) : "";
+      const std::string line = fmt::format("[vlq] calibrating [{}{}] {} {}/{}, {} samples, {:.1f} s{}", std::string(filled, '#'),
+                                           std::string(w - filled, '.'), gpu ? "layer" : "sample", done, total,
+                                           samples.size(), s, eta);
+      if (tty) std::cerr << "\r" << line << (done == total ? "\n" : "") << std::flush;
+      else if (done == total || done % 8 == 0) std::cerr << line << "\n";  // logs: a line every 8 layers
     };
-  return quant::calibrate(bundle.model(), bundle.prompt_builder(), samples, co);
+  if (!gpu) return quant::calibrate(bundle.model(), bundle.prompt_builder(), samples, co);
+  const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
+  quant::CudaCalibrateReport r;
+  quant::CalibrationStats st = quant::calibrate_cuda(bundle.model(), ckpt, bundle.prompt_builder(), samples, co, 0, &r);
+  if (!a.quiet) {
+    std::cerr << fmt::format("[vlq] GPU calibration: {} tokens in {} chunk(s); prompts {:.1f} s, vision {:.1f} s, language model "
+                             "{:.1f} s (weights read {:.1f} s); peak GPU memory {:.2f} GB\n",
+                             r.rows, r.chunks, r.prompt_seconds, r.vision_seconds, r.lm_seconds, r.weight_read_seconds,
+                             r.peak_device_bytes / 1e9);
+    if (r.residual_on_host)
+      std::cerr << fmt::format("[vlq] note: the residual stream ({:.2f} GB) did not fit on the GPU and was kept in pinned "
+                               "host memory (slower); fewer --samples or a shorter --seq-len keeps it on the GPU\n",
+                               r.residual_bytes / 1e9);
+  }
+  cuda_report = r;
+  return st;
 }
 
 // The portable ModelOpt layout: the ModelOpt export, then the one change that makes it load on vLLM 0.10 too
@@ -167,6 +195,7 @@ quant::ExportReport export_portable(const QuantizeArgs& a, const fs::path& model
   quant::QuantizeOptions exact = opt;
   exact.check_targets = {"vlq"};
   exact.force = false;
+  exact.fsync = false;  // a temporary folder, rewritten below; only the final output is synced
   const fs::path tmp1 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()));
   const fs::path tmp2 = out_dir.parent_path() / (out_dir.filename().string() + ".exact-" + std::to_string(::getpid()) + "-portable");
   std::error_code ec;
@@ -363,6 +392,9 @@ int run_quantize(const QuantizeArgs& a) {
   install_interrupt_watcher();
   const eval::AutoPrecisionOptions apo = validate_quantize_args(a, model_dir, out_dir);
 
+  // --device: where calibration runs (auto: the GPU when this build has CUDA and one is visible)
+  const engine::Device device = a.load_calib.empty() ? engine::parse_device(a.device, "--device") : engine::Device::kCpu;
+
   // 1. plan (headers only): bad --exclude / scope errors before any compute
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);
   const formats::ModelConfig cfg = formats::load_model_config(model_dir / "config.json");
@@ -377,7 +409,8 @@ int run_quantize(const QuantizeArgs& a) {
     throw UsageError({"--scope vlm", "the vision tower needs image calibration data", "--calib-images DIR|JSONL",
                       "text only", "add --calib-images, or use --scope lm"});
   const auto t_cal0 = std::chrono::steady_clock::now();
-  const quant::CalibrationStats raw_stats = calibration_of(a, model_dir, plan, text_pool, image_pool);
+  std::optional<quant::CudaCalibrateReport> cuda_report;
+  const quant::CalibrationStats raw_stats = calibration_of(a, model_dir, plan, text_pool, image_pool, device, cuda_report);
   const double t_cal = since(t_cal0);
   if (!a.save_calib.empty()) quant::save_calibration_stats(raw_stats, a.save_calib);
   // activation scales: max (the calibrated amax) or the histogram's mse / percentile choice
@@ -399,9 +432,11 @@ int run_quantize(const QuantizeArgs& a) {
 
   // 4. export (streams; checked before the rename)
   if (!a.quiet) std::cerr << "[vlq] writing " << a.out << " ...\n";
+  const auto t_exp0 = std::chrono::steady_clock::now();
   const bool portable = fopt.format == quant::ExportFormat::kModelOpt && a.layout == "portable";
   const quant::ExportReport rep = portable ? export_portable(a, model_dir, out_dir, fplan, stats, fopt)
                                            : quant::export_quantized(model_dir, out_dir, fplan, stats, fopt);
+  const double t_exp = since(t_exp0);
   if (!a.report.empty()) eval::write_report(a.report, report_of(a, model_dir, out_dir, fopt, rep, raw_stats, choices, ap));
   if (a.json) {
     nlohmann::ordered_json j;
@@ -417,6 +452,18 @@ int run_quantize(const QuantizeArgs& a) {
     j["checks"] = nlohmann::ordered_json::array();
     for (const auto& c : rep.checks) j["checks"].push_back({{"target", c.target}, {"verdict", formats::verdict_name(c.verdict)}});
     j["auto_precision"] = ap ? ap->to_json(apo) : nlohmann::ordered_json(nullptr);
+    j["calibration"] = {{"device", a.load_calib.empty() ? engine::device_name(device) : "none (--load-calib)"},
+                        {"samples", stats.samples}, {"text_tokens", stats.text_tokens}, {"image_tokens", stats.image_tokens},
+                        {"seconds", t_cal}};
+    if (cuda_report) {
+      j["calibration"]["peak_gpu_bytes"] = cuda_report->peak_device_bytes;
+      j["calibration"]["residual_on_host"] = cuda_report->residual_on_host;
+    }
+    j["export_seconds"] = t_exp;
+    j["seconds"] = since(t0);
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    j["peak_host_rss_bytes"] = static_cast<std::int64_t>(ru.ru_maxrss) * 1024;
     if (!a.report.empty()) j["report"] = a.report;
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -470,6 +517,9 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--samples", a->samples, "Number of calibration samples (>= 1, default 64)");
   app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (>= 1, default 512)");
   app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
+  app.add_option("--device", a->device,
+                 "Where calibration runs: cpu (the exact reference runtime), cuda (layer-sequential on the GPU: one "
+                 "decoder layer in memory at a time), or auto (cuda when a GPU is present; default)");
   app.add_option("--act-scale", a->act_scale,
                  "Activation (input_scale) method: max (default: calibrated max |x|), mse (least E4M3 squared error over "
                  "the |x| histogram, clipping included) or percentile[:P] (P-th percentile of |x|, default 99.99); "

@@ -139,8 +139,14 @@ void add_kv_outputs(const io::Checkpoint& ck, const QuantPlan& plan, const Calib
 void write_output(std::size_t i, const std::vector<Out>& outs, const io::Checkpoint& ck, const CalibrationStats& stats,
                   const ExportRecipe& r, io::CheckpointWriter& w, ExportReport& rep) {
   const Out& o = outs[i];
+  // The source tensor's mapped pages are dropped once written: page cache would otherwise count in the
+  // process's resident memory for the whole input (16.6 GB for a 7B BF16 checkpoint).
+  auto drop = [&] {
+    const io::TensorInfo& t = ck.info(o.src);
+    if (t.nbytes() >= (1u << 20)) ck.shard(ck.find(o.src).shard).advise_dontneed(t);
+  };
   switch (o.kind) {
-    case Out::kCopy: w.write(o.spec.name, ck.data(o.src)); return;
+    case Out::kCopy: w.write(o.spec.name, ck.data(o.src)); drop(); return;
     case Out::kInputScale:
     case Out::kKv: w.write(o.spec.name, detail::scalar_bytes(o.value, o.spec.dtype)); return;
     case Out::kWeightScale: return;  // written right after its weight
@@ -148,6 +154,7 @@ void write_output(std::size_t i, const std::vector<Out>& outs, const io::Checkpo
   }
   const DType dt = ck.info(o.src).dtype;
   const ops::Fp8Weight qw = ops::quantize_weight_fp8(ck.data(o.src), dt, dt, r.weights, o.src);
+  drop();
   if (!qw.warning.empty()) rep.warnings.push_back(qw.warning);
   ModuleExport me;
   me.checkpoint_module = o.m->checkpoint_module;
@@ -256,7 +263,6 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
   popt.provenance_extra["input_files_not_copied"] = rep.not_copied;
   formats::CheckpointStream stream(stream_plan(
       folder, out_dir, outs, config, hfq, detail::provenance_json(popt, stats, recipe, kv, plan.quantized_count(), kept), opt));
-
 
   const auto t_check0 = std::chrono::steady_clock::now();
   check_targets(stream, false, opt, out_dir, rep);  // the planned layout, before computing anything
