@@ -394,6 +394,9 @@ int run_quantize(const QuantizeArgs& a) {
 
   // --device: where calibration runs (auto: the GPU when this build has CUDA and one is visible)
   const engine::Device device = a.load_calib.empty() ? engine::parse_device(a.device, "--device") : engine::Device::kCpu;
+  if (device == engine::Device::kCuda && !engine::cuda_device_available())
+    throw UnsupportedError({"--device cuda", "no CUDA device is visible", "a GPU", "none",
+                            "run with --device cpu (or --device auto), or on a machine with a GPU"});
 
   // 1. plan (headers only): bad --exclude / scope errors before any compute
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);

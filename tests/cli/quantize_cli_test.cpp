@@ -12,6 +12,7 @@
 
 #include "cli/cli_test_util.h"
 #include "cli/report_check.h"
+#include "vlq/engine/device_model.h"
 
 namespace {
 
@@ -378,6 +379,18 @@ namespace {
 // Found by a new-user attack run (2026-12-06, second batch): values that were accepted and ignored or
 // misread, and errors that came only after calibration or the all-FP8 candidate export. Each is now a usage
 // error (exit 64) naming the flag, before anything is loaded; an existing OUT is reported after flag errors.
+// --device cuda where no GPU is visible: refused before any calibration (exit 3, the hint names --device cpu).
+TEST(QuantizeCli, DeviceCudaWithoutAGpuIsRefusedUpFront) {
+  if (vlq::engine::cuda_device_available()) GTEST_SKIP() << "a CUDA device is visible: tests/cuda/calibrate_cuda_test.cc covers it";
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  auto r = run_vlq("quantize " + q(kModel) + " " + q(out) + text_calib() + " --device cuda");
+  EXPECT_EQ(r.rc, 3) << r.err;
+  EXPECT_TRUE(has(r.err, "--device cpu")) << r.err;
+  EXPECT_FALSE(has(r.err, "calibrating")) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST(QuantizeCli, AttackRunFlagsAreCheckedUpFront) {
   Scratch s("quant");
   const fs::path out = s / "out";
@@ -397,6 +410,7 @@ TEST(QuantizeCli, AttackRunFlagsAreCheckedUpFront) {
       {ap + " --auto-samples 0", "--auto-samples"},
       {" --auto-samples 4", "--auto-precision"},              // without --auto-precision
       {" --seq-len 1.5", "not a valid value"},
+      {" --device gpu", "--device"},
   };
   for (const auto& [flags, needle] : cases) {
     const auto t0 = std::chrono::steady_clock::now();
