@@ -85,7 +85,7 @@ if has serve; then
   # closed loop at each concurrency; KV pool from free GPU memory (vlq serve's default on CUDA).
   python3 tools/make_bench_images.py /tmp/img640 --n 8
   export VLQ_STEP_LOG=${VLQ_STEP_LOG:-100}
-  SF="--device cuda --max-num-seqs 256 --max-model-len 2048 --max-queue 4096 --max-num-batched-tokens 8192"
+  SF="--device cuda --max-num-seqs ${SERVE_MAX_SEQS:-256} --max-model-len 2048 --max-queue 4096 --max-num-batched-tokens 8192"
   for c in ${SERVE_C-1 256}; do
     n=$(( c * 2 )); [ $c -eq 1 ] && n=8
     step serve_text_c$c 150 $D/serve_load_bench --vlq $D/vlq --model $F --prompt-set text --prompt-words 50 \
