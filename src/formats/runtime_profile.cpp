@@ -112,44 +112,29 @@ RuntimeProfile vllm_latest() {
   return p;
 }
 
+// SGLang: vLLM 0.10's Qwen2.5-VL loader (stacking, KV remap, exclusion matching) with its own names (one flat
+// loader over the legacy names), config reading, KV-scale handling and vision-MLP padding.
 RuntimeProfile sglang() {
-  RuntimeProfile p;
+  RuntimeProfile p = vllm_010();
   p.id = "sglang";
   p.title = "SGLang main (2026-09)";
   p.sources = "field-bug-classes.md F02, F15, F19; fp8-checkpoint-formats.md §2 for the shared vLLM-derived parts";
-  p.kind = LoaderKind::kVllmFamily;
-  p.config.config_json_first = true;
   p.config.cfgjson_exclude_key = "ignore";
   p.config.cfgjson_kv_from_scheme = true;
-  p.config.modelopt_algos = {"FP8"};
-  p.config.kv_dtype_from_checkpoint = false;
-  p.modelopt_exclusion = {false, false, MatchPolicy{MatchMode::kExact, {MatchMode::kSubstring}, true}, true,
-                          kMoFusedError};
-  p.ct_exclusion = {false, false, MatchPolicy{MatchMode::kRegexMatch, {MatchMode::kExact}, false}, true,
-                    kCtFusedError};
+  p.modelopt_exclusion.fused_exact = true;
+  p.modelopt_exclusion.fused_error = kMoFusedError;
+  p.ct_exclusion.apply_mapper = false;
   p.prefix = qwen_vl_canonical_to_legacy();
-  p.top_class = "Qwen2_5_VLForConditionalGeneration";
   p.top_modules = {"visual", "model", "lm_head"};
   p.vision_root = "";  // one flat loader: errors name the full name
   p.lm_root = "";
   p.lm_class = "Qwen2_5_VLForConditionalGeneration";
   p.lm_head = "lm_head";
-  p.lm_stacking = vllm_qwen2_lm_stacking();
-  p.vision_stacking = vllm_qwen2_5_vision_fusion();
-  p.packed_modules = qwen2_lm_fusion().rules;
-  p.vision_gets_quant_config = true;
-  p.lm_head_quantizable = false;
   p.attention_kv_params_always = false;
-  p.vision_unknown = UnknownName::kKeyError;
-  p.lm_unknown = UnknownName::kKeyError;
-  p.kv_remap_after_stacking = true;
-  p.kv_remap = vllm_kv_scale_remap();
   p.kv_scales_bind = false;
-  p.fp8_gemm_align = 16;
   p.unaligned_severity = Severity::kInfo;
   p.unaligned_text = "SGLang pads the Qwen2.5-VL vision MLP to a multiple of 8 at load (PR #10112)";
-  p.vision_exclude_extra = {"visual"};
-  p.default_vision = "bf16";
+  p.write_cfgjson_exclude_modules = false;
   p.notes = {
       "[V] F15/PR #13919: ModelOpt detected from hf_quant_config.json and from config.json quantization_config",
       "[V] F02 (issue #39942, PR #39943 open): the Qwen2 loader drops k_proj.k_scale, qkv_proj.k_scale and "
