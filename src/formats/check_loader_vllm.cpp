@@ -134,17 +134,10 @@ class Simulator {
     return true;
   }
 
-  bool vision_name(const std::string& rt, Tower tower) const {
-    if (!p_.vision_root.empty()) return rt.starts_with(p_.vision_root + ".");
-    return tower == Tower::kVision;
-  }
+  bool vision_name(const std::string& rt, Tower tower) const { return runtime_vision_name(p_, rt, tower); }
 
   // The name the sub-loader sees (for error texts).
-  std::string rel(const std::string& rt, bool vision) const {
-    const std::string& root = vision ? p_.vision_root : p_.lm_root;
-    if (!root.empty() && rt.starts_with(root + ".")) return rt.substr(root.size() + 1);
-    return rt;
-  }
+  std::string rel(const std::string& rt, bool vision) const { return runtime_loader_name(p_, rt, vision); }
 
   std::string excluded(const RtLinear& r, bool& fused_mismatch) const {
     ExclusionResult e = runtime_exclusion(p_, cfg.format, cfg.exclude, r.name);
@@ -163,38 +156,21 @@ class Simulator {
     predict_gemms_and_kv_cache();
   }
 
-  // The runtime Linears: checkpoint Linears mapped to runtime modules, shards in slot order.
+  // The runtime Linears: checkpoint Linears mapped to runtime modules (runtime_module), shards in slot order.
   void collect_modules() {
     std::map<std::string, std::size_t> idx;
     for (const auto& m : L_.linears) {
-      std::string rt = p_.prefix.apply(m.name + ".weight");
-      bool vision = vision_name(rt, m.tower);
-      std::string shard_id;
-      if (vision) {
-        std::string r = rel(rt, true);
-        if (auto s = p_.vision_stacking.apply(r)) {
-          shard_id = s->rule->shard_id;
-          rt = (p_.vision_root.empty() ? "" : p_.vision_root + ".") + s->name;
-        }
-      } else if (m.tower != Tower::kHead) {
-        std::string r = rel(rt, false);
-        if (auto s = p_.lm_stacking.apply(r)) {
-          shard_id = s->rule->shard_id;
-          rt = (p_.lm_root.empty() ? "" : p_.lm_root + ".") + s->name;
-        }
-      }
-      std::string mod(module_of(rt));
-      if (vision && !p_.vision_module_renames.rules.empty()) mod = p_.vision_module_renames.apply(mod);
-      auto it = idx.find(mod);
+      RuntimeModule rm = runtime_module(p_, m.name, m.tower);
+      auto it = idx.find(rm.name);
       if (it == idx.end()) {
-        idx[mod] = rts_.size();
+        idx[rm.name] = rts_.size();
         RtLinear r;
-        r.name = mod;
+        r.name = rm.name;
         r.tower = m.tower;
         rts_.push_back(r);
-        it = idx.find(mod);
+        it = idx.find(rm.name);
       }
-      rts_[it->second].shards.push_back({&m, shard_id});
+      rts_[it->second].shards.push_back({&m, rm.shard_id});
     }
     // shards in slot order (q, k, v / 0, 1), as the runtime fills them
     auto slot = [](const std::string& id) {

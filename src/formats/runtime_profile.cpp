@@ -229,21 +229,36 @@ RuntimeProfile vlq_native() {
 
 }  // namespace
 
-std::string runtime_module_name(const RuntimeProfile& p, std::string_view module, Tower tower) {
-  auto starts = [](std::string_view s, std::string_view x) { return s.substr(0, x.size()) == x; };
-  std::string rt = p.prefix.apply(std::string(module) + ".weight");
-  bool vision = !p.vision_root.empty() ? starts(rt, p.vision_root + ".") : tower == Tower::kVision;
+bool runtime_vision_name(const RuntimeProfile& p, std::string_view rt, Tower tower) {
+  if (!p.vision_root.empty()) return rt.starts_with(p.vision_root + ".");
+  return tower == Tower::kVision;
+}
+
+std::string runtime_loader_name(const RuntimeProfile& p, const std::string& rt, bool vision) {
   const std::string& root = vision ? p.vision_root : p.lm_root;
-  const bool strip = !root.empty() && starts(rt, root + ".");
-  std::string rel = strip ? rt.substr(root.size() + 1) : rt;
-  if (tower != Tower::kHead) {
-    const FusionTable& t = vision ? p.vision_stacking : p.lm_stacking;
-    if (auto r = t.apply(rel)) rel = r->name;
+  if (!root.empty() && rt.starts_with(root + ".")) return rt.substr(root.size() + 1);
+  return rt;
+}
+
+RuntimeModule runtime_module(const RuntimeProfile& p, std::string_view module, Tower tower) {
+  RuntimeModule out;
+  std::string rt = p.prefix.apply(std::string(module) + ".weight");
+  out.vision = runtime_vision_name(p, rt, tower);
+  if (out.vision || tower != Tower::kHead) {
+    const FusionTable& stacking = out.vision ? p.vision_stacking : p.lm_stacking;
+    const std::string& root = out.vision ? p.vision_root : p.lm_root;
+    if (auto s = stacking.apply(runtime_loader_name(p, rt, out.vision))) {
+      out.shard_id = s->rule->shard_id;
+      rt = (root.empty() ? "" : root + ".") + s->name;
+    }
   }
-  rt = strip ? root + "." + rel : rel;
-  std::string mod(module_of(rt));
-  if (vision && !p.vision_module_renames.rules.empty()) mod = p.vision_module_renames.apply(mod);
-  return mod;
+  out.name = std::string(module_of(rt));
+  if (out.vision && !p.vision_module_renames.rules.empty()) out.name = p.vision_module_renames.apply(out.name);
+  return out;
+}
+
+std::string runtime_module_name(const RuntimeProfile& p, std::string_view module, Tower tower) {
+  return runtime_module(p, module, tower).name;
 }
 
 std::vector<std::string> runtime_exclude_entries(const RuntimeProfile& p, QuantFormat format,

@@ -111,9 +111,25 @@ struct RuntimeProfile {
   std::vector<std::string> notes;
 };
 
+// Whether runtime name `rt` (after the prefix map) is loaded by the profile's vision loader: it starts
+// with `vision_root` + "." or, for a flat loader (no vision_root), `tower` is the vision tower.
+bool runtime_vision_name(const RuntimeProfile& p, std::string_view rt, Tower tower);
+// The name the vision (`vision`) or decoder sub-loader sees, as its error texts spell it: `rt` with
+// "<vision_root>." / "<lm_root>." stripped when it starts with it, else `rt`.
+std::string runtime_loader_name(const RuntimeProfile& p, const std::string& rt, bool vision);
+
 // The runtime module a checkpoint Linear (checkpoint naming) becomes: prefix map, then the vision or
-// decoder stacking, then the vision module renames. E.g. vllm-0.10: "model.layers.0.self_attn.k_proj" →
-// "language_model.model.layers.0.self_attn.qkv_proj"; "visual.blocks.0.mlp.up_proj" → "visual.blocks.0.mlp.gate_up_proj".
+// decoder stacking (lm_head is never stacked), then the vision module renames; `shard_id` is the slot the
+// stacking loads it into ("q"/"k"/"v", "0"/"1"; "" when not stacked). E.g. vllm-0.10:
+// "model.layers.0.self_attn.k_proj" → "language_model.model.layers.0.self_attn.qkv_proj" (shard "k");
+// "visual.blocks.0.mlp.up_proj" → "visual.blocks.0.mlp.gate_up_proj" (shard "1").
+struct RuntimeModule {
+  std::string name;
+  std::string shard_id;
+  bool vision = false;  // runtime_vision_name of the module's weight
+};
+RuntimeModule runtime_module(const RuntimeProfile& p, std::string_view module, Tower tower);
+// runtime_module(p, module, tower).name
 std::string runtime_module_name(const RuntimeProfile& p, std::string_view module, Tower tower);
 
 // The exclude/ignore list after the runtime's own preprocessing (star split, HF→runtime name mapping),
