@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/core/error.h"
 #include "vlq/eval/evaluate.h"
 #include "vlq/eval/report.h"
@@ -72,8 +73,8 @@ int run_eval(const EvalArgs& a) {
                       "e.g. --tasks data/heldout/heldout.jsonl --limit 100"});
   if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
   engine::BundleOptions bo;
-  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
-  const engine::Device device = engine::parse_device(a.device, "--device");
+  bo.image_backend = cli::parse_image_backend_option(a.image_backend);
+  const engine::Device device = cli::parse_device_option(a.device);
   if (device == engine::Device::kCuda && a.per_layer)
     throw UsageError({"--per-layer", "per-layer attribution runs on the CPU path only", "--device cpu", "--device cuda",
                       "add --device cpu"});
@@ -151,9 +152,9 @@ std::function<int()> setup_eval(CLI::App& app) {
   app.add_flag("--no-generate", a->no_generate, "Skip greedy generation (no accuracy / exact match)");
   app.add_flag("--per-layer", a->per_layer, "Score each FP8 module group alone (vision blocks, merger, LM attention/MLP, KV cache)");
   app.add_flag("--json", a->json, "Print JSON (schema vlq.eval/1) instead of the table");
-  app.add_option("--device", a->device, "cpu, cuda, or auto (cuda when a GPU is present; default)");
+  cli::add_device_option(app, a->device);
   app.add_option("--tensor-parallel", a->tensor_parallel, "Shard each model over this many GPUs (CUDA; default 1)");
-  app.add_option("--image-backend", a->image_backend, "torchvision (default, transformers' AutoProcessor) or pil");
+  cli::add_image_backend_option(app, a->image_backend);
   app.add_option("--json-out", a->json_out, "Also write the JSON to this file");
   app.add_option("--report", a->report,
                  "Write a self-contained HTML report of the first --model (amax, size, KV scales, per-group KL with --per-layer, check verdicts)");

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/generate.h"
 #include "vlq/engine/messages.h"
@@ -72,8 +73,8 @@ void write_dump(const GenerateArgs& a, const engine::Prompt& prompt, const engin
 int run_generate(const GenerateArgs& a, bool has_system) {
   engine::BundleOptions bo;
   bo.kv_cache = engine::parse_kv_cache_mode(a.kv_cache);
-  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
-  const engine::Device device = engine::parse_device(a.device, "--device");
+  bo.image_backend = cli::parse_image_backend_option(a.image_backend);
+  const engine::Device device = cli::parse_device_option(a.device);
   if (device == engine::Device::kCuda && (a.dump_intermediates))
     throw UsageError({"--dump-intermediates", "named intermediates are recorded on the CPU path only", "--device cpu",
                       "--device cuda", "add --device cpu"});
@@ -145,10 +146,10 @@ std::function<int()> setup_generate(CLI::App& app) {
   app.add_option("--top-k", a->top_k, "Top-k sampling (0 = off)");
   app.add_option("--repetition-penalty", a->repetition_penalty, "HF repetition penalty (default: generation_config or 1)");
   app.add_option("--seed", a->seed, "Sampling seed");
-  app.add_option("--device", a->device, "cpu, cuda, or auto (cuda when a GPU is present; default)");
+  cli::add_device_option(app, a->device);
   app.add_option("--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
-  app.add_option("--image-backend", a->image_backend,
-                 "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)");
+  cli::add_image_backend_option(app, a->image_backend,
+                                "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)");
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
   app.add_option("--dump", a->dump, "Write input_ids, pixel_values, image_grid_thw, logits, output_ids to this safetensors file");
   app.add_option("--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");

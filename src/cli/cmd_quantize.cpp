@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/image/image_processor.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/device_model.h"
@@ -145,7 +146,7 @@ quant::CalibrationStats calibration_of(const QuantizeArgs& a, const fs::path& mo
                              samples.size(), text_pool.size(), image_pool.size(), a.seq_len,
                              gpu ? "layer-sequential on the GPU" : "CPU runtime");
   engine::BundleOptions bo;
-  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+  bo.image_backend = cli::parse_image_backend_option(a.image_backend);
   if (gpu) bo.decode_weights = quant::calibrate_cuda_weight_filter();  // decoder layers are streamed per layer
   const engine::ModelBundle bundle = engine::ModelBundle::load(model_dir, bo);
   if (!image_pool.empty() && !bundle.has_image_processor())
@@ -253,7 +254,7 @@ eval::AutoPrecisionResult run_auto_precision(const QuantizeArgs& a, const fs::pa
     if (!a.quiet) std::cerr << "[vlq] auto-precision: exporting the all-FP8 candidate\n";
     quant::export_quantized(model_dir, tmp, plan, stats, c);
     engine::BundleOptions bo;
-    bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
+    bo.image_backend = cli::parse_image_backend_option(a.image_backend);
     const eval::EvalModel ref = eval::EvalModel::load(model_dir, "reference", bo);
     const eval::EvalModel cand = eval::EvalModel::load(tmp, "candidate", bo);
     std::vector<eval::EvalItem> items;
@@ -393,7 +394,7 @@ int run_quantize(const QuantizeArgs& a) {
   const eval::AutoPrecisionOptions apo = validate_quantize_args(a, model_dir, out_dir);
 
   // --device: where calibration runs (auto: the GPU when this build has CUDA and one is visible)
-  const engine::Device device = a.load_calib.empty() ? engine::parse_device(a.device, "--device") : engine::Device::kCpu;
+  const engine::Device device = a.load_calib.empty() ? cli::parse_device_option(a.device) : engine::Device::kCpu;
   if (device == engine::Device::kCuda && !engine::cuda_device_available())
     throw UnsupportedError({"--device cuda", "no CUDA device is visible", "a GPU", "none",
                             "run with --device cpu (or --device auto), or on a machine with a GPU"});
@@ -520,16 +521,16 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--samples", a->samples, "Number of calibration samples (>= 1, default 64)");
   app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (>= 1, default 512)");
   app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
-  app.add_option("--device", a->device,
-                 "Where calibration runs: cpu (the exact reference runtime), cuda (layer-sequential on the GPU: one "
-                 "decoder layer in memory at a time), or auto (cuda when a GPU is present; default)");
+  cli::add_device_option(app, a->device,
+                         "Where calibration runs: cpu (the exact reference runtime), cuda (layer-sequential on the GPU: "
+                         "one decoder layer in memory at a time), or auto (cuda when a GPU is present; default)");
   app.add_option("--act-scale", a->act_scale,
                  "Activation (input_scale) method: max (default: calibrated max |x|), mse (least E4M3 squared error over "
                  "the |x| histogram, clipping included) or percentile[:P] (P-th percentile of |x|, default 99.99); "
                  "KV-cache and weight scales stay max");
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
-  app.add_option("--image-backend", a->image_backend,
-                 "Image preprocessing of calibration images: torchvision (default, transformers' AutoProcessor) or pil");
+  cli::add_image_backend_option(app, a->image_backend,
+                                std::string("Image preprocessing of calibration images: ") + cli::kImageBackendHelp);
   app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
   app.add_option("--layout", a->layout,
                  "portable (default: weights rounded once to the nearest E4M3 code of W/s; ModelOpt output also "

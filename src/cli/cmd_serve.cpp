@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/core/error.h"
 #include "vlq/engine/llm_engine.h"
 #include "vlq/engine/model_bundle.h"
@@ -41,7 +42,7 @@ void check_args(const ServeArgs& a) {
   auto bad = [](const char* opt, const std::string& want, const std::string& got) {
     throw UsageError({opt, "value out of range", want, got, ""});
   };
-  engine::parse_device(a.device, "--device");  // cpu | cuda | auto (UsageError / UnsupportedError)
+  cli::parse_device_option(a.device);  // cpu | cuda | auto (UsageError / UnsupportedError)
   if (a.port < 0 || a.port > 65535) bad("--port", "0..65535 (0 = any free port)", std::to_string(a.port));
   if (a.max_num_seqs < 1) bad("--max-num-seqs", ">= 1", std::to_string(a.max_num_seqs));
   if (a.max_num_batched_tokens < 1) bad("--max-num-batched-tokens", ">= 1", std::to_string(a.max_num_batched_tokens));
@@ -92,8 +93,8 @@ int run_serve(const ServeArgs& a) {
   install_stop_handlers();
   engine::BundleOptions bo;
   bo.kv_cache = engine::parse_kv_cache_mode(a.kv_cache, "--kv-cache");
-  bo.image_backend = image::parse_resize_backend(a.image_backend, "--image-backend");
-  if (a.tensor_parallel != 1 && engine::parse_device(a.device, "--device") != engine::Device::kCuda)
+  bo.image_backend = cli::parse_image_backend_option(a.image_backend);
+  if (a.tensor_parallel != 1 && cli::parse_device_option(a.device) != engine::Device::kCuda)
     throw UsageError({"--tensor-parallel", "tensor parallelism needs --device cuda", "1 on the CPU",
                       std::to_string(a.tensor_parallel), "use --device cuda, or drop --tensor-parallel"});
   const engine::ModelBundle bundle = engine::ModelBundle::load(a.model, bo);
@@ -104,7 +105,7 @@ int run_serve(const ServeArgs& a) {
     throw UsageError({"--max-model-len", "longer than the model's context",
                       "<= " + std::to_string(tc.max_position_embeddings), std::to_string(max_model_len), ""});
 
-  const engine::Device device = engine::parse_device(a.device, "--device");
+  const engine::Device device = cli::parse_device_option(a.device);
   const bool cuda = device == engine::Device::kCuda;
   engine::CpuRunnerOptions ro;
   ro.block_size = a.block_size;
@@ -193,8 +194,8 @@ std::function<int()> setup_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
   app.add_option("--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
-  app.add_option("--image-backend", a->image_backend, "torchvision (default, transformers' AutoProcessor) or pil");
-  app.add_option("--device", a->device, "Runtime: cpu, cuda, or auto (cuda when a GPU is present; default)");
+  cli::add_image_backend_option(app, a->image_backend);
+  cli::add_device_option(app, a->device, std::string("Runtime: ") + cli::kDeviceHelp);
   app.add_option("--host", a->host, "Address to listen on (default 127.0.0.1: this machine only)");
   app.add_option("--port", a->port, "Port (default 8000; 0 = any free port)");
   app.add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $VLQ_API_KEY)")
