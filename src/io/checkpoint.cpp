@@ -21,8 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kIndexName = "model.safetensors.index.json";
-constexpr const char* kSingleName = "model.safetensors";
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -142,12 +140,12 @@ Checkpoint Checkpoint::open(const fs::path& dir_or_file) {
     if (ec) throw IoError({dir_or_file.string(), "cannot list folder", "", ec.message(), ""});
     std::sort(indexes.begin(), indexes.end());
     std::sort(singles.begin(), singles.end());
-    if (fs::exists(dir_or_file / kIndexName)) index_file = dir_or_file / kIndexName;
+    if (fs::exists(dir_or_file / kCheckpointIndexFile)) index_file = dir_or_file / kCheckpointIndexFile;
     else if (indexes.size() == 1) index_file = indexes.front();
     else if (indexes.size() > 1)
-      throw UsageError({dir_or_file.string(), "several safetensors index files and none is " + std::string(kIndexName),
+      throw UsageError({dir_or_file.string(), "several safetensors index files and none is " + std::string(kCheckpointIndexFile),
                         "one index", fmt::format("{} index files", indexes.size()), "pass the index file to use"});
-    else if (fs::exists(dir_or_file / kSingleName)) c.shard_paths_.push_back(dir_or_file / kSingleName);
+    else if (fs::exists(dir_or_file / kSingleCheckpointFile)) c.shard_paths_.push_back(dir_or_file / kSingleCheckpointFile);
     else if (singles.size() == 1) c.shard_paths_.push_back(singles.front());
     else if (singles.empty())
       throw IoError({dir_or_file.string(), "no safetensors weights in folder",

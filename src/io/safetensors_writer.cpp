@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vlq/core/error.h"
+#include "vlq/io/safetensors.h"
 
 namespace vlq::io {
 
@@ -30,8 +31,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kIndexName = "model.safetensors.index.json";
-constexpr const char* kSingleName = "model.safetensors";
 constexpr std::size_t kMaxOpenFds = 16;
 
 // Position of a dtype in the reference's `Dtype` enum (increasing alignment); layout sorts descending.
@@ -217,7 +216,7 @@ std::vector<std::vector<std::size_t>> group_shards(const std::vector<std::uint64
 }
 
 std::string shard_file_name(std::size_t i, std::size_t n) {
-  if (n == 1) return kSingleName;
+  if (n == 1) return kSingleCheckpointFile;
   return fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, n);
 }
 
@@ -457,7 +456,7 @@ struct CheckpointWriter::Impl {
       wm = json::object();
       for (const auto& p : plans)
         for (const auto& t : p.tensors) wm[t] = p.file_name;
-      write_new_file(tmp / kIndexName, idx.dump(2) + "\n", opts.fsync);
+      write_new_file(tmp / kCheckpointIndexFile, idx.dump(2) + "\n", opts.fsync);
     }
     if (opts.fsync) fsync_path(tmp, true);
 
@@ -494,7 +493,7 @@ struct CheckpointWriter::Impl {
     check_open();
     validate_dest(dest);
     const std::string g = dest.lexically_normal().generic_string();
-    bool reserved = g == kIndexName;
+    bool reserved = g == kCheckpointIndexFile;
     for (const auto& p : plans) reserved = reserved || g == p.file_name;
     if (reserved)
       throw UsageError({dest.string(), "name is reserved for the checkpoint's weight files", "another name", g, ""});

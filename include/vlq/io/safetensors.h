@@ -114,6 +114,10 @@ class SafetensorsFile {
 // SafetensorsFile::open. This is what `vlq inspect` uses: cost independent of the tensor bytes.
 SafetensorsHeader read_safetensors_header(const std::filesystem::path& path);
 
+// The file names of a checkpoint folder (Hugging Face's): one file, or the index of the shards.
+inline constexpr const char* kSingleCheckpointFile = "model.safetensors";
+inline constexpr const char* kCheckpointIndexFile = "model.safetensors.index.json";
+
 // Parsed model.safetensors.index.json. Shard names are validated: plain file names (no '/', '\\',
 // "." or "..", absolute paths, empty names, NUL), and the resolved file must be inside the checkpoint
 // folder (symlinks leading outside are rejected when the checkpoint is opened).
