@@ -61,7 +61,7 @@ if has gq72; then  # issue #13: a 72B-shaped checkpoint cut to 4 decoder layers 
 fi
 if has mopt; then  # the ModelOpt hf_ptq-style peer on the same checkpoint and data (wheels in .whl, tools/modelopt_peer.md)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl > "$OUT/pip.log" 2>&1
-  step mopt 540 env PYTHONPATH=/tmp/site python3 tools/modelopt_peer.py $Q --calib-text /tmp/calib/text.jsonl \
+  step mopt 540 env PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH python3 tools/modelopt_peer.py $Q --calib-text /tmp/calib/text.jsonl \
     --calib-images /tmp/calib/images --text-samples ${GQ_TEXT:-512} --image-samples ${GQ_IMAGES:-256} --out /tmp/q7-modelopt \
     --json "$OUT/modelopt.json"
   tail -15 "$OUT/mopt.log"
@@ -70,11 +70,11 @@ if has bench; then
   step bench_fp8 240 $D/cuda_model_bench $F ${PREFILL:-8192} 1,8,64,256 && cat "$OUT/bench_fp8.log" || tail -20 "$OUT/bench_fp8.log"
   has bf16 && { step bench_bf16 200 $D/cuda_model_bench $Q ${PREFILL:-8192} 1,64 && cat "$OUT/bench_bf16.log" || tail -20 "$OUT/bench_bf16.log"; }
 fi
-if has prof; then  # per-kernel GPU time of a 2048-token prefill, one decode step (ncu, clocks left alone)
-  step prof 200 ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
-    --launch-count ${PROF_LAUNCHES:-1200} $D/cuda_model_bench $F ${PROF_PREFILL:-2048} 1 128 2
-  grep -E "^  [a-zA-Z_].*\(|gpu__time_duration.sum" "$OUT/prof.log" | paste - - | \
-    awk '{print}' | head -60 > "$OUT/prof_summary.txt"; head -40 "$OUT/prof_summary.txt"
+if has prof; then  # per-kernel GPU time (ncu, clocks left alone) inside one of the bench's NVTX ranges (PROF_RANGE:
+  # prefill, ttft or decode_bN): a PROF_PREFILL-token prefill and PROF_STEPS decode steps at each of PROF_BATCHES
+  step prof 300 ncu --clock-control none --nvtx --nvtx-include ${PROF_RANGE:-decode_b256}/ --metrics gpu__time_duration.sum \
+    --print-summary per-kernel $D/cuda_model_bench $F ${PROF_PREFILL:-0} ${PROF_BATCHES:-256} 128 ${PROF_STEPS:-2}
+  grep -E "^  [a-zA-Z_].*\(|gpu__time_duration.sum|NVTX|nvtx|Range" "$OUT/prof.log" | head -150 > "$OUT/prof_summary.txt"; head -60 "$OUT/prof_summary.txt"
 fi
 if has peer; then
   step peer 300 python3 tools/hf_peer_bench.py $Q --prefill ${PREFILL:-8192} --batches 1,8,64 --steps 32

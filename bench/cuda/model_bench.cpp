@@ -7,6 +7,7 @@
 // tower alone). No CUDA graph yet: the host launches every kernel of every step (the launch overhead is part
 // of the figure).
 // Usage: cuda_model_bench MODEL_DIR [prefill=8192] [batches=1,8,64,256] [ctx=128] [steps=32]
+#include <nvtx3/nvToolsExt.h>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -106,9 +107,11 @@ int main(int argc, char** argv) {
     gpu.reserve(one[0], prefill);
     const model_cuda::Batch b = text_batch(one, prefill, g, tc.vocab_size);
     gpu.forward_greedy(b);  // warm-up (cuBLASLt heuristics, workspace)
+    nvtxRangePushA("prefill");  // NVTX ranges: `ncu --nvtx --nvtx-include prefill/` profiles one section
     t0 = Clock::now();
     gpu.forward_greedy(b);
     const double s = seconds_since(t0);
+    nvtxRangePop();
     const double H = tc.hidden_size, I = tc.intermediate_size, L = tc.num_hidden_layers, hd = tc.head_dim;
     const double qkv = (tc.num_attention_heads + 2.0 * tc.num_key_value_heads) * hd;
     const double linear = 2.0 * prefill * L * (H * qkv + tc.num_attention_heads * hd * H + 3.0 * H * I);
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
     double best = 1e9, best_vis = 1e9, best_pre = 1e9;
     std::int64_t prompt_len = 0;
     for (int it = 0; it < 4; ++it) {
+      if (it == 3) nvtxRangePushA("ttft");
       const auto t_start = Clock::now();
       const image::ProcessedImages px = image::preprocess_image(img, params);
       const double t_pre = seconds_since(t_start);
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
       const double vis = seconds_since(tv);
       prompt_len = static_cast<std::int64_t>(ids.size());
       if (it > 0) best = std::min(best, ttft), best_vis = std::min(best_vis, vis), best_pre = std::min(best_pre, t_pre);
+      if (it == 3) nvtxRangePop();
     }
     std::printf("TTFT 1280x720 image + 128 text tokens (%lld prompt tokens): %.1f ms (preprocess %.1f ms on the CPU; "
                 "vision tower alone %.1f ms; best of 3 after a warm-up)\n",
@@ -181,13 +186,16 @@ int main(int argc, char** argv) {
       for (std::size_t j = i; j < std::min(seqs.size(), i + 16); ++j) seqs[j].length = ctx;
     }
     double total = 0;
+    const std::string range = "decode_b" + std::to_string(B);
     for (int s = 0; s < steps + 2; ++s) {
       const model_cuda::Batch b = text_batch(seqs, 1, g, tc.vocab_size);
+      if (s == 2) nvtxRangePushA(range.c_str());
       const auto t = Clock::now();
       gpu.forward_greedy(b);
       if (s >= 2) total += seconds_since(t);  // two warm-up steps
       for (auto& q : seqs) q.length += 1;
     }
+    nvtxRangePop();
     const double step = total / steps;
     std::printf("decode batch %d (ctx %d): %.3f ms/step, %.1f output tok/s", B, ctx, step * 1e3, B / step);
     if (B == 1) {

@@ -4,9 +4,12 @@
 // twice (baseline x86-64 and AVX2, picked at load time) through GCC/Clang target_clones.
 #include "vlq/core/numerics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "vlq/core/error.h"
 
@@ -32,6 +35,24 @@ void check_scale(const char* fn, float scale, bool need_positive) {
                     need_positive ? "a finite scale > 0" : "a finite scale", std::to_string(scale),
                     "the scale is amax / 448; a zero amax (all-zero tensor) needs a positive "
                     "placeholder scale such as 1.0"});
+}
+
+// Runs k(in + i, out + i, len) over [0, n) in chunks on up to hardware_concurrency threads when n is large
+// (whole-checkpoint conversions: a 7B model is ~8e9 elements); elementwise, so the result does not depend on
+// the split. Small n runs inline.
+template <class In, class Out, class K>
+void par(const In* in, Out* out, std::size_t n, K k) {
+  constexpr std::size_t kMin = std::size_t{1} << 22;
+  const std::size_t threads = std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), n / kMin);
+  if (threads <= 1) return k(in, out, n);
+  std::vector<std::thread> pool;
+  const std::size_t step = (n + threads - 1) / threads;
+  for (std::size_t t = 1; t < threads; ++t) {
+    const std::size_t b = t * step, e = std::min(n, b + step);
+    if (b < e) pool.emplace_back([=] { k(in + b, out + b, e - b); });
+  }
+  k(in, out, std::min(n, step));
+  for (auto& th : pool) th.join();
 }
 
 // Kernels: raw pointers + count, restrict, one clone per ISA.
@@ -86,15 +107,15 @@ void k_dequantize(const uint8_t* __restrict q, float scale, float* __restrict ou
 
 void bf16_to_f32(std::span<const uint16_t> in, std::span<float> out) {
   check_sizes("bf16_to_f32", in.size(), out.size());
-  k_bf16_to_f32(in.data(), out.data(), in.size());
+  par(in.data(), out.data(), in.size(), [](auto a, auto b, auto c) { k_bf16_to_f32(a, b, c); });
 }
 void f32_to_bf16(std::span<const float> in, std::span<uint16_t> out) {
   check_sizes("f32_to_bf16", in.size(), out.size());
-  k_f32_to_bf16(in.data(), out.data(), in.size());
+  par(in.data(), out.data(), in.size(), [](auto a, auto b, auto c) { k_f32_to_bf16(a, b, c); });
 }
 void f16_to_f32(std::span<const uint16_t> in, std::span<float> out) {
   check_sizes("f16_to_f32", in.size(), out.size());
-  k_f16_to_f32(in.data(), out.data(), in.size());
+  par(in.data(), out.data(), in.size(), [](auto a, auto b, auto c) { k_f16_to_f32(a, b, c); });
 }
 void f32_to_f16(std::span<const float> in, std::span<uint16_t> out) {
   check_sizes("f32_to_f16", in.size(), out.size());
@@ -102,11 +123,11 @@ void f32_to_f16(std::span<const float> in, std::span<uint16_t> out) {
 }
 void e4m3fn_to_f32(std::span<const uint8_t> in, std::span<float> out) {
   check_sizes("e4m3fn_to_f32", in.size(), out.size());
-  k_e4m3fn_to_f32(in.data(), out.data(), in.size());
+  par(in.data(), out.data(), in.size(), [](auto a, auto b, auto c) { k_e4m3fn_to_f32(a, b, c); });
 }
 void f32_to_e4m3fn(std::span<const float> in, std::span<uint8_t> out) {
   check_sizes("f32_to_e4m3fn", in.size(), out.size());
-  k_f32_to_e4m3fn_sat(in.data(), out.data(), in.size());  // same function, see the header
+  par(in.data(), out.data(), in.size(), [](auto a, auto b, auto c) { k_f32_to_e4m3fn_sat(a, b, c); });  // same function, see the header
 }
 void f32_to_e4m3fn_sat(std::span<const float> in, std::span<uint8_t> out) {
   check_sizes("f32_to_e4m3fn_sat", in.size(), out.size());

@@ -1,6 +1,8 @@
-// CUDA kernels of vlq/cuda/attention.h. One CTA (4 warps) per (query row, head): warp w takes keys
-// w, w+4, ...; each lane holds head_dim/32 consecutive elements of q, a key's score is a warp reduction;
-// online softmax per warp (running max m, sum l, accumulator), merged across the 4 warps in shared memory.
+// CUDA kernels of vlq/cuda/attention.h: the paged KV cache write and the per-row segment attention (the ViT's
+// reference form). One CTA (4 warps) per (query row, head): warp w takes keys w, w+4, ...; each lane holds
+// head_dim/32 consecutive elements of q, a key's score is a warp reduction; online softmax per warp (running
+// max m, sum l, accumulator), merged across the 4 warps in shared memory. Decode attention over the paged
+// cache: decode_attention_cuda.cu; prefill and the ViT's tiled form: flash_attention_cuda.cu.
 #include "vlq/cuda/attention.h"
 
 #include <string>
@@ -19,26 +21,7 @@ template <class T> __device__ __forceinline__ void load_vec(const T* p, int e, f
   for (int i = 0; i < kMaxPerLane; ++i)
     if (i < e) f[i] = to_f32(p[i]);
 }
-__device__ __forceinline__ void load_vec(const std::uint8_t* p, int e, float* f) {
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i)
-    if (i < e) f[i] = e4m3_to_f32(p[i]);
-}
 
-// Key source: paged cache of one sequence.
-template <class C> struct PagedSrc {
-  const C* k;
-  const C* v;
-  const int* table;  // this sequence's block table
-  int block_size, row_elems;  // row_elems = kv_heads * head_dim
-  int head_off;               // kv head * head_dim
-  float ks, vs;
-  __device__ std::int64_t base(int j) const {
-    return (static_cast<std::int64_t>(table[j / block_size]) * block_size + j % block_size) * row_elems + head_off;
-  }
-  __device__ const C* key(int j) const { return k + base(j); }
-  __device__ const C* val(int j) const { return v + base(j); }
-};
 // Key source: contiguous [N, heads, D] rows.
 template <class C> struct DenseSrc {
   const C* k;
@@ -99,22 +82,6 @@ __device__ void attend(const float* qf, int e, int cnt, int d, int j0, int j1, c
   }
 }
 
-template <class TQ, class C, class O>
-__global__ void __launch_bounds__(kAttnWarps * 32) paged_attention_kernel(
-    const TQ* q, std::int64_t ldq, int heads, int d, const C* kc, const C* vc, int block_size, int kv_heads,
-    float ks, float vs, const int* tables, int max_blocks, const int* q_seq, const int* q_pos, float scale, O* out,
-    const int* rows) {
-  const int t = rows ? rows[blockIdx.x / heads] : static_cast<int>(blockIdx.x / heads), h = blockIdx.x % heads;
-  const int e = (d + 31) / 32, lane = threadIdx.x % 32, cnt = max(0, min(e, d - lane * e));
-  const int g = h / (heads / kv_heads);
-  float qf[kMaxPerLane] = {};
-  load_vec(q + t * ldq + static_cast<std::int64_t>(h) * d + lane * e, cnt, qf);
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) qf[i] *= scale;
-  PagedSrc<C> src{kc, vc, tables + static_cast<std::int64_t>(q_seq[t]) * max_blocks, block_size, kv_heads * d, g * d, ks, vs};
-  attend(qf, e, cnt, d, 0, q_pos[t] + 1, src, out + (static_cast<std::int64_t>(t) * heads + h) * d);
-}
-
 template <class T, class O>
 __global__ void __launch_bounds__(kAttnWarps * 32) segment_attention_kernel(const T* q, const T* k, const T* v, int n,
                                                                           int heads, int d, const int* cu, int nseg,
@@ -158,19 +125,21 @@ __global__ void kv_write_kernel(const TK* k, std::int64_t ldk, const TK* v, std:
 }
 
 
-void check_cache(const char* op, const PagedKvLayer& c) {
+}  // namespace
+
+namespace detail {
+void check_paged_cache(const char* op, const PagedKvLayer& c) {
   if (!c.k || !c.v || c.head_dim % 32 || c.head_dim > 256 || c.head_dim <= 0 || c.kv_heads <= 0 || c.block_size <= 0 ||
       !(c.dtype == DType::F32 || c.dtype == DType::BF16 || c.dtype == DType::F8_E4M3) || !(c.k_scale > 0) || !(c.v_scale > 0))
     usage_error(op, "invalid paged KV cache layer", "non-null k/v, head_dim % 32 == 0 and <= 256, F32|BF16|F8_E4M3, scales > 0",
                 "head_dim " + std::to_string(c.head_dim) + ", kv_heads " + std::to_string(c.kv_heads) + ", " +
                     std::string(dtype_name(c.dtype)));
 }
-
-}  // namespace
+}  // namespace detail
 
 void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const PagedKvLayer& cache,
                     cudaStream_t stream) {
-  check_cache("cuda::kv_cache_write", cache);
+  check_paged_cache("cuda::kv_cache_write", cache);
   expect_tensor("cuda::kv_cache_write", "k", k, {DType::F32, DType::BF16}, {-1, cache.kv_heads, cache.head_dim});
   const std::int64_t t = k.shape[0];
   expect_tensor("cuda::kv_cache_write", "v", v, {k.dtype}, {t, cache.kv_heads, cache.head_dim});
@@ -192,41 +161,6 @@ void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping
     });
   });
   VLQ_CUDA_CHECK_LAUNCH("kv_write_kernel");
-}
-
-void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
-                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream, const Tensor* rows) {
-  check_cache("cuda::paged_attention", cache);
-  expect_tensor("cuda::paged_attention", "q", q, {DType::F32, DType::BF16}, {-1, -1, cache.head_dim});
-  const std::int64_t t = q.shape[0], heads = q.shape[1];
-  if (heads % cache.kv_heads || q.stride[1] != cache.head_dim)
-    usage_error("cuda::paged_attention", "heads must be a multiple of kv_heads, heads contiguous",
-                "multiple of " + std::to_string(cache.kv_heads), q.describe());
-  expect_tensor("cuda::paged_attention", "block_tables", block_tables, {DType::I32}, {-1, -1});
-  expect_tensor("cuda::paged_attention", "q_seq", q_seq, {DType::I32}, {t});
-  expect_tensor("cuda::paged_attention", "q_pos", q_pos, {DType::I32}, {t});
-  expect_tensor("cuda::paged_attention", "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
-  if (rows) expect_tensor("cuda::paged_attention", "rows", *rows, {DType::I32}, {-1});
-  const std::int64_t n = rows ? rows->shape[0] : t;
-  if (!t || !n) return;
-  const unsigned grid = static_cast<unsigned>(n * heads);
-  with_act(q.dtype, [&](auto tq) {
-    using TQ = decltype(tq);
-    with_cache_type(cache.dtype, [&](auto tc) {
-      using C = decltype(tc);
-      with_act(out.dtype, [&](auto to) {
-        using O = decltype(to);
-        paged_attention_kernel<TQ, C, O><<<grid, kAttnWarps * 32, 0, stream>>>(
-            static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
-            static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-            cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-            static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
-            rows ? static_cast<const int*>(rows->data) : nullptr);
-      });
-    });
-  });
-  VLQ_CUDA_CHECK_LAUNCH("paged_attention_kernel");
 }
 
 void attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens, float scale,

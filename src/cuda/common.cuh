@@ -11,7 +11,13 @@
 
 #include "vlq/core/dtype.h"
 
+namespace vlq::cuda {
+struct PagedKvLayer;
+}
 namespace vlq::cuda::detail {
+
+// Host: throws UsageError unless `c` is a valid paged cache layer (attention_cuda.cu).
+void check_paged_cache(const char* op, const PagedKvLayer& c);
 
 using bf16 = __nv_bfloat16;
 

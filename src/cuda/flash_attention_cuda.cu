@@ -1,14 +1,13 @@
 // Tensor-core flash attention for prefill (vlq/cuda/attention.h: paged_attention_prefill, attention_segments_tiled):
 // one CTA of 4 warps per (tile of up to 64 query rows, head); key tiles of 64 rows are staged in shared memory
 // as BF16 (FP8 cache codes are exact in BF16: their k_scale / v_scale multiply the scores / the output in f32),
-// S = Q·Kᵀ and O += P·V on the BF16 tensor cores (WMMA 16×16×16, f32 accumulation), online softmax per row in
-// f32 (FlashAttention-2, Dao 2023). Causal masking by each query row's absolute position (paged) or a key range
+// S = Q·Kᵀ and O += P·V on the BF16 tensor cores (mma.sync m16n8k16 with ldmatrix, f32 accumulation; S, P and O
+// live in registers), online softmax per row in f32 (FlashAttention-2, Dao 2023). Causal masking by each query row's absolute position (paged) or a key range
 // (segments). Q and P are rounded to BF16; the CPU references are ops::attention_causal_cached /
 // attention_segments.
-#include <mma.h>
-
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "common.cuh"
 #include "vlq/cuda/attention.h"
@@ -16,7 +15,6 @@
 namespace vlq::cuda {
 namespace {
 using namespace detail;
-using namespace nvcuda;
 
 constexpr int kBM = 64, kBN = 64, kWarps = 4;
 
@@ -52,18 +50,14 @@ __device__ __forceinline__ void load8_bf16(const std::uint8_t* p, bf16* dst) {
 __device__ __forceinline__ void zero8(bf16* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
 
 struct Smem {  // offsets (bytes) into the dynamic shared memory, for head_dim D
-  int ldh, ldf, q, k, v, s, p, o, stats, total;
+  int ldh, q, k, v, pos, total;
   __host__ __device__ Smem(int D) {
-    ldh = D + 8;   // BF16 rows (multiple of 8 elements)
-    ldf = D + 4;   // f32 rows of O
+    ldh = D + 8;  // BF16 rows padded by 16 bytes: the 8 row addresses of an ldmatrix hit 8 different bank groups
     q = 0;
     k = q + kBM * ldh * 2;
     v = k + kBN * ldh * 2;
-    s = v + kBN * ldh * 2;
-    p = s + kBM * (kBN + 4) * 4;
-    o = p + kBM * (kBN + 8) * 2;
-    stats = o + kBM * ldf * 4;
-    total = stats + 3 * kBM * 4;
+    pos = v + kBN * ldh * 2;
+    total = pos + kBM * 4;
   }
 };
 
@@ -84,9 +78,35 @@ template <class C> struct DenseKeys {
   __device__ std::int64_t base(int j) const { return static_cast<std::int64_t>(j) * row_elems + head_off; }
 };
 
+// PTX wrappers: the BF16 tensor-core MMA m16n8k16 (f32 accumulate) and ldmatrix of four 8×8 BF16 matrices.
+// Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16"): lane = 4·g + t; A holds rows g, g+8 and
+// columns 2t, 2t+1, 2t+8, 2t+9; B holds k rows 2t, 2t+1, 2t+8, 2t+9 of column g; C rows g, g+8, columns 2t, 2t+1.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const void* p) {
+  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const void* p) {
+  const auto s = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const std::uint32_t*>(&h);
+}
+
 // The attention of one tile: rows [row0, row0 + rows) of q (stride ldq, head h), keys [j0, j1); causal: row r
-// attends keys <= qpos[r] (null: no mask beyond j1). ks / vs scale the scores / the output.
-template <class TQ, class Keys, class O>
+// attends keys <= qpos[r] (null: no mask beyond j1). ks / vs scale the scores / the output. Warp w owns query
+// rows 16w..16w+15: S = Q·Kᵀ (16 × 64) and O (16 × D) stay in its registers as MMA accumulators, P is
+// converted from the S accumulators to A fragments in registers (FlashAttention-2's layout); only Q, K and V
+// pass through shared memory. DMAX: a compile-time bound on D (register arrays), D % 16 == 0.
+template <int DMAX, class TQ, class Keys, class O>
 __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int h, int row0, int rows, const int* qpos,
                            int j0, int j1, const Keys& keys, float ks, float vs, float scale, O* out) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -94,14 +114,9 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
   __nv_bfloat16* sq = reinterpret_cast<__nv_bfloat16*>(smem + L.q);
   __nv_bfloat16* sk = reinterpret_cast<__nv_bfloat16*>(smem + L.k);
   __nv_bfloat16* sv = reinterpret_cast<__nv_bfloat16*>(smem + L.v);
-  float* ss = reinterpret_cast<float*>(smem + L.s);
-  __nv_bfloat16* sp = reinterpret_cast<__nv_bfloat16*>(smem + L.p);
-  float* so = reinterpret_cast<float*>(smem + L.o);
-  float* sm = reinterpret_cast<float*>(smem + L.stats);
-  float* sl = sm + kBM;
-  int* spos = reinterpret_cast<int*>(sl + kBM);
+  int* spos = reinterpret_cast<int*>(smem + L.pos);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int lds = kBN + 4, ldp = kBN + 8;
+  const int g = lane >> 2, t4 = lane & 3;
 
   const int c8 = D / 8;  // 8-element chunks per row
   for (int i = tid; i < kBM * c8; i += blockDim.x) {
@@ -109,20 +124,27 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
     if (r < rows) load8_bf16(q + (row0 + r) * ldq + static_cast<std::int64_t>(h) * D + d, sq + r * L.ldh + d);
     else zero8(sq + r * L.ldh + d);
   }
-  for (int i = tid; i < kBM * D; i += blockDim.x) so[(i / D) * L.ldf + i % D] = 0.0f;
-  for (int r = tid; r < kBM; r += blockDim.x) {
-    sm[r] = -INFINITY;
-    sl[r] = 0.0f;
-    spos[r] = r < rows ? (qpos ? qpos[row0 + r] : j1 - 1) : -1;
-  }
+  for (int r = tid; r < kBM; r += blockDim.x) spos[r] = r < rows ? (qpos ? qpos[row0 + r] : j1 - 1) : -1;
   __syncthreads();
-  int jmax = j1;  // causal: keys beyond the tile's last position are never needed
+  // causal: keys beyond the tile's last position are never needed; keys up to its first need no mask
+  int jmax = j1, jfree = j1;
   if (qpos) {
-    int mx = 0;
-    for (int r = 0; r < rows; ++r) mx = max(mx, spos[r]);
+    int mx = 0, mn = 1 << 30;
+    for (int r = 0; r < rows; ++r) {
+      mx = max(mx, spos[r]);
+      mn = min(mn, spos[r]);
+    }
     jmax = min(j1, mx + 1);
+    jfree = min(j1, mn + 1);
   }
-  const float sscale = scale * ks;
+  const int pos0 = spos[warp * 16 + g], pos1 = spos[warp * 16 + g + 8];
+  const float sl2 = scale * ks * 1.4426950408889634f;  // scores in log2 units: exp2f
+  float o[DMAX / 8][4];
+#pragma unroll
+  for (int i = 0; i < DMAX / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  const __nv_bfloat16* qw = sq + (warp * 16 + (lane & 15)) * L.ldh + (lane >> 4) * 8;
+
   for (int jt = j0; jt < jmax; jt += kBN) {
     const int nk = min(kBN, jmax - jt);
     for (int i = tid; i < kBN * c8; i += blockDim.x) {
@@ -137,110 +159,134 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
       }
     }
     __syncthreads();
-    // S[16 rows of this warp, 64 keys] = Q·Kᵀ
-    {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kBN / 16];
+    // S[16 rows of this warp, 64 keys] = Q·Kᵀ: 8 accumulators of 8 keys
+    float s[kBN / 8][4];
 #pragma unroll
-      for (int c = 0; c < kBN / 16; ++c) wmma::fill_fragment(acc[c], 0.0f);
-      for (int kk = 0; kk < D; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
-        wmma::load_matrix_sync(a, sq + warp * 16 * L.ldh + kk, L.ldh);
+    for (int i = 0; i < kBN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
 #pragma unroll
-        for (int c = 0; c < kBN / 16; ++c) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
-          wmma::load_matrix_sync(b, sk + c * 16 * L.ldh + kk, L.ldh);
-          wmma::mma_sync(acc[c], a, b, acc[c]);
+    for (int kk = 0; kk < DMAX / 16; ++kk) {
+      if (kk * 16 < D) {
+        std::uint32_t a[4];
+        ldsm_x4(a, qw + kk * 16);
+#pragma unroll
+        for (int np = 0; np < kBN / 16; ++np) {
+          std::uint32_t b[4];
+          ldsm_x4(b, sk + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * L.ldh + kk * 16 + ((lane >> 3) & 1) * 8);
+          mma_bf16(s[2 * np], a, b[0], b[1]);
+          mma_bf16(s[2 * np + 1], a, b[2], b[3]);
         }
       }
-#pragma unroll
-      for (int c = 0; c < kBN / 16; ++c)
-        wmma::store_matrix_sync(ss + warp * 16 * lds + c * 16, acc[c], lds, wmma::mem_row_major);
     }
-    __syncwarp();
-    // Online softmax: lanes 2r and 2r + 1 of the warp own row r of its 16 rows, 32 keys each; the key order is
-    // rotated by the row so that the 16 rows' reads of S fall into different shared-memory banks.
-    {
-      const int rr = lane >> 1, half = lane & 1;
-      const int r = warp * 16 + rr;
-      const int pos = spos[r];
-      const float* srow = ss + r * lds + half * 32;
-      float x[32];
-      float mt = -INFINITY;
+    // Online softmax over this thread's two rows (g, g + 8); the 4 lanes of a quad share a row.
+    const bool mask = nk < kBN || jt + kBN > jfree;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-      for (int k = 0; k < 32; ++k) {
-        const int jj = (k + rr) & 31, j = half * 32 + jj;
-        x[k] = (j < nk && jt + j <= pos) ? srow[jj] * sscale : -INFINITY;
-        mt = fmaxf(mt, x[k]);
-      }
-      mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-      const float mo = sm[r], mn = fmaxf(mo, mt);
-      const float corr = mo == -INFINITY ? 0.0f : expf(mo - mn);
-      float lt = 0.0f;
-      __nv_bfloat16* prow = sp + r * ldp + half * 32;
+    for (int nt = 0; nt < kBN / 8; ++nt)
 #pragma unroll
-      for (int k = 0; k < 32; ++k) {
-        const float pk = mn == -INFINITY ? 0.0f : expf(x[k] - mn);
-        lt += pk;
-        prow[(k + rr) & 31] = __float2bfloat16_rn(pk);
+      for (int e = 0; e < 4; ++e) {
+        float x = s[nt][e] * sl2;
+        if (mask) {
+          const int jl = nt * 8 + t4 * 2 + (e & 1);
+          if (jl >= nk || jt + jl > (e < 2 ? pos0 : pos1)) x = -INFINITY;
+        }
+        s[nt][e] = x;
+        if (e < 2) mx0 = fmaxf(mx0, x);
+        else mx1 = fmaxf(mx1, x);
       }
-      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-      __syncwarp();  // both lanes of the pair have read sm[r]
-      if (half == 0) {
-        sm[r] = mn;
-        sl[r] = sl[r] * corr + lt;
-      }
-      float* orow = so + r * L.ldf;
-      for (int d = half; d < D; d += 2) orow[d] *= corr;
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    const float c0 = m0 == -INFINITY ? 0.0f : exp2f(m0 - n0), c1 = m1 == -INFINITY ? 0.0f : exp2f(m1 - n1);
+    m0 = n0;
+    m1 = n1;
+    float t0 = 0.0f, t1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt) {
+      s[nt][0] = n0 == -INFINITY ? 0.0f : exp2f(s[nt][0] - n0);
+      s[nt][1] = n0 == -INFINITY ? 0.0f : exp2f(s[nt][1] - n0);
+      s[nt][2] = n1 == -INFINITY ? 0.0f : exp2f(s[nt][2] - n1);
+      s[nt][3] = n1 == -INFINITY ? 0.0f : exp2f(s[nt][3] - n1);
+      t0 += s[nt][0] + s[nt][1];
+      t1 += s[nt][2] + s[nt][3];
     }
-    __syncwarp();
-    // O[16 rows, D] += P·V
-    for (int c = 0; c < D; c += 16) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
-      wmma::load_matrix_sync(o, so + warp * 16 * L.ldf + c, L.ldf, wmma::mem_row_major);
+    l0 = l0 * c0 + t0;  // this lane's partial sums; the quad is reduced at the end
+    l1 = l1 * c1 + t1;
 #pragma unroll
-      for (int kk = 0; kk < kBN; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
-        wmma::load_matrix_sync(a, sp + warp * 16 * ldp + kk, ldp);
-        wmma::load_matrix_sync(b, sv + kk * L.ldh + c, L.ldh);
-        wmma::mma_sync(o, a, b, o);
+    for (int i = 0; i < DMAX / 8; ++i) {
+      o[i][0] *= c0;
+      o[i][1] *= c0;
+      o[i][2] *= c1;
+      o[i][3] *= c1;
+    }
+    // O[16 rows, D] += P·V: P (BF16) straight from the S accumulators, V through ldmatrix.trans
+#pragma unroll
+    for (int kp = 0; kp < kBN / 16; ++kp) {
+      const std::uint32_t a[4] = {pack_bf16(s[2 * kp][0], s[2 * kp][1]), pack_bf16(s[2 * kp][2], s[2 * kp][3]),
+                                  pack_bf16(s[2 * kp + 1][0], s[2 * kp + 1][1]), pack_bf16(s[2 * kp + 1][2], s[2 * kp + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < DMAX / 16; ++dp) {
+        if (dp * 16 < D) {
+          std::uint32_t b[4];
+          ldsm_x4_trans(b, sv + (kp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * L.ldh + dp * 16 + (lane >> 4) * 8);
+          mma_bf16(o[2 * dp], a, b[0], b[1]);
+          mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+        }
       }
-      wmma::store_matrix_sync(so + warp * 16 * L.ldf + c, o, L.ldf, wmma::mem_row_major);
     }
     __syncthreads();  // before the next key tile overwrites sk / sv
   }
-  for (int i = tid; i < rows * D; i += blockDim.x) {
-    const int r = i / D, d = i % D;
-    const float l = sl[r];
-    out[(static_cast<std::int64_t>(row0 + r) * heads + h) * D + d] = from_f32<O>(l > 0.0f ? so[r * L.ldf + d] / l * vs : 0.0f);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float f0 = l0 > 0.0f ? vs / l0 : 0.0f, f1 = l1 > 0.0f ? vs / l1 : 0.0f;
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+#pragma unroll
+  for (int i = 0; i < DMAX / 8; ++i) {
+    const int d = i * 8 + t4 * 2;
+    if (d < D) {
+      if (r0 < rows) {
+        O* p = out + (static_cast<std::int64_t>(row0 + r0) * heads + h) * D + d;
+        p[0] = from_f32<O>(o[i][0] * f0);
+        p[1] = from_f32<O>(o[i][1] * f0);
+      }
+      if (r1 < rows) {
+        O* p = out + (static_cast<std::int64_t>(row0 + r1) * heads + h) * D + d;
+        p[0] = from_f32<O>(o[i][2] * f1);
+        p[1] = from_f32<O>(o[i][3] * f1);
+      }
+    }
   }
 }
 
-// tiles: [n, 2] (row0, rows) per tile; every row of a tile belongs to the same sequence.
-template <class TQ, class C, class O>
+// tiles: [n, 2] (row0, rows) per tile; every row of a tile belongs to the same sequence. Grid (heads, tiles): the
+// heads of one tile (which share KV heads) run side by side, and the last tiles (the longest key ranges of a
+// causal prefill) start first, so that the short ones fill the tail.
+template <int DMAX, class TQ, class C, class O>
 __global__ void __launch_bounds__(kWarps * 32) flash_paged_kernel(const TQ* q, std::int64_t ldq, int heads, int D,
                                                                    const C* kc, const C* vc, int block_size, int kv_heads,
                                                                    float ks, float vs, const int* tables, int max_blocks,
                                                                    const int* q_seq, const int* q_pos, const int* tiles,
                                                                    float scale, O* out) {
-  const int t = blockIdx.x, h = blockIdx.y;
+  const int t = gridDim.y - 1 - blockIdx.y, h = blockIdx.x;
   const int row0 = tiles[2 * t], rows = tiles[2 * t + 1];
   const int g = h / (heads / kv_heads);
   const PagedKeys<C> keys{kc, vc, tables + static_cast<std::int64_t>(q_seq[row0]) * max_blocks, block_size, kv_heads * D, g * D};
-  flash_tile(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);
+  flash_tile<DMAX>(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);
 }
 
-// tiles: [n, 4] (row0, rows, j0, j1): query rows of one segment and the segment's key range.
-template <class T, class O>
+// tiles: [n, 4] (row0, rows, j0, j1): query rows of one segment and the segment's key range. Grid (heads, tiles).
+template <int DMAX, class T, class O>
 __global__ void __launch_bounds__(kWarps * 32) flash_segments_kernel(const T* q, const T* k, const T* v, int heads, int D,
                                                                       const int* tiles, float scale, O* out) {
-  const int t = blockIdx.x, h = blockIdx.y;
+  const int t = blockIdx.y, h = blockIdx.x;
   const int* tl = tiles + 4 * t;
   const DenseKeys<T> keys{k, v, heads * D, h * D};
-  flash_tile(q, static_cast<std::int64_t>(heads) * D, heads, D, h, tl[0], tl[1], nullptr, tl[2], tl[3], keys, 1.0f, 1.0f,
-             scale, out);
+  flash_tile<DMAX>(q, static_cast<std::int64_t>(heads) * D, heads, D, h, tl[0], tl[1], nullptr, tl[2], tl[3], keys, 1.0f,
+                   1.0f, scale, out);
 }
-
 
 template <class K> void set_smem(K kernel, int bytes) {
   VLQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -248,7 +294,14 @@ template <class K> void set_smem(K kernel, int bytes) {
 
 void check_d(const char* op, int d) {
   if (d % 16 || d <= 0 || d > 256)
-    usage_error(op, "head_dim must be a multiple of 16, at most 256 (WMMA tiles)", "D % 16 == 0", std::to_string(d));
+    usage_error(op, "head_dim must be a multiple of 16, at most 256 (MMA m16n8k16 tiles)", "D % 16 == 0", std::to_string(d));
+}
+
+// The register arrays' bound for head_dim d: 64, 128 or 256.
+template <class F> void with_dmax(int d, F&& f) {
+  if (d <= 64) f(std::integral_constant<int, 64>{});
+  else if (d <= 128) f(std::integral_constant<int, 128>{});
+  else f(std::integral_constant<int, 256>{});
 }
 
 }  // namespace
@@ -269,21 +322,24 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
   if (!t || !tiles.shape[0]) return;
   const int D = cache.head_dim;
   const int bytes = Smem(D).total;
-  const dim3 grid(static_cast<unsigned>(tiles.shape[0]), static_cast<unsigned>(heads));
-  with_act(q.dtype, [&](auto tq) {
-    using TQ = decltype(tq);
-    with_cache_type(cache.dtype, [&](auto tc) {
-      using C = decltype(tc);
-      with_act(out.dtype, [&](auto to) {
-        using O = decltype(to);
-        set_smem(flash_paged_kernel<TQ, C, O>, bytes);
-        flash_paged_kernel<TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
-            static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
-            static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-            cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-            static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
-            scale, static_cast<O*>(out.data));
+  const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(tiles.shape[0]));
+  with_dmax(D, [&](auto dm) {
+    constexpr int DM = decltype(dm)::value;
+    with_act(q.dtype, [&](auto tq) {
+      using TQ = decltype(tq);
+      with_cache_type(cache.dtype, [&](auto tc) {
+        using C = decltype(tc);
+        with_act(out.dtype, [&](auto to) {
+          using O = decltype(to);
+          set_smem(flash_paged_kernel<DM, TQ, C, O>, bytes);
+          flash_paged_kernel<DM, TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
+              static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
+              static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
+              cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+              static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
+              static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
+              scale, static_cast<O*>(out.data));
+        });
       });
     });
   });
@@ -302,16 +358,19 @@ void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v,
   expect_tensor("cuda::attention_segments_tiled", "out", out, {DType::F32, DType::BF16}, {n, heads, d});
   if (!n || !tiles.shape[0]) return;
   const int bytes = Smem(static_cast<int>(d)).total;
-  const dim3 grid(static_cast<unsigned>(tiles.shape[0]), static_cast<unsigned>(heads));
-  with_act(q.dtype, [&](auto tq) {
-    using T = decltype(tq);
-    with_act(out.dtype, [&](auto to) {
-      using O = decltype(to);
-      set_smem(flash_segments_kernel<T, O>, bytes);
-      flash_segments_kernel<T, O><<<grid, kWarps * 32, bytes, stream>>>(
-          static_cast<const T*>(q.data), static_cast<const T*>(k.data), static_cast<const T*>(v.data),
-          static_cast<int>(heads), static_cast<int>(d), static_cast<const int*>(tiles.data), scale,
-          static_cast<O*>(out.data));
+  const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(tiles.shape[0]));
+  with_dmax(static_cast<int>(d), [&](auto dm) {
+    constexpr int DM = decltype(dm)::value;
+    with_act(q.dtype, [&](auto tq) {
+      using T = decltype(tq);
+      with_act(out.dtype, [&](auto to) {
+        using O = decltype(to);
+        set_smem(flash_segments_kernel<DM, T, O>, bytes);
+        flash_segments_kernel<DM, T, O><<<grid, kWarps * 32, bytes, stream>>>(
+            static_cast<const T*>(q.data), static_cast<const T*>(k.data), static_cast<const T*>(v.data),
+            static_cast<int>(heads), static_cast<int>(d), static_cast<const int*>(tiles.data), scale,
+            static_cast<O*>(out.data));
+      });
     });
   });
   VLQ_CUDA_CHECK_LAUNCH("flash_segments_kernel");

@@ -3,6 +3,7 @@
 // equal the checkpoint's), dense Linears / embedding as BF16 (exact for BF16 checkpoints), norms as f32.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "impl.h"
 #include "vlq/core/error.h"
@@ -67,7 +68,9 @@ ops::LinearWeights shard(const ops::LinearWeights& l, Split split, int rank, int
 }  // namespace
 
 DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split, int rank, int n) {
-  const ops::LinearWeights l = shard(full, split, rank, n);
+  std::optional<ops::LinearWeights> part;  // a copy only when this rank holds a shard
+  if (split != Split::kNone && n > 1) part = shard(full, split, rank, n);
+  const ops::LinearWeights& l = part ? *part : full;
   check_supported(l);
   DevLinear d;
   d.name = l.name;

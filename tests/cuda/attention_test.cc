@@ -138,6 +138,9 @@ TEST(CudaAttention, PagedDecodeAndPrefillMatchCpu) {
     run_case(g, {14, 2, 128, c}, {45, 70}, {45, 13});      // prefill from scratch + chunked prefill
     run_case(g, {4, 4, 256, c}, {33}, {5});                // MHA, head_dim 256
     run_case(g, {28, 4, 128, c}, {200, 131}, {200, 67});   // flash: several 64-row tiles and key tiles, ragged
+    run_case(g, {28, 4, 128, c}, {300, 129, 128}, {1, 1, 1});  // decode over several 128-key chunks (and exactly one)
+    run_case(g, {32, 2, 64, c}, {90, 257}, {1, 1});        // decode, GQA 16: two groups of 8 query heads per KV head
+    run_case(g, {64, 8, 128, c}, {75}, {1});               // decode, the 72B layout (GQA 8)
   }
 }
 

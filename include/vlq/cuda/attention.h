@@ -43,7 +43,7 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream,
                      const Tensor* rows = nullptr);
 
-// Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 WMMA, f32 softmax and accumulation,
+// Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32): the prefill form of
 // paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most 64
 // consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row).
