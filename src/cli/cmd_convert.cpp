@@ -1,9 +1,14 @@
 // `vlq convert DIR OUT --for T [--vision keep|bf16] [--force] [--json]`: rewrites an FP8 checkpoint so
 // that runtime T loads it correctly; the output is checked against T before it is renamed into place.
+#include <algorithm>
+#include <cstdint>
 #include <iostream>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/core/error.h"
 #include "vlq/formats/convert.h"
 
@@ -20,7 +25,11 @@ int run_convert(const ConvertArgs& a) {
   F::ConvertOptions o;
   o.target = a.target;
   o.force = a.force;
-  o.max_shard_bytes = static_cast<std::uint64_t>(a.shard_gb * 1e9);
+  if (!(a.shard_gb >= 0 && a.shard_gb <= 1e9))  // 1e9 GB = 1e18 bytes: still a uint64
+    throw vlq::UsageError({"--shard-gb", "value out of range", "0 <= GB <= 1e9 (0 = one file; default 5)",
+                           fmt::format("{}", a.shard_gb), "e.g. --shard-gb 5"});
+  // A positive size below one byte still means shards (of one tensor each), not 0 = no limit.
+  o.max_shard_bytes = a.shard_gb > 0 ? std::max<std::uint64_t>(1, static_cast<std::uint64_t>(a.shard_gb * 1e9)) : 0;
   if (a.vision == "keep") o.vision = F::VisionMode::kKeep;
   else if (a.vision == "bf16") o.vision = F::VisionMode::kBf16;
   else if (a.vision == "default") o.vision = F::VisionMode::kDefault;
@@ -56,7 +65,7 @@ VLQ_COMMAND("convert", ([](CLI::App& app) -> std::function<int()> {
   app.add_option("--vision", a->vision, "keep: leave the vision tower as is; bf16: dequantize it and exclude it "
                  "(default: the target's choice)");
   app.add_flag("--force", a->force, "replace an existing output folder");
-  app.add_option("--shard-gb", a->shard_gb, "maximum output shard size in GB (default 5)");
+  vlq::cli::add_number_option(app, "--shard-gb", a->shard_gb, "maximum output shard size in GB (0 = one file; default 5)");
   app.add_flag("--json", a->json, "print a vlq.convert/1 JSON summary");
   app.add_flag("--quiet,-q", a->quiet, "print nothing on success");
   return [a] { return run_convert(*a); };

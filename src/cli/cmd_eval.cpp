@@ -145,15 +145,15 @@ std::function<int()> setup_eval(CLI::App& app) {
   app.add_option("--tasks", a->tasks, "Task items JSONL (image questions with answers), e.g. data/heldout/heldout.jsonl");
   app.add_option("--text", a->text, "Held-out text (plain text or JSONL with \"text\")");
   app.add_option("--data", a->data, "text, images (task items) or both (default: whatever is given)");
-  app.add_option("--limit", a->limit, "Evaluate an evenly spaced subset of this many task items");
-  app.add_option("--text-limit", a->text_limit, "Use at most this many text samples");
-  app.add_option("--max-new-tokens", a->max_new_tokens, "Generation length per task item (default 48)");
-  app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 256)");
+  cli::add_count_option(app, "--limit", a->limit, "Evaluate an evenly spaced subset of this many task items");
+  cli::add_count_option(app, "--text-limit", a->text_limit, "Use at most this many text samples");
+  cli::add_count_option(app, "--max-new-tokens", a->max_new_tokens, "Generation length per task item (default 48)");
+  cli::add_count_option(app, "--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 256)");
   app.add_flag("--no-generate", a->no_generate, "Skip greedy generation (no accuracy / exact match)");
   app.add_flag("--per-layer", a->per_layer, "Score each FP8 module group alone (vision blocks, merger, LM attention/MLP, KV cache)");
   app.add_flag("--json", a->json, "Print JSON (schema vlq.eval/1) instead of the table");
   cli::add_device_option(app, a->device);
-  app.add_option("--tensor-parallel", a->tensor_parallel, "Shard each model over this many GPUs (CUDA; default 1)");
+  cli::add_count_option(app, "--tensor-parallel", a->tensor_parallel, "Shard each model over this many GPUs (CUDA; default 1)");
   cli::add_image_backend_option(app, a->image_backend);
   app.add_option("--json-out", a->json_out, "Also write the JSON to this file");
   app.add_option("--report", a->report,

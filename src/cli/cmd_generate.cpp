@@ -140,19 +140,19 @@ std::function<int()> setup_generate(CLI::App& app) {
   prompt->excludes(messages);
   messages->excludes(prompt);
   auto* system = app.add_option("--system", a->system, "System prompt (default: the template's)");
-  CLI::Option* max_new_opt = app.add_option("--max-new-tokens", a->max_new_tokens, "Most tokens to generate (default: generation_config or 128)");
-  CLI::Option* temp_opt = app.add_option("--temperature", a->temperature, "0 = greedy (default: generation_config)");
-  app.add_option("--top-p", a->top_p, "Nucleus sampling mass");
-  app.add_option("--top-k", a->top_k, "Top-k sampling (0 = off)");
-  app.add_option("--repetition-penalty", a->repetition_penalty, "HF repetition penalty (default: generation_config or 1)");
-  app.add_option("--seed", a->seed, "Sampling seed");
+  CLI::Option* max_new_opt = cli::add_count_option(app, "--max-new-tokens", a->max_new_tokens, "Most tokens to generate (default: generation_config or 128)");
+  CLI::Option* temp_opt = cli::add_number_option(app, "--temperature", a->temperature, "0 = greedy (default: generation_config)");
+  cli::add_number_option(app, "--top-p", a->top_p, "Nucleus sampling mass");
+  cli::add_count_option(app, "--top-k", a->top_k, "Top-k sampling (0 = off)");
+  cli::add_number_option(app, "--repetition-penalty", a->repetition_penalty, "HF repetition penalty (default: generation_config or 1)");
+  cli::add_count_option(app, "--seed", a->seed, "Sampling seed");
   cli::add_device_option(app, a->device);
-  app.add_option("--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
+  cli::add_count_option(app, "--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
   cli::add_image_backend_option(app, a->image_backend,
                                 "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)");
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
   app.add_option("--dump", a->dump, "Write input_ids, pixel_values, image_grid_thw, logits, output_ids to this safetensors file");
-  app.add_option("--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");
+  cli::add_count_option(app, "--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");
   app.add_flag("--dump-intermediates", a->dump_intermediates,
                "--dump also writes the prompt's named intermediates: vision.patch_embed, vision.block.{i} (window "
                "order), vision.merger, lm.embeds, lm.layer.{l}, lm.norm (the names of the HF golden files)");

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/core/error.h"
 #include "vlq/formats/checkpoint_summary.h"
 
@@ -60,7 +61,7 @@ VLQ_COMMAND("inspect", ([](CLI::App& app) -> std::function<int()> {
   app.add_flag("--no-scale-values", args->no_scale_values,
                "do not read the values of 1-element scale tensors (headers only)");
   app.add_flag("--strict", args->strict, "exit with code 1 when an error-level anomaly is found");
-  app.add_option("--max-examples", args->max_examples, "example names listed per anomaly (default 5)")
-      ->check(CLI::Range(0, 1000000));
+  vlq::cli::add_count_option(app, "--max-examples", args->max_examples,
+                             "example names listed per anomaly (0..1000000, default 5)", 1000000);
   return [args] { return run_inspect(*args); };
 }));

@@ -518,9 +518,9 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_option("--calib-text", a->calib_text, "Calibration text: plain text or JSONL with a \"text\" field");
   app.add_option("--calib-images", a->calib_images,
                  "Image+caption pairs: a folder of images with same-named .txt captions, or JSONL with image/text");
-  app.add_option("--samples", a->samples, "Number of calibration samples (>= 1, default 64)");
-  app.add_option("--seq-len", a->seq_len, "Text samples are cut to this many tokens (>= 1, default 512)");
-  app.add_option("--seed", a->seed, "Sample selection seed (default 0)");
+  cli::add_count_option(app, "--samples", a->samples, "Number of calibration samples (>= 1, default 64)");
+  cli::add_count_option(app, "--seq-len", a->seq_len, "Text samples are cut to this many tokens (>= 1, default 512)");
+  cli::add_count_option(app, "--seed", a->seed, "Sample selection seed (default 0)");
   cli::add_device_option(app, a->device,
                          "Where calibration runs: cpu (the exact reference runtime), cuda (layer-sequential on the GPU: "
                          "one decoder layer in memory at a time), or auto (cuda when a GPU is present; default)");
@@ -549,14 +549,14 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_flag("--auto-precision", a->auto_precision,
                "Keep the most sensitive module groups in BF16 (greedy, whole-model KL re-measured) until the mean KL "
                "vs BF16 is <= --max-kl (and the size <= --max-size-ratio x BF16)");
-  app.add_option("--max-kl", a->max_kl, "Auto-precision KL budget: mean KL(P_BF16 || P_FP8) per position, nats (finite, > 0)");
-  CLI::Option* ratio = app.add_option("--max-size-ratio", a->max_size_ratio,
-                                      "Auto-precision size budget: tensor bytes / BF16's (0 < R <= 1; default: no size budget)");
+  cli::add_number_option(app, "--max-kl", a->max_kl, "Auto-precision KL budget: mean KL(P_BF16 || P_FP8) per position, nats (finite, > 0)");
+  CLI::Option* ratio = cli::add_number_option(app, "--max-size-ratio", a->max_size_ratio,
+                                              "Auto-precision size budget: tensor bytes / BF16's (0 < R <= 1; default: no size budget)");
   app.add_option("--auto-tasks", a->auto_tasks, "Auto-precision sensitivity data: task JSONL (default: calibration samples)");
-  CLI::Option* limit = app.add_option("--auto-limit", a->auto_limit,
-                                      "Use an evenly spaced subset of this many --auto-tasks items (0 = all, the default)");
-  CLI::Option* asamples = app.add_option("--auto-samples", a->auto_samples,
-                                         "Calibration samples scored by auto-precision when there is no --auto-tasks (>= 1, default 16)");
+  CLI::Option* limit = cli::add_count_option(app, "--auto-limit", a->auto_limit,
+                                           "Use an evenly spaced subset of this many --auto-tasks items (0 = all, the default)");
+  CLI::Option* asamples = cli::add_count_option(app, "--auto-samples", a->auto_samples,
+                                              "Calibration samples scored by auto-precision when there is no --auto-tasks (>= 1, default 16)");
   app.add_option("--report", a->report, "Write a self-contained HTML report (amax, clipping, group KL, size, KV scales, checks)");
   app.add_flag("--json", a->json, "Print the result as JSON (schema vlq.quantize/1) instead of the summary");
   app.add_flag("--force", a->force, "Replace an existing OUT");

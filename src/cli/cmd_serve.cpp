@@ -193,31 +193,31 @@ std::function<int()> setup_serve(CLI::App& app) {
   app.description("OpenAI-compatible server (chat completions with images, completions) with continuous batching");
   auto a = std::make_shared<ServeArgs>();
   app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
-  app.add_option("--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
+  cli::add_count_option(app, "--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
   cli::add_image_backend_option(app, a->image_backend);
   cli::add_device_option(app, a->device, std::string("Runtime: ") + cli::kDeviceHelp);
   app.add_option("--host", a->host, "Address to listen on (default 127.0.0.1: this machine only)");
-  app.add_option("--port", a->port, "Port (default 8000; 0 = any free port)");
+  cli::add_count_option(app, "--port", a->port, "Port (default 8000; 0 = any free port)", 65535);
   app.add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $VLQ_API_KEY)")
       ->envname("VLQ_API_KEY");
   app.add_option("--served-model-name", a->served_model_name, "Model id in /v1/models and responses (default: folder name)");
-  app.add_option("--max-num-seqs", a->max_num_seqs, "Sequences batched together at most (default 8)");
-  app.add_option("--max-num-batched-tokens", a->max_num_batched_tokens,
-                 "Tokens per engine step, decode tokens + prefill chunks (default 512)");
-  app.add_option("--max-model-len", a->max_model_len, "Prompt + output tokens at most (default: the model's)");
+  cli::add_count_option(app, "--max-num-seqs", a->max_num_seqs, "Sequences batched together at most (default 8)");
+  cli::add_count_option(app, "--max-num-batched-tokens", a->max_num_batched_tokens,
+                        "Tokens per engine step, decode tokens + prefill chunks (default 512)");
+  cli::add_count_option(app, "--max-model-len", a->max_model_len, "Prompt + output tokens at most (default: the model's)");
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
-  app.add_option("--num-kv-blocks", a->num_kv_blocks, "KV blocks (default: from --kv-cache-memory-mb)");
-  app.add_option("--kv-cache-memory-mb", a->kv_cache_memory_mb, "KV-cache budget for the default block count (default: 1024 on the CPU; on a GPU 90 % of free memory "
-                 "minus the weights minus 2 GiB)");
-  app.add_option("--block-size", a->block_size, "Tokens per KV block (default 16)");
+  cli::add_count_option(app, "--num-kv-blocks", a->num_kv_blocks, "KV blocks (default: from --kv-cache-memory-mb)");
+  cli::add_count_option(app, "--kv-cache-memory-mb", a->kv_cache_memory_mb, "KV-cache budget for the default block count (default: 1024 on the CPU; on a GPU 90 % of free memory "
+                        "minus the weights minus 2 GiB)");
+  cli::add_count_option(app, "--block-size", a->block_size, "Tokens per KV block (default 16)");
   app.add_flag("--no-prefix-caching", a->no_prefix_caching, "Do not reuse the KV blocks of shared prompt prefixes");
-  app.add_option("--max-queue", a->max_queue, "Requests that may wait before 429 (default 64)");
-  app.add_option("--image-cache-mb", a->image_cache_mb, "Image-encoder cache budget (default 256)");
+  cli::add_count_option(app, "--max-queue", a->max_queue, "Requests that may wait before 429 (default 64)");
+  cli::add_count_option(app, "--image-cache-mb", a->image_cache_mb, "Image-encoder cache budget (default 256)");
   app.add_option("--allowed-media-dir", a->allowed_media_dir, "Serve local image files (paths, file: URLs) from this folder only");
   app.add_flag("--allow-remote-media", a->allow_remote_media, "Accept http(s) image URLs (no client in this build: 400)");
-  app.add_option("--max-body-mb", a->max_body_mb, "Largest request body (default 32 MiB; larger: 413)");
-  app.add_option("--max-image-mb", a->max_image_mb, "Largest encoded image (default 20 MiB; larger: 413)");
-  app.add_option("--drain-timeout", a->drain_timeout, "Seconds SIGTERM waits for in-flight requests (default 30)");
+  cli::add_count_option(app, "--max-body-mb", a->max_body_mb, "Largest request body (default 32 MiB; larger: 413)");
+  cli::add_count_option(app, "--max-image-mb", a->max_image_mb, "Largest encoded image (default 20 MiB; larger: 413)");
+  cli::add_number_option(app, "--drain-timeout", a->drain_timeout, "Seconds SIGTERM waits for in-flight requests (default 30)");
   return [a]() { return run_serve(*a); };
 }
 

@@ -1,13 +1,16 @@
-// Entry point of the `vlq` command: builds the CLI from the registered subcommands and maps
-// vlq::Error to a message on stderr and an exit code.
+// Entry point of the `vlq` command: builds the CLI from the registered subcommands and maps CLI11's parse
+// errors (cli/parse_errors) and vlq::Error to a message on stderr and an exit code.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
+#include "cli/parse_errors.h"
 #include "vlq/core/error.h"
 
 namespace vlq::cli {
@@ -15,52 +18,6 @@ std::vector<Command>& command_registry() {
   static std::vector<Command> registry;
   return registry;
 }
-
-namespace {
-
-// "INT" → "an integer", ... (CLI11's type names of the options vlq declares).
-std::string expected_of(const std::string& type) {
-  if (type == "INT") return "an integer";
-  if (type == "UINT") return "a non-negative integer";
-  if (type == "FLOAT") return "a number";
-  if (type == "BOOLEAN") return "true or false";
-  return "a value of type " + type;
-}
-
-}  // namespace
-
-// CLI11's parse errors in vlq's form (flag, what, expected, found, hint): a value that is not a number
-// ("Could not convert: --port = abc") and an option given more than once ("--port: At Most 1 required but
-// received 2"); other errors keep CLI11's text, with the help hint.
-std::string parse_error_message(const CLI::ParseError& e, const CLI::App& sub, const std::string& cmd) {
-  const std::string what = e.what(), help = "see `" + cmd + " --help`";
-  static const std::string kConvert = "Could not convert: ";
-  if (dynamic_cast<const CLI::ConversionError*>(&e) && what.rfind(kConvert, 0) == 0) {
-    const std::string rest = what.substr(kConvert.size());
-    const auto eq = rest.find(" = ");
-    if (eq != std::string::npos) {
-      const std::string name = rest.substr(0, eq), value = rest.substr(eq + 3);
-      const CLI::Option* o = sub.get_option_no_throw(name);
-      const std::string expected = o ? expected_of(o->get_type_name()) : "a number";
-      return vlq::format_error_message({name, "not a valid value", expected, "`" + value + "`", "give " + name + " " +
-                                        (expected == "a number" ? "e.g. 0.5" : "e.g. 8") + "; " + help});
-    }
-  }
-  static const std::string kAtMost = ": At Most ";
-  if (dynamic_cast<const CLI::ArgumentMismatch*>(&e)) {
-    const auto p = what.find(kAtMost);
-    const auto r = what.find(" required but received ");
-    if (p != std::string::npos && r != std::string::npos) {
-      const std::string name = what.substr(0, p), at_most = what.substr(p + kAtMost.size(), r - p - kAtMost.size());
-      const std::string got = what.substr(r + std::string(" required but received ").size());
-      return vlq::format_error_message({name, "given more than once", at_most == "1" ? "once" : "at most " + at_most + " values",
-                                        got + " times", "give " + name + " once (repeat only the options whose --help says "
-                                        "repeatable); " + help});
-    }
-  }
-  return what + ". Hint: " + help;
-}
-
 }  // namespace vlq::cli
 
 int main(int argc, char** argv) {
@@ -69,9 +26,15 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "vlq 0.1.0");
   std::function<int()> run;
   std::vector<std::pair<CLI::App*, std::function<int()>>> subs;
-  for (auto& cmd : vlq::cli::command_registry()) {
-    CLI::App* sub = app.add_subcommand(cmd.name);
-    subs.emplace_back(sub, cmd.setup(*sub));
+  try {
+    for (auto& cmd : vlq::cli::command_registry()) {
+      CLI::App* sub = app.add_subcommand(cmd.name);
+      subs.emplace_back(sub, cmd.setup(*sub));
+      vlq::cli::require_number_validators(*sub);  // every numeric flag through add_count/number_option
+    }
+  } catch (const std::logic_error& e) {  // a command declared wrongly: a bug in vlq, not in the command line
+    std::cerr << "vlq: internal error: " << e.what() << "\n";
+    return 70;
   }
   try {
     app.parse(argc, argv);
@@ -99,7 +62,7 @@ int main(int argc, char** argv) {
     CLI::App* parsed = &app;
     for (auto& [sub, fn] : subs)
       if (sub->parsed()) parsed = sub;
-    std::cerr << "vlq: error: " << vlq::cli::parse_error_message(e, *parsed, cmd) << "\n";
+    std::cerr << "vlq: error: " << vlq::cli::parse_error_message(e, app, *parsed, cmd) << "\n";
     return 64;
   }
   try {

@@ -173,15 +173,116 @@ TEST(MessagesCli, ParseErrorsNameTheFlagExpectedAndFound) {
   auto p = run_vlq("serve --model " + q(kModel) + " --port abc");
   EXPECT_EQ(p.rc, 64) << p.err;
   EXPECT_FALSE(has(p.err, "Could not convert")) << p.err;
-  EXPECT_TRUE(has(p.err, "--port: not a valid value (expected an integer, found `abc`)")) << p.err;
+  EXPECT_TRUE(has(p.err, "--port: not a valid value (expected a non-negative decimal integer, found `abc`)")) << p.err;
   EXPECT_TRUE(has(p.err, "vlq serve --help")) << p.err;
   auto f = run_vlq("quantize " + q(kModel) + " /nonexistent/out --max-kl x");
   EXPECT_EQ(f.rc, 64) << f.err;
-  EXPECT_TRUE(has(f.err, "--max-kl: not a valid value (expected a number, found `x`)")) << f.err;
+  EXPECT_TRUE(has(f.err, "--max-kl: not a valid value (expected a finite decimal number, found `x`)")) << f.err;
   auto r = run_vlq("serve --model " + q(kModel) + " --port 1 --port 2");
   EXPECT_EQ(r.rc, 64) << r.err;
   EXPECT_FALSE(has(r.err, "At Most")) << r.err;
   EXPECT_TRUE(has(r.err, "--port: given more than once (expected once, found 2 times)")) << r.err;
+}
+
+// docs/robustness.md's open findings: an integer flag went through CLI11's strtoull/strtoll in base 0, so `-3`
+// wrapped to 2^64 - 3 (`--samples -3` used every sample), `0x10` was 16 and `010` octal 8; a missing value and an
+// unknown option kept CLI11's wording. Every integer flag of every command is declared by cli::add_count_option.
+TEST(MessagesCli, CountFlagsTakeDecimalDigitsOnly) {
+  const std::string quant = "quantize " + q(kModel) + " /nonexistent/out ";
+  const std::string serve = "serve --model " + q(kModel) + " ";
+  const std::string gen = "generate --model " + q(kModel) + " --prompt hi --device cpu ";
+  const std::string eval = "eval --reference " + q(kModel) + " --model " + q(kModel) + " ";
+  struct Case {
+    std::string args, message, help;
+  };
+  const std::vector<Case> cases = {
+      {quant + "--samples -3", "--samples: not a valid value (expected a non-negative decimal integer, found `-3` (a negative number))", "vlq quantize --help"},
+      {quant + "--samples=-3", "--samples: not a valid value (expected a non-negative decimal integer, found `-3` (a negative number))", "vlq quantize --help"},
+      {quant + "--seq-len 0x10", "--seq-len: not a valid value (expected a non-negative decimal integer, found `0x10` (hexadecimal))", "vlq quantize --help"},
+      {quant + "--seed -1", "--seed: not a valid value (expected a non-negative decimal integer, found `-1` (a negative number))", "vlq quantize --help"},
+      {quant + "--samples 99999999999999999999999", "--samples: value out of range (expected at most 18446744073709551615, found `99999999999999999999999`)", "vlq quantize --help"},
+      {quant + "--auto-samples +4", "--auto-samples: not a valid value (expected a non-negative decimal integer, found `+4` (a sign))", "vlq quantize --help"},
+      {serve + "--max-num-seqs -1", "--max-num-seqs: not a valid value (expected a non-negative decimal integer, found `-1` (a negative number))", "vlq serve --help"},
+      {serve + "--port 0x1F90", "--port: not a valid value (expected a non-negative decimal integer, found `0x1F90` (hexadecimal))", "vlq serve --help"},
+      {serve + "--port 99999999999", "--port: value out of range (expected at most 65535, found `99999999999`)", "vlq serve --help"},
+      {serve + "--max-body-mb 1e3", "--max-body-mb: not a valid value (expected a non-negative decimal integer, found `1e3` (not a whole number))", "vlq serve --help"},
+      {gen + "--max-new-tokens 0x10", "--max-new-tokens: not a valid value (expected a non-negative decimal integer, found `0x10` (hexadecimal))", "vlq generate --help"},
+      {gen + "--seed -5", "--seed: not a valid value (expected a non-negative decimal integer, found `-5` (a negative number))", "vlq generate --help"},
+      {gen + "--top-k ' 3'", "--top-k: not a valid value (expected a non-negative decimal integer, found ` 3`)", "vlq generate --help"},
+      {eval + "--limit 0x10", "--limit: not a valid value (expected a non-negative decimal integer, found `0x10` (hexadecimal))", "vlq eval --help"},
+      {eval + "--text-limit -2", "--text-limit: not a valid value (expected a non-negative decimal integer, found `-2` (a negative number))", "vlq eval --help"},
+      {"inspect " + q(kModel) + " --max-examples 2000000", "--max-examples: value out of range (expected at most 1000000, found `2000000`)", "vlq inspect --help"},
+      {"inspect " + q(kModel) + " --max-examples -3", "--max-examples: not a valid value (expected a non-negative decimal integer, found `-3` (a negative number))", "vlq inspect --help"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_vlq(c.args);
+    EXPECT_EQ(r.rc, 64) << c.args << ": " << r.err;
+    EXPECT_TRUE(has(r.err, c.message)) << c.args << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "Hint: give ")) << c.args << ": " << r.err;
+    EXPECT_TRUE(has(r.err, c.help)) << c.args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << ": one line: " << r.err;
+  }
+  // Decimal digits are read as decimal: `010` is ten (CLI11 alone read octal 8), as Python's int() reads it.
+  auto e = run_vlq(eval + "--tasks " + q(kHeldout / "heldout.jsonl") + " --limit 010 --no-generate --device cpu --json -q");
+  ASSERT_EQ(e.rc, 0) << e.err;
+  const json j = json::parse(e.out);
+  EXPECT_EQ(j["task_items"], 10) << e.out.substr(0, 2000);
+}
+
+// Floating-point flags went through CLI11's strtold: `--temperature nan` / `inf` sampled garbage, `--top-p 0x1p-1`
+// was 0.5, and `--shard-gb -1` wrapped to a huge shard size. Every one is declared by cli::add_number_option.
+TEST(MessagesCli, NumberFlagsTakeFiniteDecimalsOnly) {
+  const std::string gen = "generate --model " + q(kModel) + " --prompt hi --device cpu --max-new-tokens 1 -q ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {gen + "--temperature nan", "--temperature: not a valid value (expected a finite decimal number, found `nan`)"},
+      {gen + "--temperature inf", "--temperature: not a valid value (expected a finite decimal number, found `inf`)"},
+      {gen + "--top-p 0x1p-1", "--top-p: not a valid value (expected a finite decimal number, found `0x1p-1` (hexadecimal))"},
+      {gen + "--repetition-penalty 1e999", "--repetition-penalty: value out of range (expected a finite decimal number, found `1e999` (overflows a double))"},
+      {"quantize " + q(kModel) + " /nonexistent/out --auto-precision --max-kl -inf", "--max-kl: not a valid value (expected a finite decimal number, found `-inf`)"},
+      {"serve --model " + q(kModel) + " --drain-timeout 1.5s", "--drain-timeout: not a valid value (expected a finite decimal number, found `1.5s`)"},
+      {"convert " + q(kModel) + " /nonexistent/out --for vlq --shard-gb NaN", "--shard-gb: not a valid value (expected a finite decimal number, found `NaN`)"},
+      {"convert " + q(kModel) + " /nonexistent/out --for vlq --shard-gb -1", "--shard-gb: value out of range (expected 0 <= GB <= 1e9 (0 = one file; default 5), found -1)"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto r = run_vlq(args);
+    EXPECT_EQ(r.rc, 64) << args << ": " << r.err;
+    EXPECT_TRUE(has(r.err, message)) << args << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "Hint: ")) << args << ": " << r.err;
+  }
+  // Decimal spellings without a leading or trailing digit are numbers.
+  auto ok = run_vlq(gen + "--temperature .5 --top-p 1. --repetition-penalty 1e0 --seed 3");
+  EXPECT_EQ(ok.rc, 0) << ok.err;
+}
+
+// The rest of CLI11's wording a new user meets: a flag without its value, an unknown (mistyped) option, and a
+// stray word (an unquoted prompt).
+TEST(MessagesCli, MissingValueAndUnknownOptionNameTheFlag) {
+  auto m = run_vlq("serve --model " + q(kModel) + " --port");
+  EXPECT_EQ(m.rc, 64) << m.err;
+  EXPECT_FALSE(has(m.err, "required INT missing")) << m.err;
+  EXPECT_TRUE(has(m.err, "--port: value missing (expected a non-negative decimal integer, found nothing). Hint: put the "
+                         "value after --port (e.g. --port 8); see `vlq serve --help`")) << m.err;
+  auto t = run_vlq("eval --reference " + q(kModel) + " --model");
+  EXPECT_EQ(t.rc, 64) << t.err;
+  EXPECT_TRUE(has(t.err, "--model: value missing (expected a value, found nothing)")) << t.err;
+  auto u = run_vlq("quantize " + q(kModel) + " /nonexistent/out --sample 4");
+  EXPECT_EQ(u.rc, 64) << u.err;
+  EXPECT_FALSE(has(u.err, "was not expected")) << u.err;
+  EXPECT_TRUE(has(u.err, "vlq quantize: unknown option (expected one of vlq quantize's options, found `--sample`). "
+                         "Hint: did you mean --samples? see `vlq quantize --help`")) << u.err;
+  auto n = run_vlq("serve --model " + q(kModel) + " --max-num-seq=4 --bogus-thing");
+  EXPECT_EQ(n.rc, 64) << n.err;
+  EXPECT_TRUE(has(n.err, "unknown options (expected one of vlq serve's options, found `--max-num-seq=4`, `--bogus-thing`)"))
+      << n.err;
+  EXPECT_TRUE(has(n.err, "did you mean --max-num-seqs?")) << n.err;
+  auto w = run_vlq("generate --model " + q(kModel) + " --prompt What color is it");
+  EXPECT_EQ(w.rc, 64) << w.err;
+  EXPECT_TRUE(has(w.err, "vlq generate: unexpected arguments (expected options only (no positional arguments), found "
+                         "`color`, `is`, `it`)")) << w.err;
+  EXPECT_TRUE(has(w.err, "needs quotes")) << w.err;
+  auto x = run_vlq("convert a b c --for vlq");
+  EXPECT_EQ(x.rc, 64) << x.err;
+  EXPECT_TRUE(has(x.err, "expected positional arguments input output only, found `c`")) << x.err;
 }
 
 TEST(MessagesCli, MissingFolderOrConfigIsInvalidForMatrixAndInspect) {
