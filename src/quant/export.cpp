@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "vlq/io/safetensors.h"
 #include "vlq/io/safetensors_writer.h"
 #include "vlq/ops/fp8_weight.h"
+#include "vlq/quant/model_card.h"
 #include "quant/recipe.h"
 
 namespace vlq::quant {
@@ -187,7 +189,22 @@ std::vector<std::string> files_not_copied(const fs::path& folder) {
   return out;
 }
 
-// The stream plan: the tensors (scales known now for the pre-check), both config files, vlq_quantize.json.
+// The output's README.md when the input has one: vlq's note, then the source card unchanged (quantized_model_card).
+std::optional<std::string> model_card(const fs::path& folder, const QuantizeOptions& opt) {
+  const fs::path card = folder / "README.md";
+  if (!fs::is_regular_file(card)) return std::nullopt;
+  std::ifstream f(card, std::ios::binary);
+  if (!f) throw IoError({card.string(), "cannot read the model card", "a readable file", "open failed", "check its permissions"});
+  std::ostringstream text;
+  text << f.rdbuf();
+  const std::string recipe = fmt::format("{} FP8: {}{}", opt.format == ExportFormat::kModelOpt ? "ModelOpt" : "compressed-tensors",
+                                         opt.scope == Scope::kVisionLanguage ? "language model and vision tower" : "language model only",
+                                         opt.kv_cache_fp8 ? ", FP8 KV cache" : "");
+  return quantized_model_card(text.str(), fs::weakly_canonical(folder).filename().string(), recipe);
+}
+
+// The stream plan: the tensors (scales known now for the pre-check), both config files, vlq_quantize.json, the
+// model card with vlq's note.
 formats::StreamPlan stream_plan(const fs::path& folder, const fs::path& out_dir, const std::vector<Out>& outs,
                                 const json& config, const std::optional<ordered_json>& hfq, std::string provenance,
                                 const QuantizeOptions& opt) {
@@ -201,6 +218,7 @@ formats::StreamPlan stream_plan(const fs::path& folder, const fs::path& out_dir,
   sp.files.emplace_back("config.json", config.dump(2) + "\n");
   if (hfq) sp.files.emplace_back("hf_quant_config.json", hfq->dump(4));
   sp.files.emplace_back("vlq_quantize.json", std::move(provenance));
+  if (auto card = model_card(folder, opt)) sp.files.emplace_back("README.md", std::move(*card));
   sp.skip_files = {"hf_quant_config.json"};
   for (const auto& n : files_not_copied(folder)) sp.skip_files.insert(n);
   sp.force = opt.force;

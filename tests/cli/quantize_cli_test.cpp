@@ -447,8 +447,9 @@ TEST(QuantizeCli, AttackRunFlagsAreCheckedUpFront) {
 }
 
 // The export keeps the model files a user runs the FP8 model with (tokenizer, processor, chat template,
-// generation config, README.md model card) and leaves out what describes the BF16 source (train.log, its eval
-// JSON, train_info.json, other weight files, sub-folders), naming them in the summary and vlq_quantize.json.
+// generation config, README.md model card under vlq's note that its figures are the BF16 model's) and leaves out
+// what describes the BF16 source (train.log, its eval JSON, train_info.json, other weight files, sub-folders),
+// naming them in the summary and vlq_quantize.json.
 TEST(QuantizeCli, CopiesOnlyKnownModelFilesAndNamesTheRest) {
   Scratch s("quant");
   const fs::path m = s / "model";
@@ -463,6 +464,13 @@ TEST(QuantizeCli, CopiesOnlyKnownModelFilesAndNamesTheRest) {
     for (const char* kept : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json",
                              "preprocessor_config.json", "README.md", "LICENSE", "config.json", "vlq_quantize.json"})
       EXPECT_TRUE(fs::exists(out / kept)) << layout << ": " << kept;
+    // The card's held-out accuracy table is the BF16 model's: the copy says so on top and keeps the card unchanged.
+    const std::string card = read_file(out / "README.md"), source = read_file(kModel / "README.md");
+    EXPECT_EQ(card.rfind("> **FP8 checkpoint written by `vlq quantize`** from `model` (ModelOpt FP8: language model only", 0), 0u)
+        << card.substr(0, 600);
+    EXPECT_TRUE(has(card.substr(0, card.size() - source.size()), "vlq measured none of them on this checkpoint")) << card.substr(0, 600);
+    ASSERT_GT(card.size(), source.size());
+    EXPECT_EQ(card.substr(card.size() - source.size()), source);
     const std::vector<std::string> dropped = {"eval_heldout_bf16_h200.json", "extras/", "pytorch_model.bin", "train.log",
                                               "train_info.json"};
     for (const auto& d : dropped) {

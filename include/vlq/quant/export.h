@@ -78,7 +78,8 @@ struct ExportReport {
 // ModelOpt and llm-compressor write next to their exports (tokenizer: tokenizer.json, tokenizer_config.json,
 // special_tokens_map.json, added_tokens.json, vocab.json, merges.txt, tokenizer.model; processor:
 // preprocessor_config.json, processor_config.json, video_preprocessor_config.json; chat_template.jinja /
-// .json; generation_config.json), plus the model card README.md and LICENSE* / NOTICE* files. Everything
+// .json; generation_config.json), plus the model card README.md (under vlq's note, quantized_model_card in
+// model_card.h: its figures are the source model's) and LICENSE* / NOTICE* files. Everything
 // else (training logs, the BF16 model's eval results, other weight files such as pytorch_model.bin, remote
 // code, sub-folders) would describe or duplicate the BF16 model: it is not copied, and named in
 // ExportReport::not_copied, format_summary and vlq_quantize.json ("input_files_not_copied").
