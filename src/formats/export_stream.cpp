@@ -72,7 +72,7 @@ void CheckpointStream::write(const std::function<void(std::size_t, io::Checkpoin
   writer_ = std::make_unique<io::CheckpointWriter>(plan_.out, std::move(specs), wo);
   for (std::size_t i = 0; i < plan_.tensors.size(); ++i) produce(i, *writer_);
   std::set<std::string> skip = plan_.skip_files;
-  skip.insert("model.safetensors.index.json");
+  skip.insert(io::kCheckpointIndexFile);
   for (const auto& [name, contents] : plan_.files) {
     writer_->write_file(name, contents);
     skip.insert(name);

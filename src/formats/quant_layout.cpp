@@ -61,7 +61,7 @@ CheckpointView CheckpointView::from_memory(std::vector<TensorMeta> tensors, std:
                                            std::map<std::string, double> scalars) {
   CheckpointView v;
   std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  v.shard_files_.push_back("model.safetensors");
+  v.shard_files_.push_back(io::kSingleCheckpointFile);
   v.tensors_ = std::move(tensors);
   v.shards_.assign(v.tensors_.size(), 0);
   v.config_ = std::move(config);

@@ -91,7 +91,7 @@ CheckpointIndex parse_checkpoint_index(std::string_view text, const std::string&
   auto wm = j.find("weight_map");
   if (wm == j.end())
     throw FormatError({file, "checkpoint index has no \"weight_map\"", "an object tensor name -> shard file",
-                       "no such key", "this is not a safetensors index (model.safetensors.index.json)"});
+                       "no such key", "this is not a safetensors index (" + std::string(kCheckpointIndexFile) + ")"});
   if (!wm->is_object())
     throw FormatError({file, "\"weight_map\" is not an object", "an object tensor name -> shard file",
                        json_kind(*wm), ""});
@@ -149,10 +149,10 @@ Checkpoint Checkpoint::open(const fs::path& dir_or_file) {
     else if (singles.size() == 1) c.shard_paths_.push_back(singles.front());
     else if (singles.empty())
       throw IoError({dir_or_file.string(), "no safetensors weights in folder",
-                     "model.safetensors or model.safetensors.index.json", "none", "is this a model folder?"});
+                     std::string(kSingleCheckpointFile) + " or " + kCheckpointIndexFile, "none", "is this a model folder?"});
     else
       throw UsageError({dir_or_file.string(), "several .safetensors files and no index",
-                        "model.safetensors.index.json or a single .safetensors file",
+                        std::string(kCheckpointIndexFile) + " or a single .safetensors file",
                         fmt::format("{} files, e.g. {}", singles.size(), singles.front().filename().string()),
                         "pass one file, or add an index"});
   } else {

@@ -176,7 +176,7 @@ void write_output(std::size_t i, const std::vector<Out>& outs, const io::Checkpo
 // The input folder's entries that are not copied (the tensors, index and configs the export writes are not
 // listed: they are replaced, not dropped).
 std::vector<std::string> files_not_copied(const fs::path& folder) {
-  static const std::set<std::string> kWritten = {"config.json", "hf_quant_config.json", "model.safetensors.index.json",
+  static const std::set<std::string> kWritten = {"config.json", "hf_quant_config.json", io::kCheckpointIndexFile,
                                                  "vlq_quantize.json"};
   std::vector<std::string> out;
   for (const auto& e : fs::directory_iterator(folder)) {
