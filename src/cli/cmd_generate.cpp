@@ -148,8 +148,7 @@ std::function<int()> setup_generate(CLI::App& app) {
   cli::add_count_option(app, "--seed", a->seed, "Sampling seed");
   cli::add_device_option(app, a->device);
   cli::add_count_option(app, "--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
-  cli::add_image_backend_option(app, a->image_backend,
-                                "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)");
+  cli::add_image_backend_option(app, a->image_backend);
   app.add_option("--kv-cache", a->kv_cache, "KV cache: auto (FP8 when the checkpoint has k/v scales), fp8, f32");
   app.add_option("--dump", a->dump, "Write input_ids, pixel_values, image_grid_thw, logits, output_ids to this safetensors file");
   cli::add_count_option(app, "--dump-last", a->dump_last, "Prompt positions whose logits --dump writes (default 1)");

@@ -521,16 +521,15 @@ std::function<int()> setup_quantize(CLI::App& app) {
   cli::add_count_option(app, "--samples", a->samples, "Number of calibration samples (>= 1, default 64)");
   cli::add_count_option(app, "--seq-len", a->seq_len, "Text samples are cut to this many tokens (>= 1, default 512)");
   cli::add_count_option(app, "--seed", a->seed, "Sample selection seed (default 0)");
-  cli::add_device_option(app, a->device,
-                         "Where calibration runs: cpu (the exact reference runtime), cuda (layer-sequential on the GPU: "
-                         "one decoder layer in memory at a time), or auto (cuda when a GPU is present; default)");
+  cli::add_device_option(app, a->device, "Where calibration runs",
+                         "cpu is the exact reference runtime, cuda calibrates layer-sequentially on the GPU (one decoder "
+                         "layer in memory at a time)");
   app.add_option("--act-scale", a->act_scale,
                  "Activation (input_scale) method: max (default: calibrated max |x|), mse (least E4M3 squared error over "
                  "the |x| histogram, clipping included) or percentile[:P] (P-th percentile of |x|, default 99.99); "
                  "KV-cache and weight scales stay max");
   app.add_option("--kv-cache", a->kv_cache, "fp8 (calibrated k_scale/v_scale, default) or none");
-  cli::add_image_backend_option(app, a->image_backend,
-                                std::string("Image preprocessing of calibration images: ") + cli::kImageBackendHelp);
+  cli::add_image_backend_option(app, a->image_backend, "Image preprocessing of calibration images");
   app.add_option("--format", a->format, "modelopt (default) or compressed-tensors");
   app.add_option("--layout", a->layout,
                  "portable (default: weights rounded once to the nearest E4M3 code of W/s; ModelOpt output also "

@@ -195,7 +195,7 @@ std::function<int()> setup_serve(CLI::App& app) {
   app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
   cli::add_count_option(app, "--tensor-parallel", a->tensor_parallel, "Shard the model over this many GPUs (CUDA; default 1)");
   cli::add_image_backend_option(app, a->image_backend);
-  cli::add_device_option(app, a->device, std::string("Runtime: ") + cli::kDeviceHelp);
+  cli::add_device_option(app, a->device, "Runtime");
   app.add_option("--host", a->host, "Address to listen on (default 127.0.0.1: this machine only)");
   cli::add_count_option(app, "--port", a->port, "Port (default 8000; 0 = any free port)", 65535);
   app.add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1/* (default: $VLQ_API_KEY)")

@@ -26,16 +26,21 @@ std::string kind_of(const std::string& t) {
   if (t.find_first_of(".eE") != std::string::npos && std::any_of(t.begin(), t.end(), is_digit)) return " (not a whole number)";
   return "";
 }
+
+// "[context: ]text[; details]"
+std::string compose_help(const std::string& context, const char* text, const std::string& details) {
+  return (context.empty() ? "" : context + ": ") + text + (details.empty() ? "" : "; " + details);
+}
 }  // namespace
 
-CLI::Option* add_device_option(CLI::App& app, std::string& value, const std::string& help) {
-  return app.add_option(kDeviceFlag, value, help);
+CLI::Option* add_device_option(CLI::App& app, std::string& value, const std::string& context, const std::string& details) {
+  return app.add_option(kDeviceFlag, value, compose_help(context, kDeviceHelp, details));
 }
 
 engine::Device parse_device_option(const std::string& value) { return engine::parse_device(value, kDeviceFlag); }
 
-CLI::Option* add_image_backend_option(CLI::App& app, std::string& value, const std::string& help) {
-  return app.add_option(kImageBackendFlag, value, help);
+CLI::Option* add_image_backend_option(CLI::App& app, std::string& value, const std::string& context) {
+  return app.add_option(kImageBackendFlag, value, compose_help(context, kImageBackendHelp, ""));
 }
 
 image::ResizeBackend parse_image_backend_option(const std::string& value) {

@@ -13,17 +13,21 @@
 
 namespace vlq::cli {
 
-// --device: where the model runs (cpu | cuda | auto). The help text is kDeviceHelp unless a command says
-// more (what runs there); the value is parsed by parse_device_option.
+// --device: where the model runs (cpu | cuda | auto). Its help text is always kDeviceHelp; a command may put what
+// runs there before it and what each choice means there after it: "[context: ]kDeviceHelp[; details]" (quantize:
+// "Where calibration runs: ...; cpu is ..."). The value is parsed by parse_device_option.
 inline constexpr const char* kDeviceHelp = "cpu, cuda, or auto (cuda when a GPU is present; default)";
-CLI::Option* add_device_option(CLI::App& app, std::string& value, const std::string& help = kDeviceHelp);
+CLI::Option* add_device_option(CLI::App& app, std::string& value, const std::string& context = "",
+                               const std::string& details = "");
 // engine::parse_device of the --device value (UsageError naming --device for another value).
 engine::Device parse_device_option(const std::string& value);
 
-// --image-backend: the image processor whose resize pixel_values reproduce (torchvision | pil); help text
-// kImageBackendHelp unless a command says more; parsed by parse_image_backend_option.
-inline constexpr const char* kImageBackendHelp = "torchvision (default, transformers' AutoProcessor) or pil";
-CLI::Option* add_image_backend_option(CLI::App& app, std::string& value, const std::string& help = kImageBackendHelp);
+// --image-backend: the image processor whose resize pixel_values reproduce (torchvision | pil). Its help text is
+// always kImageBackendHelp, after what the images are when a command says so: "[context: ]kImageBackendHelp"
+// (quantize: "Image preprocessing of calibration images: ..."). Parsed by parse_image_backend_option.
+inline constexpr const char* kImageBackendHelp =
+    "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)";
+CLI::Option* add_image_backend_option(CLI::App& app, std::string& value, const std::string& context = "");
 // image::parse_resize_backend of the --image-backend value (UsageError naming --image-backend otherwise).
 image::ResizeBackend parse_image_backend_option(const std::string& value);
 

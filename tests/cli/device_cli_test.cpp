@@ -1,5 +1,5 @@
-// --device / --tensor-parallel / --image-backend of `vlq generate`, `vlq eval` and `vlq serve`: bad values are
-// usage errors (64) naming the flag; --device cuda without a GPU is refused (3) with a hint to use
+// --device / --tensor-parallel / --image-backend of `vlq generate`, `vlq eval` and `vlq serve`: their help is the
+// shared text (also in quantize); bad values are usage errors (64) naming the flag; --device cuda without a GPU is refused (3) with a hint to use
 // --device cpu; --image-backend pil changes pixel_values (the dumped tensor) but not the command's success.
 #include "cli/cli_test_util.h"
 #include "vlq/engine/device_model.h"
@@ -27,6 +27,30 @@ TEST(DeviceCli, BadValuesAreUsageErrors) {
     EXPECT_EQ(r.rc, 64) << c.args << "\n" << r.all();
     EXPECT_TRUE(has(r.err, c.msg)) << c.args << "\n" << r.err;
   }
+}
+
+// Every command's --device and --image-backend help is the one text of cli/common_options (quantize and serve
+// only add what runs there before it, quantize what each choice means after it).
+TEST(DeviceCli, HelpTextsAreTheSharedDeclaration) {
+  const std::string device = "cpu, cuda, or auto (cuda when a GPU is present; default)";
+  const std::string backend = "torchvision (default: what transformers' AutoProcessor uses) or pil (Qwen2VLImageProcessorPil)";
+  auto line_of = [](const std::string& help, const std::string& flag) {
+    std::istringstream in(help);
+    for (std::string l; std::getline(in, l);)
+      if (l.find("  " + flag + " ") != std::string::npos) return l;
+    return std::string();
+  };
+  for (const char* cmd : {"generate", "eval", "serve", "quantize"}) {
+    const RunResult r = run_vlq(std::string(cmd) + " --help");
+    ASSERT_EQ(r.rc, 0) << cmd << ": " << r.err;
+    EXPECT_TRUE(has(line_of(r.out, "--device"), device)) << cmd << ":\n" << r.out;
+    EXPECT_TRUE(has(line_of(r.out, "--image-backend"), backend)) << cmd << ":\n" << r.out;
+  }
+  const std::string q = run_vlq("quantize --help").out;
+  EXPECT_TRUE(has(line_of(q, "--device"), "Where calibration runs: " + device + "; cpu is the exact reference runtime, cuda "
+                                          "calibrates layer-sequentially on the GPU")) << q;
+  EXPECT_TRUE(has(line_of(q, "--image-backend"), "Image preprocessing of calibration images: " + backend)) << q;
+  EXPECT_TRUE(has(line_of(run_vlq("serve --help").out, "--device"), "Runtime: " + device));
 }
 
 TEST(DeviceCli, CudaWithoutGpuIsRefusedWithAHint) {
