@@ -1,10 +1,12 @@
 // Paged causal GQA attention for one-row queries (decode; vlq/cuda/attention.h: paged_attention): one CTA of
 // 128 threads per (query row, KV head, group of <= 8 query heads), so each K/V row of the cache is read once
-// for all query heads that share it. Keys go in chunks of 128, one key per thread for the scores (the
+// for all query heads that share it (fewer heads per CTA when the batch is too small to fill the GPU). Keys go in chunks of 128, one key per thread for the scores (the
 // thread reads the whole K row and dots it with the group's q vectors from shared memory), then online
 // softmax per head in f32 (max and sum reduced over the CTA per chunk), then P·V with warp w taking keys
 // w, w+4, ... and each lane head_dim/32 consecutive output elements. FP8 codes are decoded exactly, k_scale
 // folds into the scores and v_scale into the output. CPU reference: ops::attention_causal_cached.
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "common.cuh"
@@ -40,31 +42,56 @@ __device__ __forceinline__ void load8(const std::uint8_t* p, float* f) {
 template <class C> __device__ __forceinline__ float load1(const C* p) { return to_f32(*p); }
 template <> __device__ __forceinline__ float load1<std::uint8_t>(const std::uint8_t* p) { return e4m3_to_f32(*p); }
 
-__device__ __forceinline__ float warp_max(float v) {
+// E (compile time) consecutive cache elements → f32, one vector load where the width allows (rows are 16-byte
+// aligned and lane offsets are multiples of E).
+template <int E> __device__ __forceinline__ void loadn(const std::uint8_t* p, float* f) {
+  if constexpr (E == 4) {
+    const std::uint32_t u = *reinterpret_cast<const std::uint32_t*>(p);
+    const float2 a = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u)), b = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u >> 16));
+    f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
+  } else if constexpr (E == 8) {
+    load8(p, f);
+  } else {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
+    for (int i = 0; i < E; ++i) f[i] = e4m3_to_f32(p[i]);
+  }
 }
-__device__ __forceinline__ float warp_add(float v) {
+template <int E> __device__ __forceinline__ void loadn(const bf16* p, float* f) {
+  if constexpr (E == 4) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    const bf16* h = reinterpret_cast<const bf16*>(&u);
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+    for (int i = 0; i < 4; ++i) f[i] = __bfloat162float(h[i]);
+  } else if constexpr (E == 8) {
+    load8(p, f);
+  } else {
+#pragma unroll
+    for (int i = 0; i < E; ++i) f[i] = __bfloat162float(p[i]);
+  }
+}
+template <int E> __device__ __forceinline__ void loadn(const float* p, float* f) {
+#pragma unroll
+  for (int i = 0; i < E; ++i) f[i] = p[i];
 }
 
-// Grid (rows, kv_heads, ceil(G / 8)), G = heads / kv_heads. d % 32 == 0, <= 256 (PagedKvLayer's rule: cache
-// rows are 16-byte aligned for every dtype).
-template <class TQ, class C, class O>
+// Grid (rows, kv_heads, ceil(G / gs)), G = heads / kv_heads, gs <= 8 query heads per CTA (fewer when the grid
+// would be too small to fill the GPU, e.g. batch 1). d % 32 == 0, <= 256 (PagedKvLayer's rule: cache rows are
+// 16-byte aligned for every dtype). D_: head_dim known at compile time (128: every load of a K row and of a
+// batch of V rows is issued before its first use), or 0 for any d.
+template <int D_, class TQ, class C, class O>
 __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std::int64_t ldq, int heads, int d, const C* kc,
                                                                 const C* vc, int block_size, int kv_heads, float ks, float vs,
                                                                 const int* tables, int max_blocks, const int* q_seq,
-                                                                const int* q_pos, float scale, O* out, const int* rows) {
-  __shared__ __align__(16) float sq[kGroup][kMaxD];  // q · scale · k_scale · log2(e)
-  __shared__ float sp[kGroup][kChunk];                // scores, then probabilities, of the chunk
-  __shared__ float sred[2][kGroup][kWarps];           // per-warp max / sum
-  __shared__ __align__(16) float sacc[kWarps][kGroup][kMaxD];
+                                                                const int* q_pos, float scale, O* out, const int* rows, int gs) {
+  constexpr int DM = D_ ? D_ : kMaxD, EM = DM / 32;
+  __shared__ __align__(16) float sq[kGroup][DM];  // q · scale · k_scale · log2(e)
+  __shared__ float sp[kGroup][kChunk];            // scores, then probabilities, of the chunk
+  __shared__ float sred[2][kGroup][kWarps];       // per-warp max / sum
+  __shared__ __align__(16) float sacc[kWarps][kGroup][DM];
+  if (D_) d = D_;
   const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
   const int G = heads / kv_heads, kvh = blockIdx.y;
-  const int h0 = kvh * G + static_cast<int>(blockIdx.z) * kGroup, ng = min(kGroup, kvh * G + G - h0);
+  const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, e = d / 32;
   const float qs = scale * ks * 1.4426950408889634f;
   for (int i = tid; i < kGroup * d; i += kThreads) {
@@ -78,13 +105,13 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
     return (static_cast<std::int64_t>(table[j / block_size]) * block_size + j % block_size) * row_elems +
            static_cast<std::int64_t>(kvh) * d;
   };
-  float m[kGroup], l[kGroup], acc[kGroup][kMaxD / 32];
+  float m[kGroup], l[kGroup], acc[kGroup][EM];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g) {
     m[g] = -INFINITY;
     l[g] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < kMaxD / 32; ++i) acc[g][i] = 0.0f;
+    for (int i = 0; i < EM; ++i) acc[g][i] = 0.0f;
   }
   __syncthreads();
   for (int c0 = 0; c0 < len; c0 += kChunk) {
@@ -95,16 +122,19 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
     for (int g = 0; g < kGroup; ++g) s[g] = tid < nk ? 0.0f : -INFINITY;
     if (tid < nk) {
       const C* kr = kc + base(c0 + tid);
-#pragma unroll 2
-      for (int c = 0; c < d; c += 8) {
-        float kf[8];
-        load8(kr + c, kf);
+      constexpr int KB = D_ ? DM : 8;  // K elements loaded per round: the whole row when d is known
+      for (int c0k = 0; c0k < d; c0k += KB) {
+        float kf[KB];
 #pragma unroll
-        for (int g = 0; g < kGroup; ++g) {
-          if (g < ng) {
-            const float4 a = *reinterpret_cast<const float4*>(&sq[g][c]), b = *reinterpret_cast<const float4*>(&sq[g][c + 4]);
-            s[g] = fmaf(a.x, kf[0], fmaf(a.y, kf[1], fmaf(a.z, kf[2], fmaf(a.w, kf[3], s[g]))));
-            s[g] = fmaf(b.x, kf[4], fmaf(b.y, kf[5], fmaf(b.z, kf[6], fmaf(b.w, kf[7], s[g]))));
+        for (int c = 0; c < KB; c += 8) load8(kr + c0k + c, kf + c);
+#pragma unroll
+        for (int c = 0; c < KB; c += 4) {
+#pragma unroll
+          for (int g = 0; g < kGroup; ++g) {
+            if (g < ng) {
+              const float4 a = *reinterpret_cast<const float4*>(&sq[g][c0k + c]);
+              s[g] = fmaf(a.x, kf[c], fmaf(a.y, kf[c + 1], fmaf(a.z, kf[c + 2], fmaf(a.w, kf[c + 3], s[g]))));
+            }
           }
         }
       }
@@ -115,19 +145,19 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
       if (lane == 0) sred[0][g][warp] = w;
     }
     __syncthreads();
-    float mn[kGroup], corr[kGroup];
+    float corr[kGroup];
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) {
       float cm = sred[0][g][0];
 #pragma unroll
       for (int w = 1; w < kWarps; ++w) cm = fmaxf(cm, sred[0][g][w]);
-      mn[g] = fmaxf(m[g], cm);
-      corr[g] = m[g] == -INFINITY ? 0.0f : exp2f(m[g] - mn[g]);
-      const float p = s[g] == -INFINITY ? 0.0f : exp2f(s[g] - mn[g]);
+      const float mn = fmaxf(m[g], cm);
+      corr[g] = m[g] == -INFINITY ? 0.0f : exp2f(m[g] - mn);
+      const float p = s[g] == -INFINITY ? 0.0f : exp2f(s[g] - mn);
       sp[g][tid] = p;
-      const float w = warp_add(p);
+      const float w = warp_sum(p);
       if (lane == 0) sred[1][g][warp] = w;
-      m[g] = mn[g];
+      m[g] = mn;
     }
     __syncthreads();
 #pragma unroll
@@ -137,20 +167,32 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
       for (int w = 0; w < kWarps; ++w) cs += sred[1][g][w];
       l[g] = l[g] * corr[g] + cs;
 #pragma unroll
-      for (int i = 0; i < kMaxD / 32; ++i) acc[g][i] *= corr[g];
+      for (int i = 0; i < EM; ++i) acc[g][i] *= corr[g];
     }
-    // P·V: warp w takes keys w, w + 4, ...; lane holds elements [lane·e, lane·e + e)
-    for (int jj = warp; jj < nk; jj += kWarps) {
-      const C* vr = vc + base(c0 + jj) + lane * e;
-      float vf[kMaxD / 32];
+    // P·V: warp w takes keys w, w + 4, ..., VB V rows loaded per round (keys past the chunk read its last key
+    // with probability 0); lane holds elements [lane·e, lane·e + e)
+    constexpr int VB = D_ ? 8 : 2;  // V rows per round
+    for (int j0 = warp; j0 < nk; j0 += kWarps * VB) {
+      float vf[VB][EM];
 #pragma unroll
-      for (int i = 0; i < kMaxD / 32; ++i) vf[i] = i < e ? load1(vr + i) : 0.0f;
+      for (int u = 0; u < VB; ++u) {
+        const C* vr = vc + base(c0 + min(j0 + u * kWarps, nk - 1)) + lane * e;
+        if constexpr (D_ != 0) {
+          loadn<EM>(vr, vf[u]);
+        } else {
 #pragma unroll
-      for (int g = 0; g < kGroup; ++g) {
-        if (g < ng) {
-          const float p = sp[g][jj];
+          for (int i = 0; i < EM; ++i) vf[u][i] = i < e ? load1(vr + i) : 0.0f;
+        }
+      }
 #pragma unroll
-          for (int i = 0; i < kMaxD / 32; ++i) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
+      for (int u = 0; u < VB; ++u) {
+#pragma unroll
+        for (int g = 0; g < kGroup; ++g) {
+          if (g < ng) {
+            const float p = sp[g][j0 + u * kWarps];
+#pragma unroll
+            for (int i = 0; i < EM; ++i) acc[g][i] = fmaf(p, vf[u][i], acc[g][i]);
+          }
         }
       }
     }
@@ -159,7 +201,7 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
 #pragma unroll
   for (int g = 0; g < kGroup; ++g)
 #pragma unroll
-    for (int i = 0; i < kMaxD / 32; ++i)
+    for (int i = 0; i < EM; ++i)
       if (g < ng && i < e) sacc[warp][g][lane * e + i] = acc[g][i];
   __syncthreads();
   for (int i = tid; i < ng * d; i += kThreads) {
@@ -173,6 +215,194 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
       if (k == g) lg = l[k];
     out[(static_cast<std::int64_t>(t) * heads + h0 + g) * d + c] = from_f32<O>(lg > 0.0f ? a / lg * vs : 0.0f);
   }
+}
+
+// head_dim 128 (every Qwen2.5-VL language model): the same CTA shape, with the loads laid out for memory-level
+// parallelism. Per 128-key chunk the cache slots go to shared memory once (no block-table load per key and
+// thread); scores: warp w takes keys 32w..32w+31, 8 at a time, 4 lanes per key each dotting a quarter of the
+// row (one warp load covers 8 whole rows), a quad reduction per head; softmax: warp w owns heads w and w + 4;
+// P·V: warp w takes keys w, w + 4, ..., 16 V rows in flight per lane.
+template <class C> struct RowQuarter {  // 32 consecutive elements of a cache row, as 16-byte vectors
+  static constexpr int kVecs = 32 * static_cast<int>(sizeof(C)) / 16;
+  uint4 v[kVecs];
+  __device__ __forceinline__ void load(const C* p) {
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) v[i] = reinterpret_cast<const uint4*>(p)[i];
+  }
+  __device__ __forceinline__ void to_f32(float* f) const {
+    if constexpr (sizeof(C) == 1) {
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const std::uint16_t* c = reinterpret_cast<const std::uint16_t*>(&v[i]);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const float2 x = e4m3x2_to_f32x2(c[k]);
+          f[16 * i + 2 * k] = x.x;
+          f[16 * i + 2 * k + 1] = x.y;
+        }
+      }
+    } else if constexpr (sizeof(C) == 2) {
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const bf16* h = reinterpret_cast<const bf16*>(&v[i]);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) f[8 * i + k] = __bfloat162float(h[k]);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kVecs; ++i) {
+        const float* x = reinterpret_cast<const float*>(&v[i]);
+#pragma unroll
+        for (int k = 0; k < 4; ++k) f[4 * i + k] = x[k];
+      }
+    }
+  }
+};
+
+template <class TQ, class C, class O>
+__global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q, std::int64_t ldq, int heads, int, const C* kc,
+                                                                     const C* vc, int block_size, int kv_heads, float ks, float vs,
+                                                                     const int* tables, int max_blocks, const int* q_seq,
+                                                                     const int* q_pos, float scale, O* out, const int* rows, int gs) {
+  constexpr int D = 128, QP = 36;  // q quarters padded: the 4 quarters' LDS.128 fall into different banks
+  __shared__ __align__(16) float sq[kGroup][4][QP];
+  __shared__ float sp[kGroup][kChunk];
+  __shared__ int sslot[kChunk];
+  __shared__ float scorr[kGroup], sl[kGroup];
+  __shared__ __align__(16) float sacc[kWarps][kGroup][D];
+  const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
+  const int G = heads / kv_heads, kvh = blockIdx.y;
+  const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, qd = lane & 3;
+  const float qs = scale * ks * 1.4426950408889634f;
+  for (int i = tid; i < kGroup * D; i += kThreads) {
+    const int g = i / D, c = i % D;
+    sq[g][c / 32][c % 32] = g < ng ? to_f32(q[t * ldq + static_cast<std::int64_t>(h0 + g) * D + c]) * qs : 0.0f;
+  }
+  const int len = q_pos[t] + 1;
+  const int* table = tables + static_cast<std::int64_t>(q_seq[t]) * max_blocks;
+  const std::int64_t row_elems = static_cast<std::int64_t>(kv_heads) * D, head_off = static_cast<std::int64_t>(kvh) * D;
+  float mo[2] = {-INFINITY, -INFINITY}, lo[2] = {0.0f, 0.0f};  // running max / sum of heads warp, warp + 4
+  float acc[kGroup][4];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) acc[g][0] = acc[g][1] = acc[g][2] = acc[g][3] = 0.0f;
+  for (int c0 = 0; c0 < len; c0 += kChunk) {
+    const int nk = min(kChunk, len - c0);
+    if (tid < nk) {
+      const int j = c0 + tid;
+      sslot[tid] = table[j / block_size] * block_size + j % block_size;
+    }
+    __syncthreads();  // sq and sslot ready; the previous chunk's readers of sp are done
+    // scores
+    constexpr int kInFlight = sizeof(C) == 4 ? 1 : 4;  // key rounds whose loads are issued together
+#pragma unroll
+    for (int r0 = 0; r0 < 4; r0 += kInFlight) {
+      RowQuarter<C> kq[kInFlight];
+#pragma unroll
+      for (int r = 0; r < kInFlight; ++r) {
+        const int key = warp * 32 + (r0 + r) * 8 + (lane >> 2);
+        kq[r].load(kc + static_cast<std::int64_t>(sslot[min(key, nk - 1)]) * row_elems + head_off + qd * 32);
+      }
+#pragma unroll
+      for (int r = 0; r < kInFlight; ++r) {
+        const int key = warp * 32 + (r0 + r) * 8 + (lane >> 2);
+        float kf[32];
+        kq[r].to_f32(kf);
+#pragma unroll
+        for (int g = 0; g < kGroup; ++g) {
+          if (g < ng) {
+            float sc = 0.0f;
+#pragma unroll
+            for (int c = 0; c < 32; c += 4) {
+              const float4 a = *reinterpret_cast<const float4*>(&sq[g][qd][c]);
+              sc = fmaf(a.x, kf[c], fmaf(a.y, kf[c + 1], fmaf(a.z, kf[c + 2], fmaf(a.w, kf[c + 3], sc))));
+            }
+            sc += __shfl_xor_sync(0xffffffffu, sc, 1);
+            sc += __shfl_xor_sync(0xffffffffu, sc, 2);
+            if (qd == 0) sp[g][key] = key < nk ? sc : -INFINITY;
+          }
+        }
+      }
+    }
+    __syncthreads();
+    // online softmax: warp w owns heads w and w + 4
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int g = warp + 4 * hh;
+      if (g < ng) {
+        float v[kChunk / 32], mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < kChunk / 32; ++i) mx = fmaxf(mx, v[i] = sp[g][lane + 32 * i]);
+        mx = warp_max(mx);
+        const float mn = fmaxf(mo[hh], mx);
+        const float corr = mo[hh] == -INFINITY ? 0.0f : exp2f(mo[hh] - mn);
+        float sum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kChunk / 32; ++i) {
+          const float p = v[i] == -INFINITY ? 0.0f : exp2f(v[i] - mn);
+          sp[g][lane + 32 * i] = p;
+          sum += p;
+        }
+        sum = warp_sum(sum);
+        lo[hh] = lo[hh] * corr + sum;
+        mo[hh] = mn;
+        if (lane == 0) scorr[g] = corr;
+      }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      if (g < ng) {
+        const float c = scorr[g];
+        acc[g][0] *= c, acc[g][1] *= c, acc[g][2] *= c, acc[g][3] *= c;
+      }
+    }
+    // P·V: keys warp + 4u, lane's 4 elements [4·lane, 4·lane + 4)
+    constexpr int VB = 16;
+#pragma unroll
+    for (int u0 = 0; u0 < kChunk / kWarps; u0 += VB) {
+      if (warp + 4 * u0 < nk) {
+        float vf[VB][4];
+#pragma unroll
+        for (int u = 0; u < VB; ++u)
+          loadn<4>(vc + static_cast<std::int64_t>(sslot[min(warp + 4 * (u0 + u), nk - 1)]) * row_elems + head_off + lane * 4, vf[u]);
+#pragma unroll
+        for (int u = 0; u < VB; ++u) {
+#pragma unroll
+          for (int g = 0; g < kGroup; ++g) {
+            if (g < ng) {
+              const float p = sp[g][warp + 4 * (u0 + u)];
+#pragma unroll
+              for (int i = 0; i < 4; ++i) acc[g][i] = fmaf(p, vf[u][i], acc[g][i]);
+            }
+          }
+        }
+      }
+    }
+    __syncthreads();  // sp / sslot are rewritten by the next chunk
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+    if (lane == 0 && warp + 4 * hh < ng) sl[warp + 4 * hh] = lo[hh];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g)
+    if (g < ng) *reinterpret_cast<float4*>(&sacc[warp][g][lane * 4]) = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
+  __syncthreads();
+  for (int i = tid; i < ng * D; i += kThreads) {
+    const int g = i / D, c = i % D;
+    const float a = sacc[0][g][c] + sacc[1][g][c] + sacc[2][g][c] + sacc[3][g][c];
+    const float l = sl[g];
+    out[(static_cast<std::int64_t>(t) * heads + h0 + g) * D + c] = from_f32<O>(l > 0.0f ? a / l * vs : 0.0f);
+  }
+}
+
+// Query heads per CTA: all of the group (up to 8) when rows · kv_heads CTAs fill the GPU twice over, else fewer
+// (more CTAs, each K/V row read by several of them) — batch 1 of the 7B model runs 28 CTAs instead of 4.
+int heads_per_cta(std::int64_t rows, int kv_heads, int G) {
+  constexpr std::int64_t kTarget = 264;  // 2 CTAs per SM of an H100
+  const std::int64_t groups = std::min<std::int64_t>(G, std::max<std::int64_t>(1, (kTarget + rows * kv_heads - 1) / (rows * kv_heads)));
+  const int gs = static_cast<int>((G + groups - 1) / groups);
+  return std::min(gs, kGroup);
 }
 
 }  // namespace
@@ -192,21 +422,27 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
   if (rows) expect_tensor("cuda::paged_attention", "rows", *rows, {DType::I32}, {-1});
   const std::int64_t n = rows ? rows->shape[0] : t;
   if (!t || !n) return;
-  const std::int64_t G = heads / cache.kv_heads;
-  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(cache.kv_heads), static_cast<unsigned>((G + kGroup - 1) / kGroup));
+  const int G = static_cast<int>(heads / cache.kv_heads);
+  const int gs = heads_per_cta(n, cache.kv_heads, G);
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(cache.kv_heads), static_cast<unsigned>((G + gs - 1) / gs));
   with_act(q.dtype, [&](auto tq) {
     using TQ = decltype(tq);
     with_cache_type(cache.dtype, [&](auto tc) {
       using C = decltype(tc);
       with_act(out.dtype, [&](auto to) {
         using O = decltype(to);
-        paged_decode_kernel<TQ, C, O><<<grid, kThreads, 0, stream>>>(
-            static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
-            static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-            cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-            static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
-            rows ? static_cast<const int*>(rows->data) : nullptr);
+        auto launch = [&](auto kernel) {
+          kernel<<<grid, kThreads, 0, stream>>>(
+              static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
+              static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
+              cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+              static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
+              static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
+              rows ? static_cast<const int*>(rows->data) : nullptr, gs);
+        };
+        const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
+        if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
+        else launch(paged_decode_kernel<0, TQ, C, O>);
       });
     });
   });

@@ -108,33 +108,55 @@ void rms_norm(const Tensor& x, const Tensor* residual, const float* weight, floa
 
 // ---- SwiGLU --------------------------------------------------------------------------------------
 namespace {
-template <class T, class O>
-__global__ void swiglu_kernel(const T* gu, std::int64_t ld, int inter, std::int64_t rows, OutWriter<O> out, std::int64_t ldo) {
-  const std::int64_t n = rows * inter;
-  for (std::int64_t idx = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; idx < n;
-       idx += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t r = idx / inter, i = idx % inter;
-    const float g = to_f32(gu[r * ld + i]), u = to_f32(gu[r * ld + inter + i]);
-    const float s = g / (1.0f + expf(-g));
-    out.put(r * ldo + i, s * u);
+// Grid (column blocks, rows): no integer division per element; V consecutive elements per thread (V = 4 when
+// the row stride and the pointers allow 4-element vectors, else 1).
+template <int V, class T, class O>
+__global__ void swiglu_kernel(const T* gu, std::int64_t ld, int inter, OutWriter<O> out, std::int64_t ldo, float gm, float um) {
+  const std::int64_t r = blockIdx.y;
+  const int i0 = (blockIdx.x * blockDim.x + threadIdx.x) * V;
+  if (i0 >= inter) return;
+  const T* g = gu + r * ld + i0;
+  const T* u = g + inter;
+  float gf[V], uf[V];
+  if constexpr (V == 4 && std::is_same_v<T, float>) {
+    const float4 a = *reinterpret_cast<const float4*>(g), b = *reinterpret_cast<const float4*>(u);
+    gf[0] = a.x, gf[1] = a.y, gf[2] = a.z, gf[3] = a.w, uf[0] = b.x, uf[1] = b.y, uf[2] = b.z, uf[3] = b.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) gf[k] = to_f32(g[k]), uf[k] = to_f32(u[k]);
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const float x = gf[k] * gm, y = uf[k] * um;
+    out.put(r * ldo + i0 + k, x / (1.0f + expf(-x)) * y);
   }
 }
 }  // namespace
 
-void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream) {
+void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream, float gate_mul, float up_mul) {
   expect_tensor("cuda::swiglu", "gate_up", gate_up, {DType::F32, DType::BF16}, {-1, -1});
   if (gate_up.shape[1] % 2) usage_error("cuda::swiglu", "gate_up width must be even (gate | up)", "2I", std::to_string(gate_up.shape[1]));
   const std::int64_t rows = gate_up.shape[0], inter = gate_up.shape[1] / 2;
   expect_tensor("cuda::swiglu", "out", out, {DType::F32, DType::BF16, DType::F8_E4M3}, {rows, inter});
   check_scale("cuda::swiglu", out, out_scale);
   if (rows * inter == 0) return;
-  const unsigned blocks = std::min<unsigned>(ceil_div(rows * inter, 256), 132u * 16u);
+  const bool vec = gate_up.dtype == DType::F32 && inter % 4 == 0 && gate_up.stride[0] % 4 == 0 &&
+                   reinterpret_cast<std::uintptr_t>(gate_up.data) % 16 == 0;
   with_writer(out, out_scale, [&](auto w) {
     using O = std::remove_pointer_t<decltype(w.p)>;
     with_input(gate_up.dtype, [&](auto t) {
       using T = decltype(t);
-      swiglu_kernel<T, O><<<blocks, 256, 0, stream>>>(cptr<T>(gate_up), gate_up.stride[0], static_cast<int>(inter), rows, w,
-                                                      out.stride[0]);
+      auto launch = [&](auto kernel, int v) {
+        for (std::int64_t r0 = 0; r0 < rows; r0 += 65535) {  // grid.y <= 65535 rows per launch
+          auto wr = w;
+          wr.p += r0 * out.stride[0];
+          const dim3 grid(ceil_div(ceil_div(inter, v), 256), static_cast<unsigned>(std::min<std::int64_t>(65535, rows - r0)));
+          kernel<<<grid, 256, 0, stream>>>(cptr<T>(gate_up) + r0 * gate_up.stride[0], gate_up.stride[0], static_cast<int>(inter),
+                                           wr, out.stride[0], gate_mul, up_mul);
+        }
+      };
+      if (vec) launch(swiglu_kernel<4, T, O>, 4);
+      else launch(swiglu_kernel<1, T, O>, 1);
     });
   });
   VLQ_CUDA_CHECK_LAUNCH("swiglu_kernel");

@@ -264,13 +264,18 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   // MLP: post norm (h += a), gate/up into one [T, 2I] row, SwiGLU in down's input form, down.
   const std::int64_t I = im.inter;
   float* gu = static_cast<float*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
-  norm_then_linears(im, h, &a, L.post_norm,
-                    {{&L.gate, Tensor::strided2d(gu, DType::F32, T, I, 2 * I)},
-                     {&L.up, Tensor::strided2d(gu + I, DType::F32, T, I, 2 * I)}},
-                    kTapGateUpIn);
+  const bool fused = L.gate_up.w != nullptr;  // one GEMM for gate|up, weight scales applied by SwiGLU
+  if (fused)
+    norm_then_linears(im, h, &a, L.post_norm, {{&L.gate_up, Tensor::contiguous(gu, DType::F32, {T, 2 * I})}}, kTapGateUpIn);
+  else
+    norm_then_linears(im, h, &a, L.post_norm,
+                      {{&L.gate, Tensor::strided2d(gu, DType::F32, T, I, 2 * I)},
+                       {&L.up, Tensor::strided2d(gu + I, DType::F32, T, I, 2 * I)}},
+                      kTapGateUpIn);
   const InputForm f = form_of(L.down);
   const Tensor act = input_view(im.act_in, f, T, I);
-  cuda::swiglu(Tensor::contiguous(gu, DType::F32, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st);
+  cuda::swiglu(Tensor::contiguous(gu, DType::F32, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st,
+               fused ? L.gate.weight_scale : 1.0f, fused ? L.up.weight_scale : 1.0f);
   if (im.taps && !f.fp8) im.taps->record(kTapDownIn, act, st);
   run_linear(im, L.down, act, d_out);
   all_reduce_sum(im, d_out);

@@ -46,6 +46,8 @@ struct DevLayer {
   float* input_norm = nullptr;  // [H] f32
   float* post_norm = nullptr;   // [H] f32
   DevLinear q, k, v, o, gate, up, down;
+  DevLinear gate_up;  // w != null: gate and up as one FP8 [2I, K] block, weight scale 1 (gate.w / up.w point
+                      // into it; SwiGLU applies gate.weight_scale / up.weight_scale), weights_cuda.cpp
   float k_scale = 1.0f, v_scale = 1.0f;
 };
 

@@ -2,8 +2,11 @@
 // stored dtype: FP8 Linears as their E4M3 codes (re-encoded from the exact decoded values, so the bytes
 // equal the checkpoint's), dense Linears / embedding as BF16 (exact for BF16 checkpoints), norms as f32.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <string>
+#include <tuple>
 
 #include "impl.h"
 #include "vlq/core/error.h"
@@ -103,6 +106,60 @@ DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full
 }
 
 namespace {
+// gate and up both FP8 static per-tensor with the same input_scale, the same shape and no bias: stored as one
+// [2I, K] block of codes (gate rows, then up rows) so that one GEMM writes the whole gate|up row; their weight
+// scales are applied by SwiGLU instead (forward_cuda.cpp). VLQ_CUDA_FUSE_GATE_UP=0 keeps them apart.
+bool fusable(const ops::LinearWeights& g, const ops::LinearWeights& u) {
+  static const bool off = [] {
+    const char* e = std::getenv("VLQ_CUDA_FUSE_GATE_UP");
+    return e && std::string(e) == "0";
+  }();
+  return !off && g.kind == ops::LinearKind::kFp8Static && u.kind == ops::LinearKind::kFp8Static &&
+         g.weight_scale.size() == 1 && u.weight_scale.size() == 1 && g.input_scale && u.input_scale &&
+         *g.input_scale == *u.input_scale && g.bias.empty() && u.bias.empty() && g.in_features == u.in_features &&
+         g.out_features == u.out_features && g.in_features % 16 == 0;
+}
+
+// Uploads gate and up of one rank as one block; dg / du describe the two halves (each with its own scales).
+DevLinear upload_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights& gate_full, const ops::LinearWeights& up_full,
+                         int rank, int n, DevLinear& dg, DevLinear& du) {
+  std::optional<ops::LinearWeights> gp, upart;
+  if (n > 1) gp = shard(gate_full, Split::kRows, rank, n), upart = shard(up_full, Split::kRows, rank, n);
+  const ops::LinearWeights& g = gp ? *gp : gate_full;
+  const ops::LinearWeights& u = upart ? *upart : up_full;
+  check_supported(g);
+  check_supported(u);
+  const std::size_t half = g.w.size();
+  std::vector<std::uint8_t> codes(2 * half);
+  f32_to_e4m3fn(std::span<const float>(g.w), std::span<std::uint8_t>(codes.data(), half));  // exact: E4M3 values
+  f32_to_e4m3fn(std::span<const float>(u.w), std::span<std::uint8_t>(codes.data() + half, half));
+  DevLinear f;
+  f.name = g.name + " + " + u.name;
+  f.n = 2 * g.out_features;
+  f.k = f.kp = g.in_features;
+  f.fp8 = true;
+  f.w = arena.upload(codes.data(), codes.size());
+  f.input_scale = *g.input_scale;
+  f.weight_scale = 1.0f;
+  auto scales = [&](float ws) {
+    const float s[8] = {f.input_scale, 0, 0, 0, ws, 0, 0, 0};
+    return static_cast<float*>(arena.upload(s, sizeof s));
+  };
+  f.scales = scales(1.0f);
+  for (auto [src, dst, off] : {std::tuple{&g, &dg, std::size_t{0}}, std::tuple{&u, &du, half}}) {
+    *dst = DevLinear{};
+    dst->name = src->name;
+    dst->n = src->out_features;
+    dst->k = dst->kp = src->in_features;
+    dst->fp8 = true;
+    dst->w = static_cast<std::uint8_t*>(f.w) + off;
+    dst->input_scale = f.input_scale;
+    dst->weight_scale = src->weight_scale[0];
+    dst->scales = scales(dst->weight_scale);
+  }
+  return f;
+}
+
 std::size_t arena_bytes(const model::LanguageWeights& w, int tp) {
   std::size_t b = aligned(w.embedding().size() * 2) + aligned(w.norm.size() * 4) + linear_bytes(w.lm_head) + aligned(4096);
   for (const auto& L : w.layers) {
@@ -156,8 +213,12 @@ void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& i
     d.k = upload_linear(*im.arena, L.k, Split::kRows, rank, tp);
     d.v = upload_linear(*im.arena, L.v, Split::kRows, rank, tp);
     d.o = upload_linear(*im.arena, L.o, Split::kCols, rank, tp);
-    d.gate = upload_linear(*im.arena, L.gate, Split::kRows, rank, tp);
-    d.up = upload_linear(*im.arena, L.up, Split::kRows, rank, tp);
+    if (fusable(L.gate, L.up)) {
+      d.gate_up = upload_gate_up(*im.arena, L.gate, L.up, rank, tp, d.gate, d.up);
+    } else {
+      d.gate = upload_linear(*im.arena, L.gate, Split::kRows, rank, tp);
+      d.up = upload_linear(*im.arena, L.up, Split::kRows, rank, tp);
+    }
     d.down = upload_linear(*im.arena, L.down, Split::kCols, rank, tp);
     d.k_scale = L.k_scale.value_or(1.0f);
     d.v_scale = L.v_scale.value_or(1.0f);

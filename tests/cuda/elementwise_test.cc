@@ -52,7 +52,7 @@ TEST(CudaElementwise, SwiGluMatchesCpu) {
   const auto seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 g(seed);
-  for (auto [rows, inter] : {std::pair{1, 18944}, std::pair{5, 777}}) {
+  for (auto [rows, inter] : {std::pair{1, 18944}, std::pair{5, 777}, std::pair{3, 1024}}) {  // 777: scalar path
     const auto n = static_cast<std::size_t>(rows) * inter;
     auto gu = randn(2 * n, g, 3.0f);
     std::vector<float> gate(n), up(n);
@@ -87,6 +87,20 @@ TEST(CudaElementwise, SwiGluMatchesCpu) {
       }
     ops::swiglu_inplace(g2.data(), u2.data(), static_cast<std::int64_t>(n));
     EXPECT_LT(rel_err(to_host<float>(dy, n), g2), 1e-6);
+    // gate/up multipliers (the weight scales of a fused gate|up GEMM): silu(g·a)·(u·b), bit-exact vs the
+    // unfused kernel on pre-multiplied inputs
+    std::vector<float> gus(gu);
+    for (int r = 0; r < rows; ++r)
+      for (int i = 0; i < inter; ++i) {
+        gus[r * 2 * inter + i] *= 0.0137f;
+        gus[r * 2 * inter + inter + i] *= 0.0211f;
+      }
+    auto dgus = to_device(gus);
+    auto dq2 = poisoned<std::uint8_t>(n);
+    swiglu(Tensor::contiguous(dgus.data(), DType::F32, {rows, 2 * inter}), Tensor::contiguous(dq.data(), DType::F8_E4M3, {rows, inter}),
+           0.0005f, nullptr);
+    swiglu(tgu, Tensor::contiguous(dq2.data(), DType::F8_E4M3, {rows, inter}), 0.0005f, nullptr, 0.0137f, 0.0211f);
+    EXPECT_EQ(to_host<std::uint8_t>(dq2, n), to_host<std::uint8_t>(dq, n));
   }
 }
 

@@ -23,9 +23,12 @@ namespace vlq::cuda {
 void rms_norm(const Tensor& x, const Tensor* residual, const float* weight, float eps, const Tensor& out,
               float out_scale, cudaStream_t stream);
 
-// SwiGLU: out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] (gate = first half of the fused gate_up row).
-//   gate_up: [rows, 2I] F32|BF16 (row stride allowed); out: [rows, I] F32 | BF16 | F8_E4M3 (out_scale).
-void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream);
+// SwiGLU: out[r, i] = silu(g · gate_mul) · (u · up_mul), g = gate_up[r, i], u = gate_up[r, I + i] (gate = first
+// half of the fused gate_up row; the multipliers carry the FP8 weight scales of a fused gate|up GEMM run with
+// its weight scale 1, and are exact no-ops at 1). gate_up: [rows, 2I] F32|BF16 (row stride allowed);
+// out: [rows, I] F32 | BF16 | F8_E4M3 (out_scale).
+void swiglu(const Tensor& gate_up, const Tensor& out, float out_scale, cudaStream_t stream, float gate_mul = 1.0f,
+            float up_mul = 1.0f);
 
 // GELU with erf (torch.nn.GELU(), the merger MLP of the Qwen2.5-VL vision tower; CPU: ops::gelu_erf_inplace):
 // out[r, i] = 0.5·x·(1 + erf(x/√2)). x: [rows, cols] F32|BF16 (row stride allowed); out: [rows, cols] F32 | BF16
