@@ -171,8 +171,9 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   const __nv_bfloat16* qw = sq + (warp * 16 + (lane & 15)) * L.ldh + (lane >> 4) * 8;
 
-  // Key tiles: E4M3 / BF16 sources (DMAX <= 128) are fetched one tile ahead into registers (Raw8) and written
-  // to shared memory after the previous tile's compute; f32 sources load synchronously.
+  // Key tiles load synchronously into shared memory (other resident CTAs hide the latency); with kAllowPrefetch
+  // (VLQ_FLASH_PREFETCH=1), E4M3 / BF16 sources (DMAX <= 128) are fetched one tile ahead into registers (Raw8)
+  // and written to shared memory after the previous tile's compute.
   using KC = std::remove_cv_t<std::remove_pointer_t<decltype(keys.k)>>;
   constexpr bool kPrefetch = kAllowPrefetch && sizeof(KC) <= 2 && DMAX <= 128;
   constexpr int kPer = kPrefetch ? kBN * DMAX / 8 / (kWarps * 32) : 1;  // 8-element chunks per thread and tensor
@@ -360,12 +361,13 @@ void check_d(const char* op, int d) {
     usage_error(op, "head_dim must be a multiple of 16, at most 256 (MMA m16n8k16 tiles)", "D % 16 == 0", std::to_string(d));
 }
 
-// Key-tile prefetch into registers (Raw8): on unless VLQ_FLASH_PREFETCH=0 (read at every launch, so that a
-// bench can compare both in one process).
+// Key-tile prefetch into registers (Raw8): off unless VLQ_FLASH_PREFETCH=1 (read at every launch, so that a
+// bench can compare both in one process). Run 12 (H100, 7B, 8192-token prefill): 244.3 ms with it, 237.2 ms
+// without — the 32–64 extra registers cost a resident CTA per SM (3 → 2) and more than the overlap gains.
 template <class F> void with_prefetch(F&& f) {
   const char* e = std::getenv("VLQ_FLASH_PREFETCH");
-  if (e && std::string(e) == "0") f(std::false_type{});
-  else f(std::true_type{});
+  if (e && std::string(e) == "1") f(std::true_type{});
+  else f(std::false_type{});
 }
 
 // The register arrays' bound for head_dim d: 64, 128 or 256.
