@@ -1,4 +1,4 @@
-// Engine thread, bounded inbox and per-request output channels (see vlq/server/async_engine.h).
+// Engine thread, bounded inbox, hand-off to the delivery thread, drain (see vlq/server/async_engine.h).
 #include "vlq/server/async_engine.h"
 
 #include <cstdio>
@@ -6,29 +6,15 @@
 
 namespace vlq::server {
 
-std::optional<engine::SeqEvent> RequestStream::next(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return std::nullopt;
-  engine::SeqEvent ev = std::move(events_.front());
-  events_.pop_front();
-  return ev;
-}
-
-void RequestStream::push(engine::SeqEvent ev) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    events_.push_back(std::move(ev));
-  }
-  cv_.notify_one();
-}
-
 AsyncEngine::AsyncEngine(engine::LlmEngine& engine, Metrics& metrics, std::int64_t max_queue)
-    : engine_(engine), metrics_(metrics), max_queue_(max_queue) {}
+    : engine_(engine), max_queue_(max_queue), delivery_(metrics, [this](std::int64_t n) { requests_ended(n); }) {}
 
 AsyncEngine::~AsyncEngine() { stop(); }
 
 void AsyncEngine::start() {
-  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  if (thread_.joinable()) return;
+  delivery_.start();
+  thread_ = std::thread([this] { loop(); });
 }
 
 std::shared_ptr<RequestStream> AsyncEngine::submit(engine::EngineRequest request) {
@@ -56,68 +42,82 @@ void AsyncEngine::abort(engine::SeqId id) {
   cv_.notify_one();
 }
 
-void AsyncEngine::finish_stream(engine::SeqId id) {
-  streams_.erase(id);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (--in_flight_ == 0) idle_cv_.notify_all();
+std::shared_ptr<RequestStream> AsyncEngine::end_stream(engine::SeqId id) {
+  const auto it = streams_.find(id);
+  std::shared_ptr<RequestStream> stream = std::move(it->second);
+  streams_.erase(it);
+  return stream;
 }
 
-void AsyncEngine::admit_inbox(std::deque<std::pair<std::shared_ptr<RequestStream>, engine::EngineRequest>>& in) {
+void AsyncEngine::requests_ended(std::int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if ((in_flight_ -= n) == 0) idle_cv_.notify_all();
+}
+
+namespace {
+
+// An error event that ends a request (not a step's output: no metrics).
+Delivery failure(std::shared_ptr<RequestStream> stream, engine::FinishReason reason, std::string message) {
+  engine::SeqEvent ev;
+  ev.id = stream->id();
+  ev.finished = true;
+  ev.reason = reason;
+  ev.error = std::move(message);
+  return Delivery{std::move(stream), std::move(ev), false};
+}
+
+}  // namespace
+
+void AsyncEngine::take_aborts(const std::vector<engine::SeqId>& aborts, Inbox& in, std::vector<Delivery>& out) {
+  for (engine::SeqId id : aborts) {
+    // A request still in `in` is dropped before it reaches the engine.
+    for (auto it = in.begin(); it != in.end(); ++it)
+      if (it->first->id() == id) {
+        out.push_back(Delivery{std::move(it->first), std::nullopt, false});
+        in.erase(it);
+        break;
+      }
+    if (engine_.abort(id) && streams_.count(id)) out.push_back(Delivery{end_stream(id), std::nullopt, false});
+  }
+}
+
+void AsyncEngine::admit_inbox(Inbox& in, std::vector<Delivery>& out) {
   for (auto& [stream, req] : in) {
-    engine::SeqEvent fail;
-    fail.id = stream->id();
-    fail.finished = true;
     try {
       if (engine_.add(stream->id(), std::move(req))) {
         streams_[stream->id()] = stream;
         continue;
       }
-      fail.reason = engine::FinishReason::kAbort;
-      fail.error = "the request queue is full";
+      out.push_back(failure(stream, engine::FinishReason::kAbort, "the request queue is full"));
     } catch (const std::exception& e) {
-      fail.reason = engine::FinishReason::kError;
-      fail.error = e.what();
+      out.push_back(failure(stream, engine::FinishReason::kError, e.what()));
     }
-    stream->push(std::move(fail));
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--in_flight_ == 0) idle_cv_.notify_all();
   }
 }
 
-void AsyncEngine::deliver(std::vector<engine::SeqEvent>& events) {
+// Pairs each step event with its stream; a finished one's stream leaves streams_ here, so nothing on this
+// thread can end it a second time.
+void AsyncEngine::route(std::vector<engine::SeqEvent>& events, std::vector<Delivery>& out) {
   for (auto& ev : events) {
-    if (ev.first_token) metrics_.observe_ttft(ev.ttft_s);
-    else if (ev.new_tokens > 0) metrics_.observe_itl(ev.itl_s);
-    metrics_.add_tokens(0, ev.new_tokens);
     const auto it = streams_.find(ev.id);
-    if (it == streams_.end()) continue;
-    const bool done = ev.finished;
-    if (done) {
-      metrics_.add_tokens(ev.prompt_tokens, 0);
-      metrics_.observe_e2e(std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second->arrival).count());
-    }
-    it->second->push(std::move(ev));
-    if (done) finish_stream(it->first);
+    std::shared_ptr<RequestStream> stream;
+    if (it != streams_.end()) stream = ev.finished ? end_stream(ev.id) : it->second;
+    out.push_back(Delivery{std::move(stream), std::move(ev), true});
   }
 }
 
-void AsyncEngine::fail_all(const std::string& message) {
+void AsyncEngine::fail_all(const std::string& message, std::vector<Delivery>& out) {
   std::vector<engine::SeqId> ids;
   for (const auto& [id, s] : streams_) ids.push_back(id);
   for (engine::SeqId id : ids) {
     engine_.abort(id);
-    engine::SeqEvent ev;
-    ev.id = id;
-    ev.finished = true;
-    ev.reason = engine::FinishReason::kError;
-    ev.error = message;
-    streams_[id]->push(std::move(ev));
-    finish_stream(id);
+    out.push_back(failure(end_stream(id), engine::FinishReason::kError, message));
   }
 }
 
 // VLQ_STEP_LOG=N: every N engine steps, one stderr line on where the step loop's time went (for profiling
-// the server; off by default).
+// the server; off by default). "deliver" is the hand-off on the loop (pairing events with streams, queueing
+// the batch); "delivery thread" is the time that thread spent pushing them, overlapped with the next steps.
 void AsyncEngine::log_step_times(const engine::EngineStats& st) {
   static const long every = [] {
     const char* e = std::getenv("VLQ_STEP_LOG");
@@ -125,23 +125,26 @@ void AsyncEngine::log_step_times(const engine::EngineStats& st) {
   }();
   if (every <= 0 || st.steps == 0 || st.steps % every != 0 || st.steps == logged_steps_) return;
   const double n = static_cast<double>(st.steps - logged_.steps);
+  const double busy = delivery_.busy_seconds();
   std::fprintf(stderr,
                "[vlq] steps %lld: per step %.1f seqs, %.1f tokens; ms per step: schedule %.3f, runner %.3f (forward "
-               "%.3f), apply %.3f, deliver %.3f, loop total %.3f\n",
+               "%.3f), apply %.3f, deliver %.3f, loop total %.3f; delivery thread %.3f\n",
                static_cast<long long>(st.steps), (st.batched_seqs - logged_.batched_seqs) / n,
                (st.batched_tokens - logged_.batched_tokens) / n, 1e3 * (st.schedule_s - logged_.schedule_s) / n,
                1e3 * (st.runner_s - logged_.runner_s) / n, 1e3 * (st.forward_s - logged_.forward_s) / n,
                1e3 * (st.apply_s - logged_.apply_s) / n,
-               1e3 * (deliver_s_ - logged_deliver_s_) / n, 1e3 * (loop_s_ - logged_loop_s_) / n);
+               1e3 * (deliver_s_ - logged_deliver_s_) / n, 1e3 * (loop_s_ - logged_loop_s_) / n,
+               1e3 * (busy - logged_delivery_busy_s_) / n);
   logged_ = st;
   logged_steps_ = st.steps;
   logged_deliver_s_ = deliver_s_;
   logged_loop_s_ = loop_s_;
+  logged_delivery_busy_s_ = busy;
 }
 
 void AsyncEngine::loop() {
   for (;;) {
-    std::deque<std::pair<std::shared_ptr<RequestStream>, engine::EngineRequest>> in;
+    Inbox in;
     std::vector<engine::SeqId> aborts;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -150,47 +153,35 @@ void AsyncEngine::loop() {
       in.swap(inbox_);
       aborts.swap(aborts_);
     }
-    for (engine::SeqId id : aborts) {
-      // A request still in `in` is dropped before it reaches the engine.
-      for (auto it = in.begin(); it != in.end(); ++it)
-        if (it->first->id() == id) {
-          in.erase(it);
-          std::lock_guard<std::mutex> lock(mu_);
-          if (--in_flight_ == 0) idle_cv_.notify_all();
-          break;
-        }
-      if (engine_.abort(id) && streams_.count(id)) finish_stream(id);
-    }
+    std::vector<Delivery> out;
+    take_aborts(aborts, in, out);
     const auto t0 = std::chrono::steady_clock::now();
-    admit_inbox(in);
+    admit_inbox(in, out);
     std::vector<engine::SeqEvent> events;
     try {
       events = engine_.step();
     } catch (const std::exception& e) {
-      fail_all(std::string("engine step failed: ") + e.what());
+      fail_all(std::string("engine step failed: ") + e.what(), out);
     }
     const auto t1 = std::chrono::steady_clock::now();
-    deliver(events);
-    loop_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    deliver_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    route(events, out);
+    delivery_.hand_off(std::move(out));
+    const auto t2 = std::chrono::steady_clock::now();
+    loop_s_ += std::chrono::duration<double>(t2 - t0).count();
+    deliver_s_ += std::chrono::duration<double>(t2 - t1).count();
     const engine::EngineStats st = engine_.stats();
     log_step_times(st);
     std::lock_guard<std::mutex> lock(mu_);
     stats_ = st;
   }
-  fail_all("the server stopped");
-  std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [stream, req] : inbox_) {
-    engine::SeqEvent ev;
-    ev.id = stream->id();
-    ev.finished = true;
-    ev.reason = engine::FinishReason::kError;
-    ev.error = "the server stopped";
-    stream->push(std::move(ev));
-    --in_flight_;
+  std::vector<Delivery> out;
+  fail_all("the server stopped", out);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [stream, req] : inbox_) out.push_back(failure(stream, engine::FinishReason::kError, "the server stopped"));
+    inbox_.clear();
   }
-  inbox_.clear();
-  idle_cv_.notify_all();
+  delivery_.hand_off(std::move(out));
 }
 
 bool AsyncEngine::drain(std::chrono::milliseconds timeout) {
@@ -207,6 +198,7 @@ void AsyncEngine::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  delivery_.stop();  // delivers the loop's last batches (the "server stopped" errors) first
 }
 
 EngineGauges AsyncEngine::gauges() const {

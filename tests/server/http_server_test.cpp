@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -62,15 +64,17 @@ json image_message(const std::string& url, const std::string& text) {
                                                 {{"type", "text"}, {"text", text}}})}}});
 }
 
-// engine::generate (the `vlq generate` loop) on the same request, greedy.
-std::string reference(const json& messages, std::int64_t max_new) {
+// engine::generate (the `vlq generate` loop) on the same request, greedy; ignore_eos: no stop ids.
+std::string reference(const json& messages, std::int64_t max_new, bool ignore_eos = false) {
   engine::MessageOptions mo;
   mo.base_dir = kHeldout;
   const engine::ParsedMessages pm = engine::parse_messages(nlohmann::ordered_json::parse(messages.dump()), mo);
   const engine::Prompt prompt = bundle().build_prompt(pm);
   engine::GenerationOverrides o;
   o.max_new_tokens = max_new;
-  const auto r = engine::generate(bundle().model(), prompt, bundle().generate_options(o));
+  engine::GenerateOptions go = bundle().generate_options(o);
+  if (ignore_eos) go.eos_ids.clear();
+  const auto r = engine::generate(bundle().model(), prompt, go);
   return bundle().tokenizer().decode(r.output_ids, true);
 }
 
@@ -82,7 +86,8 @@ struct TestServer {
   std::unique_ptr<HttpServer> http;
   std::thread thread;
   int port = 0;
-  explicit TestServer(std::int64_t max_num_seqs = 4, std::int64_t max_queue = 16, std::size_t max_body = 1 << 20) {
+  explicit TestServer(std::int64_t max_num_seqs = 4, std::int64_t max_queue = 16, std::size_t max_body = 1 << 20,
+                      int http_threads = 16) {
     engine::CpuRunnerOptions ro;
     ro.num_blocks = 512;
     runner = std::make_unique<engine::CpuModelRunner>(bundle().model(), ro);
@@ -98,6 +103,7 @@ struct TestServer {
     so.api_key = kKey;
     so.served_model_name = "tiny";
     so.max_body_bytes = max_body;
+    so.http_threads = http_threads;
     so.media.allowed_media_dir = kHeldout;
     so.media.max_image_bytes = 64 << 10;
     so.max_model_len = 2048;
@@ -160,7 +166,8 @@ void expect_error(const httplib::Result& r, int status, const std::string& param
   if (!code.empty()) EXPECT_EQ(j["error"]["code"], code) << r->body;
 }
 
-// Concatenated delta text and the finish reason of an SSE body; fails unless it ends with [DONE].
+// Concatenated delta text and the finish reason of an SSE body; fails unless it ends with [DONE] and exactly
+// one chunk, the last with a choice, carries a finish_reason.
 std::pair<std::string, std::string> read_sse(const std::string& body, json* usage = nullptr) {
   std::string text, reason;
   std::istringstream in(body);
@@ -175,6 +182,7 @@ std::pair<std::string, std::string> read_sse(const std::string& body, json* usag
     const json j = json::parse(data);
     if (j.contains("usage") && usage) *usage = j["usage"];
     if (j["choices"].empty()) continue;
+    EXPECT_TRUE(reason.empty()) << "a choice chunk after the one with the finish_reason: " << data;
     const json& c = j["choices"][0];
     if (c.contains("delta") && c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
     if (c.contains("text")) text += c["text"].get<std::string>();
@@ -302,24 +310,82 @@ TEST(HttpServer, EveryBadRequestGetsItsErrorAndTheServerKeepsServing) {
   EXPECT_TRUE(s.settles());
 }
 
+// Many clients at once, more than --max-num-seqs (streams and not, image and text prompts, answers of 8 to 55
+// tokens, so sequences join and finish at different steps): each gets its whole answer in order
+// (= engine::generate alone) and its finish once, last; then nothing is left in flight or queued and the
+// token counters and TTFT / inter-token / e2e histograms add up over all of them.
 TEST(HttpServer, ConcurrentClientsEachGetTheirOwnAnswer) {
-  TestServer& s = shared();
+  constexpr int kClients = 48;
+  TestServer s(/*max_num_seqs=*/32, /*max_queue=*/64, 1 << 20, /*http_threads=*/kClients + 8);
   const std::vector<std::string> images = {"color-0000.png", "color-0001.png", "color-0002.png", "color-0003.png",
                                            "color-0004.png", "color-0005.png"};
-  std::vector<std::string> want, got(images.size());
-  for (const auto& im : images) want.push_back(reference(image_message("images/" + im, "What color is the shape?"), 16));
+  const std::vector<std::string> texts = {"What is a red square?", "Name a color.", "Describe a blue circle.",
+                                          "Which shape has three sides?"};
+  struct Case {
+    json messages, reference_messages;  // the image as a data: URL / as a file under the media folder
+    std::int64_t max_tokens = 16;
+    bool stream = false, ignore_eos = false;
+  };
+  std::vector<Case> cases(kClients);
+  std::map<std::string, std::string> refs;  // reference answer by request
+  std::vector<std::string> want(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    Case& c = cases[static_cast<std::size_t>(i)];
+    c.stream = i % 2 == 1;
+    if (i % 3 == 0) {  // text, a fixed number of tokens
+      const std::string& text = texts[static_cast<std::size_t>(i / 3) % texts.size()];
+      c.messages = c.reference_messages = json::array({{{"role", "user"}, {"content", text}}});
+      c.max_tokens = 8 + (i * 7) % 48;
+      c.ignore_eos = true;
+    } else {  // image, 24 tokens or up to the model's own stop
+      const std::string& im = images[static_cast<std::size_t>(i) % images.size()];
+      c.messages = image_message(data_url(im), "What color is the shape?");
+      c.reference_messages = image_message("images/" + im, "What color is the shape?");
+      c.ignore_eos = i % 3 == 1;
+      c.max_tokens = c.ignore_eos ? 24 : 16;
+    }
+    const std::string key = c.reference_messages.dump() + std::to_string(c.max_tokens) + std::to_string(c.ignore_eos);
+    if (!refs.count(key)) refs[key] = reference(c.reference_messages, c.max_tokens, c.ignore_eos);
+    want[static_cast<std::size_t>(i)] = refs[key];
+  }
+  std::vector<std::string> got(kClients), reasons(kClients);
+  std::vector<json> usage(kClients);
   std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < images.size(); ++i)
+  for (int i = 0; i < kClients; ++i)
     threads.emplace_back([&, i] {
-      const json msgs = image_message(data_url(images[i]), "What color is the shape?");
-      const bool stream = i % 2 == 1;
-      auto r = s.post("/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 16}, {"stream", stream}}.dump());
+      const Case& c = cases[static_cast<std::size_t>(i)];
+      json body = {{"messages", c.messages}, {"max_tokens", c.max_tokens}, {"stream", c.stream}, {"ignore_eos", c.ignore_eos}};
+      if (c.stream) body["stream_options"] = {{"include_usage", true}};
+      auto r = s.post("/v1/chat/completions", body.dump());
       if (!r || r->status != 200) return;
-      got[i] = stream ? read_sse(r->body).first : json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>();
+      const auto k = static_cast<std::size_t>(i);
+      if (c.stream) {
+        std::tie(got[k], reasons[k]) = read_sse(r->body, &usage[k]);
+      } else {
+        const json j = json::parse(r->body);
+        got[k] = j["choices"][0]["message"]["content"];
+        reasons[k] = j["choices"][0]["finish_reason"];
+        usage[k] = j["usage"];
+      }
     });
   for (auto& t : threads) t.join();
-  for (std::size_t i = 0; i < images.size(); ++i) EXPECT_EQ(got[i], want[i]) << images[i];
-  EXPECT_TRUE(s.settles());
+  std::int64_t prompt_tokens = 0, completion_tokens = 0;
+  for (int i = 0; i < kClients; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    EXPECT_EQ(got[k], want[k]) << "client " << i;
+    EXPECT_TRUE(reasons[k] == "stop" || reasons[k] == "length") << "client " << i << ": " << reasons[k];
+    ASSERT_TRUE(usage[k].is_object()) << "client " << i;
+    prompt_tokens += usage[k]["prompt_tokens"].get<std::int64_t>();
+    completion_tokens += usage[k]["completion_tokens"].get<std::int64_t>();
+  }
+  ASSERT_TRUE(s.settles());
+  const json m = s.metrics_values();
+  EXPECT_EQ(m.value("vlq_queue_length", -1.0), 0);
+  EXPECT_EQ(m.value("vlq_time_to_first_token_seconds_count", -1.0), kClients);
+  EXPECT_EQ(m.value("vlq_e2e_request_latency_seconds_count", -1.0), kClients);
+  EXPECT_EQ(m.value("vlq_time_per_output_token_seconds_count", -1.0), completion_tokens - kClients);
+  EXPECT_EQ(m.value("vlq_generation_tokens_total", -1.0), completion_tokens);
+  EXPECT_EQ(m.value("vlq_prompt_tokens_total", -1.0), prompt_tokens);
 }
 
 TEST(HttpServer, ClientDisconnectMidStreamFreesItsSequence) {

@@ -1,7 +1,9 @@
-// The threaded front of the serving engine: one engine thread runs engine::LlmEngine::step in a loop; HTTP
-// worker threads submit requests into a bounded inbox and read their own output channel (RequestStream),
-// and post aborts (client went away). Workers never touch the engine state and never wait on a step; the
-// engine thread never waits on a socket. drain() stops accepting work and waits for in-flight requests.
+// The threaded front of the serving engine: one engine thread runs engine::LlmEngine::step in a loop and
+// hands each step's events to the delivery thread (StreamDelivery), which pushes them into the requests'
+// output channels (RequestStream) while the next step runs; HTTP worker threads submit requests into a
+// bounded inbox, read their own channel and post aborts (client went away). Workers never touch the engine
+// state and never wait on a step; the engine thread never waits on a socket or on delivery. drain() stops
+// accepting work and waits until every in-flight request's last event was delivered.
 // Spec: vLLM's AsyncLLM / nano-vllm LLMEngine split (front end vs. step loop); docs/serving.md "Threads".
 #pragma once
 
@@ -12,32 +14,16 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <optional>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "vlq/engine/llm_engine.h"
 #include "vlq/server/metrics.h"
+#include "vlq/server/request_stream.h"
 
 namespace vlq::server {
-
-// One request's output channel: events pushed by the engine thread, popped by one HTTP worker.
-class RequestStream {
- public:
-  explicit RequestStream(engine::SeqId id) : id_(id) {}
-  engine::SeqId id() const { return id_; }
-  // Waits up to `timeout` for the next event; nullopt on timeout.
-  std::optional<engine::SeqEvent> next(std::chrono::milliseconds timeout);
-  void push(engine::SeqEvent ev);
-  std::chrono::steady_clock::time_point arrival = std::chrono::steady_clock::now();
-
- private:
-  engine::SeqId id_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<engine::SeqEvent> events_;
-};
 
 // Why submit refused a request.
 class SubmitError : public std::runtime_error {
@@ -72,29 +58,36 @@ class AsyncEngine {
   const engine::LlmEngine& engine() const { return engine_; }
 
  private:
+  using Inbox = std::deque<std::pair<std::shared_ptr<RequestStream>, engine::EngineRequest>>;
   void loop();
-  void admit_inbox(std::deque<std::pair<std::shared_ptr<RequestStream>, engine::EngineRequest>>& in);
-  void deliver(std::vector<engine::SeqEvent>& events);
-  void fail_all(const std::string& message);
-  void finish_stream(engine::SeqId id);
+  // The engine thread's part of each iteration; what requests get is appended to `out`, handed off once.
+  void take_aborts(const std::vector<engine::SeqId>& aborts, Inbox& in, std::vector<Delivery>& out);
+  void admit_inbox(Inbox& in, std::vector<Delivery>& out);
+  void route(std::vector<engine::SeqEvent>& events, std::vector<Delivery>& out);
+  void fail_all(const std::string& message, std::vector<Delivery>& out);
+  std::shared_ptr<RequestStream> end_stream(engine::SeqId id);  // removed from streams_
+  void requests_ended(std::int64_t n);                          // delivery thread: in_flight_ -= n
   void log_step_times(const engine::EngineStats& st);
 
   engine::LlmEngine& engine_;
-  Metrics& metrics_;
   std::int64_t max_queue_;
   mutable std::mutex mu_;
   std::condition_variable cv_;       // wakes the engine thread
   std::condition_variable idle_cv_;  // in_flight_ reached 0
-  std::deque<std::pair<std::shared_ptr<RequestStream>, engine::EngineRequest>> inbox_;
+  Inbox inbox_;
   std::vector<engine::SeqId> aborts_;
-  std::unordered_map<engine::SeqId, std::shared_ptr<RequestStream>> streams_;  // engine thread only
+  // Requests in the engine (admitted, not yet ended): engine thread only. The delivery thread gets the
+  // streams it pushes to inside the batches, never this map.
+  std::unordered_map<engine::SeqId, std::shared_ptr<RequestStream>> streams_;
+  // Accepted requests whose last event (or abort) is not yet delivered: + in submit, - on the delivery thread.
   std::atomic<std::int64_t> in_flight_{0}, next_id_{1};
   std::atomic<bool> draining_{false}, stop_{false};
   engine::EngineStats stats_;  // last snapshot (under mu_)
-  // Step-loop timing for VLQ_STEP_LOG (engine thread only).
-  double loop_s_ = 0, deliver_s_ = 0, logged_loop_s_ = 0, logged_deliver_s_ = 0;
+  // Step-loop timing for VLQ_STEP_LOG (engine thread only); deliver_s_ is the hand-off on the loop.
+  double loop_s_ = 0, deliver_s_ = 0, logged_loop_s_ = 0, logged_deliver_s_ = 0, logged_delivery_busy_s_ = 0;
   engine::EngineStats logged_;
   std::int64_t logged_steps_ = 0;
+  StreamDelivery delivery_;  // started and stopped with thread_; stopped after it
   std::thread thread_;
 };
 
