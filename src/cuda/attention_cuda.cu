@@ -135,6 +135,20 @@ void check_paged_cache(const char* op, const PagedKvLayer& c) {
                 "head_dim " + std::to_string(c.head_dim) + ", kv_heads " + std::to_string(c.kv_heads) + ", " +
                     std::string(dtype_name(c.dtype)));
 }
+
+void check_paged_query(const char* op, const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables,
+                       const Tensor& q_seq, const Tensor& q_pos, const Tensor& out) {
+  check_paged_cache(op, cache);
+  expect_tensor(op, "q", q, {DType::F32, DType::BF16}, {-1, -1, cache.head_dim});
+  const std::int64_t t = q.shape[0], heads = q.shape[1];
+  if (heads % cache.kv_heads || q.stride[1] != cache.head_dim)
+    usage_error(op, "heads must be a multiple of kv_heads, heads contiguous", "multiple of " + std::to_string(cache.kv_heads),
+                q.describe());
+  expect_tensor(op, "block_tables", block_tables, {DType::I32}, {-1, -1});
+  expect_tensor(op, "q_seq", q_seq, {DType::I32}, {t});
+  expect_tensor(op, "q_pos", q_pos, {DType::I32}, {t});
+  expect_tensor(op, "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
+}
 }  // namespace detail
 
 void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const PagedKvLayer& cache,

@@ -13,11 +13,16 @@
 
 namespace vlq::cuda {
 struct PagedKvLayer;
+struct Tensor;
 }
 namespace vlq::cuda::detail {
 
 // Host: throws UsageError unless `c` is a valid paged cache layer (attention_cuda.cu).
 void check_paged_cache(const char* op, const PagedKvLayer& c);
+// Host: the cache plus the arguments shared by paged_attention and paged_attention_prefill (q [T, heads, D] with
+// heads % kv_heads == 0, block_tables [B, W], q_seq / q_pos [T] I32, out [T, heads, D]).
+void check_paged_query(const char* op, const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables,
+                       const Tensor& q_seq, const Tensor& q_pos, const Tensor& out);
 
 using bf16 = __nv_bfloat16;
 
@@ -30,6 +35,12 @@ template <class F> void with_cache_type(DType d, F&& f) {
 }
 template <class F> void with_act(DType d, F&& f) {
   if (d == DType::F32) f(float{}); else f(bf16{});
+}
+// The three types of a paged attention launch: f(TQ{}, C{}, O{}) for q, the cache and out.
+template <class F> void with_paged_types(DType q, DType cache, DType out, F&& f) {
+  with_act(q, [&](auto tq) {
+    with_cache_type(cache, [&](auto tc) { with_act(out, [&](auto to) { f(tq, tc, to); }); });
+  });
 }
 
 // f32 -> E4M3FN saturating, round to nearest even: a device port of vlq::f32_to_e4m3fn_sat

@@ -409,42 +409,30 @@ int heads_per_cta(std::int64_t rows, int kv_heads, int G) {
 
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream, const Tensor* rows) {
-  check_paged_cache("cuda::paged_attention", cache);
-  expect_tensor("cuda::paged_attention", "q", q, {DType::F32, DType::BF16}, {-1, -1, cache.head_dim});
+  check_paged_query("cuda::paged_attention", q, cache, block_tables, q_seq, q_pos, out);
   const std::int64_t t = q.shape[0], heads = q.shape[1];
-  if (heads % cache.kv_heads || q.stride[1] != cache.head_dim)
-    usage_error("cuda::paged_attention", "heads must be a multiple of kv_heads, heads contiguous",
-                "multiple of " + std::to_string(cache.kv_heads), q.describe());
-  expect_tensor("cuda::paged_attention", "block_tables", block_tables, {DType::I32}, {-1, -1});
-  expect_tensor("cuda::paged_attention", "q_seq", q_seq, {DType::I32}, {t});
-  expect_tensor("cuda::paged_attention", "q_pos", q_pos, {DType::I32}, {t});
-  expect_tensor("cuda::paged_attention", "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
   if (rows) expect_tensor("cuda::paged_attention", "rows", *rows, {DType::I32}, {-1});
   const std::int64_t n = rows ? rows->shape[0] : t;
   if (!t || !n) return;
   const int G = static_cast<int>(heads / cache.kv_heads);
   const int gs = heads_per_cta(n, cache.kv_heads, G);
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(cache.kv_heads), static_cast<unsigned>((G + gs - 1) / gs));
-  with_act(q.dtype, [&](auto tq) {
+  with_paged_types(q.dtype, cache.dtype, out.dtype, [&](auto tq, auto tc, auto to) {
     using TQ = decltype(tq);
-    with_cache_type(cache.dtype, [&](auto tc) {
-      using C = decltype(tc);
-      with_act(out.dtype, [&](auto to) {
-        using O = decltype(to);
-        auto launch = [&](auto kernel) {
-          kernel<<<grid, kThreads, 0, stream>>>(
-              static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
-              static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-              cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-              static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-              static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
-              rows ? static_cast<const int*>(rows->data) : nullptr, gs);
-        };
-        const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
-        if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
-        else launch(paged_decode_kernel<0, TQ, C, O>);
-      });
-    });
+    using C = decltype(tc);
+    using O = decltype(to);
+    auto launch = [&](auto kernel) {
+      kernel<<<grid, kThreads, 0, stream>>>(
+          static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
+          static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
+          cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+          static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
+          static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
+          rows ? static_cast<const int*>(rows->data) : nullptr, gs);
+    };
+    const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
+    if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
+    else launch(paged_decode_kernel<0, TQ, C, O>);
   });
   VLQ_CUDA_CHECK_LAUNCH("paged_decode_kernel");
 }

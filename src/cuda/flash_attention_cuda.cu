@@ -381,41 +381,30 @@ template <class F> void with_dmax(int d, F&& f) {
 
 void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                              const Tensor& q_pos, const Tensor& tiles, float scale, const Tensor& out, cudaStream_t stream) {
-  expect_tensor("cuda::paged_attention_prefill", "q", q, {DType::F32, DType::BF16}, {-1, -1, cache.head_dim});
-  const std::int64_t t = q.shape[0], heads = q.shape[1];
   check_d("cuda::paged_attention_prefill", cache.head_dim);
-  if (heads % cache.kv_heads || q.stride[1] != cache.head_dim)
-    usage_error("cuda::paged_attention_prefill", "heads must be a multiple of kv_heads, heads contiguous",
-                "multiple of " + std::to_string(cache.kv_heads), q.describe());
-  expect_tensor("cuda::paged_attention_prefill", "block_tables", block_tables, {DType::I32}, {-1, -1});
-  expect_tensor("cuda::paged_attention_prefill", "q_seq", q_seq, {DType::I32}, {t});
-  expect_tensor("cuda::paged_attention_prefill", "q_pos", q_pos, {DType::I32}, {t});
+  check_paged_query("cuda::paged_attention_prefill", q, cache, block_tables, q_seq, q_pos, out);
+  const std::int64_t t = q.shape[0], heads = q.shape[1];
   expect_tensor("cuda::paged_attention_prefill", "tiles", tiles, {DType::I32}, {-1, 2});
-  expect_tensor("cuda::paged_attention_prefill", "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
   if (!t || !tiles.shape[0]) return;
   const int D = cache.head_dim;
   const int bytes = Smem(D).total;
   const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(tiles.shape[0]));
   with_dmax(D, [&](auto dm) {
     constexpr int DM = decltype(dm)::value;
-    with_act(q.dtype, [&](auto tq) {
+    with_paged_types(q.dtype, cache.dtype, out.dtype, [&](auto tq, auto tc, auto to) {
       using TQ = decltype(tq);
-      with_cache_type(cache.dtype, [&](auto tc) {
-        using C = decltype(tc);
-        with_act(out.dtype, [&](auto to) {
-          using O = decltype(to);
-          with_prefetch([&](auto pre) {
-          constexpr bool P = decltype(pre)::value;
-          set_smem(flash_paged_kernel<DM, P, TQ, C, O>, bytes);
-          flash_paged_kernel<DM, P, TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
-              static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
-              static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-              cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-              static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-              static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
-              scale, static_cast<O*>(out.data));
-          });
-        });
+      using C = decltype(tc);
+      using O = decltype(to);
+      with_prefetch([&](auto pre) {
+        constexpr bool P = decltype(pre)::value;
+        set_smem(flash_paged_kernel<DM, P, TQ, C, O>, bytes);
+        flash_paged_kernel<DM, P, TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
+            static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
+            static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
+            cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+            static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
+            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
+            scale, static_cast<O*>(out.data));
       });
     });
   });

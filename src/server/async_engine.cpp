@@ -23,6 +23,8 @@ std::shared_ptr<RequestStream> AsyncEngine::submit(engine::EngineRequest request
   auto stream = std::make_shared<RequestStream>(next_id_++);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Checked again under the lock: after stop() the loop has made its last sweep of the inbox.
+    if (stop_ || draining_) throw SubmitError(SubmitError::Kind::kDraining, "the server is shutting down");
     const std::int64_t queued = static_cast<std::int64_t>(inbox_.size()) + stats_.waiting;
     if (queued >= max_queue_)
       throw SubmitError(SubmitError::Kind::kQueueFull,
