@@ -657,96 +657,103 @@ template <class T>
 ordered_json opt_json(const std::optional<T>& v) {
   return v ? ordered_json(*v) : ordered_json(nullptr);
 }
-}  // namespace
+ordered_json str_or_null(const std::string& v) { return v.empty() ? ordered_json(nullptr) : ordered_json(v); }
 
-ordered_json summary_to_json(const CheckpointSummary& s) {
-  ordered_json j;
-  j["schema"] = "vlq.inspect/1";
-  j["path"] = s.dir.string();
+// "files": which of the checkpoint's JSON / tokenizer files are present, the shards, the chat template.
+ordered_json files_json(const CheckpointSummary& s) {
   const auto& f = s.files;
-  j["files"] = {
+  const auto& tk = f.tokenizer;
+  ordered_json j = {
       {"config", f.config.has_value()},
       {"generation_config", f.generation.has_value()},
-      {"preprocessor_config", f.preprocessor_file.empty() ? ordered_json(nullptr) : ordered_json(f.preprocessor_file)},
+      {"preprocessor_config", str_or_null(f.preprocessor_file)},
       {"hf_quant_config", s.has_hf_quant_config},
       {"safetensors_index", s.sharded},
       {"shards", s.shards},
       {"tokenizer",
-       {{"tokenizer.json", !f.tokenizer.tokenizer_json.empty()},
-        {"tokenizer_config.json", !f.tokenizer.tokenizer_config_json.empty()},
-        {"vocab.json", !f.tokenizer.vocab_json.empty()},
-        {"merges.txt", !f.tokenizer.merges_txt.empty()},
-        {"special_tokens_map.json", !f.tokenizer.special_tokens_map_json.empty()},
-        {"added_tokens.json", !f.tokenizer.added_tokens_json.empty()},
-        {"chat_template.jinja", !f.tokenizer.chat_template_jinja.empty()},
-        {"chat_template.json", !f.tokenizer.chat_template_json.empty()}}},
-      {"chat_template", f.tokenizer.chat_template_source.empty() ? ordered_json(nullptr)
-                                                                 : ordered_json(f.tokenizer.chat_template_source)},
+       {{"tokenizer.json", !tk.tokenizer_json.empty()},
+        {"tokenizer_config.json", !tk.tokenizer_config_json.empty()},
+        {"vocab.json", !tk.vocab_json.empty()},
+        {"merges.txt", !tk.merges_txt.empty()},
+        {"special_tokens_map.json", !tk.special_tokens_map_json.empty()},
+        {"added_tokens.json", !tk.added_tokens_json.empty()},
+        {"chat_template.jinja", !tk.chat_template_jinja.empty()},
+        {"chat_template.json", !tk.chat_template_json.empty()}}},
+      {"chat_template", str_or_null(tk.chat_template_source)},
   };
-  if (f.config) {
-    const auto& c = *f.config;
-    const auto& t = c.text;
-    const auto& v = c.vision;
-    const auto& k = c.tokens;
-    j["model"] = {
-        {"architectures", c.architectures},
-        {"model_type", c.model_type},
-        {"config_form", formats::config_form_name(c.form)},
-        {"transformers_version", c.transformers_version.empty() ? ordered_json(nullptr) : ordered_json(c.transformers_version)},
-        {"dtype", t.dtype.empty() ? ordered_json(nullptr) : ordered_json(t.dtype)},
-        {"text",
-         {{"hidden_size", t.hidden_size}, {"intermediate_size", t.intermediate_size},
-          {"num_hidden_layers", t.num_hidden_layers}, {"num_attention_heads", t.num_attention_heads},
-          {"num_key_value_heads", t.num_key_value_heads}, {"head_dim", t.head_dim}, {"vocab_size", t.vocab_size},
-          {"max_position_embeddings", t.max_position_embeddings}, {"rms_norm_eps", t.rms_norm_eps},
-          {"rope_theta", t.rope_theta}, {"mrope_section", t.mrope_section},
-          {"tie_word_embeddings", t.tie_word_embeddings}, {"qkv_bias", t.qkv_bias},
-          {"hidden_act", t.hidden_act}, {"use_sliding_window", t.use_sliding_window}}},
-        {"vision",
-         {{"depth", v.depth}, {"hidden_size", v.hidden_size}, {"intermediate_size", v.intermediate_size},
-          {"num_heads", v.num_heads}, {"patch_size", v.patch_size}, {"spatial_merge_size", v.spatial_merge_size},
-          {"temporal_patch_size", v.temporal_patch_size}, {"window_size", v.window_size},
-          {"fullatt_block_indexes", v.fullatt_block_indexes}, {"out_hidden_size", v.out_hidden_size},
-          {"in_chans", v.in_chans}, {"tokens_per_second", v.tokens_per_second}}},
-        {"token_ids",
-         {{"image_token_id", k.image_token_id}, {"video_token_id", k.video_token_id},
-          {"vision_start_token_id", k.vision_start_token_id}, {"vision_end_token_id", k.vision_end_token_id},
-          {"vision_token_id", opt_json(k.vision_token_id)}, {"bos_token_id", opt_json(k.bos_token_id)},
-          {"eos_token_ids", k.eos_token_ids}, {"pad_token_id", opt_json(k.pad_token_id)}}},
-        {"defaulted", c.defaulted},
-    };
-  } else {
-    j["model"] = nullptr;
-  }
-  if (f.generation) {
-    const auto& g = *f.generation;
-    j["generation"] = {{"bos_token_id", opt_json(g.bos_token_id)}, {"eos_token_ids", g.eos_token_ids},
-                       {"pad_token_id", opt_json(g.pad_token_id)}, {"do_sample", opt_json(g.do_sample)},
-                       {"temperature", opt_json(g.temperature)}, {"top_p", opt_json(g.top_p)},
-                       {"top_k", opt_json(g.top_k)}, {"repetition_penalty", opt_json(g.repetition_penalty)},
-                       {"max_new_tokens", opt_json(g.max_new_tokens)}, {"max_length", opt_json(g.max_length)}};
-  } else {
-    j["generation"] = nullptr;
-  }
-  if (f.preprocessor) {
-    const auto& p = *f.preprocessor;
-    j["preprocessor"] = {{"min_pixels", p.min_pixels}, {"max_pixels", p.max_pixels},
-                         {"pixels_source", p.pixels_source}, {"patch_size", p.patch_size},
-                         {"temporal_patch_size", p.temporal_patch_size}, {"merge_size", p.merge_size},
-                         {"image_mean", p.image_mean}, {"image_std", p.image_std},
-                         {"rescale_factor", p.rescale_factor}, {"resample", p.resample},
-                         {"defaulted", p.defaulted}};
-  } else {
-    j["preprocessor"] = nullptr;
-  }
-  j["naming"] = s.naming;
-  j["totals"] = {{"tensors", s.weights.tensors + s.scales.tensors},
-                 {"params", s.weights.params},
-                 {"bytes", s.weights.bytes},
-                 {"weight_tensors", s.weights.tensors},
-                 {"scale_tensors", s.scales.tensors},
-                 {"scale_params", s.scales.params},
-                 {"scale_bytes", s.scales.bytes}};
+  return j;
+}
+
+// "model": config.json as read (text and vision towers, token ids, the keys that were defaulted).
+ordered_json model_json(const ModelConfig& c) {
+  const auto& t = c.text;
+  const auto& v = c.vision;
+  const auto& k = c.tokens;
+  ordered_json j = {
+      {"architectures", c.architectures},
+      {"model_type", c.model_type},
+      {"config_form", formats::config_form_name(c.form)},
+      {"transformers_version", str_or_null(c.transformers_version)},
+      {"dtype", str_or_null(t.dtype)},
+      {"text",
+       {{"hidden_size", t.hidden_size}, {"intermediate_size", t.intermediate_size},
+        {"num_hidden_layers", t.num_hidden_layers}, {"num_attention_heads", t.num_attention_heads},
+        {"num_key_value_heads", t.num_key_value_heads}, {"head_dim", t.head_dim}, {"vocab_size", t.vocab_size},
+        {"max_position_embeddings", t.max_position_embeddings}, {"rms_norm_eps", t.rms_norm_eps},
+        {"rope_theta", t.rope_theta}, {"mrope_section", t.mrope_section},
+        {"tie_word_embeddings", t.tie_word_embeddings}, {"qkv_bias", t.qkv_bias},
+        {"hidden_act", t.hidden_act}, {"use_sliding_window", t.use_sliding_window}}},
+      {"vision",
+       {{"depth", v.depth}, {"hidden_size", v.hidden_size}, {"intermediate_size", v.intermediate_size},
+        {"num_heads", v.num_heads}, {"patch_size", v.patch_size}, {"spatial_merge_size", v.spatial_merge_size},
+        {"temporal_patch_size", v.temporal_patch_size}, {"window_size", v.window_size},
+        {"fullatt_block_indexes", v.fullatt_block_indexes}, {"out_hidden_size", v.out_hidden_size},
+        {"in_chans", v.in_chans}, {"tokens_per_second", v.tokens_per_second}}},
+      {"token_ids",
+       {{"image_token_id", k.image_token_id}, {"video_token_id", k.video_token_id},
+        {"vision_start_token_id", k.vision_start_token_id}, {"vision_end_token_id", k.vision_end_token_id},
+        {"vision_token_id", opt_json(k.vision_token_id)}, {"bos_token_id", opt_json(k.bos_token_id)},
+        {"eos_token_ids", k.eos_token_ids}, {"pad_token_id", opt_json(k.pad_token_id)}}},
+      {"defaulted", c.defaulted},
+  };
+  return j;
+}
+
+// "generation": generation_config.json as read.
+ordered_json generation_json(const GenerationConfig& g) {
+  ordered_json j = {{"bos_token_id", opt_json(g.bos_token_id)}, {"eos_token_ids", g.eos_token_ids},
+                    {"pad_token_id", opt_json(g.pad_token_id)}, {"do_sample", opt_json(g.do_sample)},
+                    {"temperature", opt_json(g.temperature)}, {"top_p", opt_json(g.top_p)},
+                    {"top_k", opt_json(g.top_k)}, {"repetition_penalty", opt_json(g.repetition_penalty)},
+                    {"max_new_tokens", opt_json(g.max_new_tokens)}, {"max_length", opt_json(g.max_length)}};
+  return j;
+}
+
+// "preprocessor": the image processor settings as read.
+ordered_json preprocessor_json(const PreprocessorConfig& p) {
+  ordered_json j = {{"min_pixels", p.min_pixels}, {"max_pixels", p.max_pixels},
+                    {"pixels_source", p.pixels_source}, {"patch_size", p.patch_size},
+                    {"temporal_patch_size", p.temporal_patch_size}, {"merge_size", p.merge_size},
+                    {"image_mean", p.image_mean}, {"image_std", p.image_std},
+                    {"rescale_factor", p.rescale_factor}, {"resample", p.resample},
+                    {"defaulted", p.defaulted}};
+  return j;
+}
+
+// "totals": weights and scales over the whole checkpoint.
+ordered_json totals_json(const CheckpointSummary& s) {
+  ordered_json j = {{"tensors", s.weights.tensors + s.scales.tensors},
+                    {"params", s.weights.params},
+                    {"bytes", s.weights.bytes},
+                    {"weight_tensors", s.weights.tensors},
+                    {"scale_tensors", s.scales.tensors},
+                    {"scale_params", s.scales.params},
+                    {"scale_bytes", s.scales.bytes}};
+  return j;
+}
+
+// "components": per component (every one, in kAllComponents order) weights, scales and module counts.
+ordered_json components_json(const CheckpointSummary& s) {
   ordered_json comps = ordered_json::object();
   for (Component c : kAllComponents) {
     const auto& cs = s.components[static_cast<std::size_t>(c)];
@@ -756,56 +763,85 @@ ordered_json summary_to_json(const CheckpointSummary& s) {
         {"linear_modules", cs.linear_modules}, {"quantized_modules", cs.quantized_modules},
         {"kv_scales", cs.kv_scales}};
   }
-  j["components"] = comps;
-  ordered_json bd = ordered_json::object();
-  for (const auto& [d, c] : s.weights_by_dtype) bd[d] = counts_json(c);
-  j["by_dtype"] = bd;
-  ordered_json sd = ordered_json::object();
-  for (const auto& [d, c] : s.scales_by_dtype) sd[d] = counts_json(c);
+  return comps;
+}
+
+// dtype name -> counts ("by_dtype", "scales.by_dtype").
+ordered_json dtype_counts_json(const std::map<std::string, Counts>& by_dtype) {
+  ordered_json j = ordered_json::object();
+  for (const auto& [d, c] : by_dtype) j[d] = counts_json(c);
+  return j;
+}
+
+// "scales": quantization tensors in total, by dtype and by kind (with the values read).
+ordered_json scales_json(const CheckpointSummary& s) {
   ordered_json sk = ordered_json::object();
   for (const auto& [k, ks] : s.scale_kinds) {
     sk[k] = {{"count", ks.count}, {"dtypes", ks.dtypes}, {"shapes", ks.shapes}, {"values_read", ks.values_read},
              {"min", opt_json(ks.min)}, {"max", opt_json(ks.max)}};
   }
-  j["scales"] = {{"tensors", s.scales.tensors}, {"params", s.scales.params}, {"bytes", s.scales.bytes},
-                 {"by_dtype", sd}, {"by_kind", sk}};
-  j["lm_head"] = s.lm_head;
-  j["tie_word_embeddings"] = f.config ? ordered_json(f.config->text.tie_word_embeddings) : ordered_json(nullptr);
-  if (s.quant) {
-    const auto& q = *s.quant;
-    ordered_json qm = ordered_json::object();
-    ordered_json kvc = ordered_json::object();
-    std::uint64_t total = 0, kv_total = 0;
-    for (Component c : kAllComponents) {
-      const auto& cs = s.components[static_cast<std::size_t>(c)];
-      qm[std::string(component_name(c))] = cs.quantized_modules;
-      kvc[std::string(component_name(c))] = cs.kv_scales;
-      total += cs.quantized_modules;
-      kv_total += cs.kv_scales;
-    }
-    qm["total"] = total;
-    j["quantization"] = {
-        {"format", q.format},
-        {"sources", q.sources},
-        {"quant_algo", q.quant_algo.empty() ? ordered_json(nullptr) : ordered_json(q.quant_algo)},
-        {"kv_cache_quant_algo", opt_json(q.kv_cache_quant_algo)},
-        {"producer", {{"name", q.producer_name.empty() ? ordered_json(nullptr) : ordered_json(q.producer_name)},
-                      {"version", q.producer_version.empty() ? ordered_json(nullptr) : ordered_json(q.producer_version)}}},
-        {"exclude_modules", opt_json(q.exclude_modules)},
-        {"ignore", opt_json(q.ignore)},
-        {"scheme", q.scheme.empty() ? ordered_json(nullptr) : ordered_json(q.scheme)},
-        {"quantized_modules", qm},
-        {"kv_scales", {{"total", kv_total}, {"spellings", q.kv_spellings}, {"by_component", kvc}}},
-    };
-  } else {
-    j["quantization"] = nullptr;
+  ordered_json j = {{"tensors", s.scales.tensors}, {"params", s.scales.params}, {"bytes", s.scales.bytes},
+                    {"by_dtype", dtype_counts_json(s.scales_by_dtype)}, {"by_kind", sk}};
+  return j;
+}
+
+// "quantization": the declared format plus the quantized modules and KV scales found per component.
+ordered_json quantization_json(const CheckpointSummary& s, const QuantSummary& q) {
+  ordered_json qm = ordered_json::object();
+  ordered_json kvc = ordered_json::object();
+  std::uint64_t total = 0, kv_total = 0;
+  for (Component c : kAllComponents) {
+    const auto& cs = s.components[static_cast<std::size_t>(c)];
+    qm[std::string(component_name(c))] = cs.quantized_modules;
+    kvc[std::string(component_name(c))] = cs.kv_scales;
+    total += cs.quantized_modules;
+    kv_total += cs.kv_scales;
   }
+  qm["total"] = total;
+  ordered_json j = {
+      {"format", q.format},
+      {"sources", q.sources},
+      {"quant_algo", str_or_null(q.quant_algo)},
+      {"kv_cache_quant_algo", opt_json(q.kv_cache_quant_algo)},
+      {"producer", {{"name", str_or_null(q.producer_name)}, {"version", str_or_null(q.producer_version)}}},
+      {"exclude_modules", opt_json(q.exclude_modules)},
+      {"ignore", opt_json(q.ignore)},
+      {"scheme", str_or_null(q.scheme)},
+      {"quantized_modules", qm},
+      {"kv_scales", {{"total", kv_total}, {"spellings", q.kv_spellings}, {"by_component", kvc}}},
+  };
+  return j;
+}
+
+// "anomalies": the list, in the summary's order.
+ordered_json anomalies_json(const CheckpointSummary& s) {
   ordered_json an = ordered_json::array();
   for (const auto& a : s.anomalies) {
     an.push_back({{"severity", a.severity}, {"code", a.code}, {"message", a.message}, {"count", a.count},
                   {"examples", a.examples}});
   }
-  j["anomalies"] = an;
+  return an;
+}
+}  // namespace
+
+ordered_json summary_to_json(const CheckpointSummary& s) {
+  const auto& f = s.files;
+  ordered_json j;
+  j["schema"] = "vlq.inspect/1";
+  j["path"] = s.dir.string();
+  j["files"] = files_json(s);
+  j["model"] = f.config ? model_json(*f.config) : ordered_json(nullptr);
+  j["generation"] = f.generation ? generation_json(*f.generation) : ordered_json(nullptr);
+  j["preprocessor"] = f.preprocessor ? preprocessor_json(*f.preprocessor) : ordered_json(nullptr);
+  j["naming"] = s.naming;
+  j["totals"] = totals_json(s);
+  j["components"] = components_json(s);
+  j["by_dtype"] = dtype_counts_json(s.weights_by_dtype);
+  j["scales"] = scales_json(s);
+  j["lm_head"] = s.lm_head;
+  j["tie_word_embeddings"] = f.config ? ordered_json(f.config->text.tie_word_embeddings) : ordered_json(nullptr);
+  j["quantization"] = s.quant ? quantization_json(s, *s.quant) : ordered_json(nullptr);
+  j["anomalies"] = anomalies_json(s);
   j["anomaly_counts"] = {{"error", s.count_anomalies("error")},
                          {"warning", s.count_anomalies("warning")},
                          {"info", s.count_anomalies("info")}};
@@ -835,38 +871,45 @@ std::string ints(const std::vector<std::int64_t>& v) {
   for (std::size_t i = 0; i < v.size(); ++i) r += (i ? "," : "") + std::to_string(v[i]);
   return r + "]";
 }
-}  // namespace
 
-std::string summary_to_table(const CheckpointSummary& s) {
+// The table under construction, one line at a time.
+struct TableOut {
   std::string o;
-  auto line = [&](const std::string& l) { o += l + "\n"; };
-  const auto& f = s.files;
-  line("Checkpoint   " + s.dir.string());
-  if (f.config) {
-    const auto& c = *f.config;
-    const auto& t = c.text;
-    const auto& v = c.vision;
-    line(fmt::format("Model        {} ({}), config {}{}, dtype {}", join(c.architectures, ","), c.model_type,
-                     formats::config_form_name(c.form),
-                     c.transformers_version.empty() ? "" : " (transformers " + c.transformers_version + ")",
-                     t.dtype.empty() ? "?" : t.dtype));
-    line(fmt::format("Text         hidden {}, intermediate {}, layers {}, heads {} (kv {}, head_dim {}), vocab {}, "
-                     "rope_theta {:g}, mrope {}, rms_norm_eps {:g}, tie_word_embeddings {}",
-                     t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads,
-                     t.num_key_value_heads, t.head_dim, t.vocab_size, t.rope_theta, ints(t.mrope_section),
-                     t.rms_norm_eps, t.tie_word_embeddings));
-    line(fmt::format("Vision       depth {}, hidden {}, intermediate {}, heads {}, patch {}, merge {}, temporal {}, "
-                     "window {}, full-attention blocks {}, out_hidden {}",
-                     v.depth, v.hidden_size, v.intermediate_size, v.num_heads, v.patch_size, v.spatial_merge_size,
-                     v.temporal_patch_size, v.window_size, ints(v.fullatt_block_indexes), v.out_hidden_size));
-    const auto& k = c.tokens;
-    line(fmt::format("Token ids    image {}, video {}, vision_start {}, vision_end {}, bos {}, eos {}", k.image_token_id,
-                     k.video_token_id, k.vision_start_token_id, k.vision_end_token_id,
-                     k.bos_token_id ? std::to_string(*k.bos_token_id) : "-", ints(k.eos_token_ids)));
-    if (!c.defaulted.empty()) line("Defaulted    " + join(c.defaulted, ", ") + " (absent from config.json)");
-  } else {
-    line("Model        (no config.json)");
+  void line(const std::string& l) { o += l + "\n"; }
+};
+
+// Model / Text / Vision / Token ids / Defaulted lines, from config.json.
+void table_model(TableOut& out, const HfModelFiles& f) {
+  if (!f.config) {
+    out.line("Model        (no config.json)");
+    return;
   }
+  const auto& c = *f.config;
+  const auto& t = c.text;
+  const auto& v = c.vision;
+  out.line(fmt::format("Model        {} ({}), config {}{}, dtype {}", join(c.architectures, ","), c.model_type,
+                       formats::config_form_name(c.form),
+                       c.transformers_version.empty() ? "" : " (transformers " + c.transformers_version + ")",
+                       t.dtype.empty() ? "?" : t.dtype));
+  out.line(fmt::format("Text         hidden {}, intermediate {}, layers {}, heads {} (kv {}, head_dim {}), vocab {}, "
+                       "rope_theta {:g}, mrope {}, rms_norm_eps {:g}, tie_word_embeddings {}",
+                       t.hidden_size, t.intermediate_size, t.num_hidden_layers, t.num_attention_heads,
+                       t.num_key_value_heads, t.head_dim, t.vocab_size, t.rope_theta, ints(t.mrope_section),
+                       t.rms_norm_eps, t.tie_word_embeddings));
+  out.line(fmt::format("Vision       depth {}, hidden {}, intermediate {}, heads {}, patch {}, merge {}, temporal {}, "
+                       "window {}, full-attention blocks {}, out_hidden {}",
+                       v.depth, v.hidden_size, v.intermediate_size, v.num_heads, v.patch_size, v.spatial_merge_size,
+                       v.temporal_patch_size, v.window_size, ints(v.fullatt_block_indexes), v.out_hidden_size));
+  const auto& k = c.tokens;
+  out.line(fmt::format("Token ids    image {}, video {}, vision_start {}, vision_end {}, bos {}, eos {}",
+                       k.image_token_id, k.video_token_id, k.vision_start_token_id, k.vision_end_token_id,
+                       k.bos_token_id ? std::to_string(*k.bos_token_id) : "-", ints(k.eos_token_ids)));
+  if (!c.defaulted.empty()) out.line("Defaulted    " + join(c.defaulted, ", ") + " (absent from config.json)");
+}
+
+// Files / Generation / Images / Naming / lm_head lines.
+void table_files(TableOut& out, const CheckpointSummary& s) {
+  const auto& f = s.files;
   std::vector<std::string> files;
   files.push_back(s.sharded ? fmt::format("{} shards + index", s.shards.size()) : join(s.shards, ", "));
   if (f.config) files.push_back("config.json");
@@ -876,7 +919,7 @@ std::string summary_to_table(const CheckpointSummary& s) {
   if (!f.tokenizer.tokenizer_json.empty()) files.push_back("tokenizer.json");
   if (!f.tokenizer.vocab_json.empty()) files.push_back("vocab.json+merges.txt");
   if (!f.tokenizer.chat_template_source.empty()) files.push_back("chat template: " + f.tokenizer.chat_template_source);
-  line("Files        " + join(files, ", "));
+  out.line("Files        " + join(files, ", "));
   if (f.generation) {
     const auto& g = *f.generation;
     std::vector<std::string> p;
@@ -886,82 +929,105 @@ std::string summary_to_table(const CheckpointSummary& s) {
     if (g.top_k) p.push_back(fmt::format("top_k {}", *g.top_k));
     if (g.repetition_penalty) p.push_back(fmt::format("repetition_penalty {:g}", *g.repetition_penalty));
     if (!g.eos_token_ids.empty()) p.push_back("eos " + ints(g.eos_token_ids));
-    line("Generation   " + join(p, ", "));
+    out.line("Generation   " + join(p, ", "));
   }
   if (f.preprocessor) {
     const auto& p = *f.preprocessor;
-    line(fmt::format("Images       pixels [{}, {}] (from {}), patch {}, merge {}, temporal {}", p.min_pixels,
-                     p.max_pixels, p.pixels_source, p.patch_size, p.merge_size, p.temporal_patch_size));
+    out.line(fmt::format("Images       pixels [{}, {}] (from {}), patch {}, merge {}, temporal {}", p.min_pixels,
+                         p.max_pixels, p.pixels_source, p.patch_size, p.merge_size, p.temporal_patch_size));
   }
   std::string naming = s.naming == "legacy"    ? "legacy (model.*, visual.*)"
                        : s.naming == "hf-4.52" ? "transformers >= 4.52 (model.language_model.*, model.visual.*)"
                                                : s.naming;
-  line("Naming       " + naming);
-  line("lm_head      " + s.lm_head);
-  line("");
-  line(fmt::format("{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}", "component", "tensors", "params", "bytes",
-                   "linears", "quantized", "scales"));
+  out.line("Naming       " + naming);
+  out.line("lm_head      " + s.lm_head);
+}
+
+// The per-component table (blank line first), then the per-dtype weight and scale lines.
+void table_components(TableOut& out, const CheckpointSummary& s) {
+  constexpr const char* kRow = "{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}";
+  out.line("");
+  out.line(fmt::format(kRow, "component", "tensors", "params", "bytes", "linears", "quantized", "scales"));
   for (Component c : kAllComponents) {
     const auto& cs = s.components[static_cast<std::size_t>(c)];
     if (c == Component::kOther && cs.weights.tensors == 0 && cs.scales.tensors == 0) continue;
-    line(fmt::format("{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}", component_name(c), cs.weights.tensors,
-                     group3(cs.weights.params), human_bytes(cs.weights.bytes), cs.linear_modules,
-                     cs.quantized_modules, cs.scales.tensors));
+    out.line(fmt::format(kRow, component_name(c), cs.weights.tensors, group3(cs.weights.params),
+                         human_bytes(cs.weights.bytes), cs.linear_modules, cs.quantized_modules, cs.scales.tensors));
   }
-  line(fmt::format("{:<16}{:>9}{:>16}{:>13}{:>10}{:>12}{:>8}", "total", s.weights.tensors, group3(s.weights.params),
-                   human_bytes(s.weights.bytes), "", "", s.scales.tensors));
-  line("");
+  out.line(fmt::format(kRow, "total", s.weights.tensors, group3(s.weights.params), human_bytes(s.weights.bytes), "",
+                       "", s.scales.tensors));
+  out.line("");
   for (const auto& [d, c] : s.weights_by_dtype)
-    line(fmt::format("dtype {:<10}{:>9} tensors {:>16} params {:>13}", d, c.tensors, group3(c.params), human_bytes(c.bytes)));
+    out.line(fmt::format("dtype {:<10}{:>9} tensors {:>16} params {:>13}", d, c.tensors, group3(c.params),
+                         human_bytes(c.bytes)));
   for (const auto& [d, c] : s.scales_by_dtype)
-    line(fmt::format("scales {:<9}{:>9} tensors {:>16} params {:>13}", d, c.tensors, group3(c.params), human_bytes(c.bytes)));
-  if (s.quant) {
-    const auto& q = *s.quant;
-    line("");
-    line(fmt::format("Quantization {} (from {}), quant_algo {}, kv_cache {}{}", q.format,
-                     q.sources.empty() ? "tensors only" : join(q.sources, " + "),
-                     q.quant_algo.empty() ? "?" : q.quant_algo, q.kv_cache_quant_algo.value_or("none"),
-                     q.producer_name.empty() ? "" : ", producer " + q.producer_name + " " + q.producer_version));
-    if (q.exclude_modules) line("  exclude_modules  [" + join(*q.exclude_modules, ", ") + "]");
-    if (q.ignore) line("  ignore           [" + join(*q.ignore, ", ") + "]");
-    if (!q.scheme.empty()) line("  scheme           " + q.scheme);
-    std::vector<std::string> per;
-    for (Component c : kAllComponents) {
-      const auto& cs = s.components[static_cast<std::size_t>(c)];
-      if (cs.linear_modules || cs.quantized_modules)
-        per.push_back(fmt::format("{} {}/{}", component_name(c), cs.quantized_modules, cs.linear_modules));
-    }
-    line("  FP8 modules      " + join(per, ", ") + " (quantized/linear)");
-    for (const auto& [k, ks] : s.scale_kinds) {
-      std::vector<std::string> d;
-      for (const auto& [dt, n] : ks.dtypes) d.push_back(fmt::format("{} {}", dt, n));
-      for (const auto& [sh, n] : ks.shapes) d.push_back(fmt::format("{} {}", sh, n));
-      std::string range = ks.min ? fmt::format(", values [{:.6g}, {:.6g}]", *ks.min, *ks.max) : "";
-      line(fmt::format("  {:<17}{:>5} ({}){}", k, ks.count, join(d, ", "), range));
-    }
-    if (!q.kv_spellings.empty()) {
-      std::vector<std::string> sp;
-      for (const auto& [k, n] : q.kv_spellings) sp.push_back(fmt::format("{} x{}", k, n));
-      line("  KV scale keys    " + join(sp, ", "));
-    }
-  } else {
-    line("");
-    line("Quantization none (no quantization config, no FP8 tensor)");
+    out.line(fmt::format("scales {:<9}{:>9} tensors {:>16} params {:>13}", d, c.tensors, group3(c.params),
+                         human_bytes(c.bytes)));
+}
+
+// The Quantization block (blank line first): declaration, FP8 modules, scale kinds, KV scale spellings.
+void table_quantization(TableOut& out, const CheckpointSummary& s) {
+  out.line("");
+  if (!s.quant) {
+    out.line("Quantization none (no quantization config, no FP8 tensor)");
+    return;
   }
-  line("");
+  const auto& q = *s.quant;
+  out.line(fmt::format("Quantization {} (from {}), quant_algo {}, kv_cache {}{}", q.format,
+                       q.sources.empty() ? "tensors only" : join(q.sources, " + "),
+                       q.quant_algo.empty() ? "?" : q.quant_algo, q.kv_cache_quant_algo.value_or("none"),
+                       q.producer_name.empty() ? "" : ", producer " + q.producer_name + " " + q.producer_version));
+  if (q.exclude_modules) out.line("  exclude_modules  [" + join(*q.exclude_modules, ", ") + "]");
+  if (q.ignore) out.line("  ignore           [" + join(*q.ignore, ", ") + "]");
+  if (!q.scheme.empty()) out.line("  scheme           " + q.scheme);
+  std::vector<std::string> per;
+  for (Component c : kAllComponents) {
+    const auto& cs = s.components[static_cast<std::size_t>(c)];
+    if (cs.linear_modules || cs.quantized_modules)
+      per.push_back(fmt::format("{} {}/{}", component_name(c), cs.quantized_modules, cs.linear_modules));
+  }
+  out.line("  FP8 modules      " + join(per, ", ") + " (quantized/linear)");
+  for (const auto& [k, ks] : s.scale_kinds) {
+    std::vector<std::string> d;
+    for (const auto& [dt, n] : ks.dtypes) d.push_back(fmt::format("{} {}", dt, n));
+    for (const auto& [sh, n] : ks.shapes) d.push_back(fmt::format("{} {}", sh, n));
+    std::string range = ks.min ? fmt::format(", values [{:.6g}, {:.6g}]", *ks.min, *ks.max) : "";
+    out.line(fmt::format("  {:<17}{:>5} ({}){}", k, ks.count, join(d, ", "), range));
+  }
+  if (!q.kv_spellings.empty()) {
+    std::vector<std::string> sp;
+    for (const auto& [k, n] : q.kv_spellings) sp.push_back(fmt::format("{} x{}", k, n));
+    out.line("  KV scale keys    " + join(sp, ", "));
+  }
+}
+
+// The Anomalies block (blank line first): counts by severity, then each with its examples.
+void table_anomalies(TableOut& out, const CheckpointSummary& s) {
+  out.line("");
   if (s.anomalies.empty()) {
-    line("Anomalies    none");
-  } else {
-    line(fmt::format("Anomalies    {} error(s), {} warning(s), {} info", s.count_anomalies("error"),
-                     s.count_anomalies("warning"), s.count_anomalies("info")));
-    for (const auto& a : s.anomalies) {
-      line(fmt::format("  [{}] {} (x{}): {}", a.severity, a.code, a.count, a.message));
-      for (const auto& e : a.examples) line("      " + e);
-      if (a.count > a.examples.size() && !a.examples.empty())
-        line(fmt::format("      ... and {} more", a.count - a.examples.size()));
-    }
+    out.line("Anomalies    none");
+    return;
   }
-  return o;
+  out.line(fmt::format("Anomalies    {} error(s), {} warning(s), {} info", s.count_anomalies("error"),
+                       s.count_anomalies("warning"), s.count_anomalies("info")));
+  for (const auto& a : s.anomalies) {
+    out.line(fmt::format("  [{}] {} (x{}): {}", a.severity, a.code, a.count, a.message));
+    for (const auto& e : a.examples) out.line("      " + e);
+    if (a.count > a.examples.size() && !a.examples.empty())
+      out.line(fmt::format("      ... and {} more", a.count - a.examples.size()));
+  }
+}
+}  // namespace
+
+std::string summary_to_table(const CheckpointSummary& s) {
+  TableOut out;
+  out.line("Checkpoint   " + s.dir.string());
+  table_model(out, s.files);
+  table_files(out, s);
+  table_components(out, s);
+  table_quantization(out, s);
+  table_anomalies(out, s);
+  return out.o;
 }
 
 }  // namespace vlq::formats
