@@ -10,7 +10,6 @@
 #include <nvtx3/nvToolsExt.h>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <sstream>
@@ -118,16 +117,6 @@ int main(int argc, char** argv) {
     const double attn = 2.0 * L * tc.num_attention_heads * hd * static_cast<double>(prefill) * prefill;  // causal QK + PV
     std::printf("prefill %d tokens: %.1f ms, %.0f TFLOP/s (linear %.1f + attention %.1f TFLOP)\n", prefill, s * 1e3,
                 (linear + attn) / s / 1e12, linear / 1e12, attn / 1e12);
-    if (const char* ab = std::getenv("VLQ_BENCH_AB"); ab && std::string(ab) == "1") {
-      // A/B in the same process: the flash kernel with its key-tile register prefetch
-      setenv("VLQ_FLASH_PREFETCH", "1", 1);
-      gpu.forward_greedy(b);
-      const auto t1 = Clock::now();
-      gpu.forward_greedy(b);
-      const double s0 = seconds_since(t1);
-      unsetenv("VLQ_FLASH_PREFETCH");
-      std::printf("prefill %d tokens, VLQ_FLASH_PREFETCH=1: %.1f ms, %.0f TFLOP/s\n", prefill, s0 * 1e3, (linear + attn) / s0 / 1e12);
-    }
     gpu.release(one[0]);
   }
 

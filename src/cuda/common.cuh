@@ -1,5 +1,6 @@
-// Device helpers shared by the vlq CUDA kernels: element conversions (F32/BF16/E4M3), the bit-exact
-// saturating E4M3 encoder, warp reductions and streaming 16-byte loads.
+// Helpers shared by the vlq CUDA kernels: element conversions (F32/BF16/E4M3), the bit-exact saturating E4M3
+// encoder, warp reductions, streaming 16-byte loads, and the host-side dtype dispatch and paged-attention argument
+// checks of the attention launchers.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,10 +1,10 @@
 // Paged causal GQA attention for one-row queries (decode; vlq/cuda/attention.h: paged_attention): one CTA of
-// 128 threads per (query row, KV head, group of <= 8 query heads), so each K/V row of the cache is read once
-// for all query heads that share it (fewer heads per CTA when the batch is too small to fill the GPU). Keys go in chunks of 128, one key per thread for the scores (the
-// thread reads the whole K row and dots it with the group's q vectors from shared memory), then online
-// softmax per head in f32 (max and sum reduced over the CTA per chunk), then P·V with warp w taking keys
-// w, w+4, ... and each lane head_dim/32 consecutive output elements. FP8 codes are decoded exactly, k_scale
-// folds into the scores and v_scale into the output. CPU reference: ops::attention_causal_cached.
+// 128 threads per (query row, KV head, group of <= 8 query heads), so each K/V row of the cache is read once for
+// all query heads that share it (fewer heads per CTA when the batch is too small to fill the GPU). Keys go in
+// chunks of 128: scores, online softmax per head in f32 (max and sum over the chunk), then P·V. FP8 codes are
+// decoded exactly, k_scale folds into the scores and v_scale into the output. Two kernels: head_dim 128 (every
+// Qwen2.5-VL language model; loads laid out for memory-level parallelism) and any head_dim % 32 == 0 (one key
+// per thread). CPU reference: ops::attention_causal_cached.
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -42,53 +42,36 @@ __device__ __forceinline__ void load8(const std::uint8_t* p, float* f) {
 template <class C> __device__ __forceinline__ float load1(const C* p) { return to_f32(*p); }
 template <> __device__ __forceinline__ float load1<std::uint8_t>(const std::uint8_t* p) { return e4m3_to_f32(*p); }
 
-// E (compile time) consecutive cache elements → f32, one vector load where the width allows (rows are 16-byte
-// aligned and lane offsets are multiples of E).
-template <int E> __device__ __forceinline__ void loadn(const std::uint8_t* p, float* f) {
-  if constexpr (E == 4) {
-    const std::uint32_t u = *reinterpret_cast<const std::uint32_t*>(p);
-    const float2 a = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u)), b = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u >> 16));
-    f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
-  } else if constexpr (E == 8) {
-    load8(p, f);
-  } else {
-#pragma unroll
-    for (int i = 0; i < E; ++i) f[i] = e4m3_to_f32(p[i]);
-  }
+// 4 consecutive cache elements → f32, one vector load (rows are 16-byte aligned, lane offsets multiples of 4).
+__device__ __forceinline__ void load4(const std::uint8_t* p, float* f) {
+  const std::uint32_t u = *reinterpret_cast<const std::uint32_t*>(p);
+  const float2 a = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u)), b = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u >> 16));
+  f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
 }
-template <int E> __device__ __forceinline__ void loadn(const bf16* p, float* f) {
-  if constexpr (E == 4) {
-    const uint2 u = *reinterpret_cast<const uint2*>(p);
-    const bf16* h = reinterpret_cast<const bf16*>(&u);
+__device__ __forceinline__ void load4(const bf16* p, float* f) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  const bf16* h = reinterpret_cast<const bf16*>(&u);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) f[i] = __bfloat162float(h[i]);
-  } else if constexpr (E == 8) {
-    load8(p, f);
-  } else {
-#pragma unroll
-    for (int i = 0; i < E; ++i) f[i] = __bfloat162float(p[i]);
-  }
+  for (int i = 0; i < 4; ++i) f[i] = __bfloat162float(h[i]);
 }
-template <int E> __device__ __forceinline__ void loadn(const float* p, float* f) {
-#pragma unroll
-  for (int i = 0; i < E; ++i) f[i] = p[i];
+__device__ __forceinline__ void load4(const float* p, float* f) {
+  const float4 a = *reinterpret_cast<const float4*>(p);
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w;
 }
 
-// Grid (rows, kv_heads, ceil(G / gs)), G = heads / kv_heads, gs <= 8 query heads per CTA (fewer when the grid
-// would be too small to fill the GPU, e.g. batch 1). d % 32 == 0, <= 256 (PagedKvLayer's rule: cache rows are
-// 16-byte aligned for every dtype). D_: head_dim known at compile time (128: every load of a K row and of a
-// batch of V rows is issued before its first use), or 0 for any d.
-template <int D_, class TQ, class C, class O>
+// Any head_dim: grid (rows, kv_heads, ceil(G / gs)), G = heads / kv_heads, gs <= 8 query heads per CTA. d % 32 == 0,
+// <= 256 (PagedKvLayer's rule: cache rows are 16-byte aligned for every dtype). Key c0 + tid's score is thread tid's;
+// P·V: warp w takes keys w, w + 4, ..., lane holds elements [lane·e, lane·e + e).
+template <class TQ, class C, class O>
 __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std::int64_t ldq, int heads, int d, const C* kc,
                                                                 const C* vc, int block_size, int kv_heads, float ks, float vs,
                                                                 const int* tables, int max_blocks, const int* q_seq,
                                                                 const int* q_pos, float scale, O* out, const int* rows, int gs) {
-  constexpr int DM = D_ ? D_ : kMaxD, EM = DM / 32;
+  constexpr int DM = kMaxD, EM = DM / 32;
   __shared__ __align__(16) float sq[kGroup][DM];  // q · scale · k_scale · log2(e)
   __shared__ float sp[kGroup][kChunk];            // scores, then probabilities, of the chunk
   __shared__ float sred[2][kGroup][kWarps];       // per-warp max / sum
   __shared__ __align__(16) float sacc[kWarps][kGroup][DM];
-  if (D_) d = D_;
   const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
   const int G = heads / kv_heads, kvh = blockIdx.y;
   const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
@@ -122,13 +105,11 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
     for (int g = 0; g < kGroup; ++g) s[g] = tid < nk ? 0.0f : -INFINITY;
     if (tid < nk) {
       const C* kr = kc + base(c0 + tid);
-      constexpr int KB = D_ ? DM : 8;  // K elements loaded per round: the whole row when d is known
-      for (int c0k = 0; c0k < d; c0k += KB) {
-        float kf[KB];
+      for (int c0k = 0; c0k < d; c0k += 8) {
+        float kf[8];
+        load8(kr + c0k, kf);
 #pragma unroll
-        for (int c = 0; c < KB; c += 8) load8(kr + c0k + c, kf + c);
-#pragma unroll
-        for (int c = 0; c < KB; c += 4) {
+        for (int c = 0; c < 8; c += 4) {
 #pragma unroll
           for (int g = 0; g < kGroup; ++g) {
             if (g < ng) {
@@ -169,20 +150,15 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
 #pragma unroll
       for (int i = 0; i < EM; ++i) acc[g][i] *= corr[g];
     }
-    // P·V: warp w takes keys w, w + 4, ..., VB V rows loaded per round (keys past the chunk read its last key
-    // with probability 0); lane holds elements [lane·e, lane·e + e)
-    constexpr int VB = D_ ? 8 : 2;  // V rows per round
+    // P·V, VB V rows loaded per round (keys past the chunk read its last key with probability 0)
+    constexpr int VB = 2;
     for (int j0 = warp; j0 < nk; j0 += kWarps * VB) {
       float vf[VB][EM];
 #pragma unroll
       for (int u = 0; u < VB; ++u) {
         const C* vr = vc + base(c0 + min(j0 + u * kWarps, nk - 1)) + lane * e;
-        if constexpr (D_ != 0) {
-          loadn<EM>(vr, vf[u]);
-        } else {
 #pragma unroll
-          for (int i = 0; i < EM; ++i) vf[u][i] = i < e ? load1(vr + i) : 0.0f;
-        }
+        for (int i = 0; i < EM; ++i) vf[u][i] = i < e ? load1(vr + i) : 0.0f;
       }
 #pragma unroll
       for (int u = 0; u < VB; ++u) {
@@ -365,7 +341,7 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
         float vf[VB][4];
 #pragma unroll
         for (int u = 0; u < VB; ++u)
-          loadn<4>(vc + static_cast<std::int64_t>(sslot[min(warp + 4 * (u0 + u), nk - 1)]) * row_elems + head_off + lane * 4, vf[u]);
+          load4(vc + static_cast<std::int64_t>(sslot[min(warp + 4 * (u0 + u), nk - 1)]) * row_elems + head_off + lane * 4, vf[u]);
 #pragma unroll
         for (int u = 0; u < VB; ++u) {
 #pragma unroll
@@ -432,7 +408,7 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
     };
     const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
     if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
-    else launch(paged_decode_kernel<0, TQ, C, O>);
+    else launch(paged_decode_kernel<TQ, C, O>);
   });
   VLQ_CUDA_CHECK_LAUNCH("paged_decode_kernel");
 }

@@ -6,7 +6,6 @@
 // (segments). Q and P are rounded to BF16; the CPU references are ops::attention_causal_cached /
 // attention_segments.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -49,31 +48,6 @@ __device__ __forceinline__ void load8_bf16(const std::uint8_t* p, bf16* dst) {
   *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(t);
 }
 __device__ __forceinline__ void zero8(bf16* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
-
-// 8 consecutive K or V elements held raw in registers: the next key tile is fetched while this one is computed.
-template <class C> struct Raw8;
-template <> struct Raw8<std::uint8_t> {  // E4M3 codes (exact in BF16)
-  alignas(8) std::uint8_t c[8];
-  __device__ __forceinline__ void load(const std::uint8_t* p) {
-    if ((reinterpret_cast<std::uintptr_t>(p) & 7) == 0) *reinterpret_cast<uint2*>(c) = *reinterpret_cast<const uint2*>(p);
-    else
-#pragma unroll
-      for (int i = 0; i < 8; ++i) c[i] = p[i];
-  }
-  __device__ __forceinline__ void zero() { *reinterpret_cast<uint2*>(c) = make_uint2(0, 0); }
-  __device__ __forceinline__ void store(bf16* dst) const {
-    alignas(16) bf16 t[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) t[i] = __float2bfloat16_rn(e4m3_to_f32(c[i]));
-    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(t);
-  }
-};
-template <> struct Raw8<bf16> {
-  uint4 v;
-  __device__ __forceinline__ void load(const bf16* p) { load8_bf16(p, reinterpret_cast<bf16*>(&v)); }
-  __device__ __forceinline__ void zero() { v = make_uint4(0, 0, 0, 0); }
-  __device__ __forceinline__ void store(bf16* dst) const { *reinterpret_cast<uint4*>(dst) = v; }
-};
 
 struct Smem {  // offsets (bytes) into the dynamic shared memory, for head_dim D
   int ldh, q, k, v, pos, total;
@@ -132,7 +106,7 @@ __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
 // rows 16w..16w+15: S = Q·Kᵀ (16 × 64) and O (16 × D) stay in its registers as MMA accumulators, P is
 // converted from the S accumulators to A fragments in registers (FlashAttention-2's layout); only Q, K and V
 // pass through shared memory. DMAX: a compile-time bound on D (register arrays), D % 16 == 0.
-template <int DMAX, bool kAllowPrefetch, class TQ, class Keys, class O>
+template <int DMAX, class TQ, class Keys, class O>
 __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int h, int row0, int rows, const int* qpos,
                            int j0, int j1, const Keys& keys, float ks, float vs, float scale, O* out) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -171,58 +145,20 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   const __nv_bfloat16* qw = sq + (warp * 16 + (lane & 15)) * L.ldh + (lane >> 4) * 8;
 
-  // Key tiles load synchronously into shared memory (other resident CTAs hide the latency); with kAllowPrefetch
-  // (VLQ_FLASH_PREFETCH=1), E4M3 / BF16 sources (DMAX <= 128) are fetched one tile ahead into registers (Raw8)
-  // and written to shared memory after the previous tile's compute.
-  using KC = std::remove_cv_t<std::remove_pointer_t<decltype(keys.k)>>;
-  constexpr bool kPrefetch = kAllowPrefetch && sizeof(KC) <= 2 && DMAX <= 128;
-  constexpr int kPer = kPrefetch ? kBN * DMAX / 8 / (kWarps * 32) : 1;  // 8-element chunks per thread and tensor
-  Raw8<std::conditional_t<kPrefetch, KC, bf16>> rk[kPer], rv[kPer];
-  auto fetch = [&](int jt) {
-    const int nk = min(kBN, jmax - jt);
-#pragma unroll
-    for (int p = 0; p < kPer; ++p) {
-      const int i = tid + p * kWarps * 32, j = i / c8, d = (i % c8) * 8;
-      if (i < kBN * c8 && j < nk) {
-        const std::int64_t b = keys.base(jt + j) + d;
-        if constexpr (kPrefetch) {
-          rk[p].load(keys.k + b);
-          rv[p].load(keys.v + b);
-        }
-      } else {
-        rk[p].zero();
-        rv[p].zero();
-      }
-    }
-  };
-  if (kPrefetch && j0 < jmax) fetch(j0);
   for (int jt = j0; jt < jmax; jt += kBN) {
     const int nk = min(kBN, jmax - jt);
-    if constexpr (kPrefetch) {
-#pragma unroll
-      for (int p = 0; p < kPer; ++p) {
-        const int i = tid + p * kWarps * 32, j = i / c8, d = (i % c8) * 8;
-        if (i < kBN * c8) {
-          rk[p].store(sk + j * L.ldh + d);
-          rv[p].store(sv + j * L.ldh + d);
-        }
+    for (int i = tid; i < kBN * c8; i += blockDim.x) {
+      const int j = i / c8, d = (i % c8) * 8;
+      if (j < nk) {
+        const std::int64_t b = keys.base(jt + j) + d;
+        load8_bf16(keys.k + b, sk + j * L.ldh + d);
+        load8_bf16(keys.v + b, sv + j * L.ldh + d);
+      } else {
+        zero8(sk + j * L.ldh + d);
+        zero8(sv + j * L.ldh + d);
       }
-      __syncthreads();
-      if (jt + kBN < jmax) fetch(jt + kBN);  // in flight during this tile's MMAs
-    } else {
-      for (int i = tid; i < kBN * c8; i += blockDim.x) {
-        const int j = i / c8, d = (i % c8) * 8;
-        if (j < nk) {
-          const std::int64_t b = keys.base(jt + j) + d;
-          load8_bf16(keys.k + b, sk + j * L.ldh + d);
-          load8_bf16(keys.v + b, sv + j * L.ldh + d);
-        } else {
-          zero8(sk + j * L.ldh + d);
-          zero8(sv + j * L.ldh + d);
-        }
-      }
-      __syncthreads();
     }
+    __syncthreads();
     // S[16 rows of this warp, 64 keys] = Q·Kᵀ: 8 accumulators of 8 keys
     float s[kBN / 8][4];
 #pragma unroll
@@ -328,7 +264,7 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
 // tiles: [n, 2] (row0, rows) per tile; every row of a tile belongs to the same sequence. Grid (heads, tiles): the
 // heads of one tile (which share KV heads) run side by side, and the last tiles (the longest key ranges of a
 // causal prefill) start first, so that the short ones fill the tail.
-template <int DMAX, bool kPre, class TQ, class C, class O>
+template <int DMAX, class TQ, class C, class O>
 __global__ void __launch_bounds__(kWarps * 32) flash_paged_kernel(const TQ* q, std::int64_t ldq, int heads, int D,
                                                                    const C* kc, const C* vc, int block_size, int kv_heads,
                                                                    float ks, float vs, const int* tables, int max_blocks,
@@ -338,17 +274,17 @@ __global__ void __launch_bounds__(kWarps * 32) flash_paged_kernel(const TQ* q, s
   const int row0 = tiles[2 * t], rows = tiles[2 * t + 1];
   const int g = h / (heads / kv_heads);
   const PagedKeys<C> keys{kc, vc, tables + static_cast<std::int64_t>(q_seq[row0]) * max_blocks, block_size, kv_heads * D, g * D};
-  flash_tile<DMAX, kPre>(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);
+  flash_tile<DMAX>(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);
 }
 
 // tiles: [n, 4] (row0, rows, j0, j1): query rows of one segment and the segment's key range. Grid (heads, tiles).
-template <int DMAX, bool kPre, class T, class O>
+template <int DMAX, class T, class O>
 __global__ void __launch_bounds__(kWarps * 32) flash_segments_kernel(const T* q, const T* k, const T* v, int heads, int D,
                                                                       const int* tiles, float scale, O* out) {
   const int t = blockIdx.y, h = blockIdx.x;
   const int* tl = tiles + 4 * t;
   const DenseKeys<T> keys{k, v, heads * D, h * D};
-  flash_tile<DMAX, kPre>(q, static_cast<std::int64_t>(heads) * D, heads, D, h, tl[0], tl[1], nullptr, tl[2], tl[3], keys, 1.0f,
+  flash_tile<DMAX>(q, static_cast<std::int64_t>(heads) * D, heads, D, h, tl[0], tl[1], nullptr, tl[2], tl[3], keys, 1.0f,
                    1.0f, scale, out);
 }
 
@@ -359,15 +295,6 @@ template <class K> void set_smem(K kernel, int bytes) {
 void check_d(const char* op, int d) {
   if (d % 16 || d <= 0 || d > 256)
     usage_error(op, "head_dim must be a multiple of 16, at most 256 (MMA m16n8k16 tiles)", "D % 16 == 0", std::to_string(d));
-}
-
-// Key-tile prefetch into registers (Raw8): off unless VLQ_FLASH_PREFETCH=1 (read at every launch, so that a
-// bench can compare both in one process). Run 12 (H100, 7B, 8192-token prefill): 244.3 ms with it, 237.2 ms
-// without — the 32–64 extra registers cost a resident CTA per SM (3 → 2) and more than the overlap gains.
-template <class F> void with_prefetch(F&& f) {
-  const char* e = std::getenv("VLQ_FLASH_PREFETCH");
-  if (e && std::string(e) == "1") f(std::true_type{});
-  else f(std::false_type{});
 }
 
 // The register arrays' bound for head_dim d: 64, 128 or 256.
@@ -395,17 +322,14 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
       using TQ = decltype(tq);
       using C = decltype(tc);
       using O = decltype(to);
-      with_prefetch([&](auto pre) {
-        constexpr bool P = decltype(pre)::value;
-        set_smem(flash_paged_kernel<DM, P, TQ, C, O>, bytes);
-        flash_paged_kernel<DM, P, TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
-            static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
-            static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-            cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-            static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-            static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
-            scale, static_cast<O*>(out.data));
-      });
+      set_smem(flash_paged_kernel<DM, TQ, C, O>, bytes);
+      flash_paged_kernel<DM, TQ, C, O><<<grid, kWarps * 32, bytes, stream>>>(
+          static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
+          static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
+          cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+          static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
+          static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
+          scale, static_cast<O*>(out.data));
     });
   });
   VLQ_CUDA_CHECK_LAUNCH("flash_paged_kernel");
@@ -430,14 +354,11 @@ void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v,
       using T = decltype(tq);
       with_act(out.dtype, [&](auto to) {
         using O = decltype(to);
-        with_prefetch([&](auto pre) {
-          constexpr bool P = decltype(pre)::value && !std::is_same_v<T, float>;  // f32 rows load synchronously anyway
-          set_smem(flash_segments_kernel<DM, P, T, O>, bytes);
-          flash_segments_kernel<DM, P, T, O><<<grid, kWarps * 32, bytes, stream>>>(
-              static_cast<const T*>(q.data), static_cast<const T*>(k.data), static_cast<const T*>(v.data),
-              static_cast<int>(heads), static_cast<int>(d), static_cast<const int*>(tiles.data), scale,
-              static_cast<O*>(out.data));
-        });
+        set_smem(flash_segments_kernel<DM, T, O>, bytes);
+        flash_segments_kernel<DM, T, O><<<grid, kWarps * 32, bytes, stream>>>(
+            static_cast<const T*>(q.data), static_cast<const T*>(k.data), static_cast<const T*>(v.data),
+            static_cast<int>(heads), static_cast<int>(d), static_cast<const int*>(tiles.data), scale,
+            static_cast<O*>(out.data));
       });
     });
   });

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <optional>
 #include <string>
-#include <tuple>
 
 #include "impl.h"
 #include "vlq/core/error.h"
@@ -68,35 +67,58 @@ ops::LinearWeights shard(const ops::LinearWeights& l, Split split, int rank, int
   return s;
 }
 
+// This rank's part of `full`: `full` itself for one rank or no split, else a shard kept alive in `keep`.
+const ops::LinearWeights& rank_part(const ops::LinearWeights& full, Split split, int rank, int n,
+                                    std::optional<ops::LinearWeights>& keep) {
+  if (split == Split::kNone || n == 1) return full;
+  keep = shard(full, split, rank, n);
+  return *keep;
+}
+
+// The description of an FP8 Linear whose E4M3 codes are at `w` on the device: shape from `l` (out rows `rows`),
+// its input_scale and `weight_scale`, and the two device scales cuBLASLt reads.
+DevLinear fp8_linear(cuda::DeviceArena& arena, const ops::LinearWeights& l, void* w, std::int64_t rows, float weight_scale) {
+  DevLinear d;
+  d.name = l.name;
+  d.n = rows;
+  d.k = d.kp = l.in_features;
+  d.fp8 = true;
+  d.w = w;
+  d.input_scale = *l.input_scale;
+  d.weight_scale = weight_scale;
+  const float s[8] = {d.input_scale, 0, 0, 0, d.weight_scale, 0, 0, 0};
+  d.scales = static_cast<float*>(arena.upload(s, sizeof s));
+  return d;
+}
+
+std::vector<std::uint8_t> e4m3_codes(const ops::LinearWeights& l) {
+  std::vector<std::uint8_t> codes(l.w.size());
+  f32_to_e4m3fn(std::span<const float>(l.w), std::span<std::uint8_t>(codes));  // exact: w holds E4M3 values
+  return codes;
+}
 }  // namespace
 
 DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split, int rank, int n) {
-  std::optional<ops::LinearWeights> part;  // a copy only when this rank holds a shard
-  if (split != Split::kNone && n > 1) part = shard(full, split, rank, n);
-  const ops::LinearWeights& l = part ? *part : full;
+  std::optional<ops::LinearWeights> keep;
+  const ops::LinearWeights& l = rank_part(full, split, rank, n, keep);
   check_supported(l);
   DevLinear d;
-  d.name = l.name;
-  d.n = l.out_features;
-  d.k = l.in_features;
-  d.kp = l.in_features;
-  d.fp8 = l.kind == ops::LinearKind::kFp8Static;
-  if (d.fp8) {
-    std::vector<std::uint8_t> codes(l.w.size());
-    f32_to_e4m3fn(std::span<const float>(l.w), std::span<std::uint8_t>(codes));  // exact: w holds E4M3 values
-    d.w = arena.upload(codes.data(), codes.size());
-    d.input_scale = *l.input_scale;
-    d.weight_scale = l.weight_scale[0];
-    const float s[8] = {d.input_scale, 0, 0, 0, d.weight_scale, 0, 0, 0};
-    d.scales = static_cast<float*>(arena.upload(s, sizeof s));
-  } else if (l.in_features % 8 != 0) {
-    d.kp = (l.in_features + 7) / 8 * 8;
-    std::vector<float> padded(static_cast<std::size_t>(l.out_features * d.kp), 0.0f);
-    for (std::int64_t r = 0; r < l.out_features; ++r)
-      std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, padded.begin() + r * d.kp);
-    d.w = upload_bf16(arena, padded);
+  if (l.kind == ops::LinearKind::kFp8Static) {
+    const std::vector<std::uint8_t> codes = e4m3_codes(l);
+    d = fp8_linear(arena, l, arena.upload(codes.data(), codes.size()), l.out_features, l.weight_scale[0]);
   } else {
-    d.w = upload_bf16(arena, l.w);
+    d.name = l.name;
+    d.n = l.out_features;
+    d.k = l.in_features;
+    d.kp = l.in_features % 8 ? (l.in_features + 7) / 8 * 8 : l.in_features;
+    if (d.kp != d.k) {
+      std::vector<float> padded(static_cast<std::size_t>(l.out_features * d.kp), 0.0f);
+      for (std::int64_t r = 0; r < l.out_features; ++r)
+        std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, padded.begin() + r * d.kp);
+      d.w = upload_bf16(arena, padded);
+    } else {
+      d.w = upload_bf16(arena, l.w);
+    }
   }
   if (!l.bias.empty()) {
     d.bias_f32 = upload_f32(arena, l.bias);
@@ -123,40 +145,20 @@ bool fusable(const ops::LinearWeights& g, const ops::LinearWeights& u) {
 // Uploads gate and up of one rank as one block; dg / du describe the two halves (each with its own scales).
 DevLinear upload_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights& gate_full, const ops::LinearWeights& up_full,
                          int rank, int n, DevLinear& dg, DevLinear& du) {
-  std::optional<ops::LinearWeights> gp, upart;
-  if (n > 1) gp = shard(gate_full, Split::kRows, rank, n), upart = shard(up_full, Split::kRows, rank, n);
-  const ops::LinearWeights& g = gp ? *gp : gate_full;
-  const ops::LinearWeights& u = upart ? *upart : up_full;
+  std::optional<ops::LinearWeights> keep_g, keep_u;
+  const ops::LinearWeights& g = rank_part(gate_full, Split::kRows, rank, n, keep_g);
+  const ops::LinearWeights& u = rank_part(up_full, Split::kRows, rank, n, keep_u);
   check_supported(g);
   check_supported(u);
-  const std::size_t half = g.w.size();
-  std::vector<std::uint8_t> codes(2 * half);
-  f32_to_e4m3fn(std::span<const float>(g.w), std::span<std::uint8_t>(codes.data(), half));  // exact: E4M3 values
-  f32_to_e4m3fn(std::span<const float>(u.w), std::span<std::uint8_t>(codes.data() + half, half));
-  DevLinear f;
+  std::vector<std::uint8_t> codes = e4m3_codes(g);
+  const std::size_t half = codes.size();
+  const std::vector<std::uint8_t> up_codes = e4m3_codes(u);
+  codes.insert(codes.end(), up_codes.begin(), up_codes.end());
+  auto* w = static_cast<std::uint8_t*>(arena.upload(codes.data(), codes.size()));
+  DevLinear f = fp8_linear(arena, g, w, 2 * g.out_features, 1.0f);
   f.name = g.name + " + " + u.name;
-  f.n = 2 * g.out_features;
-  f.k = f.kp = g.in_features;
-  f.fp8 = true;
-  f.w = arena.upload(codes.data(), codes.size());
-  f.input_scale = *g.input_scale;
-  f.weight_scale = 1.0f;
-  auto scales = [&](float ws) {
-    const float s[8] = {f.input_scale, 0, 0, 0, ws, 0, 0, 0};
-    return static_cast<float*>(arena.upload(s, sizeof s));
-  };
-  f.scales = scales(1.0f);
-  for (auto [src, dst, off] : {std::tuple{&g, &dg, std::size_t{0}}, std::tuple{&u, &du, half}}) {
-    *dst = DevLinear{};
-    dst->name = src->name;
-    dst->n = src->out_features;
-    dst->k = dst->kp = src->in_features;
-    dst->fp8 = true;
-    dst->w = static_cast<std::uint8_t*>(f.w) + off;
-    dst->input_scale = f.input_scale;
-    dst->weight_scale = src->weight_scale[0];
-    dst->scales = scales(dst->weight_scale);
-  }
+  dg = fp8_linear(arena, g, w, g.out_features, g.weight_scale[0]);
+  du = fp8_linear(arena, u, w + half, u.out_features, u.weight_scale[0]);
   return f;
 }
 
