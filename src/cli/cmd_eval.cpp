@@ -71,13 +71,13 @@ int run_eval(const EvalArgs& a) {
   if (!o.tasks && !o.text)
     throw UsageError({"vlq eval", "nothing to evaluate", "--tasks FILE.jsonl and/or --text FILE", "neither",
                       "e.g. --tasks data/heldout/heldout.jsonl --limit 100"});
-  if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
   engine::BundleOptions bo;
   bo.image_backend = cli::parse_image_backend_option(a.image_backend);
   const engine::Device device = cli::parse_device_option(a.device);
   if (device == engine::Device::kCuda && a.per_layer)
     throw UsageError({"--per-layer", "per-layer attribution runs on the CPU path only", "--device cpu", "--device cuda",
                       "add --device cpu"});
+  if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
   const eval::EvalModel ref =
       eval::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)", bo, device, a.tensor_parallel);
   std::vector<eval::EvalModel> ms;

@@ -321,6 +321,10 @@ eval::AutoPrecisionOptions validate_quantize_args(const QuantizeArgs& a, const f
   if (a.seq_len < 1)
     throw UsageError({"--seq-len", "text samples must keep at least one token", "L >= 1 (tokens; default 512)",
                       std::to_string(a.seq_len), "e.g. --seq-len 512"});
+  // Their values are checked even where they end up unused (--load-calib: no calibration runs); --device cuda
+  // without a visible GPU is refused here, before any work.
+  (void)cli::parse_device_option(a.device);
+  (void)cli::parse_image_backend_option(a.image_backend);
   eval::AutoPrecisionOptions apo;
   if (a.auto_precision) {
     if (!(a.max_kl > 0) || !std::isfinite(a.max_kl))
@@ -393,11 +397,9 @@ int run_quantize(const QuantizeArgs& a) {
   install_interrupt_watcher();
   const eval::AutoPrecisionOptions apo = validate_quantize_args(a, model_dir, out_dir);
 
-  // --device: where calibration runs (auto: the GPU when this build has CUDA and one is visible)
+  // --device: where calibration runs (auto: the GPU when this build has CUDA and one is visible; cuda without a
+  // visible GPU was refused by validate_quantize_args)
   const engine::Device device = a.load_calib.empty() ? cli::parse_device_option(a.device) : engine::Device::kCpu;
-  if (device == engine::Device::kCuda && !engine::cuda_device_available())
-    throw UnsupportedError({"--device cuda", "no CUDA device is visible", "a GPU", "none",
-                            "run with --device cpu (or --device auto), or on a machine with a GPU"});
 
   // 1. plan (headers only): bad --exclude / scope errors before any compute
   const io::Checkpoint ckpt = io::Checkpoint::open(model_dir);

@@ -29,6 +29,9 @@ Device parse_device(std::string_view v, const std::string& flag) {
     throw UnsupportedError({flag, "this vlq was built without the CUDA runtime", "a build with VLQ_CUDA=ON (nvcc found)",
                             "cuda", "rebuild where nvcc is installed (scripts/build), or use --device cpu"});
 #endif
+    if (!cuda_device_available())
+      throw UnsupportedError({flag + " cuda", "no CUDA device is visible", "a GPU", "none",
+                              "run with --device cpu (or --device auto), or on a machine with a GPU"});
     return Device::kCuda;
   }
   throw UsageError({flag, "unknown device", "cpu, cuda or auto", std::string(v), "e.g. --device cpu"});

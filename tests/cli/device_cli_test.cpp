@@ -58,6 +58,12 @@ TEST(DeviceCli, CudaWithoutGpuIsRefusedWithAHint) {
   const RunResult r = run_vlq("generate --model " + q(kModel) + " --prompt hi --max-new-tokens 2 --device cuda");
   EXPECT_EQ(r.rc, 3) << r.all();
   EXPECT_TRUE(has(r.err, "--device cpu")) << r.err;
+  // eval refuses it the same way, before loading any model
+  const RunResult e = run_vlq("eval --reference " + q(kModel) + " --model " + q(kModel) + " --tasks " +
+                              q((kRoot / "data/heldout/heldout.jsonl").string()) + " --limit 1 --device cuda");
+  EXPECT_EQ(e.rc, 3) << e.all();
+  EXPECT_TRUE(has(e.err, "no CUDA device is visible")) << e.err;
+  EXPECT_FALSE(has(e.err, "loading")) << e.err;
 }
 
 TEST(DeviceCli, AutoRunsOnTheCpuWithoutGpuAndBothImageBackendsWork) {

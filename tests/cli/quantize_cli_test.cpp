@@ -391,6 +391,21 @@ TEST(QuantizeCli, DeviceCudaWithoutAGpuIsRefusedUpFront) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// --load-calib skips calibration, so --device and --image-backend are unused there, but a bad value is still a usage
+// error (the clean-clone check found `--device tpu` accepted beside --load-calib).
+TEST(QuantizeCli, DeviceAndImageBackendAreCheckedBesideLoadCalib) {
+  Scratch s("quant");
+  const fs::path out = s / "out";
+  const std::string base = "quantize " + q(kModel) + " " + q(out) + " --load-calib " + q(s / "calib.json") + " -q";
+  for (const auto& [flags, needle] : std::vector<std::pair<std::string, std::string>>{
+           {" --device tpu", "--device"}, {" --image-backend bogus", "--image-backend"}}) {
+    auto r = run_vlq(base + flags);
+    EXPECT_EQ(r.rc, 64) << flags << ": " << r.err;
+    EXPECT_TRUE(has(r.err, needle)) << flags << ": " << r.err;
+    EXPECT_FALSE(fs::exists(out)) << flags;
+  }
+}
+
 TEST(QuantizeCli, AttackRunFlagsAreCheckedUpFront) {
   Scratch s("quant");
   const fs::path out = s / "out";

@@ -25,7 +25,8 @@ bool cuda_device_available() noexcept;
 
 // Parses a --device value: "cpu", "cuda", or "auto" (cuda when cuda_device_available(), else cpu).
 // Throws UsageError naming `flag` for other values, UnsupportedError for "cuda" in a build without CUDA
-// (hint: rebuild with nvcc / -DVLQ_CUDA=ON, or --device cpu).
+// (hint: rebuild with nvcc / -DVLQ_CUDA=ON, or --device cpu) or where no CUDA device is visible (hint: --device
+// cpu or auto), so that every command refuses an impossible --device cuda before any work.
 Device parse_device(std::string_view value, const std::string& flag = "--device");
 
 class DeviceModel {
