@@ -221,6 +221,11 @@ __global__ void dequantize_kernel(const std::uint8_t* q, float scale, O* out, st
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     out[i] = from_f32<O>(__fmul_rn(e4m3_to_f32(q[i]), scale));
 }
+template <class T, class O>
+__global__ void cast_kernel(const T* x, std::int64_t ldx, int cols, O* out, std::int64_t ldo) {
+  const std::int64_t r = blockIdx.x;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) out[r * ldo + i] = from_f32<O>(to_f32(x[r * ldx + i]));
+}
 unsigned grid_for(std::int64_t n) { return std::max(1u, std::min<unsigned>(ceil_div(n, 256), 132u * 16u)); }
 bool is_contiguous(const Tensor& t) {
   std::int64_t s = 1;
@@ -249,6 +254,23 @@ void add_inplace(const Tensor& x, const Tensor& y, cudaStream_t stream) {
     add_kernel<T><<<grid_for(n), 256, 0, stream>>>(mptr<float>(x), cptr<T>(y), n);
   });
   VLQ_CUDA_CHECK_LAUNCH("add_kernel");
+}
+
+void cast(const Tensor& x, const Tensor& out, cudaStream_t stream) {
+  expect_tensor("cuda::cast", "x", x, {DType::F32, DType::BF16}, {-1, -1});
+  expect_tensor("cuda::cast", "out", out, {DType::F32, DType::BF16}, {x.shape[0], x.shape[1]});
+  if (x.stride[1] != 1 || out.stride[1] != 1)
+    usage_error("cuda::cast", "columns must be contiguous", "stride[1] == 1", x.describe() + " -> " + out.describe());
+  if (!x.shape[0] || !x.shape[1]) return;
+  with_input(x.dtype, [&](auto tx) {
+    using T = decltype(tx);
+    with_input(out.dtype, [&](auto to) {
+      using O = decltype(to);
+      cast_kernel<T, O><<<static_cast<unsigned>(x.shape[0]), 256, 0, stream>>>(cptr<T>(x), x.stride[0], static_cast<int>(x.shape[1]),
+                                                                              mptr<O>(out), out.stride[0]);
+    });
+  });
+  VLQ_CUDA_CHECK_LAUNCH("cast_kernel");
 }
 
 void embedding(const Tensor& ids, const Tensor& table, const Tensor& out, cudaStream_t stream) {

@@ -40,7 +40,8 @@ __device__ __forceinline__ void decode16(const uint4& v, float* f) {
 template <bool kFp8, int M, int R, int U, class O>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restrict__ x, const std::uint8_t* __restrict__ w,
                                                            int n_rows, int k_chunks, float alpha,
-                                                           const float* __restrict__ bias, O* __restrict__ y,
+                                                           const float* __restrict__ bias,
+                                                           const float* __restrict__ row_alpha, O* __restrict__ y,
                                                            std::int64_t ldy) {
   constexpr int VEC = kFp8 ? 16 : 8;
   extern __shared__ uint4 xs[];
@@ -95,14 +96,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
       const float s = warp_sum(acc[r][m]);
       const int row = row0 + r;
       if (lane == 0 && row < n_rows) {
-        const float v = s * alpha + (bias ? bias[row] : 0.0f);
+        const float v = s * (row_alpha ? alpha * row_alpha[row] : alpha) + (bias ? bias[row] : 0.0f);
         y[m * ldy + row] = from_f32<O>(v);
       }
     }
 }
 
 template <bool kFp8, int M, class O>
-void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t st) {
+void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const Tensor& y,
+            cudaStream_t st) {
   constexpr int R = M <= 2 ? 1 : 2;
   constexpr int U = R == 1 ? 4 : 2;
   const int n = static_cast<int>(w.shape[0]);
@@ -112,27 +114,29 @@ void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, co
   if (smem > 48 * 1024) VLQ_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const unsigned grid = ceil_div(n, kWarps * R);
   kern<<<grid, kWarps * 32, smem, st>>>(static_cast<const uint4*>(x.data), static_cast<const std::uint8_t*>(w.data), n, kc,
-                                        alpha, bias, static_cast<O*>(y.data), y.stride[0]);
+                                        alpha, bias, ra, static_cast<O*>(y.data), y.stride[0]);
   VLQ_CUDA_CHECK_LAUNCH("gemv_kernel");
 }
 
 template <bool kFp8, class O>
-void dispatch_m(int m, const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t st) {
+void dispatch_m(int m, const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const Tensor& y,
+                cudaStream_t st) {
   switch (m) {
-    case 1: launch<kFp8, 1, O>(x, w, alpha, bias, y, st); break;
-    case 2: launch<kFp8, 2, O>(x, w, alpha, bias, y, st); break;
-    case 3: launch<kFp8, 3, O>(x, w, alpha, bias, y, st); break;
-    case 4: launch<kFp8, 4, O>(x, w, alpha, bias, y, st); break;
-    case 5: launch<kFp8, 5, O>(x, w, alpha, bias, y, st); break;
-    case 6: launch<kFp8, 6, O>(x, w, alpha, bias, y, st); break;
-    case 7: launch<kFp8, 7, O>(x, w, alpha, bias, y, st); break;
-    default: launch<kFp8, 8, O>(x, w, alpha, bias, y, st); break;
+    case 1: launch<kFp8, 1, O>(x, w, alpha, bias, ra, y, st); break;
+    case 2: launch<kFp8, 2, O>(x, w, alpha, bias, ra, y, st); break;
+    case 3: launch<kFp8, 3, O>(x, w, alpha, bias, ra, y, st); break;
+    case 4: launch<kFp8, 4, O>(x, w, alpha, bias, ra, y, st); break;
+    case 5: launch<kFp8, 5, O>(x, w, alpha, bias, ra, y, st); break;
+    case 6: launch<kFp8, 6, O>(x, w, alpha, bias, ra, y, st); break;
+    case 7: launch<kFp8, 7, O>(x, w, alpha, bias, ra, y, st); break;
+    default: launch<kFp8, 8, O>(x, w, alpha, bias, ra, y, st); break;
   }
 }
 
 }  // namespace
 
-void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream) {
+void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream,
+          const float* row_alpha) {
   expect_tensor("cuda::gemv", "w", w, {DType::F8_E4M3, DType::BF16}, {-1, -1});
   const std::int64_t n = w.shape[0], k = w.shape[1];
   expect_tensor("cuda::gemv", "x", x, {w.dtype}, {-1, k});
@@ -151,11 +155,11 @@ void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, cons
   if (n == 0) return;
   const int mi = static_cast<int>(m);
   if (fp8) {
-    if (y.dtype == DType::F32) dispatch_m<true, float>(mi, x, w, alpha, bias, y, stream);
-    else dispatch_m<true, bf16>(mi, x, w, alpha, bias, y, stream);
+    if (y.dtype == DType::F32) dispatch_m<true, float>(mi, x, w, alpha, bias, row_alpha, y, stream);
+    else dispatch_m<true, bf16>(mi, x, w, alpha, bias, row_alpha, y, stream);
   } else {
-    if (y.dtype == DType::F32) dispatch_m<false, float>(mi, x, w, alpha, bias, y, stream);
-    else dispatch_m<false, bf16>(mi, x, w, alpha, bias, y, stream);
+    if (y.dtype == DType::F32) dispatch_m<false, float>(mi, x, w, alpha, bias, row_alpha, y, stream);
+    else dispatch_m<false, bf16>(mi, x, w, alpha, bias, row_alpha, y, stream);
   }
 }
 

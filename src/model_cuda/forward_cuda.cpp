@@ -47,7 +47,10 @@ void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L
   const std::size_t x_bytes = static_cast<std::size_t>(m * L.k) * (L.fp8 ? 1 : 2);
   const bool gemv = m <= (L.fp8 ? kFp8GemvMaxM : cuda::kGemvMaxM) && x_bytes <= kGemvSharedBytes;
   if (L.fp8) {
-    if (gemv) cuda::gemv(x, w, L.input_scale * L.weight_scale, L.bias_f32, y, stream);
+    if (gemv) cuda::gemv(x, w, L.row_alpha ? 1.0f : L.input_scale * L.weight_scale, L.bias_f32, y, stream, L.row_alpha);
+    else if (L.row_alpha)
+      throw UsageError({L.name, "a row-stacked Linear (fused q|k|v) runs only through the GEMV",
+                        "M <= " + std::to_string(kFp8GemvMaxM), "M = " + std::to_string(m), "a bug in the caller"});
     else cuda::gemm_fp8(gemm, x, w, L.scales, L.scales + 4, L.bias_bf16, y, stream);
   } else {
     if (gemv) cuda::gemv(x, w, 1.0f, L.bias_f32, y, stream);
@@ -163,7 +166,7 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
   // odd row) to the decode kernel through a row list.
   std::vector<std::int32_t> tiles, single;
   if (prefill) {
-    const std::vector<std::int32_t> all = cuda::prefill_tiles(b.seq_of_row);
+    const std::vector<std::int32_t> all = cuda::prefill_tiles(b.seq_of_row, cuda::prefill_tile_rows(static_cast<int>(im.hd)));
     for (std::size_t i = 0; i < all.size(); i += 2) {
       if (all[i + 1] == 1) single.push_back(all[i]);
       else tiles.insert(tiles.end(), {all[i], all[i + 1]});
@@ -214,7 +217,8 @@ void all_reduce_sum(Qwen2_5_VLCuda::Impl& im, const Tensor& x) {
 void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInts& in, float scale, const Tensor& out) {
   if (in.prefill) {
     if (in.tiles.dim(0) > 0)
-      cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles, scale, out, im.stream.get());
+      cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles,
+                                    cuda::prefill_tile_rows(static_cast<int>(im.hd)), scale, out, im.stream.get());
     if (in.single.dim(0) > 0)
       cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), &in.single);
   } else
@@ -232,10 +236,13 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   cudaStream_t st = im.stream.get();
   float* qkv = static_cast<float*>(im.qkv.get(static_cast<std::size_t>(T * W) * 4));
   auto cols = [&](std::int64_t off, std::int64_t n) { return Tensor::strided2d(qkv + off, DType::F32, T, n, W); };
-  norm_then_linears(im, h, resid, L.input_norm,
-                    {{&L.q, cols(0, im.heads * hd)}, {&L.k, cols(im.heads * hd, im.kvh * hd)},
-                     {&L.v, cols((im.heads + im.kvh) * hd, im.kvh * hd)}},
-                    kTapQkvIn);
+  if (L.qkv.w && T <= kFp8GemvMaxM)  // decode: one GEMV over the fused q|k|v block
+    norm_then_linears(im, h, resid, L.input_norm, {{&L.qkv, cols(0, W)}}, kTapQkvIn);
+  else
+    norm_then_linears(im, h, resid, L.input_norm,
+                      {{&L.q, cols(0, im.heads * hd)}, {&L.k, cols(im.heads * hd, im.kvh * hd)},
+                       {&L.v, cols((im.heads + im.kvh) * hd, im.kvh * hd)}},
+                      kTapQkvIn);
   Tensor qk{qkv, DType::F32, 3, {T, im.heads + im.kvh, hd}, {W, hd, 1}};
   cuda::rotary_inplace(qk, angles, st);
   Tensor q{qkv, DType::F32, 3, {T, im.heads, hd}, {W, hd, 1}};

@@ -31,6 +31,8 @@ struct DevLinear {
   float input_scale = 1.0f, weight_scale = 1.0f;
   float* bias_f32 = nullptr;   // [N] or null
   void* bias_bf16 = nullptr;   // [N] BF16 (cuBLASLt FP8 epilogue) or null
+  float* row_alpha = nullptr;  // [N] f32 or null: per-row input_scale · weight_scale of Linears stacked by rows
+                               // (fused q|k|v, GEMV only); input_scale / weight_scale are then unused
 };
 
 // What a Linear's input must look like: E4M3 codes of x / input_scale, or BF16. Linears with equal
@@ -48,6 +50,8 @@ struct DevLayer {
   DevLinear q, k, v, o, gate, up, down;
   DevLinear gate_up;  // w != null: gate and up as one FP8 [2I, K] block, weight scale 1 (gate.w / up.w point
                       // into it; SwiGLU applies gate.weight_scale / up.weight_scale), weights_cuda.cpp
+  DevLinear qkv;      // w != null: q, k, v as one FP8 [(heads + 2·kv_heads)·hd, K] block with row_alpha and the
+                      // stacked biases (q.w / k.w / v.w point into it), for the decode GEMV (M <= kFp8GemvMaxM)
   float k_scale = 1.0f, v_scale = 1.0f;
 };
 

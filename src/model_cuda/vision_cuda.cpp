@@ -142,13 +142,15 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   float* qkv = static_cast<float*>(v.qkv.get(static_cast<std::size_t>(n * W) * 4));
   run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, DType::F32, {n, W}));
   cuda::rotary_inplace(Tensor{qkv, DType::F32, 3, {n, 2 * v.heads, v.hd}, {W, v.hd, 1}}, ang, st);
-  // q, k, v contiguous [n, heads, hd] for the segment attention.
+  // q, k, v contiguous [n, heads, hd] for the segment attention: BF16 (what the tensor-core kernel rounds them to
+  // anyway, so the result is the same; its key tiles then arrive by cp.async), or f32 while calibrating (taps).
   Scratch* parts[3] = {&v.q, &v.k, &v.v};
   Tensor qkv3[3];
+  const DType adt = v.taps ? DType::F32 : DType::BF16;
   for (int i = 0; i < 3; ++i) {
-    void* dst = parts[i]->get(static_cast<std::size_t>(n * Dv) * 4);
-    VLQ_CUDA_CHECK(cudaMemcpy2DAsync(dst, Dv * 4, qkv + i * Dv, W * 4, Dv * 4, n, cudaMemcpyDeviceToDevice, st));
-    qkv3[i] = Tensor::contiguous(dst, DType::F32, {n, v.heads, v.hd});
+    void* dst = parts[i]->get(static_cast<std::size_t>(n * Dv) * dtype_size(adt));
+    cuda::cast(Tensor::strided2d(qkv + i * Dv, DType::F32, n, Dv, W), Tensor::contiguous(dst, adt, {n, Dv}), st);
+    qkv3[i] = Tensor::contiguous(dst, adt, {n, v.heads, v.hd});
   }
   record(kTapK, qkv3[1]);
   record(kTapV, qkv3[2]);

@@ -162,11 +162,68 @@ DevLinear upload_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights& gat
   return f;
 }
 
+// q, k and v all FP8 static per-tensor with one input_scale and K % 16 == 0: uploaded as one block of codes
+// (q rows, k rows, v rows) for a single decode GEMV; VLQ_CUDA_FUSE_QKV=0 keeps them apart.
+bool fusable_qkv(const ops::LinearWeights& q, const ops::LinearWeights& k, const ops::LinearWeights& v) {
+  static const bool off = [] {
+    const char* e = std::getenv("VLQ_CUDA_FUSE_QKV");
+    return e && std::string(e) == "0";
+  }();
+  if (off) return false;
+  for (const auto* l : {&q, &k, &v})
+    if (l->kind != ops::LinearKind::kFp8Static || l->weight_scale.size() != 1 || !l->input_scale ||
+        *l->input_scale != *q.input_scale || l->in_features != q.in_features || l->in_features % 16 != 0)
+      return false;
+  return true;
+}
+
+// Uploads q, k, v of one rank as one block; dq / dk / dv describe its three parts (each with its own scales and
+// bias, for cuBLASLt at M > kFp8GemvMaxM); the returned Linear carries row_alpha and the stacked biases.
+DevLinear upload_qkv(cuda::DeviceArena& arena, const model::DecoderLayerWeights& L, int rank, int n, DevLinear& dq,
+                     DevLinear& dk, DevLinear& dv) {
+  std::optional<ops::LinearWeights> keep[3];
+  const ops::LinearWeights* parts[3] = {&rank_part(L.q, Split::kRows, rank, n, keep[0]),
+                                        &rank_part(L.k, Split::kRows, rank, n, keep[1]),
+                                        &rank_part(L.v, Split::kRows, rank, n, keep[2])};
+  std::vector<std::uint8_t> codes;
+  std::vector<float> alpha, bias;
+  bool any_bias = false;
+  for (const auto* l : parts) {
+    check_supported(*l);
+    const std::vector<std::uint8_t> c = e4m3_codes(*l);
+    codes.insert(codes.end(), c.begin(), c.end());
+    alpha.insert(alpha.end(), static_cast<std::size_t>(l->out_features), *l->input_scale * l->weight_scale[0]);
+    any_bias = any_bias || !l->bias.empty();
+    if (l->bias.empty()) bias.insert(bias.end(), static_cast<std::size_t>(l->out_features), 0.0f);
+    else bias.insert(bias.end(), l->bias.begin(), l->bias.end());
+  }
+  auto* w = static_cast<std::uint8_t*>(arena.upload(codes.data(), codes.size()));
+  const std::int64_t rows = static_cast<std::int64_t>(alpha.size());
+  DevLinear f = fp8_linear(arena, *parts[0], w, rows, 1.0f);
+  f.name = parts[0]->name + " + " + parts[1]->name + " + " + parts[2]->name;
+  f.row_alpha = upload_f32(arena, alpha);
+  if (any_bias) f.bias_f32 = upload_f32(arena, bias);
+  DevLinear* out[3] = {&dq, &dk, &dv};
+  std::uint8_t* at = w;
+  for (int i = 0; i < 3; ++i) {
+    const ops::LinearWeights& l = *parts[i];
+    *out[i] = fp8_linear(arena, l, at, l.out_features, l.weight_scale[0]);
+    if (!l.bias.empty()) {
+      out[i]->bias_f32 = upload_f32(arena, l.bias);
+      out[i]->bias_bf16 = upload_bf16(arena, l.bias);
+    }
+    at += static_cast<std::size_t>(l.out_features * l.in_features);
+  }
+  return f;
+}
+
 std::size_t arena_bytes(const model::LanguageWeights& w, int tp) {
   std::size_t b = aligned(w.embedding().size() * 2) + aligned(w.norm.size() * 4) + linear_bytes(w.lm_head) + aligned(4096);
   for (const auto& L : w.layers) {
     b += aligned(L.input_norm.size() * 4) + aligned(L.post_norm.size() * 4);
     for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += linear_bytes(*l, tp);
+    const std::size_t n_qkv = static_cast<std::size_t>(L.q.out_features + L.k.out_features + L.v.out_features) / tp;
+    b += 2 * aligned(n_qkv * 4) + aligned(32);  // the fused q|k|v's row_alpha, stacked bias and scales
   }
   return b;
 }
@@ -211,9 +268,13 @@ void upload_language_model(const model::Qwen2_5_VL& cpu, Qwen2_5_VLCuda::Impl& i
     DevLayer d;
     d.input_norm = upload_f32(*im.arena, L.input_norm);
     d.post_norm = upload_f32(*im.arena, L.post_norm);
-    d.q = upload_linear(*im.arena, L.q, Split::kRows, rank, tp);
-    d.k = upload_linear(*im.arena, L.k, Split::kRows, rank, tp);
-    d.v = upload_linear(*im.arena, L.v, Split::kRows, rank, tp);
+    if (fusable_qkv(L.q, L.k, L.v)) {
+      d.qkv = upload_qkv(*im.arena, L, rank, tp, d.q, d.k, d.v);
+    } else {
+      d.q = upload_linear(*im.arena, L.q, Split::kRows, rank, tp);
+      d.k = upload_linear(*im.arena, L.k, Split::kRows, rank, tp);
+      d.v = upload_linear(*im.arena, L.v, Split::kRows, rank, tp);
+    }
     d.o = upload_linear(*im.arena, L.o, Split::kCols, rank, tp);
     if (fusable(L.gate, L.up)) {
       d.gate_up = upload_gate_up(*im.arena, L.gate, L.up, rank, tp, d.gate, d.up);

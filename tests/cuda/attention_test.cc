@@ -102,17 +102,20 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
                   Tensor::contiguous(dqp.data(), DType::I32, {t}), scale, Tensor::contiguous(dout.data(), DType::F32, {t, p.heads, d}),
                   nullptr);
   EXPECT_LT(rel_err(to_host<float>(dout, ref.size()), ref), 2e-6);
-  // The tensor-core flash kernel on the same rows (tiles of <= 64 rows per sequence; decode rows are 1-row
+  // The tensor-core flash kernel on the same rows (tiles of <= 64 or 128 rows per sequence; decode rows are 1-row
   // tiles): BF16 rounding of q and of the probabilities, so a BF16-sized tolerance.
-  if (d % 16 == 0) {
-    const std::vector<std::int32_t> tiles = prefill_tiles(qseq);
+  // Both tile heights (64 rows: 4 warps; 128 rows: 8 warps, head_dim <= 128).
+  for (int rows : {64, 128}) {
+    if (d % 16 != 0 || (rows == 128 && d > 128)) continue;
+    SCOPED_TRACE("flash tile rows " + std::to_string(rows));
+    const std::vector<std::int32_t> tiles = prefill_tiles(qseq, rows);
     auto dtiles = to_device(tiles);
     auto dout2 = poisoned<float>(ref.size());
     paged_attention_prefill(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), layer,
                             Tensor::contiguous(dtab.data(), DType::I32, {nseq, max_blocks}),
                             Tensor::contiguous(dqs.data(), DType::I32, {t}), Tensor::contiguous(dqp.data(), DType::I32, {t}),
                             Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2}),
-                            scale, Tensor::contiguous(dout2.data(), DType::F32, {t, p.heads, d}), nullptr);
+                            rows, scale, Tensor::contiguous(dout2.data(), DType::F32, {t, p.heads, d}), nullptr);
     EXPECT_LT(rel_err(to_host<float>(dout2, ref.size()), ref), 1.5e-2) << "flash prefill kernel";
   }
   // FP8 cache: the device holds exactly the CPU cache's codes.
@@ -141,6 +144,7 @@ TEST(CudaAttention, PagedDecodeAndPrefillMatchCpu) {
     run_case(g, {28, 4, 128, c}, {300, 129, 128}, {1, 1, 1});  // decode over several 128-key chunks (and exactly one)
     run_case(g, {32, 2, 64, c}, {90, 257}, {1, 1});        // decode, GQA 16: two groups of 8 query heads per KV head
     run_case(g, {64, 8, 128, c}, {75}, {1});               // decode, the 72B layout (GQA 8)
+    run_case(g, {28, 4, 128, c}, {600, 300}, {600, 45});   // flash: 5 tiles of 128 rows, 10 key tiles, a chunk
   }
 }
 

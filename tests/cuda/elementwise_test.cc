@@ -104,7 +104,7 @@ TEST(CudaElementwise, SwiGluMatchesCpu) {
   }
 }
 
-TEST(CudaElementwise, AddEmbeddingArgmax) {
+TEST(CudaElementwise, AddEmbeddingCastArgmax) {
   VLQ_REQUIRE_GPU();
   const auto seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -128,6 +128,19 @@ TEST(CudaElementwise, AddEmbeddingArgmax) {
   const auto eo = to_host<float>(dout, ids.size() * dim);
   for (std::size_t r = 0; r < ids.size(); ++r)
     for (int i = 0; i < dim; ++i) ASSERT_EQ(eo[r * dim + i], bf16_to_f32(table[ids[r] * dim + i]));
+  // cast: the k columns of a strided qkv row (F32) into contiguous BF16, bit-exact with f32_to_bf16 (RNE)
+  {
+    const int n = 37, w = 3 * 80, c0 = 80, cols = 80;
+    auto qkv = randn(static_cast<std::size_t>(n) * w, g);
+    auto dq = to_device(qkv);
+    auto dc = poisoned<std::uint16_t>(static_cast<std::size_t>(n) * cols);
+    cast(Tensor::strided2d(dq.as<float>() + c0, DType::F32, n, cols, w), Tensor::contiguous(dc.data(), DType::BF16, {n, cols}), nullptr);
+    const auto got = to_host<std::uint16_t>(dc, static_cast<std::size_t>(n) * cols);
+    std::vector<float> want_f(static_cast<std::size_t>(n) * cols);
+    for (int r = 0; r < n; ++r)
+      for (int i = 0; i < cols; ++i) want_f[static_cast<std::size_t>(r) * cols + i] = qkv[static_cast<std::size_t>(r) * w + c0 + i];
+    EXPECT_EQ(got, to_bf16(want_f));
+  }
   // argmax (ragged vocab, a duplicated max: first index wins)
   const int rows = 5, v = 152064 - 3;
   auto logits = randn(static_cast<std::size_t>(rows) * v, g);

@@ -61,6 +61,52 @@ TEST(CudaGemv, Fp8MatchesLinearForward) {
   }
 }
 
+// Fused q|k|v: three FP8 Linears with one input (one input_scale) and their own weight scales stacked by rows,
+// one GEMV with row_alpha = input_scale · weight_scale of each row's Linear: bit-identical to the three GEMVs.
+TEST(CudaGemv, RowStackedEqualsSeparate) {
+  VLQ_REQUIRE_GPU();
+  const auto seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 g(seed);
+  const int k = 1024, ns[3] = {256, 64, 40};
+  for (int m : {1, 3, 4}) {
+    SCOPED_TRACE("M=" + std::to_string(m));
+    Fp8Case c[3];
+    std::vector<std::uint8_t> wq;
+    std::vector<float> alpha, bias, sep;
+    for (int i = 0; i < 3; ++i) {
+      c[i] = make_fp8(g, m, ns[i], k, i != 1);  // k without a bias, as a mix
+      if (i > 0) {  // one input for all three: q's activations and input_scale
+        c[i].x = c[0].x;
+        c[i].xq = c[0].xq;
+        c[i].lin.input_scale = c[0].lin.input_scale;
+      }
+      wq.insert(wq.end(), c[i].wq.begin(), c[i].wq.end());
+      alpha.insert(alpha.end(), ns[i], *c[i].lin.input_scale * c[i].lin.weight_scale[0]);
+      if (c[i].bias.empty()) bias.insert(bias.end(), ns[i], 0.0f);
+      else bias.insert(bias.end(), c[i].bias.begin(), c[i].bias.end());
+    }
+    const int n = ns[0] + ns[1] + ns[2];
+    auto dx = to_device(c[0].xq), dw = to_device(wq), da = to_device(alpha), db = to_device(bias);
+    auto dy = poisoned<float>(static_cast<std::size_t>(m) * n);
+    gemv(Tensor::contiguous(dx.data(), DType::F8_E4M3, {m, k}), Tensor::contiguous(dw.data(), DType::F8_E4M3, {n, k}), 1.0f,
+         db.as<float>(), Tensor::contiguous(dy.data(), DType::F32, {m, n}), nullptr, da.as<float>());
+    const std::vector<float> fused = to_host<float>(dy, static_cast<std::size_t>(m) * n);
+    int col = 0;
+    for (int i = 0; i < 3; ++i) {
+      auto dwi = to_device(c[i].wq), dbi = to_device(c[i].bias);
+      auto dyi = poisoned<float>(static_cast<std::size_t>(m) * ns[i]);
+      gemv(Tensor::contiguous(dx.data(), DType::F8_E4M3, {m, k}), Tensor::contiguous(dwi.data(), DType::F8_E4M3, {ns[i], k}),
+           *c[i].lin.input_scale * c[i].lin.weight_scale[0], c[i].bias.empty() ? nullptr : dbi.as<float>(),
+           Tensor::contiguous(dyi.data(), DType::F32, {m, ns[i]}), nullptr);
+      const std::vector<float> yi = to_host<float>(dyi, static_cast<std::size_t>(m) * ns[i]);
+      for (int r = 0; r < m; ++r)
+        for (int j = 0; j < ns[i]; ++j) ASSERT_EQ(fused[static_cast<std::size_t>(r) * n + col + j], yi[static_cast<std::size_t>(r) * ns[i] + j]) << "linear " << i << " row " << r << " col " << j;
+      col += ns[i];
+    }
+  }
+}
+
 TEST(CudaGemv, Bf16MatchesFloat64) {
   VLQ_REQUIRE_GPU();
   const auto seed = fresh_seed();

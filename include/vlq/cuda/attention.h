@@ -44,18 +44,24 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
                      const Tensor* rows = nullptr);
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
-// Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32): the prefill form of
-// paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most 64
-// consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row).
+// Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32; BF16 and E4M3 key tiles
+// fetched with cp.async one tile ahead, so the cache sides must be 16-byte aligned): the prefill form of
+// paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most
+// `tile_rows` consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row;
+// tile_rows from prefill_tile_rows: 64, or 128 for head_dim <= 128 — one CTA of 4 or 8 warps per tile and head).
 // head_dim % 16 == 0, <= 256. Agrees with paged_attention within BF16 rounding (~1e-2 relative at worst).
+// Throws UsageError on shapes, dtypes, tile_rows or alignment.
 void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
-                             const Tensor& q_pos, const Tensor& tiles, float scale, const Tensor& out, cudaStream_t stream);
+                             const Tensor& q_pos, const Tensor& tiles, int tile_rows, float scale, const Tensor& out,
+                             cudaStream_t stream);
+// Rows per prefill tile for head_dim: 128 when head_dim <= 128 (VLQ_FLASH_ROWS=64 forces 64, for A/B), else 64.
+int prefill_tile_rows(int head_dim);
 // The same for attention_segments: tiles [n_tiles, 4] I32 device (row0, rows, j0, j1): at most 64 query rows of
 // one segment and the segment's key range [j0, j1) (segment_tiles builds them from cu_seqlens).
 void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& tiles, float scale,
                               const Tensor& out, cudaStream_t stream);
 // Host helpers: the tile lists of the two kernels above.
-std::vector<std::int32_t> prefill_tiles(const std::vector<std::int32_t>& seq_of_row);
+std::vector<std::int32_t> prefill_tiles(const std::vector<std::int32_t>& seq_of_row, int tile_rows);
 std::vector<std::int32_t> segment_tiles(const std::vector<std::int32_t>& cu_seqlens);
 
 // Segment attention: q, k, v [N, heads, head_dim] F32|BF16 contiguous (same dtype), head_dim 1..256 (any,

@@ -38,6 +38,11 @@ void gelu_erf(const Tensor& x, const Tensor& out, float out_scale, cudaStream_t 
 // x += y elementwise. x: [n] (any rank, contiguous) F32; y: same numel F32|BF16.
 void add_inplace(const Tensor& x, const Tensor& y, cudaStream_t stream);
 
+// out[r, c] = x[r, c] converted (F32 → BF16 round to nearest even, as vlq::f32_to_bf16; BF16 → F32 exact; same
+// dtype: a copy). x, out: [rows, cols] F32|BF16, columns contiguous, row strides any (e.g. the q, k or v columns
+// of a fused qkv row into contiguous [rows, heads·D]).
+void cast(const Tensor& x, const Tensor& out, cudaStream_t stream);
+
 // out[i, :] = table[ids[i], :]. ids: [n] I32 device (each in [0, vocab); out-of-range rows are written as
 // zeros, the caller validates ids on the host); table: [vocab, dim] BF16|F32; out: [n, dim] F32|BF16.
 void embedding(const Tensor& ids, const Tensor& table, const Tensor& out, cudaStream_t stream);

@@ -18,7 +18,10 @@ inline constexpr int kGemvMaxM = 8;
 // x: [M, K] F8_E4M3 (codes of x / input_scale) with w: [N, K] F8_E4M3, or x: [M, K] BF16 with w: [N, K] BF16;
 // both contiguous, 1 <= M <= 8, K % 16 == 0 (FP8) / K % 8 == 0 (BF16), 16-byte aligned rows, and M·K·elem
 // bytes <= 200 KiB (x lives in shared memory). bias: null or device [N] F32. y: [M, N] F32|BF16 (row stride
-// allowed). Throws vlq::UsageError otherwise (use gemm_fp8 / gemm_bf16 for larger M).
-void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream);
+// allowed). row_alpha: null or device [N] F32, per-output-row factors of alpha (y[m, n] = (alpha·row_alpha[n])
+// · Σ + bias[n]): one GEMV over several FP8 Linears stacked by rows, each with its own weight scale (fused
+// q|k|v). Throws vlq::UsageError otherwise (use gemm_fp8 / gemm_bf16 for larger M).
+void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream,
+          const float* row_alpha = nullptr);
 
 }  // namespace vlq::cuda
