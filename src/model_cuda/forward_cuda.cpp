@@ -305,7 +305,7 @@ cuda::Tensor run_body(Qwen2_5_VLCuda::Impl& im, const Batch& b, const BatchInts&
   cuda::embedding(in.ids, Tensor::contiguous(im.embed, DType::BF16, {im.vocab, im.H}), h, st);
   for (const auto& e : b.embeds)
     VLQ_CUDA_CHECK(cudaMemcpyAsync(h.as<float>() + e.row * im.H, e.data, static_cast<std::size_t>(e.rows * im.H) * 4,
-                                   cudaMemcpyHostToDevice, st));
+                                   e.on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, st));
   const Tensor angles = f32_view(im.angles, T, im.hd / 2);
   cuda::mrope_angles(in.positions, im.inv_freq, im.sections, angles, st);
 

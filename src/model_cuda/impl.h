@@ -190,6 +190,10 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const cuda::Tensor& h, cons
 // im's stream and GEMM context.
 ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
                           std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw);
+// The same, leaving the features on the device: [n / merge², out_hidden_size] F32 in v's scratch (valid until
+// the next call on v), queued on im's stream (which is synchronized before return: the host inputs die).
+cuda::Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                                  std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw);
 // vision_cuda.cpp: uploads decoded vision weights (own arena); null when there is no vision tower.
 std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const formats::VisionConfig& cfg);
 

@@ -103,12 +103,46 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
   if (images) grid = images->grid_thw;
   const model::RopeIndex ri = model::get_rope_index(ids, grid, cfg.tokens.image_token_id, cfg.tokens.video_token_id,
                                                     cfg.vision.spatial_merge_size);
-  // Token embeddings + vision features (the device tower when uploaded), placed on the host.
-  const model::VisionEncoder enc = vision_encoder();
-  const ops::Matrix e = cpu_.embed_prompt(ids, images, nullptr, impl_->vision ? &enc : nullptr);
   Batch b;
   b.token_ids.assign(ids.begin(), ids.end());
-  b.embeds.push_back({0, S, e.data.data()});
+  ops::Matrix e;  // host rows (kept alive until forward returns)
+  if (images && images->n_patches > 0 && impl_->vision) {
+    // Text rows from the CPU model's embedding (as embed_prompt), image rows straight from the device tower.
+    const std::int64_t H = cfg.text.hidden_size, image_id = cfg.tokens.image_token_id;
+    const std::int64_t n_pad = std::count(ids.begin(), ids.end(), static_cast<std::int32_t>(image_id));
+    const cuda::Tensor feats = encode_images_device(*impl_, *impl_->vision, images->pixel_values.data(), images->n_patches,
+                                                    images->patch_dim, images->grid_thw);
+    if (feats.dim(0) != n_pad)
+      throw UsageError({"input_ids", "number of <|image_pad|> tokens differs from the image features",
+                        std::to_string(feats.dim(0)), std::to_string(n_pad),
+                        "expand each <|image_pad|> to grid_t·grid_h·grid_w/4 copies"});
+    e = ops::Matrix(S - n_pad, H);
+    const auto& table = cpu_.weights().lm.embedding();
+    std::int64_t text_row = 0, feat_row = 0;
+    for (std::int64_t i = 0; i < S;) {
+      std::int64_t j = i;
+      const bool image = ids[i] == image_id;
+      while (j < S && (ids[j] == image_id) == image) ++j;
+      if (image) {
+        b.embeds.push_back({i, j - i, feats.as<float>() + feat_row * H, true});
+        feat_row += j - i;
+      } else {
+        for (std::int64_t r = i; r < j; ++r) {
+          if (ids[r] < 0 || ids[r] >= cfg.text.vocab_size)
+            throw UsageError({"input_ids", "token id outside the embedding", "0.." + std::to_string(cfg.text.vocab_size - 1),
+                              std::to_string(ids[r]), "tokenizer and checkpoint do not belong together"});
+          std::copy(table.begin() + ids[r] * H, table.begin() + (ids[r] + 1) * H, e.row(text_row + r - i));
+        }
+        b.embeds.push_back({i, j - i, e.row(text_row), false});
+        text_row += j - i;
+      }
+      i = j;
+    }
+  } else {
+    // Token embeddings + vision features (the CPU tower), placed on the host.
+    e = cpu_.embed_prompt(ids, images, nullptr, nullptr);
+    b.embeds.push_back({0, S, e.data.data()});
+  }
   b.positions.resize(static_cast<std::size_t>(3 * S));
   for (std::size_t i = 0; i < b.positions.size(); ++i) b.positions[i] = static_cast<std::int32_t>(ri.positions[i]);
   b.seq_of_row.assign(static_cast<std::size_t>(S), 0);

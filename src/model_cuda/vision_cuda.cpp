@@ -200,8 +200,8 @@ ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_
   return model_cuda::encode_images(im, *im.vision, pixel_values, n, patch_dim, grid_thw);
 }
 
-ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
-                          std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
+Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                            std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
   VLQ_CUDA_CHECK(cudaSetDevice(im.opt.device));
   std::int64_t total = 0;
   for (const auto& g : grid_thw) total += g[0] * g[1] * g[2];
@@ -254,9 +254,16 @@ ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* p
   // 9. undo the window permutation: final[window_index[k]] = out[k], i.e. final[j] = out[inverse[j]]
   const Tensor fin = scratch_view(v.fin, DType::F32, m, v.out);
   cuda::embedding(inv, m2, fin, st);
-  ops::Matrix out(m, v.out);
-  VLQ_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), fin.data, out.data.size() * 4, cudaMemcpyDeviceToHost, st));
   im.stream.sync();  // px16 / plan die at return
+  return fin;
+}
+
+ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                          std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
+  const Tensor fin = encode_images_device(im, v, pixel_values, n, patch_dim, grid_thw);
+  ops::Matrix out(fin.dim(0), fin.dim(1));
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), fin.data, out.data.size() * 4, cudaMemcpyDeviceToHost, im.stream.get()));
+  im.stream.sync();
   return out;
 }
 

@@ -53,10 +53,11 @@ struct CudaSequence {
   std::int64_t rope_deltas = 0;  // from the prompt's get_rope_index (decode position = length + rope_deltas)
 };
 
-// Host rows that replace the embedding of rows [row, row + rows) of a batch (prefill with images).
+// Rows that replace the embedding of rows [row, row + rows) of a batch (prefill with images).
 struct EmbedRows {
   std::int64_t row = 0, rows = 0;
-  const float* data = nullptr;  // [rows, H] f32 host
+  const float* data = nullptr;  // [rows, H] f32, host memory (or device memory when `on_device`)
+  bool on_device = false;       // data is a device pointer (the device vision tower's features): copied D2D
 };
 
 // One forward over T tokens of B sequences, rows grouped by sequence (any order of sequences).
@@ -123,8 +124,9 @@ class Qwen2_5_VLCuda {
   std::size_t vision_weight_bytes() const;
 
   // Single-sequence API mirroring model::Qwen2_5_VL (the CPU path's prefill/decode), built on forward():
-  // prefill embeds the prompt (text embeddings on the CPU, images through the device vision tower when it was
-  // uploaded), reserves `capacity` positions.
+  // prefill embeds the prompt (text rows from the CPU model's embedding; with the device vision tower, the
+  // image rows are its features copied on the device, never through the host; else embed_prompt's rows),
+  // reserves `capacity` positions. UsageError when the <|image_pad|> count differs from the image features.
   ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                       std::int64_t capacity, std::int64_t logits_last_k = 1);
   ops::Matrix decode(CudaSequence& s, std::int32_t id);
