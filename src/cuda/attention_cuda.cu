@@ -137,7 +137,7 @@ void check_paged_cache(const char* op, const PagedKvLayer& c) {
 }
 
 void check_paged_query(const char* op, const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables,
-                       const Tensor& q_seq, const Tensor& q_pos, const Tensor& out) {
+                       const Tensor& q_seq, const Tensor& q_pos, const Tensor& out, bool e4m3_out) {
   check_paged_cache(op, cache);
   expect_tensor(op, "q", q, {DType::F32, DType::BF16}, {-1, -1, cache.head_dim});
   const std::int64_t t = q.shape[0], heads = q.shape[1];
@@ -147,7 +147,8 @@ void check_paged_query(const char* op, const Tensor& q, const PagedKvLayer& cach
   expect_tensor(op, "block_tables", block_tables, {DType::I32}, {-1, -1});
   expect_tensor(op, "q_seq", q_seq, {DType::I32}, {t});
   expect_tensor(op, "q_pos", q_pos, {DType::I32}, {t});
-  expect_tensor(op, "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
+  if (e4m3_out) expect_tensor(op, "out", out, {DType::F32, DType::BF16, DType::F8_E4M3}, {t, heads, cache.head_dim});
+  else expect_tensor(op, "out", out, {DType::F32, DType::BF16}, {t, heads, cache.head_dim});
 }
 }  // namespace detail
 

@@ -21,9 +21,10 @@ namespace vlq::cuda::detail {
 // Host: throws UsageError unless `c` is a valid paged cache layer (attention_cuda.cu).
 void check_paged_cache(const char* op, const PagedKvLayer& c);
 // Host: the cache plus the arguments shared by paged_attention and paged_attention_prefill (q [T, heads, D] with
-// heads % kv_heads == 0, block_tables [B, W], q_seq / q_pos [T] I32, out [T, heads, D]).
+// heads % kv_heads == 0, block_tables [B, W], q_seq / q_pos [T] I32, out [T, heads, D] F32|BF16, or also
+// F8_E4M3 when e4m3_out).
 void check_paged_query(const char* op, const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables,
-                       const Tensor& q_seq, const Tensor& q_pos, const Tensor& out);
+                       const Tensor& q_seq, const Tensor& q_pos, const Tensor& out, bool e4m3_out = false);
 
 using bf16 = __nv_bfloat16;
 

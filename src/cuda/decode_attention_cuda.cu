@@ -6,6 +6,8 @@
 // Qwen2.5-VL language model; loads laid out for memory-level parallelism) and any head_dim % 32 == 0 (one key
 // per thread). CPU reference: ops::attention_causal_cached.
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <cstdlib>
 #include <string>
 
@@ -66,7 +68,7 @@ template <class TQ, class C, class O>
 __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std::int64_t ldq, int heads, int d, const C* kc,
                                                                 const C* vc, int block_size, int kv_heads, float ks, float vs,
                                                                 const int* tables, int max_blocks, const int* q_seq,
-                                                                const int* q_pos, float scale, O* out, const int* rows, int gs) {
+                                                                const int* q_pos, float scale, OutWriter<O> out, const int* rows, int gs) {
   constexpr int DM = kMaxD, EM = DM / 32;
   __shared__ __align__(16) float sq[kGroup][DM];  // q · scale · k_scale · log2(e)
   __shared__ float sp[kGroup][kChunk];            // scores, then probabilities, of the chunk
@@ -189,7 +191,7 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
 #pragma unroll
     for (int k = 0; k < kGroup; ++k)
       if (k == g) lg = l[k];
-    out[(static_cast<std::int64_t>(t) * heads + h0 + g) * d + c] = from_f32<O>(lg > 0.0f ? a / lg * vs : 0.0f);
+    out.put((static_cast<std::int64_t>(t) * heads + h0 + g) * d + c, lg > 0.0f ? a / lg * vs : 0.0f);
   }
 }
 
@@ -239,7 +241,7 @@ template <class TQ, class C, class O>
 __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q, std::int64_t ldq, int heads, int, const C* kc,
                                                                      const C* vc, int block_size, int kv_heads, float ks, float vs,
                                                                      const int* tables, int max_blocks, const int* q_seq,
-                                                                     const int* q_pos, float scale, O* out, const int* rows, int gs) {
+                                                                     const int* q_pos, float scale, OutWriter<O> out, const int* rows, int gs) {
   constexpr int D = 128, QP = 36;  // q quarters padded: the 4 quarters' LDS.128 fall into different banks
   __shared__ __align__(16) float sq[kGroup][4][QP];
   __shared__ float sp[kGroup][kChunk];
@@ -368,7 +370,7 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
     const int g = i / D, c = i % D;
     const float a = sacc[0][g][c] + sacc[1][g][c] + sacc[2][g][c] + sacc[3][g][c];
     const float l = sl[g];
-    out[(static_cast<std::int64_t>(t) * heads + h0 + g) * D + c] = from_f32<O>(l > 0.0f ? a / l * vs : 0.0f);
+    out.put((static_cast<std::int64_t>(t) * heads + h0 + g) * D + c, l > 0.0f ? a / l * vs : 0.0f);
   }
 }
 
@@ -384,8 +386,12 @@ int heads_per_cta(std::int64_t rows, int kv_heads, int G) {
 }  // namespace
 
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
-                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream, const Tensor* rows) {
-  check_paged_query("cuda::paged_attention", q, cache, block_tables, q_seq, q_pos, out);
+                     const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream, const Tensor* rows,
+                     float out_scale) {
+  check_paged_query("cuda::paged_attention", q, cache, block_tables, q_seq, q_pos, out, true);
+  if (out.dtype == DType::F8_E4M3 && !(std::isfinite(out_scale) && out_scale > 0.0f))
+    usage_error("cuda::paged_attention", "an E4M3 output needs a finite out_scale > 0 (the next Linear's input_scale)",
+                "> 0", std::to_string(out_scale));
   const std::int64_t t = q.shape[0], heads = q.shape[1];
   if (rows) expect_tensor("cuda::paged_attention", "rows", *rows, {DType::I32}, {-1});
   const std::int64_t n = rows ? rows->shape[0] : t;
@@ -393,22 +399,28 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
   const int G = static_cast<int>(heads / cache.kv_heads);
   const int gs = heads_per_cta(n, cache.kv_heads, G);
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(cache.kv_heads), static_cast<unsigned>((G + gs - 1) / gs));
-  with_paged_types(q.dtype, cache.dtype, out.dtype, [&](auto tq, auto tc, auto to) {
-    using TQ = decltype(tq);
-    using C = decltype(tc);
-    using O = decltype(to);
-    auto launch = [&](auto kernel) {
-      kernel<<<grid, kThreads, 0, stream>>>(
-          static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
-          static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-          cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
-          static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
-          static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, static_cast<O*>(out.data),
-          rows ? static_cast<const int*>(rows->data) : nullptr, gs);
-    };
-    const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
-    if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
-    else launch(paged_decode_kernel<TQ, C, O>);
+  with_act(q.dtype, [&](auto tq) {
+    with_cache_type(cache.dtype, [&](auto tc) {
+      with_cache_type(out.dtype, [&](auto to) {  // F32 | BF16 | E4M3 codes
+        using TQ = decltype(tq);
+        using C = decltype(tc);
+        using O = decltype(to);
+        OutWriter<O> w{static_cast<O*>(out.data)};
+        if constexpr (std::is_same_v<O, std::uint8_t>) w.scale = out_scale;
+        auto launch = [&](auto kernel) {
+          kernel<<<grid, kThreads, 0, stream>>>(
+              static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
+              static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
+              cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+              static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
+              static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, w,
+              rows ? static_cast<const int*>(rows->data) : nullptr, gs);
+        };
+        const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
+        if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
+        else launch(paged_decode_kernel<TQ, C, O>);
+      });
+    });
   });
   VLQ_CUDA_CHECK_LAUNCH("paged_decode_kernel");
 }

@@ -257,7 +257,11 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   const std::int64_t A = im.heads * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   Tensor o_in;
-  if (L.o.fp8) {
+  if (L.o.fp8 && !in.prefill && !im.taps) {  // decode: the attention kernel writes o_proj's E4M3 input itself
+    o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
+    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale,
+                          Tensor::contiguous(o_in.data, DType::F8_E4M3, {T, im.heads, hd}), st, nullptr, L.o.input_scale);
+  } else if (L.o.fp8) {
     Tensor att = Tensor::contiguous(im.attn.get(static_cast<std::size_t>(T * A) * 4), DType::F32, {T, im.heads, hd});
     attention(im, li, q, in, scale, att);
     if (im.taps) im.taps->record(kTapOIn, Tensor::contiguous(att.data, DType::F32, {T, A}), st);

@@ -102,6 +102,18 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
                   Tensor::contiguous(dqp.data(), DType::I32, {t}), scale, Tensor::contiguous(dout.data(), DType::F32, {t, p.heads, d}),
                   nullptr);
   EXPECT_LT(rel_err(to_host<float>(dout, ref.size()), ref), 2e-6);
+  // E4M3 output (an FP8 o_proj's input written by the kernel): the codes of the F32 output / out_scale, exactly.
+  {
+    const float os = 0.01f;
+    auto dq8 = poisoned<std::uint8_t>(ref.size());
+    paged_attention(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), layer,
+                    Tensor::contiguous(dtab.data(), DType::I32, {nseq, max_blocks}), Tensor::contiguous(dqs.data(), DType::I32, {t}),
+                    Tensor::contiguous(dqp.data(), DType::I32, {t}), scale,
+                    Tensor::contiguous(dq8.data(), DType::F8_E4M3, {t, p.heads, d}), nullptr, nullptr, os);
+    std::vector<std::uint8_t> want(ref.size());
+    quantize_e4m3_sat(to_host<float>(dout, ref.size()), os, want);
+    EXPECT_EQ(to_host<std::uint8_t>(dq8, ref.size()), want) << "E4M3 output";
+  }
   // The tensor-core flash kernel on the same rows (tiles of <= 64 or 128 rows per sequence; decode rows are 1-row
   // tiles): BF16 rounding of q and of the probabilities, so a BF16-sized tolerance.
   // Both tile heights (64 rows: 4 warps; 128 rows: 8 warps, head_dim <= 128).

@@ -39,9 +39,11 @@ void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping
 // out: [T, heads, head_dim] F32|BF16 contiguous. scale: softmax scale (1/sqrt(head_dim)).
 // rows: null = every row; else [n] I32 device, the rows to attend (others of `out` are left as they are), so
 // that a mixed step runs its one-row (decode) queries here and its prefill tiles in the flash kernel.
+// out may also be F8_E4M3: codes of value / out_scale (IEEE division, as quantize_e4m3: the o_proj input of an
+// FP8 o_proj written directly, bit-identical to F32 out then quantize_e4m3); out_scale finite > 0 then.
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream,
-                     const Tensor* rows = nullptr);
+                     const Tensor* rows = nullptr, float out_scale = 0.0f);
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32; BF16 and E4M3 key tiles
