@@ -124,6 +124,40 @@ __global__ void kv_write_kernel(const TK* k, std::int64_t ldk, const TK* v, std:
   }
 }
 
+// rotary_kv_cache_write: index space [T rows] × ((heads + kv_heads) · D/2 rotary pairs + kv_heads · D values of v).
+// Pairs rotate in place (q and k heads); a k head's rotated pair and each v value also go to the cache slot.
+template <class C>
+__global__ void rotary_kv_write_kernel(float* qk, std::int64_t ldqk, int heads, int kvh, int half, const float* v,
+                                       std::int64_t ldv, const float* angles, const int* slots, int t_rows, C* kc, C* vc,
+                                       float ks, float vs) {
+  const int pairs = (heads + kvh) * half, width = kvh * 2 * half, per_row = pairs + width;
+  const std::int64_t n = static_cast<std::int64_t>(t_rows) * per_row;
+  auto put = [&](C* c, std::int64_t o, float x, float sc) {
+    if constexpr (std::is_same_v<C, std::uint8_t>) c[o] = f32_to_e4m3_sat(__fdiv_rn(x, sc));
+    else c[o] = from_f32<C>(x);
+  };
+  for (std::int64_t idx = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int t = static_cast<int>(idx / per_row), i = static_cast<int>(idx % per_row);
+    const int slot = slots[t];
+    if (i < pairs) {
+      const int h = i / half, j = i % half;
+      float* x = qk + t * ldqk + static_cast<std::int64_t>(h) * 2 * half;
+      float p = x[j], q = x[j + half];
+      rotate_pair(p, q, angles[static_cast<std::int64_t>(t) * half + j]);
+      x[j] = p;
+      x[j + half] = q;
+      if (h >= heads && slot >= 0) {
+        const std::int64_t o = static_cast<std::int64_t>(slot) * width + static_cast<std::int64_t>(h - heads) * 2 * half + j;
+        put(kc, o, p, ks);
+        put(kc, o + half, q, ks);
+      }
+    } else if (slot >= 0) {
+      const int e = i - pairs;
+      put(vc, static_cast<std::int64_t>(slot) * width + e, v[t * ldv + e], vs);
+    }
+  }
+}
 
 }  // namespace
 
@@ -176,6 +210,33 @@ void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping
     });
   });
   VLQ_CUDA_CHECK_LAUNCH("kv_write_kernel");
+}
+
+void rotary_kv_cache_write(const Tensor& qk, const Tensor& v, const Tensor& angles, const Tensor& slot_mapping,
+                           const PagedKvLayer& cache, cudaStream_t stream) {
+  const char* op = "cuda::rotary_kv_cache_write";
+  check_paged_cache(op, cache);
+  expect_tensor(op, "qk", qk, {DType::F32}, {-1, -1, cache.head_dim});
+  const std::int64_t t = qk.shape[0], heads = qk.shape[1] - cache.kv_heads;
+  if (heads < 1 || qk.stride[1] != cache.head_dim)
+    usage_error(op, "qk must hold the q heads then kv_heads k heads, heads contiguous",
+                "[T, heads + " + std::to_string(cache.kv_heads) + ", D]", qk.describe());
+  expect_tensor(op, "v", v, {DType::F32}, {t, cache.kv_heads, cache.head_dim});
+  if (v.stride[1] != cache.head_dim) usage_error(op, "v heads must be contiguous", "stride[1] == head_dim", v.describe());
+  expect_tensor(op, "angles", angles, {DType::F32}, {t, cache.head_dim / 2});
+  expect_tensor(op, "slot_mapping", slot_mapping, {DType::I32}, {t});
+  if (!t) return;
+  const std::int64_t per_row = (heads + cache.kv_heads) * (cache.head_dim / 2) + cache.kv_heads * cache.head_dim;
+  const unsigned grid = std::max(1u, std::min<unsigned>(ceil_div(t * per_row, 256), 132u * 8u));
+  with_cache_type(cache.dtype, [&](auto tc) {
+    using C = decltype(tc);
+    rotary_kv_write_kernel<C><<<grid, 256, 0, stream>>>(
+        static_cast<float*>(qk.data), qk.stride[0], static_cast<int>(heads), cache.kv_heads, cache.head_dim / 2,
+        static_cast<const float*>(v.data), v.stride[0], static_cast<const float*>(angles.data),
+        static_cast<const int*>(slot_mapping.data), static_cast<int>(t), static_cast<C*>(cache.k), static_cast<C*>(cache.v),
+        cache.k_scale, cache.v_scale);
+  });
+  VLQ_CUDA_CHECK_LAUNCH("rotary_kv_write_kernel");
 }
 
 void attention_segments(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens, float scale,

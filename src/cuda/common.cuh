@@ -98,6 +98,14 @@ template <> struct OutWriter<std::uint8_t> {
   __device__ __forceinline__ void put(std::int64_t i, float v) const { p[i] = f32_to_e4m3_sat(__fdiv_rn(v, scale)); }
 };
 
+// Half-split rotary of one pair (dims j and j + D/2 of a head, angle a): vlq::ops::apply_rotary_inplace's math.
+__device__ __forceinline__ void rotate_pair(float& p, float& q, float a) {
+  const float c = cosf(a), s = sinf(a);
+  const float p0 = p, q0 = q;
+  p = p0 * c + (-q0) * s;
+  q = q0 * c + p0 * s;
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -337,12 +337,11 @@ __global__ void rotary_kernel(T* x, std::int64_t ld, int heads, int half, std::i
     const std::int64_t rh = idx / half;
     const int h = static_cast<int>(rh % heads);
     const std::int64_t r = rh / heads;
-    const float a = angles[r * half + j];
-    const float c = cosf(a), s = sinf(a);
     T* v = x + r * ld + static_cast<std::int64_t>(h) * 2 * half;
-    const float p = to_f32(v[j]), q = to_f32(v[j + half]);
-    v[j] = from_f32<T>(p * c + (-q) * s);
-    v[j + half] = from_f32<T>(q * c + p * s);
+    float p = to_f32(v[j]), q = to_f32(v[j + half]);
+    rotate_pair(p, q, angles[r * half + j]);
+    v[j] = from_f32<T>(p);
+    v[j + half] = from_f32<T>(q);
   }
 }
 }  // namespace

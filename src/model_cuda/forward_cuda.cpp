@@ -244,15 +244,17 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
                        {&L.v, cols((im.heads + im.kvh) * hd, im.kvh * hd)}},
                       kTapQkvIn);
   Tensor qk{qkv, DType::F32, 3, {T, im.heads + im.kvh, hd}, {W, hd, 1}};
-  cuda::rotary_inplace(qk, angles, st);
   Tensor q{qkv, DType::F32, 3, {T, im.heads, hd}, {W, hd, 1}};
   Tensor k{qkv + im.heads * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
   Tensor v{qkv + (im.heads + im.kvh) * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
-  if (im.taps) {
+  if (im.taps) {  // calibration: K after M-RoPE and V recorded before they reach the cache
+    cuda::rotary_inplace(qk, angles, st);
     im.taps->record(kTapK, k, st);
     im.taps->record(kTapV, v, st);
+    cuda::kv_cache_write(k, v, in.slots, im.kv[li], st);
+  } else {
+    cuda::rotary_kv_cache_write(qk, v, angles, in.slots, im.kv[li], st);
   }
-  cuda::kv_cache_write(k, v, in.slots, im.kv[li], st);
   // Attention output in o_proj's input form: BF16 for a dense o, else f32 then E4M3.
   const std::int64_t A = im.heads * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));

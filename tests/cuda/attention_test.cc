@@ -8,6 +8,7 @@
 
 #include "cuda_test_util.h"
 #include "vlq/cuda/attention.h"
+#include "vlq/cuda/elementwise.h"
 #include "vlq/ops/attention.h"
 
 namespace vlq::cuda::test {
@@ -157,6 +158,52 @@ TEST(CudaAttention, PagedDecodeAndPrefillMatchCpu) {
     run_case(g, {32, 2, 64, c}, {90, 257}, {1, 1});        // decode, GQA 16: two groups of 8 query heads per KV head
     run_case(g, {64, 8, 128, c}, {75}, {1});               // decode, the 72B layout (GQA 8)
     run_case(g, {28, 4, 128, c}, {600, 300}, {600, 45});   // flash: 5 tiles of 128 rows, 10 key tiles, a chunk
+  }
+}
+
+// The fused rotary + cache write equals rotary_inplace then kv_cache_write, bit for bit (q and k rotated in place,
+// the cache codes), for each cache dtype, with a padding row (slot -1).
+TEST(CudaAttention, RotaryKvCacheWriteEqualsTwoKernels) {
+  VLQ_REQUIRE_GPU();
+  const auto seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 g(seed);
+  const int t = 21, heads = 7, kvh = 2, d = 128, half = d / 2, w = (heads + 2 * kvh) * d, blocks = 4, bs = 16;
+  const auto qkv = randn(static_cast<std::size_t>(t) * w, g, 3.0f);
+  std::vector<float> ang(static_cast<std::size_t>(t) * half);
+  for (auto& a : ang) a = std::uniform_real_distribution<float>(-300.0f, 300.0f)(g);
+  std::vector<int> slots(t);
+  std::iota(slots.begin(), slots.end(), 5);
+  slots[7] = -1;
+  auto dang = to_device(ang), dsl = to_device(slots);
+  const Tensor angles = Tensor::contiguous(dang.data(), DType::F32, {t, half});
+  const Tensor sl = Tensor::contiguous(dsl.data(), DType::I32, {t});
+  for (DType c : {DType::F32, DType::BF16, DType::F8_E4M3}) {
+    SCOPED_TRACE(std::string(dtype_name(c)));
+    const std::size_t pool = static_cast<std::size_t>(blocks) * bs * kvh * d * dtype_size(c);
+    std::vector<std::uint8_t> out[2][3];  // [path][qkv, k cache, v cache]
+    for (int path = 0; path < 2; ++path) {
+      auto dq = to_device(qkv);
+      DeviceBuffer kc(pool), vc(pool);
+      kc.fill_bytes(0xff);
+      vc.fill_bytes(0xff);
+      PagedKvLayer layer{kc.data(), vc.data(), c, blocks, bs, kvh, d, 0.03f, 0.05f};
+      const Tensor qk{dq.data(), DType::F32, 3, {t, heads + kvh, d}, {w, d, 1}};
+      const Tensor k{dq.as<float>() + heads * d, DType::F32, 3, {t, kvh, d}, {w, d, 1}};
+      const Tensor v{dq.as<float>() + (heads + kvh) * d, DType::F32, 3, {t, kvh, d}, {w, d, 1}};
+      if (path == 0) {
+        rotary_inplace(qk, angles, nullptr);
+        kv_cache_write(k, v, sl, layer, nullptr);
+      } else {
+        rotary_kv_cache_write(qk, v, angles, sl, layer, nullptr);
+      }
+      out[path][0] = to_host<std::uint8_t>(dq, qkv.size() * 4);
+      out[path][1] = to_host<std::uint8_t>(kc, pool);
+      out[path][2] = to_host<std::uint8_t>(vc, pool);
+    }
+    EXPECT_EQ(out[0][0], out[1][0]) << "rotated qkv rows";
+    EXPECT_EQ(out[0][1], out[1][1]) << "k cache";
+    EXPECT_EQ(out[0][2], out[1][2]) << "v cache";
   }
 }
 

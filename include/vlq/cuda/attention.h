@@ -31,6 +31,12 @@ struct PagedKvLayer {
 // contiguous, e.g. the k / v parts of a fused qkv row); slot_mapping: [T] I32 device.
 void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const PagedKvLayer& cache,
                     cudaStream_t stream);
+// rotary_inplace (vlq/cuda/elementwise.h) on the q and k heads, then kv_cache_write of the rotated k and of v, in
+// one kernel (the same values as the two calls). qk: 3-D [T, heads + kv_heads, head_dim] F32 (q heads, then the
+// k heads; stride[0] any, heads contiguous: a fused qkv row), rotated in place; v: [T, kv_heads, head_dim] F32;
+// angles: [T, head_dim/2] F32 (mrope_angles); slot_mapping: [T] I32 device. Throws UsageError on shapes.
+void rotary_kv_cache_write(const Tensor& qk, const Tensor& v, const Tensor& angles, const Tensor& slot_mapping,
+                           const PagedKvLayer& cache, cudaStream_t stream);
 
 // Paged causal GQA attention. q: 3-D [T, heads, head_dim] F32|BF16 (stride[0] any); heads % kv_heads == 0,
 // query head h reads KV head h / (heads / kv_heads). block_tables: [B, max_blocks] I32; q_seq: [T] I32 (the
