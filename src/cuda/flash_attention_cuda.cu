@@ -21,8 +21,8 @@ using namespace detail;
 
 constexpr int kBM = 64, kBN = 64, kWarps = 4;
 
-// 8 consecutive elements → 8 BF16 in shared memory (dst 16-byte aligned): one 16-byte load for BF16, two for f32;
-// scalar when the source is not aligned (the synchronous fetch; BF16 / E4M3 caches use cp.async).
+// 8 consecutive elements → 8 BF16 in shared memory (dst 16-byte aligned): one 16-byte load for BF16, one 8-byte
+// load for E4M3 codes, two 16-byte loads for f32; scalar when the source is not aligned (the synchronous fetch).
 __device__ __forceinline__ void load8_bf16(const bf16* p, bf16* dst) {
   if ((reinterpret_cast<std::uintptr_t>(p) & 15) == 0) {
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(p);
@@ -35,6 +35,19 @@ __device__ __forceinline__ void load8_bf16(const float* p, bf16* dst) {
   alignas(16) bf16 t[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) t[i] = __float2bfloat16_rn(p[i]);
+  *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(t);
+}
+__device__ __forceinline__ void load8_bf16(const std::uint8_t* p, bf16* dst) {  // E4M3 codes, exact in BF16
+  alignas(8) std::uint8_t c[8];
+  if ((reinterpret_cast<std::uintptr_t>(p) & 7) == 0) {
+    *reinterpret_cast<uint2*>(c) = *reinterpret_cast<const uint2*>(p);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) c[i] = p[i];
+  }
+  alignas(16) bf16 t[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) t[i] = __float2bfloat16_rn(e4m3_to_f32(c[i]));
   *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(t);
 }
 __device__ __forceinline__ void zero8(bf16* dst) { *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0); }
@@ -394,6 +407,14 @@ template <class C> constexpr Fetch fetch_of() {
   else return Fetch::kSync;
 }
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0; }
+// VLQ_FLASH_ASYNC=0: every cache dtype through the synchronous fetch (the kernel before cp.async; A/B, fallback).
+bool async_fetch_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("VLQ_FLASH_ASYNC");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
 
 template <class K> void set_smem(K kernel, int bytes) {
   VLQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
@@ -432,9 +453,7 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
   if (tile_rows != 64 && !(tile_rows == 128 && cache.head_dim <= 128))
     usage_error(op, "tile_rows must be 64, or 128 for head_dim <= 128 (prefill_tile_rows)", "64 | 128",
                 std::to_string(tile_rows));
-  if (cache.dtype != DType::F32 && !(aligned16(cache.k) && aligned16(cache.v)))
-    usage_error(op, "BF16 / E4M3 cache sides must be 16-byte aligned (cp.async rows)", "16-byte aligned k and v",
-                "misaligned");
+  const bool async = async_fetch_enabled() && aligned16(cache.k) && aligned16(cache.v);  // else synchronous loads
   if (!t || !tiles.shape[0]) return;
   const int D = cache.head_dim;
   const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(tiles.shape[0]));
@@ -444,9 +463,9 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
       using TQ = decltype(tq);
       using C = decltype(tc);
       using O = decltype(to);
-      constexpr Fetch F = fetch_of<C>();
-      auto launch = [&](auto warps) {
+      auto launch = [&](auto warps, auto fetch) {
         constexpr int W = decltype(warps)::value;
+        constexpr Fetch F = decltype(fetch)::value;
         const int bytes = Smem(D, 16 * W, F).total;
         set_smem(flash_paged_kernel<DM, W, F, TQ, C, O>, bytes);
         flash_paged_kernel<DM, W, F, TQ, C, O><<<grid, W * 32, bytes, stream>>>(
@@ -457,11 +476,15 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
             static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
             scale, static_cast<O*>(out.data));
       };
+      auto with_fetch = [&](auto warps) {
+        if (async) launch(warps, std::integral_constant<Fetch, fetch_of<C>()>{});
+        else launch(warps, std::integral_constant<Fetch, Fetch::kSync>{});
+      };
       if constexpr (DM <= 128) {
-        if (tile_rows == 128) launch(std::integral_constant<int, 8>{});
-        else launch(std::integral_constant<int, kWarps>{});
+        if (tile_rows == 128) with_fetch(std::integral_constant<int, 8>{});
+        else with_fetch(std::integral_constant<int, kWarps>{});
       } else {
-        launch(std::integral_constant<int, kWarps>{});
+        with_fetch(std::integral_constant<int, kWarps>{});
       }
     });
   });
@@ -480,7 +503,7 @@ void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v,
   expect_tensor("cuda::attention_segments_tiled", "out", out, {DType::F32, DType::BF16}, {n, heads, d});
   if (!n || !tiles.shape[0]) return;
   const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(tiles.shape[0]));
-  const bool async_ok = aligned16(k.data) && aligned16(v.data);
+  const bool async_ok = async_fetch_enabled() && aligned16(k.data) && aligned16(v.data);
   with_dmax(static_cast<int>(d), [&](auto dm) {
     constexpr int DM = decltype(dm)::value;
     with_act(q.dtype, [&](auto tq) {

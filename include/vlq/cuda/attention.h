@@ -53,12 +53,13 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32; BF16 and E4M3 key tiles
-// fetched with cp.async one tile ahead, so the cache sides must be 16-byte aligned): the prefill form of
+// fetched with cp.async one tile ahead when the cache sides are 16-byte aligned, else — or with VLQ_FLASH_ASYNC=0 —
+// by synchronous loads): the prefill form of
 // paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most
 // `tile_rows` consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row;
 // tile_rows from prefill_tile_rows: 64, or 128 for head_dim <= 128 — one CTA of 4 or 8 warps per tile and head).
 // head_dim % 16 == 0, <= 256. Agrees with paged_attention within BF16 rounding (~1e-2 relative at worst).
-// Throws UsageError on shapes, dtypes, tile_rows or alignment.
+// Throws UsageError on shapes, dtypes or tile_rows.
 void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                              const Tensor& q_pos, const Tensor& tiles, int tile_rows, float scale, const Tensor& out,
                              cudaStream_t stream);
