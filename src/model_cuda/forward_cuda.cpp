@@ -26,6 +26,16 @@ constexpr std::size_t kGemvSharedBytes = 200 * 1024;
 // cuBLASLt in run 11); cuBLASLt's FP8 tensor cores take M > 4. BF16 weights keep the GEMV up to kGemvMaxM.
 constexpr std::int64_t kFp8GemvMaxM = 4;
 
+// The decode fusions (rotary + KV write in one kernel; the decode attention writing an FP8 o_proj's E4M3 input):
+// on unless VLQ_CUDA_FUSE_DECODE=0 (A/B; the unfused kernels give the same values).
+bool fuse_decode() {
+  static const bool on = [] {
+    const char* e = std::getenv("VLQ_CUDA_FUSE_DECODE");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
 }  // namespace
 
 void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const Tensor& x, const Tensor& y) {
@@ -247,7 +257,7 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   Tensor q{qkv, DType::F32, 3, {T, im.heads, hd}, {W, hd, 1}};
   Tensor k{qkv + im.heads * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
   Tensor v{qkv + (im.heads + im.kvh) * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
-  if (im.taps) {  // calibration: K after M-RoPE and V recorded before they reach the cache
+  if (im.taps || !fuse_decode()) {  // calibration: K after M-RoPE and V recorded before they reach the cache
     cuda::rotary_inplace(qk, angles, st);
     im.taps->record(kTapK, k, st);
     im.taps->record(kTapV, v, st);
@@ -259,7 +269,7 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   const std::int64_t A = im.heads * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   Tensor o_in;
-  if (L.o.fp8 && !in.prefill && !im.taps) {  // decode: the attention kernel writes o_proj's E4M3 input itself
+  if (L.o.fp8 && !in.prefill && !im.taps && fuse_decode()) {  // decode: the attention kernel writes o_proj's E4M3 input itself
     o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
     cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale,
                           Tensor::contiguous(o_in.data, DType::F8_E4M3, {T, im.heads, hd}), st, nullptr, L.o.input_scale);
