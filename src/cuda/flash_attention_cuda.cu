@@ -407,11 +407,13 @@ template <class C> constexpr Fetch fetch_of() {
   else return Fetch::kSync;
 }
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0; }
-// VLQ_FLASH_ASYNC=0: every cache dtype through the synchronous fetch (the kernel before cp.async; A/B, fallback).
+// cp.async key tiles: opt-in (VLQ_FLASH_ASYNC=1) until measured on a GPU — this session's device machine never
+// started (docs/cuda-notes.md); otherwise every cache dtype goes through the synchronous fetch, the run-12 kernel.
+constexpr bool kAsyncFetchDefault = false;
 bool async_fetch_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("VLQ_FLASH_ASYNC");
-    return !(e && std::string(e) == "0");
+    return e ? std::string(e) != "0" : kAsyncFetchDefault;
   }();
   return on;
 }
@@ -435,9 +437,10 @@ template <class F> void with_dmax(int d, F&& f) {
 }  // namespace
 
 int prefill_tile_rows(int head_dim) {
+  // 128-row tiles (8 warps): opt-in (VLQ_FLASH_ROWS=128) until measured on a GPU, as kAsyncFetchDefault.
   static const int env = [] {
     const char* e = std::getenv("VLQ_FLASH_ROWS");
-    return e && std::string(e) == "64" ? 64 : 128;
+    return e && std::string(e) == "128" ? 128 : kBM;
   }();
   return head_dim <= 128 ? env : kBM;
 }
