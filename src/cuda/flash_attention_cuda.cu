@@ -383,7 +383,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_paged_kernel(const TQ* q, st
                                                                   const int* q_seq, const int* q_pos, const int* tiles,
                                                                   float scale, O* out) {
   const int t = gridDim.y - 1 - blockIdx.y, h = blockIdx.x;
-  const int row0 = tiles[2 * t], rows = tiles[2 * t + 1];
+  const int row0 = tiles[2 * t], rows = min(tiles[2 * t + 1], 16 * WARPS);  // tiles from prefill_tiles(_, tile_rows)
   const int g = h / (heads / kv_heads);
   const PagedKeys<C> keys{kc, vc, tables + static_cast<std::int64_t>(q_seq[row0]) * max_blocks, block_size, kv_heads * D, g * D};
   flash_tile<DMAX, WARPS, F>(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);

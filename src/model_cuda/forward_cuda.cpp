@@ -260,8 +260,10 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   Tensor v{qkv + (im.heads + im.kvh) * hd, DType::F32, 3, {T, im.kvh, hd}, {W, hd, 1}};
   if (im.taps || !fuse_decode()) {  // calibration: K after M-RoPE and V recorded before they reach the cache
     cuda::rotary_inplace(qk, angles, st);
-    im.taps->record(kTapK, k, st);
-    im.taps->record(kTapV, v, st);
+    if (im.taps) {
+      im.taps->record(kTapK, k, st);
+      im.taps->record(kTapV, v, st);
+    }
     cuda::kv_cache_write(k, v, in.slots, im.kv[li], st);
   } else {
     cuda::rotary_kv_cache_write(qk, v, angles, in.slots, im.kv[li], st);
