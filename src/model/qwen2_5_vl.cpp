@@ -42,18 +42,25 @@ Session Qwen2_5_VL::new_session(std::int64_t capacity) const {
   return s;
 }
 
+void Qwen2_5_VL::embed_tokens(std::span<const std::int32_t> ids, float* out) const {
+  const auto& tc = config().text;
+  const std::int64_t H = tc.hidden_size;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::int32_t id = ids[i];
+    if (id < 0 || id >= tc.vocab_size)
+      throw UsageError({"input_ids", "token id outside the embedding", "0.." + std::to_string(tc.vocab_size - 1),
+                        std::to_string(id), "tokenizer and checkpoint do not belong together"});
+    std::copy(weights_.lm.embedding().begin() + id * H, weights_.lm.embedding().begin() + (id + 1) * H,
+              out + static_cast<std::int64_t>(i) * H);
+  }
+}
+
 ops::Matrix Qwen2_5_VL::embed_prompt(std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                                      ForwardObserver* obs, const VisionEncoder* vision) const {
   const auto& tc = config().text;
   const std::int64_t S = static_cast<std::int64_t>(ids.size()), H = tc.hidden_size;
   ops::Matrix e(S, H);
-  for (std::int64_t i = 0; i < S; ++i) {
-    const std::int32_t id = ids[i];
-    if (id < 0 || id >= tc.vocab_size)
-      throw UsageError({"input_ids", "token id outside the embedding", "0.." + std::to_string(tc.vocab_size - 1),
-                        std::to_string(id), "tokenizer and checkpoint do not belong together"});
-    std::copy(weights_.lm.embedding().begin() + id * H, weights_.lm.embedding().begin() + (id + 1) * H, e.row(i));
-  }
+  embed_tokens(ids, e.data.data());
   const std::int64_t image_id = config().tokens.image_token_id;
   const std::int64_t n_pad = std::count(ids.begin(), ids.end(), static_cast<std::int32_t>(image_id));
   std::int64_t n_feat = 0;

@@ -117,7 +117,6 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
                         std::to_string(feats.dim(0)), std::to_string(n_pad),
                         "expand each <|image_pad|> to grid_t·grid_h·grid_w/4 copies"});
     e = ops::Matrix(S - n_pad, H);
-    const auto& table = cpu_.weights().lm.embedding();
     std::int64_t text_row = 0, feat_row = 0;
     for (std::int64_t i = 0; i < S;) {
       std::int64_t j = i;
@@ -127,12 +126,7 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
         b.embeds.push_back({i, j - i, feats.as<float>() + feat_row * H, true});
         feat_row += j - i;
       } else {
-        for (std::int64_t r = i; r < j; ++r) {
-          if (ids[r] < 0 || ids[r] >= cfg.text.vocab_size)
-            throw UsageError({"input_ids", "token id outside the embedding", "0.." + std::to_string(cfg.text.vocab_size - 1),
-                              std::to_string(ids[r]), "tokenizer and checkpoint do not belong together"});
-          std::copy(table.begin() + ids[r] * H, table.begin() + (ids[r] + 1) * H, e.row(text_row + r - i));
-        }
+        cpu_.embed_tokens(ids.subspan(static_cast<std::size_t>(i), static_cast<std::size_t>(j - i)), e.row(text_row));
         b.embeds.push_back({i, j - i, e.row(text_row), false});
         text_row += j - i;
       }

@@ -57,6 +57,9 @@ class Qwen2_5_VL {
   // max_position_embeddings ("prompt longer than the context").
   Session new_session(std::int64_t capacity) const;
 
+  // Token embeddings of `ids` only: out [ids.size(), hidden_size] f32 rows. Throws UsageError for an id outside
+  // the embedding.
+  void embed_tokens(std::span<const std::int32_t> ids, float* out) const;
   // Token embeddings of `ids` with the image features (vision tower over `images`) placed at the
   // image-pad positions in order. Throws UsageError when the pad count differs from the features.
   // `vision`: another implementation of vision_forward (e.g. the CUDA tower); null = the CPU tower.
