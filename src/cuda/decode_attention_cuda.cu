@@ -416,8 +416,8 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
               static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, w,
               rows ? static_cast<const int*>(rows->data) : nullptr, gs);
         };
-        const char* e = std::getenv("VLQ_DECODE_D128");  // =0: the generic kernel (A/B)
-        if (cache.head_dim == 128 && !(e && std::string(e) == "0")) launch(paged_decode_d128_kernel<TQ, C, O>);
+        if (cache.head_dim == 128 && env_switch("VLQ_DECODE_D128", true))  // =0: the generic kernel (A/B)
+          launch(paged_decode_d128_kernel<TQ, C, O>);
         else launch(paged_decode_kernel<TQ, C, O>);
       });
     });

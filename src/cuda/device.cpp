@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "vlq/core/error.h"
@@ -40,6 +41,11 @@ int device_count() noexcept {
     return 0;
   }
   return n;
+}
+
+bool env_switch(const char* name, bool fallback) {
+  const char* e = std::getenv(name);
+  return e ? std::string(e) != "0" : fallback;
 }
 
 std::string device_description(int dev) {

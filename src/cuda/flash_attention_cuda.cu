@@ -411,10 +411,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15
 // started (docs/cuda-notes.md); otherwise every cache dtype goes through the synchronous fetch, the run-12 kernel.
 constexpr bool kAsyncFetchDefault = false;
 bool async_fetch_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("VLQ_FLASH_ASYNC");
-    return e ? std::string(e) != "0" : kAsyncFetchDefault;
-  }();
+  static const bool on = env_switch("VLQ_FLASH_ASYNC", kAsyncFetchDefault);
   return on;
 }
 

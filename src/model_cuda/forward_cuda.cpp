@@ -30,10 +30,7 @@ constexpr std::int64_t kFp8GemvMaxM = 4;
 // opt-in (VLQ_CUDA_FUSE_DECODE=1) until measured on a GPU (the unfused kernels give the same values).
 constexpr bool kFuseDecodeDefault = false;
 bool fuse_decode() {
-  static const bool on = [] {
-    const char* e = std::getenv("VLQ_CUDA_FUSE_DECODE");
-    return e ? std::string(e) != "0" : kFuseDecodeDefault;
-  }();
+  static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_DECODE", kFuseDecodeDefault);
   return on;
 }
 
@@ -348,11 +345,8 @@ cuda::Tensor run_body(Qwen2_5_VLCuda::Impl& im, const Batch& b, const BatchInts&
 }
 
 bool graphs_enabled(const Qwen2_5_VLCuda::Impl& im) {
-  static const bool env_off = [] {
-    const char* e = std::getenv("VLQ_CUDA_GRAPHS");
-    return e && std::string(e) == "0";
-  }();
-  return im.opt.cuda_graphs && !env_off && im.opt.tp_size == 1;
+  static const bool env_on = cuda::env_switch("VLQ_CUDA_GRAPHS", true);
+  return im.opt.cuda_graphs && env_on && im.opt.tp_size == 1;
 }
 
 // Runs the batch; returns the device logits [R, V] f32 (in impl.logits) without synchronizing. Decode steps

@@ -132,11 +132,8 @@ namespace {
 // [2I, K] block of codes (gate rows, then up rows) so that one GEMM writes the whole gate|up row; their weight
 // scales are applied by SwiGLU instead (forward_cuda.cpp). VLQ_CUDA_FUSE_GATE_UP=0 keeps them apart.
 bool fusable(const ops::LinearWeights& g, const ops::LinearWeights& u) {
-  static const bool off = [] {
-    const char* e = std::getenv("VLQ_CUDA_FUSE_GATE_UP");
-    return e && std::string(e) == "0";
-  }();
-  return !off && g.kind == ops::LinearKind::kFp8Static && u.kind == ops::LinearKind::kFp8Static &&
+  static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_GATE_UP", true);
+  return on && g.kind == ops::LinearKind::kFp8Static && u.kind == ops::LinearKind::kFp8Static &&
          g.weight_scale.size() == 1 && u.weight_scale.size() == 1 && g.input_scale && u.input_scale &&
          *g.input_scale == *u.input_scale && g.bias.empty() && u.bias.empty() && g.in_features == u.in_features &&
          g.out_features == u.out_features && g.in_features % 16 == 0;
@@ -166,11 +163,8 @@ DevLinear upload_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights& gat
 // (q rows, k rows, v rows) for a single decode GEMV; VLQ_CUDA_FUSE_QKV=1 turns it on.
 bool fusable_qkv(const ops::LinearWeights& q, const ops::LinearWeights& k, const ops::LinearWeights& v) {
   // opt-in (VLQ_CUDA_FUSE_QKV=1) until measured on a GPU (this session's device machine never started)
-  static const bool off = [] {
-    const char* e = std::getenv("VLQ_CUDA_FUSE_QKV");
-    return !(e && std::string(e) != "0");
-  }();
-  if (off) return false;
+  static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_QKV", false);
+  if (!on) return false;
   for (const auto* l : {&q, &k, &v})
     if (l->kind != ops::LinearKind::kFp8Static || l->weight_scale.size() != 1 || !l->input_scale ||
         *l->input_scale != *q.input_scale || l->in_features != q.in_features || l->in_features % 16 != 0)
@@ -224,7 +218,7 @@ std::size_t arena_bytes(const model::LanguageWeights& w, int tp) {
     b += aligned(L.input_norm.size() * 4) + aligned(L.post_norm.size() * 4);
     for (const auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) b += linear_bytes(*l, tp);
     const std::size_t n_qkv = static_cast<std::size_t>(L.q.out_features + L.k.out_features + L.v.out_features) / tp;
-    b += 2 * aligned(n_qkv * 4) + aligned(32);  // the fused q|k|v's row_alpha, stacked bias and scales
+    if (fusable_qkv(L.q, L.k, L.v)) b += 2 * aligned(n_qkv * 4) + aligned(32);  // its row_alpha, stacked bias, scales
   }
   return b;
 }

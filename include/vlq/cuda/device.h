@@ -34,6 +34,9 @@ namespace cuda {
 int device_count() noexcept;
 // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" for device `dev`.
 std::string device_description(int dev = 0);
+// An on/off A/B switch of the CUDA path read from the environment: unset → `fallback`; "0" → off; any other
+// value → on (VLQ_CUDA_GRAPHS, VLQ_CUDA_FUSE_*, VLQ_FLASH_ASYNC, VLQ_DECODE_D128). Callers cache it.
+bool env_switch(const char* name, bool fallback);
 
 }  // namespace cuda
 }  // namespace vlq
