@@ -130,6 +130,8 @@ template <class C>
 __global__ void rotary_kv_write_kernel(float* qk, std::int64_t ldqk, int heads, int kvh, int half, const float* v,
                                        std::int64_t ldv, const float* angles, const int* slots, int t_rows, C* kc, C* vc,
                                        float ks, float vs) {
+  pdl_trigger();
+  pdl_wait();  // launched with PDL (common.cuh)
   const int pairs = (heads + kvh) * half, width = kvh * 2 * half, per_row = pairs + width;
   const std::int64_t n = static_cast<std::int64_t>(t_rows) * per_row;
   auto put = [&](C* c, std::int64_t o, float x, float sc) {
@@ -230,11 +232,10 @@ void rotary_kv_cache_write(const Tensor& qk, const Tensor& v, const Tensor& angl
   const unsigned grid = std::max(1u, std::min<unsigned>(ceil_div(t * per_row, 256), 132u * 8u));
   with_cache_type(cache.dtype, [&](auto tc) {
     using C = decltype(tc);
-    rotary_kv_write_kernel<C><<<grid, 256, 0, stream>>>(
-        static_cast<float*>(qk.data), qk.stride[0], static_cast<int>(heads), cache.kv_heads, cache.head_dim / 2,
-        static_cast<const float*>(v.data), v.stride[0], static_cast<const float*>(angles.data),
-        static_cast<const int*>(slot_mapping.data), static_cast<int>(t), static_cast<C*>(cache.k), static_cast<C*>(cache.v),
-        cache.k_scale, cache.v_scale);
+    launch_pdl(rotary_kv_write_kernel<C>, dim3(grid), dim3(256), 0, stream, static_cast<float*>(qk.data), qk.stride[0],
+               static_cast<int>(heads), cache.kv_heads, cache.head_dim / 2, static_cast<const float*>(v.data), v.stride[0],
+               static_cast<const float*>(angles.data), static_cast<const int*>(slot_mapping.data), static_cast<int>(t),
+               static_cast<C*>(cache.k), static_cast<C*>(cache.v), cache.k_scale, cache.v_scale);
   });
   VLQ_CUDA_CHECK_LAUNCH("rotary_kv_write_kernel");
 }

@@ -1,6 +1,6 @@
 // Helpers shared by the vlq CUDA kernels: element conversions (F32/BF16/E4M3), the bit-exact saturating E4M3
 // encoder, warp reductions, streaming 16-byte loads, and the host-side dtype dispatch and paged-attention argument
-// checks of the attention launchers.
+// checks of the attention launchers; programmatic dependent launch (PDL) for the decode-step kernels.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -8,9 +8,12 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "vlq/core/dtype.h"
+#include "vlq/cuda/device.h"
 
 namespace vlq::cuda {
 struct PagedKvLayer;
@@ -99,12 +102,12 @@ template <> struct OutWriter<std::uint8_t> {
 };
 
 // Half-split rotary of one pair (dims j and j + D/2 of a head, angle a): vlq::ops::apply_rotary_inplace's math.
-__device__ __forceinline__ void rotate_pair(float& p, float& q, float a) {
-  const float c = cosf(a), s = sinf(a);
+__device__ __forceinline__ void rotate_pair_cs(float& p, float& q, float c, float s) {
   const float p0 = p, q0 = q;
   p = p0 * c + (-q0) * s;
   q = q0 * c + p0 * s;
 }
+__device__ __forceinline__ void rotate_pair(float& p, float& q, float a) { rotate_pair_cs(p, q, cosf(a), sinf(a)); }
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -127,5 +130,45 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
 }
 
 inline unsigned ceil_div(std::int64_t a, std::int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
+
+// ---- Programmatic dependent launch (CUDA C++ Programming Guide, "Programmatic Dependent Launch and
+// Synchronization"; PTX griddepcontrol, sm_90). A kernel launched by launch_pdl may start while the kernel
+// before it in the stream is still running. The rule every such kernel keeps: nothing it reads or writes that
+// the previous kernels touch is accessed before pdl_wait() (which returns once the previous grid has completed
+// and its memory is visible; it is a no-op for a normal launch); only constant data (weights) may be read
+// before it. pdl_trigger() lets the next kernel launch once every CTA of this one has started. In CUDA graphs
+// the relation is captured as a programmatic edge. The decode-step kernels (GEMV, RMSNorm, SwiGLU, rotary + KV
+// write, decode attention) use it, so that a kernel's launch, prologue and weight fetch overlap the tail of the
+// one before (about 9 kernels per layer at batch 1). VLQ_CUDA_PDL=0 launches them normally (A/B).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+inline bool pdl_enabled() {
+  static const bool on = env_switch("VLQ_CUDA_PDL", true);
+  return on;
+}
+// kernel<<<grid, block, smem, stream>>>(args...) with the programmatic-serialization attribute when
+// pdl_enabled(). Throws CudaError when the launch fails.
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, A&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  VLQ_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(std::forward<A>(args))...));
+}
 
 }  // namespace vlq::cuda::detail

@@ -74,6 +74,8 @@ __global__ void __launch_bounds__(kThreads) paged_decode_kernel(const TQ* q, std
   __shared__ float sp[kGroup][kChunk];            // scores, then probabilities, of the chunk
   __shared__ float sred[2][kGroup][kWarps];       // per-warp max / sum
   __shared__ __align__(16) float sacc[kWarps][kGroup][DM];
+  pdl_trigger();
+  pdl_wait();  // launched with PDL (common.cuh)
   const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
   const int G = heads / kv_heads, kvh = blockIdx.y;
   const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
@@ -248,6 +250,8 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
   __shared__ int sslot[kChunk];
   __shared__ float scorr[kGroup], sl[kGroup];
   __shared__ __align__(16) float sacc[kWarps][kGroup][D];
+  pdl_trigger();
+  pdl_wait();  // launched with PDL (common.cuh)
   const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
   const int G = heads / kv_heads, kvh = blockIdx.y;
   const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
@@ -408,7 +412,7 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
         OutWriter<O> w{static_cast<O*>(out.data)};
         if constexpr (std::is_same_v<O, std::uint8_t>) w.scale = out_scale;
         auto launch = [&](auto kernel) {
-          kernel<<<grid, kThreads, 0, stream>>>(
+          launch_pdl(kernel, grid, dim3(kThreads), 0, stream,
               static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
               static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
               cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,

@@ -407,9 +407,9 @@ template <class C> constexpr Fetch fetch_of() {
   else return Fetch::kSync;
 }
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15) == 0; }
-// cp.async key tiles: opt-in (VLQ_FLASH_ASYNC=1) until measured on a GPU — this session's device machine never
-// started (docs/cuda-notes.md); otherwise every cache dtype goes through the synchronous fetch, the run-12 kernel.
-constexpr bool kAsyncFetchDefault = false;
+// cp.async key tiles: on by default since run 13 (8k prefill 257.7 → 235.5 ms with 128-row tiles, H100,
+// docs/performance.md); VLQ_FLASH_ASYNC=0 sends every cache dtype through the synchronous fetch (A/B).
+constexpr bool kAsyncFetchDefault = true;
 bool async_fetch_enabled() {
   static const bool on = env_switch("VLQ_FLASH_ASYNC", kAsyncFetchDefault);
   return on;
@@ -434,10 +434,10 @@ template <class F> void with_dmax(int d, F&& f) {
 }  // namespace
 
 int prefill_tile_rows(int head_dim) {
-  // 128-row tiles (8 warps): opt-in (VLQ_FLASH_ROWS=128) until measured on a GPU, as kAsyncFetchDefault.
+  // 128-row tiles (8 warps) by default since run 13, as kAsyncFetchDefault; VLQ_FLASH_ROWS=64 for the 64-row tiles (A/B).
   static const int env = [] {
     const char* e = std::getenv("VLQ_FLASH_ROWS");
-    return e && std::string(e) == "128" ? 128 : kBM;
+    return e && std::string(e) == "64" ? kBM : 128;
   }();
   return head_dim <= 128 ? env : kBM;
 }

@@ -1,7 +1,8 @@
 // CUDA kernel of vlq/cuda/gemv.h: small-M (1..8) GEMV over FP8 E4M3 or BF16 weights [N, K].
 // Layout: CTA of 8 warps; each warp owns R consecutive output rows and sweeps K with 16-byte loads (lane l
 // takes chunks l, l+32, ...; U chunks per row in flight); x [M, K] is copied to shared memory once per CTA.
-// Partial sums are reduced across the warp with shuffles; lane 0 applies alpha and bias and stores.
+// Partial sums are reduced across the warp with shuffles; lane 0 applies alpha and bias and stores. Launched with
+// PDL (common.cuh): the first weight chunks are fetched before waiting for the kernel that produces x.
 #include "vlq/cuda/gemv.h"
 
 #include <string>
@@ -45,17 +46,28 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
                                                            std::int64_t ldy) {
   constexpr int VEC = kFp8 ? 16 : 8;
   extern __shared__ uint4 xs[];
-  const int total = M * k_chunks;
-  for (int i = threadIdx.x; i < total; i += blockDim.x) xs[i] = __ldg(x + i);
-  __syncthreads();
-
+  pdl_trigger();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row0 = (blockIdx.x * kWarps + warp) * R;
-  if (row0 >= n_rows) return;
   const uint4* wr[R];
 #pragma unroll
   for (int r = 0; r < R; ++r)
     wr[r] = reinterpret_cast<const uint4*>(w) + static_cast<std::int64_t>(min(row0 + r, n_rows - 1)) * k_chunks;
+  // The first round of weight chunks is in flight before the wait for the previous kernel (weights are constant;
+  // see pdl_wait): under PDL it overlaps that kernel's tail.
+  uint4 wv[U][R];
+  if (row0 < n_rows) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (lane + u * 32 < k_chunks) wv[u][r] = ld_stream16(wr[r] + lane + u * 32);
+  }
+  pdl_wait();
+  const int total = M * k_chunks;
+  for (int i = threadIdx.x; i < total; i += blockDim.x) xs[i] = __ldg(x + i);
+  __syncthreads();
+  if (row0 >= n_rows) return;
 
   float acc[R][M];
 #pragma unroll
@@ -64,12 +76,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
     for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
 
   for (int c0 = lane; c0 < k_chunks; c0 += 32 * U) {
-    uint4 wv[U][R];
+    if (c0 != lane) {
 #pragma unroll
-    for (int u = 0; u < U; ++u)
+      for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (c0 + u * 32 < k_chunks) wv[u][r] = ld_stream16(wr[r] + c0 + u * 32);
+        for (int r = 0; r < R; ++r)
+          if (c0 + u * 32 < k_chunks) wv[u][r] = ld_stream16(wr[r] + c0 + u * 32);
+    }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u * 32;
@@ -96,7 +109,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
       const float s = warp_sum(acc[r][m]);
       const int row = row0 + r;
       if (lane == 0 && row < n_rows) {
-        const float v = s * (row_alpha ? alpha * row_alpha[row] : alpha) + (bias ? bias[row] : 0.0f);
+        // one explicit fmaf: the same rounding whether the alpha comes from row_alpha or the argument (nvcc
+        // may contract a * b + c differently in the two branches otherwise; CudaGemv.RowStackedEqualsSeparate)
+        const float a = row_alpha ? alpha * row_alpha[row] : alpha;
+        const float v = fmaf(s, a, bias ? bias[row] : 0.0f);
         y[m * ldy + row] = from_f32<O>(v);
       }
     }
@@ -106,15 +122,18 @@ template <bool kFp8, int M, class O>
 void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const Tensor& y,
             cudaStream_t st) {
   constexpr int R = M <= 2 ? 1 : 2;
-  constexpr int U = R == 1 ? 4 : 2;
+  // chunks in flight per lane: 8 at M = 1 (a 3584-wide FP8 row is 7 chunks per lane: one memory round trip
+  // instead of two; batch-1 o_proj / q|k|v were latency-bound at ~1.6 TB/s in run 13's profile). The lane's chunk
+  // order, hence the sum, does not depend on U.
+  constexpr int U = M == 1 ? 8 : R == 1 ? 4 : 2;
   const int n = static_cast<int>(w.shape[0]);
   const int kc = static_cast<int>(w.shape[1] * (kFp8 ? 1 : 2) / 16);
   const std::size_t smem = static_cast<std::size_t>(M) * kc * 16;
   auto kern = gemv_kernel<kFp8, M, R, U, O>;
   if (smem > 48 * 1024) VLQ_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const unsigned grid = ceil_div(n, kWarps * R);
-  kern<<<grid, kWarps * 32, smem, st>>>(static_cast<const uint4*>(x.data), static_cast<const std::uint8_t*>(w.data), n, kc,
-                                        alpha, bias, ra, static_cast<O*>(y.data), y.stride[0]);
+  launch_pdl(kern, dim3(grid), dim3(kWarps * 32), smem, st, static_cast<const uint4*>(x.data),
+             static_cast<const std::uint8_t*>(w.data), n, kc, alpha, bias, ra, static_cast<O*>(y.data), y.stride[0]);
   VLQ_CUDA_CHECK_LAUNCH("gemv_kernel");
 }
 

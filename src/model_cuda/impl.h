@@ -127,6 +127,7 @@ struct DevVisionBlock {
   float* norm1 = nullptr;
   float* norm2 = nullptr;
   DevLinear qkv, proj, gate, up, down;
+  DevLinear gate_up;  // w != null: dense gate and up stacked as one [2·Iv, K] block (gate.w / up.w point into it)
   bool full = false;  // full attention (fullatt_block_indexes) rather than window attention
 };
 struct DevVision {

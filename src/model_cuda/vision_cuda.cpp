@@ -36,6 +36,42 @@ Tensor input_of(Scratch& s, const DevLinear& l, std::int64_t rows, cudaStream_t 
   return Tensor::strided2d(full.data, dt, rows, l.k, l.kp);
 }
 float scale_of(const DevLinear& l) { return l.fp8 ? l.input_scale : 0.0f; }
+
+// Dense (BF16) gate and up of one ViT block with the same shape and K % 8 == 0, both with or both without a bias:
+// uploaded as one [2·Iv, K] block so that one GEMM writes the gate|up row SwiGLU reads. Besides one launch fewer,
+// the separate GEMMs wrote N = Iv = 3420 columns each (the second at an offset), for which cuBLASLt picked an
+// sm_80 kernel at 229 TFLOP/s (run 13's profile: 2 × 183 us per block and image); the stacked N = 6840 is 16-byte
+// aligned. VLQ_CUDA_FUSE_VIT_GATE_UP=0 keeps them apart (A/B).
+bool vit_gate_up_fusable(const ops::LinearWeights& g, const ops::LinearWeights& u) {
+  static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_VIT_GATE_UP", true);
+  return on && g.kind == ops::LinearKind::kDense && u.kind == ops::LinearKind::kDense && g.in_features == u.in_features &&
+         g.out_features == u.out_features && g.in_features % 8 == 0 && g.bias.empty() == u.bias.empty();
+}
+
+// The stacked block; dg / du describe its halves (the GEMV and the unfused path use them).
+DevLinear upload_vit_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights& g, const ops::LinearWeights& u,
+                             DevLinear& dg, DevLinear& du) {
+  ops::LinearWeights s;
+  s.name = g.name + " + " + u.name;
+  s.out_features = 2 * g.out_features;
+  s.in_features = g.in_features;
+  s.w.reserve(g.w.size() + u.w.size());
+  s.w.insert(s.w.end(), g.w.begin(), g.w.end());
+  s.w.insert(s.w.end(), u.w.begin(), u.w.end());
+  s.bias.insert(s.bias.end(), g.bias.begin(), g.bias.end());
+  s.bias.insert(s.bias.end(), u.bias.begin(), u.bias.end());
+  DevLinear f = upload_linear(arena, s);
+  const std::int64_t i = g.out_features;
+  dg = f;
+  dg.name = g.name;
+  dg.n = i;
+  du = dg;
+  du.name = u.name;
+  du.w = static_cast<std::uint16_t*>(f.w) + i * f.k;
+  if (f.bias_f32) du.bias_f32 = f.bias_f32 + i;
+  if (f.bias_bf16) du.bias_bf16 = static_cast<std::uint16_t*>(f.bias_bf16) + i;
+  return f;
+}
 }  // namespace
 
 std::unique_ptr<DevVision> upload_vision(const model::Qwen2_5_VL& cpu) {
@@ -73,8 +109,12 @@ std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const fo
     d.norm2 = upload_f32(*v->arena, b.norm2);
     d.qkv = upload_linear(*v->arena, b.qkv);
     d.proj = upload_linear(*v->arena, b.proj);
-    d.gate = upload_linear(*v->arena, b.gate);
-    d.up = upload_linear(*v->arena, b.up);
+    if (vit_gate_up_fusable(b.gate, b.up)) {
+      d.gate_up = upload_vit_gate_up(*v->arena, b.gate, b.up, d.gate, d.up);
+    } else {
+      d.gate = upload_linear(*v->arena, b.gate);
+      d.up = upload_linear(*v->arena, b.up);
+    }
     d.down = upload_linear(*v->arena, b.down);
     const auto& fb = v->cfg.fullatt_block_indexes;
     d.full = std::find(fb.begin(), fb.end(), static_cast<std::int64_t>(i)) != fb.end();
@@ -141,17 +181,15 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   record(kTapQkvIn, hin);
   float* qkv = static_cast<float*>(v.qkv.get(static_cast<std::size_t>(n * W) * 4));
   run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, DType::F32, {n, W}));
-  cuda::rotary_inplace(Tensor{qkv, DType::F32, 3, {n, 2 * v.heads, v.hd}, {W, v.hd, 1}}, ang, st);
-  // q, k, v contiguous [n, heads, hd] for the segment attention: BF16 (what the tensor-core kernel rounds them to
-  // anyway, so the result is the same; its key tiles then arrive by cp.async), or f32 while calibrating (taps).
+  // rotary on q and k, then q, k, v contiguous [n, heads, hd] for the segment attention, in one kernel: BF16 (what
+  // the tensor-core kernel rounds them to anyway, so the result is the same; its key tiles then arrive by
+  // cp.async), or f32 while calibrating (taps).
   Scratch* parts[3] = {&v.q, &v.k, &v.v};
   Tensor qkv3[3];
   const DType adt = v.taps ? DType::F32 : DType::BF16;
-  for (int i = 0; i < 3; ++i) {
-    void* dst = parts[i]->get(static_cast<std::size_t>(n * Dv) * dtype_size(adt));
-    cuda::cast(Tensor::strided2d(qkv + i * Dv, DType::F32, n, Dv, W), Tensor::contiguous(dst, adt, {n, Dv}), st);
-    qkv3[i] = Tensor::contiguous(dst, adt, {n, v.heads, v.hd});
-  }
+  for (int i = 0; i < 3; ++i)
+    qkv3[i] = Tensor::contiguous(parts[i]->get(static_cast<std::size_t>(n * Dv) * dtype_size(adt)), adt, {n, v.heads, v.hd});
+  cuda::rotary_split_qkv(Tensor::contiguous(qkv, DType::F32, {n, W}), ang, qkv3[0], qkv3[1], qkv3[2], st);
   record(kTapK, qkv3[1]);
   record(kTapV, qkv3[2]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(v.hd));
@@ -181,8 +219,12 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
     cuda::rms_norm(x, nullptr, B.norm2, kVisionEps, h_up, scale_of(B.up), st);
   }
   record(kTapGateUpIn, h_gate);
-  run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, DType::F32, n, I, 2 * I));
-  run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + I, DType::F32, n, I, 2 * I));
+  if (B.gate_up.w) {
+    run_linear(im.gemm, st, B.gate_up, h_gate, Tensor::contiguous(gu, DType::F32, {n, 2 * I}));
+  } else {
+    run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, DType::F32, n, I, 2 * I));
+    run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + I, DType::F32, n, I, 2 * I));
+  }
   const Tensor act = input_of(v.act, B.down, n, st);
   cuda::swiglu(Tensor::contiguous(gu, DType::F32, {n, 2 * I}), act, scale_of(B.down), st);
   record(kTapDownIn, act);

@@ -1,4 +1,4 @@
-// RMSNorm (+residual, +E4M3), SwiGLU (+E4M3), add, embedding, M-RoPE angles, rotary, argmax on the GPU vs the
+// RMSNorm (+residual, +E4M3), SwiGLU (+E4M3), add, embedding, M-RoPE angles, rotary (+ the ViT's q/k/v split), argmax on the GPU vs the
 // CPU reference ops (vlq/ops) on fresh random inputs, ragged shapes, poisoned outputs.
 #include <gtest/gtest.h>
 
@@ -151,6 +151,62 @@ TEST(CudaElementwise, AddEmbeddingCastArgmax) {
   argmax(Tensor::contiguous(dl.data(), DType::F32, {rows, v}), Tensor::contiguous(dam.data(), DType::I32, {rows}), nullptr);
   const auto am = to_host<int>(dam, rows);
   for (int r = 0; r < rows; ++r) EXPECT_EQ(am[r], ops::argmax(logits.data() + static_cast<std::size_t>(r) * v, v)) << r;
+  // 16-byte aligned rows (the vector path): ties inside one float4, across threads and in the scalar tail
+  {
+    const int vv = 152064;
+    auto l2 = randn(static_cast<std::size_t>(4) * vv, g);
+    l2[0 * vv + 4001] = 60.0f, l2[0 * vv + 4002] = 60.0f;         // same float4, first wins
+    l2[1 * vv + 70000] = 61.0f, l2[1 * vv + 1027] = 61.0f;        // different threads
+    l2[2 * vv + vv - 1] = 62.0f;                                  // last element
+    l2[3 * vv + 5] = -INFINITY;
+    auto d2 = to_device(l2);
+    auto dm2 = poisoned<int>(4);
+    argmax(Tensor::contiguous(d2.data(), DType::F32, {4, vv}), Tensor::contiguous(dm2.data(), DType::I32, {4}), nullptr);
+    const auto m2 = to_host<int>(dm2, 4);
+    EXPECT_EQ(m2[0], 4001);
+    EXPECT_EQ(m2[1], 1027);
+    EXPECT_EQ(m2[2], vv - 1);
+    EXPECT_EQ(m2[3], ops::argmax(l2.data() + 3 * static_cast<std::size_t>(vv), vv));
+  }
+}
+
+// rotary_split_qkv equals rotary_inplace on the q and k heads followed by three casts, bit for bit (ViT shapes:
+// 16 heads of 80), for BF16 and F32 outputs; angles from the vision rotary.
+TEST(CudaElementwise, RotarySplitQkvEqualsRotaryThenCast) {
+  VLQ_REQUIRE_GPU();
+  const auto seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 g(seed);
+  const int n = 45, heads = 16, d = 80, half = d / 2, hd = heads * d, w = 3 * hd;
+  auto qkv = randn(static_cast<std::size_t>(n) * w, g);
+  std::vector<float> ang(static_cast<std::size_t>(n) * half);
+  std::uniform_real_distribution<float> ad(0.0f, 60.0f);
+  for (auto& a : ang) a = ad(g);
+  auto dang = to_device(ang);
+  const Tensor tang = Tensor::contiguous(dang.data(), DType::F32, {n, half});
+  // reference: rotary in place on a copy, then the casts
+  auto dref = to_device(qkv);
+  rotary_inplace(Tensor{dref.data(), DType::F32, 3, {n, 2 * heads, d}, {w, d, 1}}, tang, nullptr);
+  for (DType dt : {DType::BF16, DType::F32}) {
+    SCOPED_TRACE(dt == DType::BF16 ? "BF16" : "F32");
+    const std::size_t es = dt == DType::BF16 ? 2 : 4, bytes = static_cast<std::size_t>(n) * hd * es;
+    auto dsrc = to_device(qkv);
+    auto dq = poisoned<std::uint8_t>(bytes), dk = poisoned<std::uint8_t>(bytes), dv = poisoned<std::uint8_t>(bytes);
+    rotary_split_qkv(Tensor::contiguous(dsrc.data(), DType::F32, {n, w}), tang, Tensor::contiguous(dq.data(), dt, {n, heads, d}),
+                     Tensor::contiguous(dk.data(), dt, {n, heads, d}), Tensor::contiguous(dv.data(), dt, {n, heads, d}), nullptr);
+    DeviceBuffer* outs[3] = {&dq, &dk, &dv};
+    for (int i = 0; i < 3; ++i) {
+      auto dc = poisoned<std::uint8_t>(bytes);
+      cast(Tensor::strided2d(dref.as<float>() + i * hd, DType::F32, n, hd, w), Tensor::contiguous(dc.data(), dt, {n, hd}), nullptr);
+      EXPECT_EQ(to_host<std::uint8_t>(*outs[i], bytes), to_host<std::uint8_t>(dc, bytes)) << "part " << i;
+    }
+    EXPECT_EQ(to_host<float>(dsrc, qkv.size()), qkv) << "input modified";
+  }
+  EXPECT_THROW(rotary_split_qkv(Tensor::contiguous(dref.data(), DType::F32, {n, w}), tang,
+                                Tensor::contiguous(dref.data(), DType::BF16, {n, heads, d}),
+                                Tensor::contiguous(dref.data(), DType::F32, {n, heads, d}),
+                                Tensor::contiguous(dref.data(), DType::BF16, {n, heads, d}), nullptr),
+               UsageError);
 }
 
 TEST(CudaElementwise, MropeAnglesExactAndRotaryMatchesCpu) {

@@ -53,7 +53,7 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32; BF16 and E4M3 key tiles
-// fetched with cp.async one tile ahead with VLQ_FLASH_ASYNC=1 (opt-in until measured) when the cache sides are
+// fetched with cp.async one tile ahead (VLQ_FLASH_ASYNC=0: synchronous loads, for A/B) when the cache sides are
 // 16-byte aligned, else by synchronous loads): the prefill form of
 // paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most
 // `tile_rows` consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row;
@@ -63,7 +63,7 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
 void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                              const Tensor& q_pos, const Tensor& tiles, int tile_rows, float scale, const Tensor& out,
                              cudaStream_t stream);
-// Rows per prefill tile for head_dim: 64, or 128 with VLQ_FLASH_ROWS=128 when head_dim <= 128 (opt-in until measured).
+// Rows per prefill tile for head_dim: 128 when head_dim <= 128 (VLQ_FLASH_ROWS=64: 64 rows, for A/B), else 64.
 int prefill_tile_rows(int head_dim);
 // The same for attention_segments: tiles [n_tiles, 4] I32 device (row0, rows, j0, j1): at most 64 query rows of
 // one segment and the segment's key range [j0, j1) (segment_tiles builds them from cu_seqlens).

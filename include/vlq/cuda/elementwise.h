@@ -59,6 +59,16 @@ void mrope_angles(const Tensor& positions, const float* inv_freq, const int sect
 //   of a fused qkv row: heads = H + KVH, stride[0] = (H + 2·KVH)·D); angles: [rows, D/2] F32.
 void rotary_inplace(const Tensor& x, const Tensor& angles, cudaStream_t stream);
 
+// The ViT's q/k/v hand-off in one pass (rotary_inplace on the q and k heads, then cast of q, k and v into
+// contiguous tensors; the same values as those three steps): q = rotary(qkv[:, 0:HD]), k = rotary(qkv[:, HD:2HD]),
+// v = qkv[:, 2HD:3HD], converted to the outputs' dtype (F32 → BF16 round to nearest even). cos/sin of each angle
+// are computed once per row and shared by all heads.
+//   qkv: [rows, 3·heads·D] F32, columns contiguous, stride[0] any; angles: [rows, D/2] F32;
+//   q, k, v: contiguous [rows, heads, D] F32|BF16 (all three the same dtype). D even.
+// Throws UsageError on shapes, dtypes or layouts.
+void rotary_split_qkv(const Tensor& qkv, const Tensor& angles, const Tensor& q, const Tensor& k, const Tensor& v,
+                      cudaStream_t stream);
+
 // E4M3 quantize (vlq::quantize_e4m3_sat, bit-exact): out[i] = E4M3_sat_rne(x[i] / scale).
 //   x: [n] F32|BF16 (any rank, contiguous); out: same numel F8_E4M3; scale finite > 0.
 void quantize_e4m3(const Tensor& x, float scale, const Tensor& out, cudaStream_t stream);
