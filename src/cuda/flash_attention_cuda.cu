@@ -376,8 +376,11 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
 // tiles: [n, 2] (row0, rows) per tile; every row of a tile belongs to the same sequence. Grid (heads, tiles): the
 // heads of one tile (which share KV heads) run side by side, and the last tiles (the longest key ranges of a
 // causal prefill) start first, so that the short ones fill the tail.
+// __launch_bounds__(_, 2): two CTAs per SM. The 8-warp tile used 146 registers (run 13's profile: one CTA, 8 warps
+// per SM, 12.5 % occupancy, stalls on fixed-latency dependencies; 4.4 ms per layer of an 8k prefill); capped at
+// 128 it fits twice beside its 103 KB of shared memory.
 template <int DMAX, int WARPS, Fetch F, class TQ, class C, class O>
-__global__ void __launch_bounds__(WARPS * 32) flash_paged_kernel(const TQ* q, std::int64_t ldq, int heads, int D,
+__global__ void __launch_bounds__(WARPS * 32, 2) flash_paged_kernel(const TQ* q, std::int64_t ldq, int heads, int D,
                                                                   const C* kc, const C* vc, int block_size, int kv_heads,
                                                                   float ks, float vs, const int* tables, int max_blocks,
                                                                   const int* q_seq, const int* q_pos, const int* tiles,
@@ -391,7 +394,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_paged_kernel(const TQ* q, st
 
 // tiles: [n, 4] (row0, rows, j0, j1): query rows of one segment and the segment's key range. Grid (heads, tiles).
 template <int DMAX, Fetch F, class T, class O>
-__global__ void __launch_bounds__(kWarps * 32) flash_segments_kernel(const T* q, const T* k, const T* v, int heads, int D,
+__global__ void __launch_bounds__(kWarps * 32, 2) flash_segments_kernel(const T* q, const T* k, const T* v, int heads, int D,
                                                                       const int* tiles, float scale, O* out) {
   const int t = blockIdx.y, h = blockIdx.x;
   const int* tl = tiles + 4 * t;
