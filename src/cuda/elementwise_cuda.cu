@@ -461,7 +461,8 @@ void rotary_split_qkv(const Tensor& qkv, const Tensor& angles, const Tensor& q, 
   expect_tensor(op, "v", v, {q.dtype}, {rows, heads, d});
   if (!is_contiguous(k) || !is_contiguous(v)) usage_error(op, "k and v must be contiguous", "contiguous", k.describe() + ", " + v.describe());
   expect_tensor(op, "qkv", qkv, {DType::F32}, {rows, 3 * heads * d});
-  if (qkv.stride[1] != 1) usage_error(op, "qkv columns must be contiguous", "stride[1] == 1", qkv.describe());
+  if (qkv.stride[1] != 1 || qkv.stride[0] < 3 * heads * d)
+    usage_error(op, "qkv rows must be contiguous columns, at least 3·heads·D apart", "stride[1] == 1, stride[0] >= 3·heads·D", qkv.describe());
   expect_tensor(op, "angles", angles, {DType::F32}, {rows, d / 2});
   if (!is_contiguous(angles)) usage_error(op, "angles must be contiguous", "contiguous", angles.describe());
   if (!rows) return;

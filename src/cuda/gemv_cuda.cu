@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
   }
   pdl_wait();
   const int total = M * k_chunks;
-  for (int i = threadIdx.x; i < total; i += blockDim.x) xs[i] = __ldg(x + i);
+  for (int i = threadIdx.x; i < total; i += blockDim.x) xs[i] = __ldcg(x + i);  // not .nc: x is written by the PDL predecessor
   __syncthreads();
   if (row0 >= n_rows) return;
 

@@ -116,6 +116,10 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
       throw UsageError({"input_ids", "number of <|image_pad|> tokens differs from the image features",
                         std::to_string(feats.dim(0)), std::to_string(n_pad),
                         "expand each <|image_pad|> to grid_t·grid_h·grid_w/4 copies"});
+    if (feats.dim(1) != H || feats.stride[0] != H)  // the rows are copied H floats at a time below
+      throw UsageError({"visual.merger", "image feature width differs from the language model's hidden_size",
+                        "contiguous rows of " + std::to_string(H), feats.describe(),
+                        "vision_config.out_hidden_size must equal text hidden_size in config.json"});
     e = ops::Matrix(S - n_pad, H);
     std::int64_t text_row = 0, feat_row = 0;
     for (std::int64_t i = 0; i < S;) {

@@ -67,7 +67,7 @@ DevLinear upload_vit_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights&
   dg.n = i;
   du = dg;
   du.name = u.name;
-  du.w = static_cast<std::uint16_t*>(f.w) + i * f.k;
+  du.w = static_cast<std::uint16_t*>(f.w) + i * (f.kp > 0 ? f.kp : f.k);
   if (f.bias_f32) du.bias_f32 = f.bias_f32 + i;
   if (f.bias_bf16) du.bias_bf16 = static_cast<std::uint16_t*>(f.bias_bf16) + i;
   return f;
