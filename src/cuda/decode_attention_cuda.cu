@@ -420,7 +420,8 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
               static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, w,
               rows ? static_cast<const int*>(rows->data) : nullptr, gs);
         };
-        if (cache.head_dim == 128 && env_switch("VLQ_DECODE_D128", true))  // =0: the generic kernel (A/B)
+        static const bool d128 = env_switch("VLQ_DECODE_D128", true);  // =0: the generic kernel (A/B); read once, as the other switches
+        if (cache.head_dim == 128 && d128)
           launch(paged_decode_d128_kernel<TQ, C, O>);
         else launch(paged_decode_kernel<TQ, C, O>);
       });
