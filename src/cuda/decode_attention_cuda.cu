@@ -239,59 +239,103 @@ template <class C> struct RowQuarter {  // 32 consecutive elements of a cache ro
   }
 };
 
-template <class TQ, class C, class O>
+// kG: the CTA's query heads (gs) rounded up to 1, 2, 4 or 8, so that the loops over the group compile to kG
+// iterations (with a fixed 8, a one-head CTA — batch 1 of the 7B model — issued 7 predicated-off copies of every
+// score and P·V instruction: 4,370 instructions per warp, 14 us per layer in run 14's profile).
+// early != 0 (caller's promise: every key before a row's own position was in the cache before the forward's
+// first kernel, as in a decode step): the first chunk's K rows (FP8/BF16 caches) and V codes (FP8, kG <= 2) of
+// those keys are fetched before pdl_wait, overlapping the kernel that writes q and the row's own key.
+__device__ __forceinline__ void codes4_to_f32(std::uint32_t u, float* f) {
+  const float2 a = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u)), b = e4m3x2_to_f32x2(static_cast<std::uint16_t>(u >> 16));
+  f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
+}
+
+template <int kG, class TQ, class C, class O>
 __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q, std::int64_t ldq, int heads, int, const C* kc,
                                                                      const C* vc, int block_size, int kv_heads, float ks, float vs,
                                                                      const int* tables, int max_blocks, const int* q_seq,
-                                                                     const int* q_pos, float scale, OutWriter<O> out, const int* rows, int gs) {
+                                                                     const int* q_pos, float scale, OutWriter<O> out, const int* rows,
+                                                                     int gs, int early) {
   constexpr int D = 128, QP = 36;  // q quarters padded: the 4 quarters' LDS.128 fall into different banks
-  __shared__ __align__(16) float sq[kGroup][4][QP];
-  __shared__ float sp[kGroup][kChunk];
+  constexpr int kInFlight = sizeof(C) == 4 ? 1 : 4;  // key rounds whose loads are issued together
+  constexpr bool kPreK = sizeof(C) <= 2, kPreV = sizeof(C) == 1 && kG <= 2;  // kG 4: 20 bytes of spill
+  constexpr int VB = 16, kVKeys = kChunk / kWarps;  // P·V: 32 keys per warp, 16 V rows in flight per lane
+  __shared__ __align__(16) float sq[kG][4][QP];
+  __shared__ float sp[kG][kChunk];
   __shared__ int sslot[kChunk];
-  __shared__ float scorr[kGroup], sl[kGroup];
-  __shared__ __align__(16) float sacc[kWarps][kGroup][D];
+  __shared__ float scorr[kG], sl[kG];
+  __shared__ __align__(16) float sacc[kWarps][kG][D];
   pdl_trigger();
-  pdl_wait();  // launched with PDL (common.cuh)
+  // Before pdl_wait: the step's inputs (rows, positions, block tables: uploaded before the forward's first
+  // kernel) and, when early, cache rows of keys < len - 1.
   const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
   const int G = heads / kv_heads, kvh = blockIdx.y;
   const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, qd = lane & 3;
-  const float qs = scale * ks * 1.4426950408889634f;
-  for (int i = tid; i < kGroup * D; i += kThreads) {
-    const int g = i / D, c = i % D;
-    sq[g][c / 32][c % 32] = g < ng ? to_f32(q[t * ldq + static_cast<std::int64_t>(h0 + g) * D + c]) * qs : 0.0f;
-  }
   const int len = q_pos[t] + 1;
   const int* table = tables + static_cast<std::int64_t>(q_seq[t]) * max_blocks;
   const std::int64_t row_elems = static_cast<std::int64_t>(kv_heads) * D, head_off = static_cast<std::int64_t>(kvh) * D;
-  float mo[2] = {-INFINITY, -INFINITY}, lo[2] = {0.0f, 0.0f};  // running max / sum of heads warp, warp + 4
-  float acc[kGroup][4];
-#pragma unroll
-  for (int g = 0; g < kGroup; ++g) acc[g][0] = acc[g][1] = acc[g][2] = acc[g][3] = 0.0f;
-  for (int c0 = 0; c0 < len; c0 += kChunk) {
-    const int nk = min(kChunk, len - c0);
+  auto fill_slots = [&](int c0, int nk) {
     if (tid < nk) {
       const int j = c0 + tid;
       sslot[tid] = table[j / block_size] * block_size + j % block_size;
     }
+  };
+  fill_slots(0, min(kChunk, len));
+  __syncthreads();
+  const bool pre = early != 0;
+  RowQuarter<C> kq[4];
+  std::uint32_t vpre[kPreV ? kVKeys : 1];
+  if constexpr (kPreK) {
+    if (pre) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int key = warp * 32 + r * 8 + (lane >> 2);
+        if (key < len - 1) kq[r].load(kc + static_cast<std::int64_t>(sslot[key]) * row_elems + head_off + qd * 32);
+      }
+    }
+  }
+  if constexpr (kPreV) {
+    if (pre) {
+#pragma unroll
+      for (int u = 0; u < kVKeys; ++u) {
+        const int key = warp + 4 * u;
+        if (key < len - 1)
+          vpre[u] = *reinterpret_cast<const std::uint32_t*>(vc + static_cast<std::int64_t>(sslot[key]) * row_elems + head_off + lane * 4);
+      }
+    }
+  }
+  pdl_wait();  // launched with PDL (common.cuh): q and the row's own key are written by the kernels before
+  const float qs = scale * ks * 1.4426950408889634f;
+  for (int i = tid; i < kG * D; i += kThreads) {
+    const int g = i / D, c = i % D;
+    sq[g][c / 32][c % 32] = g < ng ? to_f32(q[t * ldq + static_cast<std::int64_t>(h0 + g) * D + c]) * qs : 0.0f;
+  }
+  float mo[2] = {-INFINITY, -INFINITY}, lo[2] = {0.0f, 0.0f};  // running max / sum of heads warp, warp + 4
+  float acc[kG][4];
+#pragma unroll
+  for (int g = 0; g < kG; ++g) acc[g][0] = acc[g][1] = acc[g][2] = acc[g][3] = 0.0f;
+  for (int c0 = 0; c0 < len; c0 += kChunk) {
+    const int nk = min(kChunk, len - c0);
+    const bool first = c0 == 0 && pre;  // registers hold this chunk's keys < len - 1
+    if (c0 > 0) fill_slots(c0, nk);
     __syncthreads();  // sq and sslot ready; the previous chunk's readers of sp are done
     // scores
-    constexpr int kInFlight = sizeof(C) == 4 ? 1 : 4;  // key rounds whose loads are issued together
 #pragma unroll
     for (int r0 = 0; r0 < 4; r0 += kInFlight) {
-      RowQuarter<C> kq[kInFlight];
 #pragma unroll
       for (int r = 0; r < kInFlight; ++r) {
         const int key = warp * 32 + (r0 + r) * 8 + (lane >> 2);
-        kq[r].load(kc + static_cast<std::int64_t>(sslot[min(key, nk - 1)]) * row_elems + head_off + qd * 32);
+        if (!(kPreK && first && key < len - 1))
+          kq[r0 + r].load(kc + static_cast<std::int64_t>(sslot[min(key, nk - 1)]) * row_elems + head_off + qd * 32);
       }
 #pragma unroll
       for (int r = 0; r < kInFlight; ++r) {
         const int key = warp * 32 + (r0 + r) * 8 + (lane >> 2);
         float kf[32];
-        kq[r].to_f32(kf);
+        kq[r0 + r].to_f32(kf);
 #pragma unroll
-        for (int g = 0; g < kGroup; ++g) {
+        for (int g = 0; g < kG; ++g) {
           if (g < ng) {
             float sc = 0.0f;
 #pragma unroll
@@ -311,7 +355,7 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int g = warp + 4 * hh;
-      if (g < ng) {
+      if (g < kG && g < ng) {
         float v[kChunk / 32], mx = -INFINITY;
 #pragma unroll
         for (int i = 0; i < kChunk / 32; ++i) mx = fmaxf(mx, v[i] = sp[g][lane + 32 * i]);
@@ -333,25 +377,32 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
     }
     __syncthreads();
 #pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
+    for (int g = 0; g < kG; ++g) {
       if (g < ng) {
         const float c = scorr[g];
         acc[g][0] *= c, acc[g][1] *= c, acc[g][2] *= c, acc[g][3] *= c;
       }
     }
     // P·V: keys warp + 4u, lane's 4 elements [4·lane, 4·lane + 4)
-    constexpr int VB = 16;
 #pragma unroll
-    for (int u0 = 0; u0 < kChunk / kWarps; u0 += VB) {
+    for (int u0 = 0; u0 < kVKeys; u0 += VB) {
       if (warp + 4 * u0 < nk) {
         float vf[VB][4];
 #pragma unroll
-        for (int u = 0; u < VB; ++u)
-          load4(vc + static_cast<std::int64_t>(sslot[min(warp + 4 * (u0 + u), nk - 1)]) * row_elems + head_off + lane * 4, vf[u]);
+        for (int u = 0; u < VB; ++u) {
+          const int key = warp + 4 * (u0 + u);  // the same for the whole warp
+          if constexpr (kPreV) {
+            if (first && key < len - 1) {
+              codes4_to_f32(vpre[u0 + u], vf[u]);
+              continue;
+            }
+          }
+          load4(vc + static_cast<std::int64_t>(sslot[min(key, nk - 1)]) * row_elems + head_off + lane * 4, vf[u]);
+        }
 #pragma unroll
         for (int u = 0; u < VB; ++u) {
 #pragma unroll
-          for (int g = 0; g < kGroup; ++g) {
+          for (int g = 0; g < kG; ++g) {
             if (g < ng) {
               const float p = sp[g][warp + 4 * (u0 + u)];
 #pragma unroll
@@ -365,9 +416,9 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
   }
 #pragma unroll
   for (int hh = 0; hh < 2; ++hh)
-    if (lane == 0 && warp + 4 * hh < ng) sl[warp + 4 * hh] = lo[hh];
+    if (lane == 0 && warp + 4 * hh < kG && warp + 4 * hh < ng) sl[warp + 4 * hh] = lo[hh];
 #pragma unroll
-  for (int g = 0; g < kGroup; ++g)
+  for (int g = 0; g < kG; ++g)
     if (g < ng) *reinterpret_cast<float4*>(&sacc[warp][g][lane * 4]) = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
   __syncthreads();
   for (int i = tid; i < ng * D; i += kThreads) {
@@ -391,7 +442,7 @@ int heads_per_cta(std::int64_t rows, int kv_heads, int G) {
 
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream, const Tensor* rows,
-                     float out_scale) {
+                     float out_scale, bool prior_keys_cached) {
   check_paged_query("cuda::paged_attention", q, cache, block_tables, q_seq, q_pos, out, true);
   if (out.dtype == DType::F8_E4M3 && !(std::isfinite(out_scale) && out_scale > 0.0f))
     usage_error("cuda::paged_attention", "an E4M3 output needs a finite out_scale > 0 (the next Linear's input_scale)",
@@ -411,19 +462,24 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
         using O = decltype(to);
         OutWriter<O> w{static_cast<O*>(out.data)};
         if constexpr (std::is_same_v<O, std::uint8_t>) w.scale = out_scale;
-        auto launch = [&](auto kernel) {
+        auto launch = [&](auto kernel, auto... extra) {
           launch_pdl(kernel, grid, dim3(kThreads), 0, stream,
               static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), cache.head_dim,
               static_cast<const C*>(cache.k), static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
               cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
               static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
               static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), scale, w,
-              rows ? static_cast<const int*>(rows->data) : nullptr, gs);
+              rows ? static_cast<const int*>(rows->data) : nullptr, gs, extra...);
         };
         static const bool d128 = env_switch("VLQ_DECODE_D128", true);  // =0: the generic kernel (A/B); read once, as the other switches
-        if (cache.head_dim == 128 && d128)
-          launch(paged_decode_d128_kernel<TQ, C, O>);
-        else launch(paged_decode_kernel<TQ, C, O>);
+        static const bool early_on = env_switch("VLQ_DECODE_EARLY", true);  // =0: no cache reads before pdl_wait (A/B)
+        const int early = prior_keys_cached && early_on ? 1 : 0;
+        if (cache.head_dim == 128 && d128) {
+          if (gs <= 1) launch(paged_decode_d128_kernel<1, TQ, C, O>, early);
+          else if (gs <= 2) launch(paged_decode_d128_kernel<2, TQ, C, O>, early);
+          else if (gs <= 4) launch(paged_decode_d128_kernel<4, TQ, C, O>, early);
+          else launch(paged_decode_d128_kernel<8, TQ, C, O>, early);
+        } else launch(paged_decode_kernel<TQ, C, O>);
       });
     });
   });

@@ -2,6 +2,7 @@
 // M-RoPE angles, rotary, E4M3 quantize/dequantize, argmax).
 #include "vlq/cuda/elementwise.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cstdint>
 #include <type_traits>
@@ -13,57 +14,71 @@ namespace vlq::cuda {
 namespace {
 using namespace detail;
 
-constexpr int kRowThreads = 256;
 
 template <class T> const T* cptr(const Tensor& t) { return static_cast<const T*>(t.data); }
 template <class T> T* mptr(const Tensor& t) { return static_cast<T*>(t.data); }
 
-// Block-wide sum over kRowThreads threads (result broadcast to all).
+// Block-wide sum over the CTA's blockDim.x threads (a multiple of 32, <= 1024; result broadcast to all).
 __device__ float block_sum(float v, float* sh) {
   v = warp_sum(v);
   const int w = threadIdx.x / 32, l = threadIdx.x % 32;
   if (l == 0) sh[w] = v;
   __syncthreads();
-  float t = l < kRowThreads / 32 ? sh[l] : 0.0f;
+  float t = l < static_cast<int>(blockDim.x / 32) ? sh[l] : 0.0f;
   t = warp_sum(t);
   __syncthreads();
   return t;
 }
 
 // ---- RMSNorm -------------------------------------------------------------------------------------
-// One CTA per row. Rows of up to kRowThreads · kRowRegs elements (every Qwen2.5-VL hidden size) are held in
-// registers: all loads of the row are issued before any use (one memory round trip instead of one per
-// kRowThreads elements, which dominated batch-1 decode: 14 us per norm in run 13's profile), x is written back
-// once and never re-read. Longer rows take the loop. Same element order and reduction either way, so the
-// two give identical bits.
-constexpr int kRowRegs = 32;
+// One CTA per row, rms_norm_threads(dim) threads: about 4 elements per thread, so that one row of batch-1 decode
+// is spread over up to 32 warps (256 threads with 14 elements each spent 7.5 us per norm in this session's first
+// profile, ~10 cycles per instruction with 2 warps per scheduler). Rows of up to blockDim.x · kRowRegs elements
+// (every Qwen2.5-VL hidden size) are held in registers: all loads of the row are issued before any use, the norm
+// weight (constant) before pdl_wait, x is written back once and never re-read. Longer rows take the loop. Same
+// element order and reduction either way, so the two give identical bits.
+constexpr int kRowRegs = 8, kRowMaxThreads = 1024;
+int rms_norm_threads(std::int64_t dim) {
+  const std::int64_t t = (dim + 3) / 4;
+  return static_cast<int>(std::clamp<std::int64_t>((t + 31) / 32 * 32, 32, kRowMaxThreads));
+}
 template <class TX, class TR, class O>
-__global__ void __launch_bounds__(kRowThreads) rms_norm_kernel(TX* x, std::int64_t ldx, const TR* res, std::int64_t ldr,
-                                                               const float* w, int dim, float eps, OutWriter<O> out,
-                                                               std::int64_t ldo) {
+__global__ void __launch_bounds__(kRowMaxThreads) rms_norm_kernel(TX* x, std::int64_t ldx, const TR* res, std::int64_t ldr,
+                                                                  const float* w, int dim, float eps, OutWriter<O> out,
+                                                                  std::int64_t ldo) {
   __shared__ float sh[32];
   pdl_trigger();
-  pdl_wait();  // launched with PDL (common.cuh): nothing is touched before the previous kernel completes
+  const int nt = static_cast<int>(blockDim.x);
+  const bool in_regs = dim <= nt * kRowRegs;
+  float wv[kRowRegs];
+  if (in_regs) {
+#pragma unroll
+    for (int j = 0; j < kRowRegs; ++j) {
+      const int i = threadIdx.x + j * nt;
+      wv[j] = i < dim ? w[i] : 0.0f;  // the weight is constant: fetched while the previous kernel finishes
+    }
+  }
+  pdl_wait();  // launched with PDL (common.cuh): nothing the previous kernels write is touched before this
   const std::int64_t r = blockIdx.x;
   TX* xr = x + r * ldx;
   float ss = 0.0f;
-  if (dim <= kRowThreads * kRowRegs) {
+  if (in_regs) {
     float h[kRowRegs];
 #pragma unroll
     for (int j = 0; j < kRowRegs; ++j) {
-      const int i = threadIdx.x + j * kRowThreads;
+      const int i = threadIdx.x + j * nt;
       h[j] = i < dim ? to_f32(xr[i]) : 0.0f;
     }
     if (res) {
       float rv[kRowRegs];
 #pragma unroll
       for (int j = 0; j < kRowRegs; ++j) {
-        const int i = threadIdx.x + j * kRowThreads;
+        const int i = threadIdx.x + j * nt;
         rv[j] = i < dim ? to_f32(res[r * ldr + i]) : 0.0f;
       }
 #pragma unroll
       for (int j = 0; j < kRowRegs; ++j) {
-        const int i = threadIdx.x + j * kRowThreads;
+        const int i = threadIdx.x + j * nt;
         if (i < dim) {
           const TX hx = from_f32<TX>(h[j] + rv[j]);
           xr[i] = hx;
@@ -77,12 +92,12 @@ __global__ void __launch_bounds__(kRowThreads) rms_norm_kernel(TX* x, std::int64
     const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
 #pragma unroll
     for (int j = 0; j < kRowRegs; ++j) {
-      const int i = threadIdx.x + j * kRowThreads;
-      if (i < dim) out.put(r * ldo + i, w[i] * (h[j] * inv));
+      const int i = threadIdx.x + j * nt;
+      if (i < dim) out.put(r * ldo + i, wv[j] * (h[j] * inv));
     }
     return;
   }
-  for (int i = threadIdx.x; i < dim; i += kRowThreads) {
+  for (int i = threadIdx.x; i < dim; i += nt) {
     float h = to_f32(xr[i]);
     if (res) {
       h += to_f32(res[r * ldr + i]);
@@ -93,7 +108,7 @@ __global__ void __launch_bounds__(kRowThreads) rms_norm_kernel(TX* x, std::int64
   }
   ss = block_sum(ss, sh);
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
-  for (int i = threadIdx.x; i < dim; i += kRowThreads) out.put(r * ldo + i, w[i] * (to_f32(xr[i]) * inv));
+  for (int i = threadIdx.x; i < dim; i += nt) out.put(r * ldo + i, w[i] * (to_f32(xr[i]) * inv));
 }
 
 template <class O> OutWriter<O> writer(const Tensor& t, float scale);
@@ -138,11 +153,11 @@ void rms_norm(const Tensor& x, const Tensor* residual, const float* weight, floa
       if (residual) {
         with_input(residual->dtype, [&](auto tr) {
           using TR = decltype(tr);
-          launch_pdl(rms_norm_kernel<TX, TR, O>, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, stream, mptr<TX>(x),
+          launch_pdl(rms_norm_kernel<TX, TR, O>, dim3(static_cast<unsigned>(rows)), dim3(rms_norm_threads(dim)), 0, stream, mptr<TX>(x),
                      x.stride[0], cptr<TR>(*residual), residual->stride[0], weight, static_cast<int>(dim), eps, w, out.stride[0]);
         });
       } else {
-        launch_pdl(rms_norm_kernel<TX, float, O>, dim3(static_cast<unsigned>(rows)), dim3(kRowThreads), 0, stream, mptr<TX>(x),
+        launch_pdl(rms_norm_kernel<TX, float, O>, dim3(static_cast<unsigned>(rows)), dim3(rms_norm_threads(dim)), 0, stream, mptr<TX>(x),
                    x.stride[0], static_cast<const float*>(nullptr), std::int64_t{0}, weight, static_cast<int>(dim), eps, w,
                    out.stride[0]);
       }

@@ -1,5 +1,5 @@
 // CUDA kernel of vlq/cuda/gemv.h: small-M (1..8) GEMV over FP8 E4M3 or BF16 weights [N, K].
-// Layout: CTA of 8 warps; each warp owns R consecutive output rows and sweeps K with 16-byte loads (lane l
+// Layout: CTA of 8, 4 or 2 warps (gemv_warps: the fewest CTAs whose spread over the SMs loses < 5 %); each warp owns R consecutive output rows and sweeps K with 16-byte loads (lane l
 // takes chunks l, l+32, ...; U chunks per row in flight); x [M, K] is copied to shared memory once per CTA.
 // Partial sums are reduced across the warp with shuffles; lane 0 applies alpha and bias and stores. Launched with
 // PDL (common.cuh): the first weight chunks are fetched before waiting for the kernel that produces x.
@@ -13,7 +13,30 @@ namespace vlq::cuda {
 namespace {
 using namespace detail;
 
-constexpr int kWarps = 8;
+constexpr int kWarps = 8;  // most warps per CTA
+
+// Warps per CTA for n rows of R per warp: 8 unless the CTAs would spread unevenly over the SMs (batch-1 o_proj
+// and down, 3584 rows: 448 CTAs of 8 rows = 3.4 per SM of an H100, so a quarter of the SMs ran a 4th CTA after
+// the others were done); then 4 or 2 (more CTAs, each a copy of x in shared memory). Which warp sums which row
+// does not change the row's sum: same bits for any choice.
+int gemv_warps(int n, int r) {
+  static const int sms = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
+    return v;
+  }();
+  if (sms <= 0) return kWarps;
+  int best = kWarps;
+  double best_eff = 0.0;
+  for (int w : {kWarps, 4, 2}) {
+    const long ctas = (n + static_cast<long>(w) * r - 1) / (static_cast<long>(w) * r);
+    const long waves = (ctas + sms - 1) / sms;
+    const double eff = static_cast<double>(ctas) / static_cast<double>(waves * sms);
+    if (eff >= 0.95) return w;
+    if (eff > best_eff + 1e-9) best = w, best_eff = eff;
+  }
+  return best;
+}
 
 // 16 bytes -> VEC floats.
 template <bool kFp8>
@@ -48,7 +71,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
   extern __shared__ uint4 xs[];
   pdl_trigger();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int row0 = (blockIdx.x * kWarps + warp) * R;
+  const int row0 = (blockIdx.x * static_cast<int>(blockDim.x / 32) + warp) * R;
   const uint4* wr[R];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -131,8 +154,9 @@ void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, co
   const std::size_t smem = static_cast<std::size_t>(M) * kc * 16;
   auto kern = gemv_kernel<kFp8, M, R, U, O>;
   if (smem > 48 * 1024) VLQ_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const unsigned grid = ceil_div(n, kWarps * R);
-  launch_pdl(kern, dim3(grid), dim3(kWarps * 32), smem, st, static_cast<const uint4*>(x.data),
+  const int warps = gemv_warps(n, R);
+  const unsigned grid = ceil_div(n, warps * R);
+  launch_pdl(kern, dim3(grid), dim3(warps * 32), smem, st, static_cast<const uint4*>(x.data),
              static_cast<const std::uint8_t*>(w.data), n, kc, alpha, bias, ra, static_cast<O*>(y.data), y.stride[0]);
   VLQ_CUDA_CHECK_LAUNCH("gemv_kernel");
 }

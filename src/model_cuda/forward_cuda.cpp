@@ -229,9 +229,10 @@ void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInt
       cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles,
                                     cuda::prefill_tile_rows(static_cast<int>(im.hd)), scale, out, im.stream.get());
     if (in.single.dim(0) > 0)
-      cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), &in.single);
+      cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), &in.single, 0.0f,
+                            true);  // one-row sequences: their earlier keys were cached by earlier steps
   } else
-    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get());
+    cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), nullptr, 0.0f, true);
 }
 
 }  // namespace
@@ -273,7 +274,8 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   if (L.o.fp8 && !in.prefill && !im.taps && fuse_decode()) {  // decode: the attention kernel writes o_proj's E4M3 input itself
     o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
     cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale,
-                          Tensor::contiguous(o_in.data, DType::F8_E4M3, {T, im.heads, hd}), st, nullptr, L.o.input_scale);
+                          Tensor::contiguous(o_in.data, DType::F8_E4M3, {T, im.heads, hd}), st, nullptr, L.o.input_scale,
+                          true);
   } else if (L.o.fp8) {
     Tensor att = Tensor::contiguous(im.attn.get(static_cast<std::size_t>(T * A) * 4), DType::F32, {T, im.heads, hd});
     attention(im, li, q, in, scale, att);

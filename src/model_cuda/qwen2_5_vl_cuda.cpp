@@ -50,7 +50,8 @@ Qwen2_5_VLCuda::Qwen2_5_VLCuda(const model::Qwen2_5_VL& cpu, const CudaOptions& 
   impl_->opt = options;
   upload_language_model(cpu, *impl_);
   if (options.vision) impl_->vision = upload_vision(cpu);
-  impl_->kv_fp8 = cpu.fp8_kv_cache();
+  // VLQ_KV_FP8=0: a BF16 cache even for a checkpoint with FP8 KV scales (A/B of what the FP8 cache costs or saves).
+  impl_->kv_fp8 = cpu.fp8_kv_cache() && cuda::env_switch("VLQ_KV_FP8", true);
   make_kv_pool(*impl_);
 }
 

@@ -103,6 +103,16 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
                   Tensor::contiguous(dqp.data(), DType::I32, {t}), scale, Tensor::contiguous(dout.data(), DType::F32, {t, p.heads, d}),
                   nullptr);
   EXPECT_LT(rel_err(to_host<float>(dout, ref.size()), ref), 2e-6);
+  // Decode (one new row per sequence): the earlier keys are cached, so the kernel may fetch them before waiting
+  // on the previous kernel; the same bits either way.
+  if (std::all_of(n_new.begin(), n_new.end(), [](int n) { return n == 1; })) {
+    auto dout_early = poisoned<float>(ref.size());
+    paged_attention(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), layer,
+                    Tensor::contiguous(dtab.data(), DType::I32, {nseq, max_blocks}), Tensor::contiguous(dqs.data(), DType::I32, {t}),
+                    Tensor::contiguous(dqp.data(), DType::I32, {t}), scale,
+                    Tensor::contiguous(dout_early.data(), DType::F32, {t, p.heads, d}), nullptr, nullptr, 0.0f, true);
+    EXPECT_EQ(to_host<float>(dout_early, ref.size()), to_host<float>(dout, ref.size())) << "prior_keys_cached";
+  }
   // E4M3 output (an FP8 o_proj's input written by the kernel): the codes of the F32 output / out_scale, exactly.
   {
     const float os = 0.01f;
@@ -158,6 +168,13 @@ TEST(CudaAttention, PagedDecodeAndPrefillMatchCpu) {
     run_case(g, {32, 2, 64, c}, {90, 257}, {1, 1});        // decode, GQA 16: two groups of 8 query heads per KV head
     run_case(g, {64, 8, 128, c}, {75}, {1});               // decode, the 72B layout (GQA 8)
     run_case(g, {28, 4, 128, c}, {600, 300}, {600, 45});   // flash: 5 tiles of 128 rows, 10 key tiles, a chunk
+    // Decode batches whose CTAs take 2, 4 and 7 query heads each (heads_per_cta: 264 CTAs wanted; 20 / 40 / 70
+    // rows of 4 KV heads): the head_dim-128 kernel's group sizes 2, 4 and 8.
+    for (int rows : {20, 40, 70}) {
+      std::vector<int> lens(rows), ones(rows, 1);
+      for (auto& l : lens) l = std::uniform_int_distribution<int>(1, 160)(g);
+      run_case(g, {28, 4, 128, c}, lens, ones);
+    }
   }
 }
 

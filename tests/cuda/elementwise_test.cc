@@ -17,7 +17,7 @@ TEST(CudaElementwise, RmsNormMatchesCpuAndFusedQuantIsExact) {
   const auto seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 g(seed);
-  // 8200 > 256 · 32: the loop path of the kernel (rows of at most 8192 are held in registers)
+  // 8200 > 1024 · 8: the loop path (rows of at most 8192 are held in registers); dim 64: a one-warp CTA
   for (auto [rows, dim] : {std::pair{1, 3584}, std::pair{7, 1000}, std::pair{33, 64}, std::pair{3, 8200}}) {
     const auto n = static_cast<std::size_t>(rows) * dim;
     auto x = randn(n, g, 3.0f), res = randn(n, g, 2.0f), w = randn(dim, g, 0.5f);
@@ -35,7 +35,7 @@ TEST(CudaElementwise, RmsNormMatchesCpuAndFusedQuantIsExact) {
     const auto xh = to_host<float>(dx, n);
     EXPECT_EQ(xh, h) << "residual stream x + res";
     const auto yh = to_host<float>(dy, n);
-    EXPECT_LT(rel_err(yh, y), 1e-6);
+    EXPECT_LT(rel_err(yh, y), 2e-6);  // f32 summation order (dim 8200: 1.19e-6 measured, run 14)
     // Fused E4M3: the same y quantized (x already holds h, so no residual this time).
     rms_norm(tx, nullptr, dw.as<float>(), eps, Tensor::contiguous(dq.data(), DType::F8_E4M3, {rows, dim}), in_scale, nullptr);
     std::vector<std::uint8_t> qref(n);

@@ -47,9 +47,14 @@ void rotary_kv_cache_write(const Tensor& qk, const Tensor& v, const Tensor& angl
 // that a mixed step runs its one-row (decode) queries here and its prefill tiles in the flash kernel.
 // out may also be F8_E4M3: codes of value / out_scale (IEEE division, as quantize_e4m3: the o_proj input of an
 // FP8 o_proj written directly, bit-identical to F32 out then quantize_e4m3); out_scale finite > 0 then.
+// prior_keys_cached: the caller promises that every cache position before each row's own q_pos was written
+// before the first kernel of this step (one row per sequence, as in a decode step; not when several rows of
+// one sequence are new): the head_dim-128 kernel then fetches those K/V rows before waiting on the previous
+// kernel (programmatic dependent launch), so the fetch overlaps the kernel that writes q and the new key.
+// Same results either way (VLQ_DECODE_EARLY=0 ignores the promise, for A/B).
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream,
-                     const Tensor* rows = nullptr, float out_scale = 0.0f);
+                     const Tensor* rows = nullptr, float out_scale = 0.0f, bool prior_keys_cached = false);
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32; BF16 and E4M3 key tiles
