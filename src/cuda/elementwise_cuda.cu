@@ -265,11 +265,29 @@ __global__ void add_kernel(float* x, const T* y, std::int64_t n) {
     x[i] += to_f32(y[i]);
 }
 template <class T, class O>
-__global__ void embedding_kernel(const int* ids, const T* table, std::int64_t vocab, int dim, O* out) {
+__global__ void embedding_kernel(const int* __restrict__ ids, const T* __restrict__ table, std::int64_t vocab, int dim,
+                                 O* __restrict__ out) {
+  // 8 loads in flight per thread before the stores (the plain loop made one memory round trip per blockDim.x
+  // elements: 8.5 us for one 3584-wide row at batch 1 in run 13's profile).
+  constexpr int kU = 8;
   const std::int64_t r = blockIdx.x;
   const int id = ids[r];
-  for (int i = threadIdx.x; i < dim; i += blockDim.x)
-    out[r * dim + i] = from_f32<O>(id >= 0 && id < vocab ? to_f32(table[static_cast<std::int64_t>(id) * dim + i]) : 0.0f);
+  const bool ok = id >= 0 && id < vocab;
+  const T* row = table + static_cast<std::int64_t>(ok ? id : 0) * dim;
+  const int nt = static_cast<int>(blockDim.x);
+  for (int i0 = threadIdx.x; i0 < dim; i0 += kU * nt) {
+    float v[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * nt;
+      v[u] = ok && i < dim ? to_f32(row[i]) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int i = i0 + u * nt;
+      if (i < dim) out[r * dim + i] = from_f32<O>(v[u]);
+    }
+  }
 }
 template <class T>
 __global__ void quantize_kernel(const T* x, float scale, std::uint8_t* out, std::int64_t n) {

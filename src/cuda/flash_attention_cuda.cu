@@ -336,12 +336,15 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
         sk = sk0 + stage * (L.kv_stage / 2);
         sv = sv0 + stage * (L.kv_stage / 2);
       } else {
-        const int cpr = D / 16;
         const std::uint8_t* rk = raw + stage * 2 * kBN * D;
-        for (int i = tid; i < 2 * kBN * cpr; i += NT) {
-          const int kv = i / (kBN * cpr), j = (i / cpr) % kBN, d = (i % cpr) * 16;
-          e4m3x16_to_bf16(rk + kv * kBN * D + j * D + d, (kv ? sv0 : sk0) + j * L.ldh + d);
-        }
+        auto widen = [&](auto cpr) {  // 16-code chunks per row; a compile-time 8 for D == 128: no integer division
+          for (int i = tid; i < 2 * kBN * cpr; i += NT) {
+            const int kv = i / (kBN * cpr), j = (i / cpr) % kBN, d = (i % cpr) * 16;
+            e4m3x16_to_bf16(rk + (kv * kBN + j) * (cpr * 16) + d, (kv ? sv0 : sk0) + j * L.ldh + d);
+          }
+        };
+        if (D == DMAX) widen(std::integral_constant<int, DMAX / 16>{});
+        else widen(D / 16);
         __syncthreads();
       }
     }
@@ -474,7 +477,7 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
         flash_paged_kernel<DM, W, F, TQ, C, O><<<grid, W * 32, bytes, stream>>>(
             static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
             static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
-            cache.dtype == DType::F8_E4M3 ? cache.k_scale : 1.0f, cache.dtype == DType::F8_E4M3 ? cache.v_scale : 1.0f,
+            cache.dtype == DType::F32 ? 1.0f : cache.k_scale, cache.dtype == DType::F32 ? 1.0f : cache.v_scale,  // BF16: 1, or a widened FP8 copy's
             static_cast<const int*>(block_tables.data), static_cast<int>(block_tables.stride[0]),
             static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
             scale, static_cast<O*>(out.data));
