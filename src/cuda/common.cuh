@@ -136,7 +136,8 @@ inline unsigned ceil_div(std::int64_t a, std::int64_t b) { return static_cast<un
 // before it in the stream is still running. The rule every such kernel keeps: nothing it reads or writes that
 // the previous kernels touch is accessed before pdl_wait() (which returns once the previous grid has completed
 // and its memory is visible; it is a no-op for a normal launch); only constant data (weights) may be read
-// before it. pdl_trigger() lets the next kernel launch once every CTA of this one has started. In CUDA graphs
+// before it — and, in the decode-attention kernel under its caller's prior_keys_cached promise, the step's
+// inputs (uploaded by a synchronous copy before the forward) and cache rows written by earlier steps. pdl_trigger() lets the next kernel launch once every CTA of this one has started. In CUDA graphs
 // the relation is captured as a programmatic edge. The decode-step kernels (GEMV, RMSNorm, SwiGLU, rotary + KV
 // write, decode attention) use it, so that a kernel's launch, prologue and weight fetch overlap the tail of the
 // one before (about 9 kernels per layer at batch 1). VLQ_CUDA_PDL=0 launches them normally (A/B).

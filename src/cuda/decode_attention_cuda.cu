@@ -266,8 +266,10 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
   __shared__ float scorr[kG], sl[kG];
   __shared__ __align__(16) float sacc[kWarps][kG][D];
   pdl_trigger();
-  // Before pdl_wait: the step's inputs (rows, positions, block tables: uploaded before the forward's first
-  // kernel) and, when early, cache rows of keys < len - 1.
+  // early: before pdl_wait, the step's inputs (rows, positions, block tables: uploaded by a synchronous copy
+  // before the forward's first kernel) and the cache rows of keys < len - 1; else nothing before pdl_wait.
+  const bool pre = early != 0;
+  if (!pre) pdl_wait();
   const int t = rows ? rows[blockIdx.x] : static_cast<int>(blockIdx.x);
   const int G = heads / kv_heads, kvh = blockIdx.y;
   const int h0 = kvh * G + static_cast<int>(blockIdx.z) * gs, ng = min(gs, kvh * G + G - h0);
@@ -283,7 +285,6 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
   };
   fill_slots(0, min(kChunk, len));
   __syncthreads();
-  const bool pre = early != 0;
   RowQuarter<C> kq[4];
   std::uint32_t vpre[kPreV ? kVKeys : 1];
   if constexpr (kPreK) {
@@ -305,7 +306,7 @@ __global__ void __launch_bounds__(kThreads) paged_decode_d128_kernel(const TQ* q
       }
     }
   }
-  pdl_wait();  // launched with PDL (common.cuh): q and the row's own key are written by the kernels before
+  if (pre) pdl_wait();  // launched with PDL (common.cuh): q and the row's own key are written by the kernels before
   const float qs = scale * ks * 1.4426950408889634f;
   for (int i = tid; i < kG * D; i += kThreads) {
     const int g = i / D, c = i % D;

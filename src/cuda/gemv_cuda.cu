@@ -19,7 +19,7 @@ constexpr int kWarps = 8;  // most warps per CTA
 // and down, 3584 rows: 448 CTAs of 8 rows = 3.4 per SM of an H100, so a quarter of the SMs ran a 4th CTA after
 // the others were done); then 4 or 2 (more CTAs, each a copy of x in shared memory). Which warp sums which row
 // does not change the row's sum: same bits for any choice.
-int gemv_warps(int n, int r) {
+int gemv_warps(int n, int r, std::size_t smem) {
   static const int sms = [] {
     int dev = 0, v = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
@@ -32,6 +32,7 @@ int gemv_warps(int n, int r) {
     const long ctas = (n + static_cast<long>(w) * r - 1) / (static_cast<long>(w) * r);
     const long waves = (ctas + sms - 1) / sms;
     const double eff = static_cast<double>(ctas) / static_cast<double>(waves * sms);
+    if (w != kWarps && static_cast<std::size_t>(waves) * smem > 160 * 1024) break;  // the CTAs must stay co-resident
     if (eff >= 0.95) return w;
     if (eff > best_eff + 1e-9) best = w, best_eff = eff;
   }
@@ -154,7 +155,7 @@ void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, co
   const std::size_t smem = static_cast<std::size_t>(M) * kc * 16;
   auto kern = gemv_kernel<kFp8, M, R, U, O>;
   if (smem > 48 * 1024) VLQ_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const int warps = gemv_warps(n, R);
+  const int warps = M <= 2 ? gemv_warps(n, R, smem) : kWarps;  // M > 2: x copies per CTA grow, keep 8 warps
   const unsigned grid = ceil_div(n, warps * R);
   launch_pdl(kern, dim3(grid), dim3(warps * 32), smem, st, static_cast<const uint4*>(x.data),
              static_cast<const std::uint8_t*>(w.data), n, kc, alpha, bias, ra, static_cast<O*>(y.data), y.stride[0]);

@@ -177,7 +177,10 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
     put(s->blocks);
     host.insert(host.end(), static_cast<std::size_t>(max_blocks) - s->blocks.size(), 0);
   }
-  const bool prefill = T > B;
+  // prefill: some sequence has more than one row (T > B alone would also count a batch with a row-less sequence)
+  std::vector<std::int32_t> rows_of(static_cast<std::size_t>(B), 0);
+  for (const auto s : b.seq_of_row) ++rows_of[s];
+  const bool prefill = std::any_of(rows_of.begin(), rows_of.end(), [](std::int32_t n) { return n > 1; });
   // Mixed steps: tiles of several rows go to the flash kernel, one-row tiles (decode tokens, a chunk's last
   // odd row) to the decode kernel through a row list.
   std::vector<std::int32_t> tiles, single;
@@ -226,6 +229,8 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
   v.prefill = prefill;
   v.tiles = Tensor::contiguous(d + tiles_at, DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2});
   v.single = Tensor::contiguous(d + single_at, DType::I32, {static_cast<std::int64_t>(single.size())});
+  // The one-row tiles may include a prefilling sequence's last odd row, whose earlier keys this step writes.
+  v.single_decode = std::all_of(single.begin(), single.end(), [&](std::int32_t r) { return rows_of[b.seq_of_row[r]] == 1; });
   v.wide_blocks = wide_blocks;
   if (wide_blocks) {
     v.wide_src = Tensor::contiguous(d + wide_src_at, DType::I32, {wide_blocks});
@@ -270,7 +275,7 @@ void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInt
                                     cuda::prefill_tile_rows(static_cast<int>(im.hd)), scale, out, im.stream.get());
     if (in.single.dim(0) > 0)
       cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), &in.single, 0.0f,
-                            true);  // one-row sequences: their earlier keys were cached by earlier steps
+                            in.single_decode);  // only decode rows: their earlier keys were cached by earlier steps
   } else
     cuda::paged_attention(q, im.kv[li], in.tables, in.q_seq, in.q_pos, scale, out, im.stream.get(), nullptr, 0.0f, true);
 }

@@ -183,6 +183,7 @@ struct BatchInts {
   cuda::Tensor wide_src, wide_tables;
   std::int64_t wide_blocks = 0;
   bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
+  bool single_decode = true;  // every row of `single` is its sequence's only row (cuda::paged_attention's prior_keys_cached)
 };
 // Uploads the batch's integer inputs into `target` (null: im.ints), block tables padded to `width` columns
 // (>= the widest block table). Synchronizes the stream (the host staging vector dies at return).
