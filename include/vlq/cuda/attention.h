@@ -52,7 +52,7 @@ void rotary_kv_cache_write(const Tensor& qk, const Tensor& v, const Tensor& angl
 // before the first kernel of this step (one row per sequence, as in a decode step; not when several rows of
 // one sequence are new): the head_dim-128 kernel then fetches those K/V rows before waiting on the previous
 // kernel (programmatic dependent launch), so the fetch overlaps the kernel that writes q and the new key.
-// Same results either way (VLQ_DECODE_EARLY=0 ignores the promise, for A/B).
+// Same results either way. Honoured only with VLQ_DECODE_EARLY=1 (opt-in until it has run on a GPU).
 void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream,
                      const Tensor* rows = nullptr, float out_scale = 0.0f, bool prior_keys_cached = false);
