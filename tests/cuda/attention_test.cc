@@ -133,12 +133,16 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
     SCOPED_TRACE("flash tile rows " + std::to_string(rows));
     const std::vector<std::int32_t> tiles = prefill_tiles(qseq, rows);
     auto dtiles = to_device(tiles);
+    // The flash kernel over `cache` with block table `tab` (device [nseq, max_blocks]) into `o`.
+    auto prefill = [&](const PagedKvLayer& cache, const DeviceBuffer& tab, DeviceBuffer& o) {
+      paged_attention_prefill(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), cache,
+                              Tensor::contiguous(tab.data(), DType::I32, {nseq, max_blocks}),
+                              Tensor::contiguous(dqs.data(), DType::I32, {t}), Tensor::contiguous(dqp.data(), DType::I32, {t}),
+                              Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2}),
+                              rows, scale, Tensor::contiguous(o.data(), DType::F32, {t, p.heads, d}), nullptr);
+    };
     auto dout2 = poisoned<float>(ref.size());
-    paged_attention_prefill(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), layer,
-                            Tensor::contiguous(dtab.data(), DType::I32, {nseq, max_blocks}),
-                            Tensor::contiguous(dqs.data(), DType::I32, {t}), Tensor::contiguous(dqp.data(), DType::I32, {t}),
-                            Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2}),
-                            rows, scale, Tensor::contiguous(dout2.data(), DType::F32, {t, p.heads, d}), nullptr);
+    prefill(layer, dtab, dout2);
     EXPECT_LT(rel_err(to_host<float>(dout2, ref.size()), ref), 1.5e-2) << "flash prefill kernel";
     // FP8 cache: the same kernel over a BF16 copy of the sequences' blocks (widen_kv_blocks, compact block ids,
     // in reverse order so that the copy's table differs from the cache's) gives the same bits.
@@ -155,11 +159,7 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
       auto dsrc = to_device(src), dwtab = to_device(wtab);
       widen_kv_blocks(layer, Tensor::contiguous(dsrc.data(), DType::I32, {nw}), wide, nullptr);
       auto dout3 = poisoned<float>(ref.size());
-      paged_attention_prefill(Tensor::contiguous(dq.data(), DType::F32, {t, p.heads, d}), wide,
-                              Tensor::contiguous(dwtab.data(), DType::I32, {nseq, max_blocks}),
-                              Tensor::contiguous(dqs.data(), DType::I32, {t}), Tensor::contiguous(dqp.data(), DType::I32, {t}),
-                              Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 2), 2}),
-                              rows, scale, Tensor::contiguous(dout3.data(), DType::F32, {t, p.heads, d}), nullptr);
+      prefill(wide, dwtab, dout3);
       EXPECT_EQ(to_host<float>(dout3, ref.size()), to_host<float>(dout2, ref.size())) << "prefill over the widened copy";
       // Bad layouts are refused before any launch.
       const PagedKvLayer small{wk.data(), wv.data(), DType::BF16, nw - 1, bs, p.kv_heads, d, ks, vs};
