@@ -89,6 +89,30 @@ void DeviceBuffer::fill_bytes(int value) {
   if (bytes_) VLQ_CUDA_CHECK(cudaMemset(ptr_, value, bytes_));
 }
 
+PinnedBuffer::~PinnedBuffer() {
+  if (ptr_) cudaFreeHost(ptr_);
+}
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+void* PinnedBuffer::get(std::size_t bytes) {
+  if (bytes_ < bytes) {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+    VLQ_CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
+    bytes_ = bytes;
+  }
+  return ptr_;
+}
+
 void* DeviceArena::allocate(std::size_t bytes, std::size_t align) {
   const std::size_t start = (used_ + align - 1) / align * align;
   if (start + bytes > buf_.bytes())

@@ -139,6 +139,13 @@ struct DevVision {
   std::vector<DevVisionBlock> blocks;
   const Taps* taps = nullptr;  // calibration (see Taps)
   Scratch px, x0, x, hin[2], qkv, q, k, v, att, att_in, o, gu, act, d, m0, m0a, m2, fin, ang, ints;
+  cuda::PinnedBuffer staging;  // BF16 pixels on their way to `px` (vision_cuda.cpp)
+  // The plan (window permutation, tiles, rotary angles) now in `ints` / `ang`, for this grid: a request with
+  // the same image sizes reuses it. Valid while those buffers are the ones it was written to.
+  std::vector<model::GridThw> plan_grid;
+  const void* plan_ints = nullptr;
+  const void* plan_ang = nullptr;
+  std::int64_t plan_n_perm = 0, plan_n_inv = 0, plan_n_cw = 0, plan_n_cf = 0;
 };
 
 struct Qwen2_5_VLCuda::Impl {

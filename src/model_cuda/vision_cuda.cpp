@@ -5,7 +5,9 @@
 // run on the FP8 tensor cores with their static input_scale. Host work per call: the window index and the
 // rotary angles (as the CPU path computes them), uploaded with the pixels.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "impl.h"
@@ -252,20 +254,57 @@ Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float*
                       std::to_string(total) + " x " + std::to_string(v.patch.k),
                       std::to_string(n) + " x " + std::to_string(patch_dim), "this is a bug in the caller"});
   cudaStream_t st = im.stream.get();
-  const VisionPlan plan = plan_vision(v, n, grid_thw);
-  // Uploads: pixels as BF16 (the patch embedding's input form), the integer plan, the angles.
-  std::vector<std::uint16_t> px16(static_cast<std::size_t>(n * patch_dim));
-  f32_to_bf16(std::span<const float>(pixel_values, px16.size()), std::span<std::uint16_t>(px16));
-  const Tensor px = scratch_view(v.px, DType::BF16, n, patch_dim);
-  auto* ints = static_cast<std::int32_t*>(v.ints.get(plan.ints.size() * 4));
+  static const bool profile = cuda::env_switch("VLQ_VISION_PROFILE", false);
+  const auto t_begin = std::chrono::steady_clock::now();
+  auto ms_since = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_begin).count(); };
+  // The plan (window permutation, tiles, angles): computed and uploaded once per image-size combination.
+  const bool cached = !v.plan_grid.empty() && v.plan_grid == grid_thw && v.plan_ints == v.ints.buf.data() &&
+                      v.plan_ang == v.ang.buf.data();
+  VisionPlan plan;
+  if (!cached) {
+    plan = plan_vision(v, n, grid_thw);
+    v.plan_grid.clear();  // invalid until the upload below has been enqueued
+    v.plan_n_perm = plan.n_perm, v.plan_n_inv = plan.n_inv, v.plan_n_cw = plan.n_cw, v.plan_n_cf = plan.n_cf;
+  }
+  const std::size_t n_ints = static_cast<std::size_t>(v.plan_n_perm + v.plan_n_inv + 4 * (v.plan_n_cw + v.plan_n_cf));
+  auto* ints = static_cast<std::int32_t*>(v.ints.get(n_ints * 4));
   const Tensor ang = scratch_view(v.ang, DType::F32, n, v.hd / 2);
-  VLQ_CUDA_CHECK(cudaMemcpyAsync(px.data, px16.data(), px16.size() * 2, cudaMemcpyHostToDevice, st));
-  VLQ_CUDA_CHECK(cudaMemcpyAsync(ints, plan.ints.data(), plan.ints.size() * 4, cudaMemcpyHostToDevice, st));
-  VLQ_CUDA_CHECK(cudaMemcpyAsync(ang.data, plan.angles.data(), plan.angles.size() * 4, cudaMemcpyHostToDevice, st));
-  const Tensor perm = Tensor::contiguous(ints, DType::I32, {plan.n_perm});
-  const Tensor inv = Tensor::contiguous(ints + plan.n_perm, DType::I32, {plan.n_inv});
-  const Tensor cu_window = Tensor::contiguous(ints + plan.n_perm + plan.n_inv, DType::I32, {plan.n_cw, 4});
-  const Tensor cu_full = Tensor::contiguous(ints + plan.n_perm + plan.n_inv + 4 * plan.n_cw, DType::I32, {plan.n_cf, 4});
+  if (!cached) {  // pageable sources: the stream sync at the end keeps them alive long enough
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(ints, plan.ints.data(), plan.ints.size() * 4, cudaMemcpyHostToDevice, st));
+    VLQ_CUDA_CHECK(cudaMemcpyAsync(ang.data, plan.angles.data(), plan.angles.size() * 4, cudaMemcpyHostToDevice, st));
+    v.plan_grid = grid_thw, v.plan_ints = v.ints.buf.data(), v.plan_ang = v.ang.buf.data();
+  }
+  const double t_plan = ms_since();
+  // Pixels as BF16 (the patch embedding's input form), converted by all cores into pinned memory in four
+  // pieces, each copied while the next is converted.
+  const Tensor px = scratch_view(v.px, DType::BF16, n, patch_dim);
+  const std::size_t n_px = static_cast<std::size_t>(n * patch_dim);
+  auto* stage = static_cast<std::uint16_t*>(v.staging.get(n_px * 2));
+  constexpr int kPieces = 4;
+  constexpr std::int64_t kChunk = 1 << 16;
+  for (int piece = 0; piece < kPieces; ++piece) {
+    const std::size_t b = n_px * piece / kPieces, e = n_px * (piece + 1) / kPieces;
+    const std::int64_t chunks = static_cast<std::int64_t>((e - b + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const std::size_t c0 = b + static_cast<std::size_t>(c * kChunk), c1 = std::min(e, c0 + kChunk);
+      f32_to_bf16(std::span<const float>(pixel_values + c0, c1 - c0), std::span<std::uint16_t>(stage + c0, c1 - c0));
+    }
+    if (e > b)
+      VLQ_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::uint16_t*>(px.data) + b, stage + b, (e - b) * 2,
+                                     cudaMemcpyHostToDevice, st));
+  }
+  const double t_px = ms_since();
+  cudaEvent_t ev[2] = {nullptr, nullptr};
+  if (profile) {
+    for (auto& e : ev) VLQ_CUDA_CHECK(cudaEventCreate(&e));
+    VLQ_CUDA_CHECK(cudaEventRecord(ev[0], st));
+  }
+  const Tensor perm = Tensor::contiguous(ints, DType::I32, {v.plan_n_perm});
+  const Tensor inv = Tensor::contiguous(ints + v.plan_n_perm, DType::I32, {v.plan_n_inv});
+  const Tensor cu_window = Tensor::contiguous(ints + v.plan_n_perm + v.plan_n_inv, DType::I32, {v.plan_n_cw, 4});
+  const Tensor cu_full =
+      Tensor::contiguous(ints + v.plan_n_perm + v.plan_n_inv + 4 * v.plan_n_cw, DType::I32, {v.plan_n_cf, 4});
 
   // 2. patch embedding, 4–5. window reorder (a row gather)
   const Tensor x0 = scratch_view(v.x0, DType::F32, n, v.Dv);
@@ -296,7 +335,19 @@ Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float*
   // 9. undo the window permutation: final[window_index[k]] = out[k], i.e. final[j] = out[inverse[j]]
   const Tensor fin = scratch_view(v.fin, DType::F32, m, v.out);
   cuda::embedding(inv, m2, fin, st);
-  im.stream.sync();  // px16 / plan die at return
+  if (profile) VLQ_CUDA_CHECK(cudaEventRecord(ev[1], st));
+  const double t_enq = ms_since();
+  im.stream.sync();  // the staging buffer and the plan's host vectors are read until here
+  if (profile) {
+    float gpu_ms = 0;
+    VLQ_CUDA_CHECK(cudaEventElapsedTime(&gpu_ms, ev[0], ev[1]));
+    for (auto& e : ev) cudaEventDestroy(e);
+    std::fprintf(stderr,
+                 "vision: %lld patches: plan %.2f ms (%s), pixels to BF16 + upload enqueued %.2f ms, kernels enqueued "
+                 "%.2f ms, GPU (patch embed .. merger) %.2f ms, total %.2f ms\n",
+                 static_cast<long long>(n), t_plan, cached ? "cached" : "computed", t_px - t_plan, t_enq - t_px, gpu_ms,
+                 ms_since());
+  }
   return fin;
 }
 

@@ -83,6 +83,27 @@ class DeviceBuffer {
   std::size_t bytes_ = 0;
 };
 
+// Owning page-locked host allocation (cudaMallocHost / cudaFreeHost), grown on demand: the staging buffer of
+// host → device copies that must run at PCIe speed and asynchronously (a pageable source makes cudaMemcpyAsync
+// copy through the driver's own bounce buffer and return only when it has been read). Move-only. The caller
+// keeps the contents alive until the copies that read them have completed (stream sync).
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer();
+  PinnedBuffer(PinnedBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; o.bytes_ = 0; }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  // At least `bytes` of pinned memory (earlier contents are lost when it grows). Throws vlq::CudaError.
+  void* get(std::size_t bytes);
+  std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
 // Bump allocator over one cudaMalloc for weights: allocate() hands out 256-byte aligned slices, nothing is
 // freed individually; the whole arena goes with the object. Throws vlq::UsageError when full (the message
 // names capacity and request).
