@@ -233,6 +233,57 @@ void append_image(const RgbImage& image, const ImageProcessorParams& p, Processe
 
 }  // namespace
 
+PreprocessPlan plan_preprocess(const RgbImage& image, const ImageProcessorParams& p) {
+  validate_image_processor_params(p);
+  detail::check_rgb_image(image, "preprocess_image input");
+  PreprocessPlan plan;
+  plan.in_width = plan.out_width = image.width;
+  plan.in_height = plan.out_height = image.height;
+  const std::int64_t factor = p.patch_size * p.merge_size;
+  if (!p.do_resize) {
+    if (image.height % factor != 0 || image.width % factor != 0)
+      throw UnsupportedError({fmt::format("image {}x{} (width x height)", image.width, image.height),
+                              "with do_resize=false the size must be a multiple of patch_size*merge_size",
+                              fmt::format("multiples of {}", factor),
+                              fmt::format("{}x{}", image.width, image.height), "enable do_resize"});
+  } else {
+    const ResizeTarget t =
+        smart_resize(image.height, image.width, factor, p.min_pixels, p.max_pixels, p.reject_smaller_than_factor);
+    detail::check_resize_sizes(image, t.width, t.height, "plan_preprocess");
+    plan.out_width = t.width;
+    plan.out_height = t.height;
+    const int iw = static_cast<int>(image.width), ih = static_cast<int>(image.height);
+    const int ow = static_cast<int>(t.width), oh = static_cast<int>(t.height);
+    const bool pil = p.backend == ResizeBackend::kPil;
+    if (ow != iw) plan.horizontal = pil ? detail::pillow_coeffs(iw, ow) : detail::torch_coeffs(iw, ow);
+    if (oh != ih) plan.vertical = pil ? detail::pillow_coeffs(ih, oh) : detail::torch_coeffs(ih, oh);
+    // torchvision: always width first; Pillow: its rule (only matters when both axes change).
+    plan.vertical_first = pil && ow != iw && oh != ih && detail::pillow_vertical_first(iw, ih, ow, oh, p.pillow);
+  }
+  plan.value = value_table(p);
+  plan.patch_size = p.patch_size;
+  plan.merge_size = p.merge_size;
+  plan.temporal_patch_size = p.temporal_patch_size;
+  plan.grid_thw = {1, plan.out_height / p.patch_size, plan.out_width / p.patch_size};
+  return plan;
+}
+
+RawImages plan_images(std::span<const RgbImage> images, const ImageProcessorParams& params) {
+  RawImages r;
+  for (const RgbImage& img : images) {
+    PreprocessPlan plan = plan_preprocess(img, params);
+    if (r.patch_dim != 0 && r.patch_dim != plan.patch_dim())
+      throw UsageError({"plan_images", "patch_dim changed between images", std::to_string(r.patch_dim),
+                        std::to_string(plan.patch_dim()), ""});
+    r.patch_dim = plan.patch_dim();
+    r.n_patches += plan.n_patches();
+    r.grid_thw.push_back(plan.grid_thw);
+    r.images.push_back(&img);
+    r.plans.push_back(std::move(plan));
+  }
+  return r;
+}
+
 ProcessedImages preprocess_images(std::span<const RgbImage> images, const ImageProcessorParams& params) {
   validate_image_processor_params(params);
   ProcessedImages out;

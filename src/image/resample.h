@@ -12,22 +12,24 @@
 #include <vector>
 
 #include "vlq/image/image.h"
+#include "vlq/image/image_processor.h"
 
 namespace vlq::image::detail {
 
-// Fixed-point taps for one axis: output sample i reads `bounds[2i+1]` inputs from `bounds[2i]` with the
-// weights kk[i*ksize ...]; results are shifted right by `precision` bits.
-struct ResampleCoeffs {
-  int ksize = 0;
-  int precision = 0;
-  std::vector<int> bounds;       // [out, 2]: first input index, number of taps
-  std::vector<std::int32_t> kk;  // [out, ksize] fixed-point weights
-};
+// Fixed-point taps for one axis: the public image::ResizeTaps (image_processor.h).
+using ResampleCoeffs = ResizeTaps;
 
 // Keys cubic convolution kernel with a = -0.5, Pillow's form of the polynomial (Resample.c bicubic_filter).
 double keys_cubic_pillow(double x);
 // The same kernel in torch's form (UpSample.h cubic_convolution1/2; the rounding of the double differs).
 double keys_cubic_torch(double x);
+
+// Pillow's taps for one axis (precompute_coeffs + normalize_coeffs_8bpc, 22 bits) and torch's (int16, one
+// precision per axis); resize_pil.cpp / resize_torchvision.cpp.
+ResampleCoeffs pillow_coeffs(int in_size, int out_size);
+ResampleCoeffs torch_coeffs(int in_size, int out_size);
+// Pillow's pass order for in -> out (resize_bicubic's rule; always false for kPillow9).
+bool pillow_vertical_first(int in_w, int in_h, int out_w, int out_h, PillowCompat pillow);
 
 // Which pass runs first when both axes change.
 enum class PassOrder { kHorizontalFirst, kVerticalFirst };

@@ -7,11 +7,11 @@
 
 namespace vlq::image {
 namespace {
-
 constexpr int kPrecisionBits = 32 - 8 - 2;  // Pillow PRECISION_BITS
+}  // namespace
 
 // Pillow precompute_coeffs() with box (0, in_size) followed by normalize_coeffs_8bpc().
-detail::ResampleCoeffs pillow_coeffs(int in_size, int out_size) {
+detail::ResampleCoeffs detail::pillow_coeffs(int in_size, int out_size) {
   constexpr double support_base = 2.0;  // BICUBIC support
   const float in0 = 0.0f, in1 = static_cast<float>(in_size);
   const double scale = static_cast<double>(in1 - in0) / out_size;
@@ -50,7 +50,12 @@ detail::ResampleCoeffs pillow_coeffs(int in_size, int out_size) {
   return c;
 }
 
-}  // namespace
+// Pillow 13 runs the vertical pass first when it shrinks the height by more than twice what the
+// horizontal pass removes; Pillow <= 12 always runs horizontal first.
+bool detail::pillow_vertical_first(int in_w, int in_h, int ow, int oh, PillowCompat pillow) {
+  return pillow == PillowCompat::kPillow13 && oh < in_h &&
+         2 * (static_cast<std::int64_t>(in_w) - ow) < static_cast<std::int64_t>(in_h) - oh;
+}
 
 RgbImage resize_bicubic(const RgbImage& image, std::int64_t out_width, std::int64_t out_height,
                         PillowCompat pillow, int threads) {
@@ -60,12 +65,9 @@ RgbImage resize_bicubic(const RgbImage& image, std::int64_t out_width, std::int6
   const int ow = static_cast<int>(out_width), oh = static_cast<int>(out_height);
   if (ow == in_w && oh == in_h) return image;
   detail::ResampleCoeffs ch, cv;
-  if (ow != in_w) ch = pillow_coeffs(in_w, ow);
-  if (oh != in_h) cv = pillow_coeffs(in_h, oh);
-  // Pillow 13 runs the vertical pass first when it shrinks the height by more than twice what the
-  // horizontal pass removes; Pillow <= 12 always runs horizontal first.
-  const bool vertical_first = pillow == PillowCompat::kPillow13 && oh < in_h &&
-                              2 * (static_cast<std::int64_t>(in_w) - ow) < static_cast<std::int64_t>(in_h) - oh;
+  if (ow != in_w) ch = detail::pillow_coeffs(in_w, ow);
+  if (oh != in_h) cv = detail::pillow_coeffs(in_h, oh);
+  const bool vertical_first = detail::pillow_vertical_first(in_w, in_h, ow, oh, pillow);
   return detail::resample_separable(image, ow, oh, ch, std::move(cv),
                                     vertical_first ? detail::PassOrder::kVerticalFirst
                                                    : detail::PassOrder::kHorizontalFirst,

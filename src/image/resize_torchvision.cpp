@@ -6,12 +6,11 @@
 #include "vlq/image/image_processor.h"
 
 namespace vlq::image {
-namespace {
 
 // Taps of torch's antialiased uint8 path for one axis (align_corners=false, no scale factor): double weights
 // as in Pillow but with torch's polynomial, one precision for the whole axis (the largest that keeps the
 // biggest weight below 2^15), weights rounded half away from zero to int16.
-detail::ResampleCoeffs torch_coeffs(int in_size, int out_size) {
+detail::ResampleCoeffs detail::torch_coeffs(int in_size, int out_size) {
   const double scale = static_cast<double>(in_size) / out_size;
   const double support = scale >= 1.0 ? 2.0 * scale : 2.0;  // (interp_size 4 * 0.5) * scale
   const double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
@@ -51,8 +50,6 @@ detail::ResampleCoeffs torch_coeffs(int in_size, int out_size) {
   return c;
 }
 
-}  // namespace
-
 RgbImage resize_bicubic_torchvision(const RgbImage& image, std::int64_t out_width, std::int64_t out_height,
                                     int threads) {
   detail::check_rgb_image(image, "resize_bicubic_torchvision input");
@@ -61,8 +58,8 @@ RgbImage resize_bicubic_torchvision(const RgbImage& image, std::int64_t out_widt
   const int ow = static_cast<int>(out_width), oh = static_cast<int>(out_height);
   if (ow == in_w && oh == in_h) return image;
   detail::ResampleCoeffs ch, cv;
-  if (ow != in_w) ch = torch_coeffs(in_w, ow);
-  if (oh != in_h) cv = torch_coeffs(in_h, oh);
+  if (ow != in_w) ch = detail::torch_coeffs(in_w, ow);
+  if (oh != in_h) cv = detail::torch_coeffs(in_h, oh);
   // torch always resamples the width first, then the height.
   return detail::resample_separable(image, ow, oh, ch, std::move(cv), detail::PassOrder::kHorizontalFirst, threads);
 }

@@ -139,7 +139,8 @@ struct DevVision {
   std::vector<DevVisionBlock> blocks;
   const Taps* taps = nullptr;  // calibration (see Taps)
   Scratch px, x0, x, hin[2], qkv, q, k, v, att, att_in, o, gu, act, d, m0, m0a, m2, fin, ang, ints;
-  cuda::PinnedBuffer staging;  // BF16 pixels on their way to `px` (vision_cuda.cpp)
+  cuda::PinnedBuffer staging;  // pixels (BF16 rows or raw RGB + taps) on their way to the device (vision_cuda.cpp)
+  Scratch raw, resized[2];      // raw RGB + taps + tables; the resize passes' outputs
   // The plan (window permutation, tiles, rotary angles) now in `ints` / `ang`, for this grid: a request with
   // the same image sizes reuses it. Valid while those buffers are the ones it was written to.
   std::vector<model::GridThw> plan_grid;
@@ -208,6 +209,8 @@ ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* p
 // the next call on v), queued on im's stream (which is synchronized before return: the host inputs die).
 cuda::Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
                                   std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw);
+// The same from raw RGB images preprocessed on the device (image::plan_images; bit-identical pixels).
+cuda::Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const image::RawImages& images);
 // vision_cuda.cpp: uploads decoded vision weights (own arena); null when there is no vision tower.
 std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const formats::VisionConfig& cfg);
 

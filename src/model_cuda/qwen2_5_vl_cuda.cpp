@@ -3,6 +3,7 @@
 #include "vlq/model_cuda/qwen2_5_vl_cuda.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "impl.h"
 #include "vlq/core/error.h"
@@ -82,37 +83,38 @@ void Qwen2_5_VLCuda::release(CudaSequence& s) {
   s.rope_deltas = 0;
 }
 
-ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_t> ids,
-                                    const image::ProcessedImages* images, std::int64_t capacity,
-                                    std::int64_t logits_last_k) {
+namespace {
+// The two prefill overloads: `device_feats` (when set) runs the device tower and returns its features; else the
+// prompt is embedded by the CPU model (with `images` through the CPU tower).
+ops::Matrix prefill_common(Qwen2_5_VLCuda& self, Qwen2_5_VLCuda::Impl& im, const model::Qwen2_5_VL& cpu, CudaSequence& s,
+                           std::span<const std::int32_t> ids, const std::vector<model::GridThw>& grid,
+                           const std::function<cuda::Tensor()>& device_feats, const image::ProcessedImages* images,
+                           std::int64_t capacity, std::int64_t logits_last_k) {
   if (s.length != 0)
     throw UsageError({"prefill", "sequence already holds a prompt", "an empty sequence", std::to_string(s.length), ""});
   const std::int64_t S = static_cast<std::int64_t>(ids.size());
   if (S == 0) throw UsageError({"prompt", "empty prompt", "at least one token", "0", ""});
-  if (S > impl_->opt.max_batch_tokens)
+  if (S > im.opt.max_batch_tokens)
     throw UnsupportedError({"prompt", "prompt longer than one CUDA batch (chunked prefill is not wired here yet)",
-                            "<= " + std::to_string(impl_->opt.max_batch_tokens) + " tokens", std::to_string(S), ""});
+                            "<= " + std::to_string(im.opt.max_batch_tokens) + " tokens", std::to_string(S), ""});
   capacity = std::max(capacity, S);
-  if (capacity > impl_->max_pos)
-    throw UsageError({"prompt", "prompt longer than the context", "<= " + std::to_string(impl_->max_pos) + " positions",
+  if (capacity > im.max_pos)
+    throw UsageError({"prompt", "prompt longer than the context", "<= " + std::to_string(im.max_pos) + " positions",
                       std::to_string(capacity), "shorten the prompt or lower --max-new-tokens"});
-  if (!reserve(s, capacity))
-    throw UsageError({"KV cache", "not enough free KV blocks", std::to_string((capacity + block_size() - 1) / block_size()),
-                      std::to_string(free_blocks()) + " free", "raise the KV cache budget"});
-  const auto& cfg = cpu_.config();
-  std::vector<model::GridThw> grid;
-  if (images) grid = images->grid_thw;
+  if (!self.reserve(s, capacity))
+    throw UsageError({"KV cache", "not enough free KV blocks", std::to_string((capacity + self.block_size() - 1) / self.block_size()),
+                      std::to_string(self.free_blocks()) + " free", "raise the KV cache budget"});
+  const auto& cfg = cpu.config();
   const model::RopeIndex ri = model::get_rope_index(ids, grid, cfg.tokens.image_token_id, cfg.tokens.video_token_id,
                                                     cfg.vision.spatial_merge_size);
   Batch b;
   b.token_ids.assign(ids.begin(), ids.end());
   ops::Matrix e;  // host rows (kept alive until forward returns)
-  if (images && images->n_patches > 0 && impl_->vision) {
+  if (device_feats) {
     // Text rows from the CPU model's embedding (as embed_prompt), image rows straight from the device tower.
     const std::int64_t H = cfg.text.hidden_size, image_id = cfg.tokens.image_token_id;
     const std::int64_t n_pad = std::count(ids.begin(), ids.end(), static_cast<std::int32_t>(image_id));
-    const cuda::Tensor feats = encode_images_device(*impl_, *impl_->vision, images->pixel_values.data(), images->n_patches,
-                                                    images->patch_dim, images->grid_thw);
+    const cuda::Tensor feats = device_feats();
     if (feats.dim(0) != n_pad)
       throw UsageError({"input_ids", "number of <|image_pad|> tokens differs from the image features",
                         std::to_string(feats.dim(0)), std::to_string(n_pad),
@@ -131,7 +133,7 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
         b.embeds.push_back({i, j - i, feats.as<float>() + feat_row * H, true});
         feat_row += j - i;
       } else {
-        cpu_.embed_tokens(ids.subspan(static_cast<std::size_t>(i), static_cast<std::size_t>(j - i)), e.row(text_row));
+        cpu.embed_tokens(ids.subspan(static_cast<std::size_t>(i), static_cast<std::size_t>(j - i)), e.row(text_row));
         b.embeds.push_back({i, j - i, e.row(text_row), false});
         text_row += j - i;
       }
@@ -139,7 +141,7 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
     }
   } else {
     // Token embeddings + vision features (the CPU tower), placed on the host.
-    e = cpu_.embed_prompt(ids, images, nullptr, nullptr);
+    e = cpu.embed_prompt(ids, images, nullptr, nullptr);
     b.embeds.push_back({0, S, e.data.data()});
   }
   b.positions.resize(static_cast<std::size_t>(3 * S));
@@ -150,10 +152,48 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
   b.sequences = {&s};
   const std::int64_t k = std::clamp<std::int64_t>(logits_last_k, 0, S);
   for (std::int64_t r = S - k; r < S; ++r) b.logits_rows.push_back(static_cast<std::int32_t>(r));
-  ops::Matrix logits = forward(b);
+  ops::Matrix logits = self.forward(b);
   s.length = S;
   s.rope_deltas = ri.rope_deltas;
   return logits;
+}
+}  // namespace
+
+ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_t> ids,
+                                    const image::ProcessedImages* images, std::int64_t capacity,
+                                    std::int64_t logits_last_k) {
+  std::vector<model::GridThw> grid;
+  if (images) grid = images->grid_thw;
+  std::function<cuda::Tensor()> feats;
+  if (images && images->n_patches > 0 && impl_->vision)
+    feats = [&] {
+      return encode_images_device(*impl_, *impl_->vision, images->pixel_values.data(), images->n_patches,
+                                  images->patch_dim, images->grid_thw);
+    };
+  return prefill_common(*this, *impl_, cpu_, s, ids, grid, feats, images, capacity, logits_last_k);
+}
+
+ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::RawImages& images,
+                                    std::int64_t capacity, std::int64_t logits_last_k) {
+  if (!impl_->vision)
+    throw UsageError({"images", "raw images need the device vision tower, and this checkpoint has none",
+                      "a checkpoint with visual.* weights", "none",
+                      "send text-only prompts, or preprocess on the CPU (image::preprocess_images)"});
+  std::vector<model::GridThw> grid(images.grid_thw.begin(), images.grid_thw.end());
+  std::function<cuda::Tensor()> feats;
+  if (images.n_patches > 0) feats = [&] { return encode_images_device(*impl_, *impl_->vision, images); };
+  return prefill_common(*this, *impl_, cpu_, s, ids, grid, feats, nullptr, capacity, logits_last_k);
+}
+
+ops::Matrix Qwen2_5_VLCuda::encode_images(const image::RawImages& images) {
+  if (!impl_->vision)
+    throw UsageError({"image", "this checkpoint has no vision tower", "visual.* weights", "none",
+                      "send text-only prompts to this model"});
+  const cuda::Tensor fin = encode_images_device(*impl_, *impl_->vision, images);
+  ops::Matrix out(fin.dim(0), fin.dim(1));
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), fin.data, out.data.size() * 4, cudaMemcpyDeviceToHost, impl_->stream.get()));
+  impl_->stream.sync();
+  return out;
 }
 
 ops::Matrix Qwen2_5_VLCuda::decode(CudaSequence& s, std::int32_t id) {

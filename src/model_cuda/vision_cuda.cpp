@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <string>
 
 #include "impl.h"
@@ -15,6 +17,8 @@
 #include "vlq/core/numerics.h"
 #include "vlq/cuda/attention.h"
 #include "vlq/cuda/elementwise.h"
+#include "vlq/cuda/image.h"
+#include "vlq/image/image_processor.h"
 #include "vlq/model/vision_tower.h"
 #include "vlq/ops/rotary.h"
 
@@ -244,8 +248,93 @@ ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_
   return model_cuda::encode_images(im, *im.vision, pixel_values, n, patch_dim, grid_thw);
 }
 
-Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
-                            std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
+namespace {
+
+// Stages one call's pixels into v.px as BF16 [n, patch_dim]; returns the host milliseconds it took.
+using StagePixels = std::function<void(const Tensor& px)>;
+
+// Pixels from host f32 rows (preprocess_image's pixel_values): converted to BF16 by all cores into pinned memory
+// in four pieces, each copied while the next is converted.
+void stage_f32_pixels(DevVision& v, const float* pixel_values, const Tensor& px, cudaStream_t st) {
+  const std::size_t n_px = static_cast<std::size_t>(px.dim(0) * px.dim(1));
+  auto* stage = static_cast<std::uint16_t*>(v.staging.get(n_px * 2));
+  constexpr int kPieces = 4;
+  constexpr std::int64_t kChunk = 1 << 16;
+  for (int piece = 0; piece < kPieces; ++piece) {
+    const std::size_t b = n_px * piece / kPieces, e = n_px * (piece + 1) / kPieces;
+    const std::int64_t chunks = static_cast<std::int64_t>((e - b + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const std::size_t c0 = b + static_cast<std::size_t>(c * kChunk), c1 = std::min(e, c0 + kChunk);
+      f32_to_bf16(std::span<const float>(pixel_values + c0, c1 - c0), std::span<std::uint16_t>(stage + c0, c1 - c0));
+    }
+    if (e > b)
+      VLQ_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::uint16_t*>(px.data) + b, stage + b, (e - b) * 2,
+                                     cudaMemcpyHostToDevice, st));
+  }
+}
+
+std::size_t align16(std::size_t b) { return (b + 15) / 16 * 16; }
+std::size_t taps_bytes(const image::ResizeTaps& t) { return align16(t.bounds.size() * 4) + align16(t.kk.size() * 4); }
+
+// Raw RGB images preprocessed on the device (image::plan_preprocess's steps, same bits as preprocess_image +
+// f32_to_bf16): each image's bytes, taps and BF16 value table go up in one pinned copy; the resize passes and
+// the patchify run as kernels.
+void stage_raw_pixels(DevVision& v, const image::RawImages& raw, const Tensor& px, cudaStream_t st) {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < raw.plans.size(); ++i)
+    total += align16(raw.images[i]->pixels.size()) + taps_bytes(raw.plans[i].horizontal) +
+             taps_bytes(raw.plans[i].vertical) + align16(3 * 256 * 2);
+  auto* host = static_cast<std::uint8_t*>(v.staging.get(total));
+  auto* dev = static_cast<std::uint8_t*>(v.raw.get(total));
+  struct Offsets { std::size_t rgb, hb, hk, vb, vk, lut; };
+  std::vector<Offsets> off(raw.plans.size());
+  std::size_t o = 0;
+  auto put = [&](const void* src, std::size_t bytes) {
+    const std::size_t at = o;
+    if (bytes) std::memcpy(host + at, src, bytes);
+    o += align16(bytes);
+    return at;
+  };
+  for (std::size_t i = 0; i < raw.plans.size(); ++i) {
+    const image::PreprocessPlan& p = raw.plans[i];
+    off[i].rgb = put(raw.images[i]->pixels.data(), raw.images[i]->pixels.size());
+    off[i].hb = put(p.horizontal.bounds.data(), p.horizontal.bounds.size() * 4);
+    off[i].hk = put(p.horizontal.kk.data(), p.horizontal.kk.size() * 4);
+    off[i].vb = put(p.vertical.bounds.data(), p.vertical.bounds.size() * 4);
+    off[i].vk = put(p.vertical.kk.data(), p.vertical.kk.size() * 4);
+    std::uint16_t lut[3 * 256];
+    for (int c = 0; c < 3; ++c) f32_to_bf16(std::span<const float>(p.value[c]), std::span<std::uint16_t>(lut + c * 256, 256));
+    off[i].lut = put(lut, sizeof lut);
+  }
+  VLQ_CUDA_CHECK(cudaMemcpyAsync(dev, host, o, cudaMemcpyHostToDevice, st));
+  std::int64_t row = 0;
+  for (std::size_t i = 0; i < raw.plans.size(); ++i) {
+    const image::PreprocessPlan& p = raw.plans[i];
+    const auto* I = reinterpret_cast<const std::int32_t*>(dev);
+    Tensor cur = Tensor::contiguous(dev + off[i].rgb, DType::U8, {p.in_height, p.in_width, 3});
+    auto pass = [&](bool horizontal, Scratch& buf) {
+      const image::ResizeTaps& t = horizontal ? p.horizontal : p.vertical;
+      if (t.ksize == 0) return;
+      const std::int64_t h = horizontal ? cur.dim(0) : p.out_height, w = horizontal ? p.out_width : cur.dim(1);
+      const Tensor next = Tensor::contiguous(buf.get(static_cast<std::size_t>(h * w * 3)), DType::U8, {h, w, 3});
+      cuda::resize_pass_u8(cur, next, horizontal, I + (horizontal ? off[i].hb : off[i].vb) / 4,
+                           I + (horizontal ? off[i].hk : off[i].vk) / 4, t.ksize, t.precision, st);
+      cur = next;
+    };
+    pass(!p.vertical_first, v.resized[0]);
+    pass(p.vertical_first, v.resized[1]);
+    const std::int64_t np = p.n_patches();
+    const Tensor rows = Tensor::strided2d(static_cast<std::uint16_t*>(px.data) + row * px.stride[0], DType::BF16, np,
+                                          px.dim(1), px.stride[0]);
+    cuda::patchify_bf16(cur, reinterpret_cast<const std::uint16_t*>(dev + off[i].lut), static_cast<int>(p.patch_size),
+                        static_cast<int>(p.merge_size), static_cast<int>(p.temporal_patch_size), rows, st);
+    row += np;
+  }
+}
+
+Tensor encode_staged(Qwen2_5_VLCuda::Impl& im, DevVision& v, std::int64_t n, std::int64_t patch_dim,
+                     const std::vector<model::GridThw>& grid_thw, const StagePixels& stage_pixels) {
   VLQ_CUDA_CHECK(cudaSetDevice(im.opt.device));
   std::int64_t total = 0;
   for (const auto& g : grid_thw) total += g[0] * g[1] * g[2];
@@ -275,25 +364,8 @@ Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float*
     v.plan_grid = grid_thw, v.plan_ints = v.ints.buf.data(), v.plan_ang = v.ang.buf.data();
   }
   const double t_plan = ms_since();
-  // Pixels as BF16 (the patch embedding's input form), converted by all cores into pinned memory in four
-  // pieces, each copied while the next is converted.
   const Tensor px = scratch_view(v.px, DType::BF16, n, patch_dim);
-  const std::size_t n_px = static_cast<std::size_t>(n * patch_dim);
-  auto* stage = static_cast<std::uint16_t*>(v.staging.get(n_px * 2));
-  constexpr int kPieces = 4;
-  constexpr std::int64_t kChunk = 1 << 16;
-  for (int piece = 0; piece < kPieces; ++piece) {
-    const std::size_t b = n_px * piece / kPieces, e = n_px * (piece + 1) / kPieces;
-    const std::int64_t chunks = static_cast<std::int64_t>((e - b + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static) if (chunks > 1)
-    for (std::int64_t c = 0; c < chunks; ++c) {
-      const std::size_t c0 = b + static_cast<std::size_t>(c * kChunk), c1 = std::min(e, c0 + kChunk);
-      f32_to_bf16(std::span<const float>(pixel_values + c0, c1 - c0), std::span<std::uint16_t>(stage + c0, c1 - c0));
-    }
-    if (e > b)
-      VLQ_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::uint16_t*>(px.data) + b, stage + b, (e - b) * 2,
-                                     cudaMemcpyHostToDevice, st));
-  }
+  stage_pixels(px);
   const double t_px = ms_since();
   cudaEvent_t ev[2] = {nullptr, nullptr};
   if (profile) {
@@ -349,6 +421,23 @@ Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float*
                  ms_since());
   }
   return fin;
+}
+
+}  // namespace
+
+Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                            std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
+  return encode_staged(im, v, n, patch_dim, grid_thw,
+                       [&](const Tensor& px) { stage_f32_pixels(v, pixel_values, px, im.stream.get()); });
+}
+
+Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const image::RawImages& raw) {
+  if (raw.images.size() != raw.plans.size() || raw.images.empty())
+    throw UsageError({"images", "raw images and their plans differ in number", std::to_string(raw.plans.size()),
+                      std::to_string(raw.images.size()), "build them with image::plan_images"});
+  std::vector<model::GridThw> grid(raw.grid_thw.begin(), raw.grid_thw.end());
+  return encode_staged(im, v, raw.n_patches, raw.patch_dim, grid,
+                       [&](const Tensor& px) { stage_raw_pixels(v, raw, px, im.stream.get()); });
 }
 
 ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,

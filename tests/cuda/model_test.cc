@@ -202,6 +202,50 @@ TEST(CudaModel, Fp8VisionTowerMatchesCpu) {
   expect_same_vision(cpu, 5e-2);
 }
 
+// Raw RGB images preprocessed on the device give the same BF16 pixels as the CPU processor, hence the same
+// features and logits, bit for bit (one image; two images of other sizes in one call).
+TEST(CudaModel, RawImagesPreprocessedOnDeviceEqualHostPixels) {
+  VLQ_REQUIRE_GPU();
+  const auto cpu = model::Qwen2_5_VL::load(kModel);
+  Qwen2_5_VLCuda gpu(cpu);
+  const auto params = image::image_processor_params_from_config(*cpu.files().preprocessor);
+  const fs::path dir = fs::path(VLQ_SOURCE_DIR) / "data/heldout/images";
+  const std::vector<image::RgbImage> imgs = {image::load_image(kImage), image::load_image(dir / "shape-0001.png"),
+                                             image::load_image(dir / "count-0002.png")};
+  auto max_diff = [](const ops::Matrix& a, const ops::Matrix& b) {
+    double d = 0;
+    for (std::size_t i = 0; i < a.data.size(); ++i) d = std::max(d, static_cast<double>(std::fabs(a.data[i] - b.data[i])));
+    return d;
+  };
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}}) {
+    SCOPED_TRACE(std::to_string(n) + " image(s)");
+    const std::span<const image::RgbImage> some(imgs.data(), n);
+    const image::ProcessedImages px = image::preprocess_images(some, params);
+    const image::RawImages raw = image::plan_images(some, params);
+    ASSERT_EQ(raw.n_patches, px.n_patches);
+    ASSERT_EQ(raw.grid_thw, px.grid_thw);
+    const ops::Matrix host = gpu.encode_images(px.pixel_values.data(), px.n_patches, px.patch_dim, px.grid_thw);
+    const ops::Matrix dev = gpu.encode_images(raw);
+    ASSERT_EQ(dev.rows, host.rows);
+    EXPECT_EQ(max_diff(dev, host), 0.0);
+  }
+  const image::ProcessedImages px = load_processed(cpu, kImage);
+  const image::RawImages raw = image::plan_images(std::span<const image::RgbImage>(imgs.data(), 1), params);
+  const auto ids = image_prompt(cpu, px);
+  CudaSequence a, b;
+  const ops::Matrix la = gpu.prefill(a, ids, &px, static_cast<std::int64_t>(ids.size()) + 1);
+  const ops::Matrix lb = gpu.prefill(b, ids, raw, static_cast<std::int64_t>(ids.size()) + 1);
+  EXPECT_EQ(max_diff(lb, la), 0.0);
+  gpu.release(a);
+  gpu.release(b);
+  // The pad count must still match the features.
+  CudaSequence c;
+  std::vector<std::int32_t> short_ids(ids.begin(), ids.end() - 30);
+  short_ids.erase(short_ids.begin() + 1);
+  EXPECT_THROW(gpu.prefill(c, short_ids, raw, static_cast<std::int64_t>(ids.size()) + 1), UsageError);
+  gpu.release(c);
+}
+
 TEST(CudaModel, Fp8WholeVlmImagePromptMatchesCpu) {
   VLQ_REQUIRE_GPU();
   const auto cpu = quantized_vlm_model();

@@ -160,4 +160,43 @@ ProcessedImages preprocess_image(const RgbImage& image, const ImageProcessorPara
 // stacks same-sized images into one batch, which gives the same values).
 ProcessedImages preprocess_images(std::span<const RgbImage> images, const ImageProcessorParams& params = {});
 
+// Fixed-point taps of one resize axis (what resize_bicubic / resize_bicubic_torchvision compute): output
+// sample i = clip((2^(precision-1) + sum_j u8[bounds[2i] + j] * kk[i*ksize + j]) >> precision, 0, 255) over
+// j < bounds[2i+1] (int32 sums, arithmetic shift). ksize == 0: the axis keeps its size (no pass).
+struct ResizeTaps {
+  int ksize = 0;
+  int precision = 0;
+  std::vector<int> bounds;       // [out, 2]: first input index, number of taps
+  std::vector<std::int32_t> kk;  // [out, ksize] fixed-point weights
+};
+
+// preprocess_image's work on one image as data, for a device that runs the same integer and table steps
+// itself (model_cuda: resize + normalise + patchify on the GPU, bit-identical). The resize (when out != in)
+// runs `horizontal` over all in_height rows and then `vertical`, or the reverse when vertical_first (each pass
+// into a uint8 intermediate; skipping a pass whose taps are empty); the normalised value of channel c and
+// byte u is value[c][u] (the float32 that preprocess_image writes); the patch layout is ProcessedImages'.
+struct PreprocessPlan {
+  std::int64_t in_width = 0, in_height = 0, out_width = 0, out_height = 0;
+  ResizeTaps horizontal, vertical;
+  bool vertical_first = false;
+  std::array<std::array<float, 256>, 3> value{};
+  std::int64_t patch_size = 14, merge_size = 2, temporal_patch_size = 2;
+  std::array<std::int64_t, 3> grid_thw{};  // [1, out_height / patch_size, out_width / patch_size]
+  std::int64_t n_patches() const { return grid_thw[0] * grid_thw[1] * grid_thw[2]; }
+  std::int64_t patch_dim() const { return 3 * temporal_patch_size * patch_size * patch_size; }
+};
+// Throws what preprocess_image throws for this image and these params (same checks, nothing computed).
+PreprocessPlan plan_preprocess(const RgbImage& image, const ImageProcessorParams& params = {});
+
+// Images for a device consumer that preprocesses them itself: the RGB sources (not owned: they must outlive
+// the call that reads them), one plan each, and the totals a ProcessedImages of them would have.
+struct RawImages {
+  std::vector<const RgbImage*> images;
+  std::vector<PreprocessPlan> plans;
+  std::int64_t n_patches = 0, patch_dim = 0;
+  std::vector<std::array<std::int64_t, 3>> grid_thw;
+};
+// plan_preprocess of each image; UsageError when the patch_dim would differ between images.
+RawImages plan_images(std::span<const RgbImage> images, const ImageProcessorParams& params = {});
+
 }  // namespace vlq::image

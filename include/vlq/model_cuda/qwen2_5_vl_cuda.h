@@ -119,6 +119,9 @@ class Qwen2_5_VLCuda {
   // disagree. vision_encoder(): the same as a model::VisionEncoder for embed_prompt / PromptInputs.
   ops::Matrix encode_images(const float* pixel_values, std::int64_t n, std::int64_t patch_dim,
                             const std::vector<model::GridThw>& grid_thw);
+  // The same from raw RGB images that the device preprocesses itself (image::plan_images: resize, normalise,
+  // patchify on the GPU, bit-identical with image::preprocess_images + BF16): no f32 pixel rows on the host.
+  ops::Matrix encode_images(const image::RawImages& images);
   model::VisionEncoder vision_encoder();
   bool has_vision() const;
   std::size_t vision_weight_bytes() const;
@@ -128,6 +131,10 @@ class Qwen2_5_VLCuda {
   // image rows are its features copied on the device, never through the host; else embed_prompt's rows),
   // reserves `capacity` positions. UsageError when the <|image_pad|> count differs from the image features.
   ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
+                      std::int64_t capacity, std::int64_t logits_last_k = 1);
+  // prefill with raw images preprocessed on the device (TTFT without the CPU resize / normalise / f32 rows);
+  // the RgbImages must outlive the call. UsageError as above, and when the checkpoint has no vision tower.
+  ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::RawImages& images,
                       std::int64_t capacity, std::int64_t logits_last_k = 1);
   ops::Matrix decode(CudaSequence& s, std::int32_t id);
 
