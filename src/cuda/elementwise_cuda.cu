@@ -458,8 +458,8 @@ void rotary_inplace(const Tensor& x, const Tensor& angles, cudaStream_t stream) 
 // ---- ViT q/k/v: rotary + split + cast ---------------------------------------------------------------------
 namespace {
 // One CTA per row: cos/sin of the row's D/2 angles into shared memory, then q and k rotated and v copied.
-template <class O>
-__global__ void rotary_split_qkv_kernel(const float* qkv, std::int64_t ld, int heads, int half, const float* angles,
+template <class I, class O>
+__global__ void rotary_split_qkv_kernel(const I* qkv, std::int64_t ld, int heads, int half, const float* angles,
                                         O* q, O* k, O* v) {
   extern __shared__ float cs[];  // [2][half]: cos, sin
   const std::int64_t r = blockIdx.x;
@@ -470,17 +470,17 @@ __global__ void rotary_split_qkv_kernel(const float* qkv, std::int64_t ld, int h
   }
   __syncthreads();
   const int d = 2 * half, hd = heads * d;
-  const float* row = qkv + r * ld;
+  const I* row = qkv + r * ld;
   for (int idx = threadIdx.x; idx < 2 * heads * half; idx += blockDim.x) {
     const int which = idx / (heads * half), rem = idx % (heads * half), h = rem / half, j = rem % half;
-    const float* src = row + which * hd + h * d;
-    float p = src[j], pq = src[j + half];
+    const I* src = row + which * hd + h * d;
+    float p = to_f32(src[j]), pq = to_f32(src[j + half]);
     rotate_pair_cs(p, pq, cs[j], cs[half + j]);
     O* dst = (which ? k : q) + r * hd + h * d;
     dst[j] = from_f32<O>(p);
     dst[j + half] = from_f32<O>(pq);
   }
-  for (int i = threadIdx.x; i < hd; i += blockDim.x) v[r * hd + i] = from_f32<O>(row[2 * hd + i]);
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) v[r * hd + i] = from_f32<O>(to_f32(row[2 * hd + i]));
 }
 }  // namespace
 
@@ -493,18 +493,21 @@ void rotary_split_qkv(const Tensor& qkv, const Tensor& angles, const Tensor& q, 
   expect_tensor(op, "k", k, {q.dtype}, {rows, heads, d});
   expect_tensor(op, "v", v, {q.dtype}, {rows, heads, d});
   if (!is_contiguous(k) || !is_contiguous(v)) usage_error(op, "k and v must be contiguous", "contiguous", k.describe() + ", " + v.describe());
-  expect_tensor(op, "qkv", qkv, {DType::F32}, {rows, 3 * heads * d});
+  expect_tensor(op, "qkv", qkv, {DType::F32, DType::BF16}, {rows, 3 * heads * d});
   if (qkv.stride[1] != 1 || qkv.stride[0] < 3 * heads * d)
     usage_error(op, "qkv rows must be contiguous columns, at least 3·heads·D apart", "stride[1] == 1, stride[0] >= 3·heads·D", qkv.describe());
   expect_tensor(op, "angles", angles, {DType::F32}, {rows, d / 2});
   if (!is_contiguous(angles)) usage_error(op, "angles must be contiguous", "contiguous", angles.describe());
   if (!rows) return;
   const std::size_t smem = static_cast<std::size_t>(d) * sizeof(float);
-  with_input(q.dtype, [&](auto to) {
-    using O = decltype(to);
-    rotary_split_qkv_kernel<O><<<static_cast<unsigned>(rows), 256, smem, stream>>>(
-        cptr<float>(qkv), qkv.stride[0], static_cast<int>(heads), static_cast<int>(d / 2), cptr<float>(angles), mptr<O>(q),
-        mptr<O>(k), mptr<O>(v));
+  with_input(qkv.dtype, [&](auto ti) {
+    using I = decltype(ti);
+    with_input(q.dtype, [&](auto to) {
+      using O = decltype(to);
+      rotary_split_qkv_kernel<I, O><<<static_cast<unsigned>(rows), 256, smem, stream>>>(
+          cptr<I>(qkv), qkv.stride[0], static_cast<int>(heads), static_cast<int>(d / 2), cptr<float>(angles), mptr<O>(q),
+          mptr<O>(k), mptr<O>(v));
+    });
   });
   VLQ_CUDA_CHECK_LAUNCH("rotary_split_qkv_kernel");
 }

@@ -37,6 +37,13 @@ bool fuse_decode() {
 
 }  // namespace
 
+// gate|up (LM) and q|k|v, gate|up (ViT) GEMM outputs in BF16 outside calibration (prefill, the vision tower):
+// on by default; VLQ_CUDA_GATE_UP_BF16=0 keeps them f32 (A/B).
+bool gate_up_bf16() {
+  static const bool on = cuda::env_switch("VLQ_CUDA_GATE_UP_BF16", true);
+  return on;
+}
+
 void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const Tensor& x, const Tensor& y) {
   const std::int64_t m = x.dim(0);
   const std::int64_t kp = L.kp > 0 ? L.kp : L.k;
@@ -50,7 +57,7 @@ void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L
     if (m <= cuda::kGemvMaxM && static_cast<std::size_t>(m * kp) * 2 <= kGemvSharedBytes)
       cuda::gemv(xp, w, 1.0f, L.bias_f32, y, stream);
     else
-      cuda::gemm_bf16(gemm, xp, w, L.bias_f32, y, stream);
+      cuda::gemm_bf16(gemm, xp, w, y.dtype == DType::BF16 ? L.bias_bf16 : L.bias_f32, y, stream);  // bias in y's dtype
     return;
   }
   const std::size_t x_bytes = static_cast<std::size_t>(m * L.k) * (L.fp8 ? 1 : 2);
@@ -63,7 +70,7 @@ void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L
     else cuda::gemm_fp8(gemm, x, w, L.scales, L.scales + 4, L.bias_bf16, y, stream);
   } else {
     if (gemv) cuda::gemv(x, w, 1.0f, L.bias_f32, y, stream);
-    else cuda::gemm_bf16(gemm, x, w, L.bias_f32, y, stream);
+    else cuda::gemm_bf16(gemm, x, w, y.dtype == DType::BF16 ? L.bias_bf16 : L.bias_f32, y, stream);
   }
 }
 
@@ -337,19 +344,25 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   run_linear(im, L.o, o_in, a);
   all_reduce_sum(im, a);  // tensor parallel: sum the row-parallel partial outputs
   // MLP: post norm (h += a), gate/up into one [T, 2I] row, SwiGLU in down's input form, down.
+  // gate|up in BF16 when it comes from a GEMM (prefill; HF's precision, half the bytes SwiGLU reads: 1.2 GB per
+  // layer of an 8k prefill in f32); f32 from the decode GEMVs and for calibration. VLQ_CUDA_GATE_UP_BF16=0: f32.
   const std::int64_t I = im.inter;
-  float* gu = static_cast<float*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
   const bool fused = L.gate_up.w != nullptr;  // one GEMM for gate|up, weight scales applied by SwiGLU
+  // (separate gate and up GEMMs write the two halves of one row: the up half must start 16-byte aligned)
+  const bool gu16 = !im.taps && T > cuda::kGemvMaxM && gate_up_bf16() && (fused || I % 8 == 0);
+  const DType gdt = gu16 ? DType::BF16 : DType::F32;
+  char* gu = static_cast<char*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
+  const std::size_t half = static_cast<std::size_t>(I) * dtype_size(gdt);
   if (fused)
-    norm_then_linears(im, h, &a, L.post_norm, {{&L.gate_up, Tensor::contiguous(gu, DType::F32, {T, 2 * I})}}, kTapGateUpIn);
+    norm_then_linears(im, h, &a, L.post_norm, {{&L.gate_up, Tensor::contiguous(gu, gdt, {T, 2 * I})}}, kTapGateUpIn);
   else
     norm_then_linears(im, h, &a, L.post_norm,
-                      {{&L.gate, Tensor::strided2d(gu, DType::F32, T, I, 2 * I)},
-                       {&L.up, Tensor::strided2d(gu + I, DType::F32, T, I, 2 * I)}},
+                      {{&L.gate, Tensor::strided2d(gu, gdt, T, I, 2 * I)},
+                       {&L.up, Tensor::strided2d(gu + half, gdt, T, I, 2 * I)}},
                       kTapGateUpIn);
   const InputForm f = form_of(L.down);
   const Tensor act = input_view(im.act_in, f, T, I);
-  cuda::swiglu(Tensor::contiguous(gu, DType::F32, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st,
+  cuda::swiglu(Tensor::contiguous(gu, gdt, {T, 2 * I}), act, f.fp8 ? f.scale : 0.0f, st,
                fused ? L.gate.weight_scale : 1.0f, fused ? L.up.weight_scale : 1.0f);
   if (im.taps && !f.fp8) im.taps->record(kTapDownIn, act, st);
   run_linear(im, L.down, act, d_out);

@@ -201,6 +201,8 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
 void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const cuda::Tensor& h, const cuda::Tensor* resid, const BatchInts& in,
                    const cuda::Tensor& angles, const cuda::Tensor& d_out);
 
+// forward_cuda.cpp: whether prefill-sized gate|up (and the ViT's q|k|v) GEMMs write BF16 (VLQ_CUDA_GATE_UP_BF16).
+bool gate_up_bf16();
 // vision_cuda.cpp: the vision tower of `v` over pixel_values (Qwen2_5_VLCuda::encode_images' contract), on
 // im's stream and GEMM context.
 ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,

@@ -185,8 +185,11 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   const Tensor hin = input_of(v.hin[0], B.qkv, n);
   cuda::rms_norm(x, resid, B.norm1, kVisionEps, hin, scale_of(B.qkv), st);
   record(kTapQkvIn, hin);
-  float* qkv = static_cast<float*>(v.qkv.get(static_cast<std::size_t>(n * W) * 4));
-  run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, DType::F32, {n, W}));
+  // q|k|v and gate|up leave their GEMMs in BF16 (HF's precision; half the bytes of rotary_split_qkv's and
+  // SwiGLU's reads), f32 for calibration (its taps see K and V in f32) or with VLQ_CUDA_GATE_UP_BF16=0.
+  const DType gdt = !v.taps && gate_up_bf16() ? DType::BF16 : DType::F32;
+  void* qkv = v.qkv.get(static_cast<std::size_t>(n * W) * 4);
+  run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, gdt, {n, W}));
   // rotary on q and k, then q, k, v contiguous [n, heads, hd] for the segment attention, in one kernel: BF16 (what
   // the tensor-core kernel rounds them to anyway, so the result is the same; its key tiles then arrive by
   // cp.async), or f32 while calibrating (taps).
@@ -195,7 +198,7 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   const DType adt = v.taps ? DType::F32 : DType::BF16;
   for (int i = 0; i < 3; ++i)
     qkv3[i] = Tensor::contiguous(parts[i]->get(static_cast<std::size_t>(n * Dv) * dtype_size(adt)), adt, {n, v.heads, v.hd});
-  cuda::rotary_split_qkv(Tensor::contiguous(qkv, DType::F32, {n, W}), ang, qkv3[0], qkv3[1], qkv3[2], st);
+  cuda::rotary_split_qkv(Tensor::contiguous(qkv, gdt, {n, W}), ang, qkv3[0], qkv3[1], qkv3[2], st);
   record(kTapK, qkv3[1]);
   record(kTapV, qkv3[2]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(v.hd));
@@ -216,7 +219,10 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   run_linear(im.gemm, st, B.proj, o_in, o);
   // MLP: x += o, RMSNorm into gate/up's input form(s), gate | up into one [n, 2·Iv] row, SwiGLU, down.
   const std::int64_t I = v.Iv;
-  float* gu = static_cast<float*>(v.gu.get(static_cast<std::size_t>(n * 2 * I) * 4));
+  // Separate gate and up GEMMs write the two halves of one row: the up half must start 16-byte aligned.
+  const DType udt = B.gate_up.w || I % 8 == 0 ? gdt : DType::F32;
+  char* gu = static_cast<char*>(v.gu.get(static_cast<std::size_t>(n * 2 * I) * 4));
+  const std::size_t half = static_cast<std::size_t>(I) * dtype_size(udt);
   const Tensor h_gate = input_of(v.hin[0], B.gate, n);
   cuda::rms_norm(x, &o, B.norm2, kVisionEps, h_gate, scale_of(B.gate), st);
   Tensor h_up = h_gate;
@@ -226,13 +232,13 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   }
   record(kTapGateUpIn, h_gate);
   if (B.gate_up.w) {
-    run_linear(im.gemm, st, B.gate_up, h_gate, Tensor::contiguous(gu, DType::F32, {n, 2 * I}));
+    run_linear(im.gemm, st, B.gate_up, h_gate, Tensor::contiguous(gu, udt, {n, 2 * I}));
   } else {
-    run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, DType::F32, n, I, 2 * I));
-    run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + I, DType::F32, n, I, 2 * I));
+    run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, udt, n, I, 2 * I));
+    run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + half, udt, n, I, 2 * I));
   }
   const Tensor act = input_of(v.act, B.down, n, st);
-  cuda::swiglu(Tensor::contiguous(gu, DType::F32, {n, 2 * I}), act, scale_of(B.down), st);
+  cuda::swiglu(Tensor::contiguous(gu, udt, {n, 2 * I}), act, scale_of(B.down), st);
   record(kTapDownIn, act);
   run_linear(im.gemm, st, B.down, act, d_out);
 }

@@ -204,6 +204,25 @@ TEST(CudaElementwise, RotarySplitQkvEqualsRotaryThenCast) {
     }
     EXPECT_EQ(to_host<float>(dsrc, qkv.size()), qkv) << "input modified";
   }
+  // BF16 q|k|v rows (the ViT GEMM's BF16 output): the same as the f32 path over the widened values.
+  {
+    const std::vector<std::uint16_t> q16 = to_bf16(qkv);
+    const std::vector<float> widened = from_bf16(q16);
+    auto d16 = to_device(q16), dw = to_device(widened);
+    const std::size_t bytes = static_cast<std::size_t>(n) * hd * 2;
+    for (int pass = 0; pass < 2; ++pass) {
+      DeviceBuffer o[3] = {poisoned<std::uint8_t>(bytes), poisoned<std::uint8_t>(bytes), poisoned<std::uint8_t>(bytes)};
+      const Tensor src = pass ? Tensor::contiguous(dw.data(), DType::F32, {n, w}) : Tensor::contiguous(d16.data(), DType::BF16, {n, w});
+      rotary_split_qkv(src, tang, Tensor::contiguous(o[0].data(), DType::BF16, {n, heads, d}),
+                       Tensor::contiguous(o[1].data(), DType::BF16, {n, heads, d}),
+                       Tensor::contiguous(o[2].data(), DType::BF16, {n, heads, d}), nullptr);
+      static std::vector<std::uint8_t> first[3];
+      for (int i = 0; i < 3; ++i) {
+        if (pass == 0) first[i] = to_host<std::uint8_t>(o[i], bytes);
+        else EXPECT_EQ(to_host<std::uint8_t>(o[i], bytes), first[i]) << "BF16 input, part " << i;
+      }
+    }
+  }
   EXPECT_THROW(rotary_split_qkv(Tensor::contiguous(dref.data(), DType::F32, {n, w}), tang,
                                 Tensor::contiguous(dref.data(), DType::BF16, {n, heads, d}),
                                 Tensor::contiguous(dref.data(), DType::F32, {n, heads, d}),

@@ -63,7 +63,7 @@ void rotary_inplace(const Tensor& x, const Tensor& angles, cudaStream_t stream);
 // contiguous tensors; the same values as those three steps): q = rotary(qkv[:, 0:HD]), k = rotary(qkv[:, HD:2HD]),
 // v = qkv[:, 2HD:3HD], converted to the outputs' dtype (F32 → BF16 round to nearest even). cos/sin of each angle
 // are computed once per row and shared by all heads.
-//   qkv: [rows, 3·heads·D] F32, columns contiguous, stride[0] any; angles: [rows, D/2] F32;
+//   qkv: [rows, 3·heads·D] F32|BF16 (read as f32), columns contiguous, stride[0] any; angles: [rows, D/2] F32;
 //   q, k, v: contiguous [rows, heads, D] F32|BF16 (all three the same dtype), not overlapping each other or qkv. D even.
 // Throws UsageError on shapes, dtypes or layouts.
 void rotary_split_qkv(const Tensor& qkv, const Tensor& angles, const Tensor& q, const Tensor& k, const Tensor& v,
