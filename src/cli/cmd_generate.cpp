@@ -88,7 +88,8 @@ int run_generate(const GenerateArgs& a, bool has_system) {
       !a.messages.empty()
           ? engine::load_messages_file(a.messages, mo)
           : engine::build_prompt_messages(a.prompt, a.images, has_system ? std::optional<std::string>(a.system) : std::nullopt, mo);
-  const engine::Prompt prompt = bundle.build_prompt(pm);
+  // On the GPU the images are resized, normalised and patchified there (same pixels); --dump needs the f32 rows.
+  const engine::Prompt prompt = bundle.build_prompt(pm, true, device == engine::Device::kCuda && a.dump.empty());
 
   engine::GenerationOverrides ov;
   if (a.max_new_tokens >= 0) ov.max_new_tokens = a.max_new_tokens;

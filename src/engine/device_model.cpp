@@ -37,6 +37,11 @@ Device parse_device(std::string_view v, const std::string& flag) {
   throw UsageError({flag, "unknown device", "cpu, cuda or auto", std::string(v), "e.g. --device cpu"});
 }
 
+ops::Matrix DeviceModel::prefill_raw(std::span<const std::int32_t>, const image::RawImages&, std::int64_t) {
+  throw UnsupportedError({"prefill_raw", "this device does not preprocess images itself", "--device cuda",
+                          device_name(device()), "preprocess on the CPU (image::preprocess_images) and call prefill"});
+}
+
 namespace {
 
 class CpuModel final : public DeviceModel {
@@ -66,6 +71,10 @@ class CudaModel final : public DeviceModel {
   }
   ops::Matrix prefill(std::span<const std::int32_t> ids, const image::ProcessedImages* images, std::int64_t k,
                       model::ForwardObserver*) override {
+    return gpu_.prefill(seq_, ids, images, capacity_, k);
+  }
+  bool preprocesses_images() const override { return true; }
+  ops::Matrix prefill_raw(std::span<const std::int32_t> ids, const image::RawImages& images, std::int64_t k) override {
     return gpu_.prefill(seq_, ids, images, capacity_, k);
   }
   ops::Matrix decode(std::int32_t id, model::ForwardObserver*) override { return gpu_.decode(seq_, id); }

@@ -20,8 +20,17 @@ GenerateResult generate(DeviceModel& model, const Prompt& prompt, const Generate
   r.prompt_tokens = S;
   model.begin(S + std::max<std::int64_t>(options.max_new_tokens, 0));
   const auto t0 = clock::now();
-  const image::ProcessedImages* imgs = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
-  ops::Matrix logits = model.prefill(prompt.ids, imgs, std::max<std::int64_t>(1, options.logits_last_k), obs);
+  const std::int64_t k = std::max<std::int64_t>(1, options.logits_last_k);
+  ops::Matrix logits;
+  if (prompt.deferred_pixels() && model.preprocesses_images()) {  // images resized/normalised on the device
+    logits = model.prefill_raw(prompt.ids, image::plan_images(prompt.raw_images, prompt.image_params), k);
+  } else if (prompt.deferred_pixels()) {
+    const image::ProcessedImages px = image::preprocess_images(prompt.raw_images, prompt.image_params);
+    logits = model.prefill(prompt.ids, &px, k, obs);
+  } else {
+    const image::ProcessedImages* imgs = prompt.images.n_patches > 0 ? &prompt.images : nullptr;
+    logits = model.prefill(prompt.ids, imgs, k, obs);
+  }
   r.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
   r.prompt_logits = logits;
   std::mt19937_64 rng(options.seed);

@@ -125,13 +125,13 @@ std::vector<image::RgbImage> ModelBundle::load_images(const ParsedMessages& requ
 }
 
 Prompt ModelBundle::build_prompt(const nlohmann::ordered_json& messages, std::span<const image::RgbImage> images,
-                                 bool add_generation_prompt) const {
-  return p_->prompts.build(messages, images, add_generation_prompt);
+                                 bool add_generation_prompt, bool defer_pixels) const {
+  return p_->prompts.build(messages, images, add_generation_prompt, defer_pixels);
 }
 
-Prompt ModelBundle::build_prompt(const ParsedMessages& request, bool add_generation_prompt) const {
+Prompt ModelBundle::build_prompt(const ParsedMessages& request, bool add_generation_prompt, bool defer_pixels) const {
   const std::vector<image::RgbImage> imgs = load_images(request);
-  return build_prompt(request.messages, imgs, add_generation_prompt);
+  return build_prompt(request.messages, imgs, add_generation_prompt, defer_pixels);
 }
 
 Prompt ModelBundle::build_raw(const std::string& text) const { return p_->prompts.build_raw(text); }

@@ -6,7 +6,7 @@
 namespace vlq::engine {
 
 Prompt PromptBuilder::build(const nlohmann::ordered_json& messages, std::span<const image::RgbImage> images,
-                            bool add_generation_prompt) const {
+                            bool add_generation_prompt, bool defer_pixels) const {
   Prompt p;
   text::ChatTemplateOptions opt;
   opt.add_generation_prompt = add_generation_prompt;
@@ -24,7 +24,17 @@ Prompt PromptBuilder::build(const nlohmann::ordered_json& messages, std::span<co
     throw UsageError({"messages", "number of images differs from the image placeholders in the prompt",
                       std::to_string(images.size()) + " (images given)", std::to_string(at.size()) + " placeholder(s)",
                       "give one image per {\"type\": \"image\"} part"});
-  if (!images.empty()) p.images = image::preprocess_images(images, image_params);
+  if (!images.empty() && defer_pixels) {  // the same checks and grid as preprocess_images, no pixel rows
+    const image::RawImages raw = image::plan_images(images, image_params);
+    p.images.grid_thw = raw.grid_thw;
+    p.images.n_patches = raw.n_patches;
+    p.images.patch_dim = raw.patch_dim;
+    for (const auto& plan : raw.plans) p.images.resized.push_back({plan.out_height, plan.out_width});
+    p.raw_images.assign(images.begin(), images.end());
+    p.image_params = image_params;
+  } else if (!images.empty()) {
+    p.images = image::preprocess_images(images, image_params);
+  }
   std::string expanded;
   std::size_t prev = 0;
   for (std::size_t i = 0; i < at.size(); ++i) {

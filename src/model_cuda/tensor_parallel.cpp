@@ -132,6 +132,19 @@ ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const s
   return out;
 }
 
+ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::RawImages& images,
+                                              std::int64_t capacity, std::int64_t logits_last_k) {
+  if (!reserve(s, std::max<std::int64_t>(capacity, static_cast<std::int64_t>(ids.size()))))
+    throw UsageError({"KV cache", "not enough free KV blocks", "enough for " + std::to_string(capacity) + " positions",
+                      "", "raise the KV cache budget"});
+  std::vector<CudaSequence> copies(static_cast<std::size_t>(size()), s);
+  ops::Matrix out = on_all_ranks<ops::Matrix>(
+      [&](int r) { return ranks_[r]->prefill(copies[r], ids, images, capacity, logits_last_k); });
+  s.length = copies[0].length;
+  s.rope_deltas = copies[0].rope_deltas;
+  return out;
+}
+
 ops::Matrix TensorParallelQwen2_5_VL::decode(CudaSequence& s, std::int32_t id) {
   if (!reserve(s, s.length + 1)) throw UsageError({"decode", "KV cache full", "a free block", "0 free", ""});
   std::vector<CudaSequence> copies(static_cast<std::size_t>(size()), s);

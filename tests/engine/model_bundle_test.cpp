@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "vlq/core/error.h"
+#include "vlq/engine/device_model.h"
+#include "vlq/engine/generate.h"
 
 namespace {
 
@@ -176,3 +178,29 @@ TEST(ModelBundle, FromPartsWrapsAnInMemoryModel) {
 }
 
 }  // namespace
+
+// A prompt built with defer_pixels keeps the images instead of pixel rows (same ids, grid and patch count),
+// and engine::generate on the CPU preprocesses them itself: the same tokens and logits as the normal prompt.
+TEST(ModelBundle, DeferredPixelsGenerateTheSame) {
+  const E::Prompt normal = bundle().build_prompt(color_question());
+  const E::Prompt deferred = bundle().build_prompt(color_question(), true, true);
+  ASSERT_TRUE(deferred.deferred_pixels());
+  EXPECT_FALSE(normal.deferred_pixels());
+  EXPECT_EQ(deferred.ids, normal.ids);
+  EXPECT_EQ(deferred.images.grid_thw, normal.images.grid_thw);
+  EXPECT_EQ(deferred.images.n_patches, normal.images.n_patches);
+  EXPECT_TRUE(deferred.images.pixel_values.empty());
+  EXPECT_EQ(deferred.image_tokens, normal.image_tokens);
+  E::GenerationOverrides ov;
+  ov.max_new_tokens = 4;
+  ov.temperature = 0;
+  const E::GenerateOptions go = bundle().generate_options(ov);
+  const auto cpu = E::DeviceModel::create(bundle().model(), E::Device::kCpu);
+  EXPECT_FALSE(cpu->preprocesses_images());
+  const E::GenerateResult a = E::generate(*cpu, normal, go, nullptr);
+  const E::GenerateResult b = E::generate(*cpu, deferred, go, nullptr);
+  EXPECT_EQ(b.output_ids, a.output_ids);
+  EXPECT_EQ(b.prompt_logits.data, a.prompt_logits.data);
+  EXPECT_THROW((void)cpu->prefill_raw(deferred.ids, vlq::image::plan_images(deferred.raw_images), 1),
+               vlq::UnsupportedError);
+}

@@ -44,6 +44,13 @@ class DeviceModel {
   // Prompt ids [S] (+ images) → logits [K, V] of the last K positions. `obs` is honoured on the CPU only.
   virtual ops::Matrix prefill(std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                               std::int64_t logits_last_k, model::ForwardObserver* obs = nullptr) = 0;
+  // Whether prefill_raw preprocesses raw images on the device (the CUDA model); false: engine::generate
+  // preprocesses a deferred prompt's images on the CPU and calls prefill.
+  virtual bool preprocesses_images() const { return false; }
+  // prefill with raw images (image::plan_images) preprocessed by the device. UnsupportedError where
+  // preprocesses_images() is false.
+  virtual ops::Matrix prefill_raw(std::span<const std::int32_t> ids, const image::RawImages& images,
+                                  std::int64_t logits_last_k);
   // One token → logits [1, V].
   virtual ops::Matrix decode(std::int32_t id, model::ForwardObserver* obs = nullptr) = 0;
 };

@@ -122,9 +122,9 @@ class ModelBundle {
   std::vector<image::RgbImage> load_images(const ParsedMessages& request) const;
   // messages (HF chat format, see messages.h) + their decoded images → Prompt (PromptBuilder::build).
   Prompt build_prompt(const nlohmann::ordered_json& messages, std::span<const image::RgbImage> images,
-                      bool add_generation_prompt = true) const;
-  // load_images + build_prompt.
-  Prompt build_prompt(const ParsedMessages& request, bool add_generation_prompt = true) const;
+                      bool add_generation_prompt = true, bool defer_pixels = false) const;
+  // load_images + build_prompt. defer_pixels: see PromptBuilder::build (vlq generate --device cuda).
+  Prompt build_prompt(const ParsedMessages& request, bool add_generation_prompt = true, bool defer_pixels = false) const;
   // Raw text, no template (PromptBuilder::build_raw).
   Prompt build_raw(const std::string& text) const;
 

@@ -25,6 +25,13 @@ struct Prompt {
   std::vector<std::int32_t> ids;       // [S] after expansion and tokenization
   image::ProcessedImages images;       // pixel_values [N, 1176], grid_thw [n_images, 3]
   std::int64_t image_tokens = 0;       // Σ image token counts
+  // Set instead of images.pixel_values when the prompt was built with defer_pixels (for a device that
+  // preprocesses images itself): the decoded images and the processor parameters; `images` then holds
+  // grid_thw / n_patches / patch_dim only. engine::generate hands them to DeviceModel::prefill_raw, or
+  // preprocesses them on the CPU for a model that cannot (same pixels either way).
+  std::vector<image::RgbImage> raw_images;
+  image::ImageProcessorParams image_params;
+  bool deferred_pixels() const { return !raw_images.empty(); }
 };
 
 // Everything besides weights that turns messages into a Prompt.
@@ -38,8 +45,9 @@ struct PromptBuilder {
   // images: the decoded images of the image parts, in order. Throws UsageError when the number of
   // image placeholders in the rendered prompt differs from images.size(), ConfigError when the tokenizer
   // lacks the image-pad token, and what the template / image processor throw.
+  // defer_pixels: keep the images (Prompt::raw_images) instead of preprocessing them here.
   Prompt build(const nlohmann::ordered_json& messages, std::span<const image::RgbImage> images,
-               bool add_generation_prompt = true) const;
+               bool add_generation_prompt = true, bool defer_pixels = false) const;
   // Raw text (no template), tokenized with special tokens recognised; no images.
   Prompt build_raw(const std::string& text) const;
 };

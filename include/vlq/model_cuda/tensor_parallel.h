@@ -31,6 +31,9 @@ class TensorParallelQwen2_5_VL {
   std::vector<std::int32_t> forward_greedy(const Batch& batch, const RowPenalties* penalties = nullptr);
   ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::ProcessedImages* images,
                       std::int64_t capacity, std::int64_t logits_last_k = 1);
+  // The same with raw images preprocessed on the device (Qwen2_5_VLCuda::prefill with RawImages).
+  ops::Matrix prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::RawImages& images,
+                      std::int64_t capacity, std::int64_t logits_last_k = 1);
   ops::Matrix decode(CudaSequence& s, std::int32_t id);
   // Rank 0's vision tower (replicated on every rank), or an empty function when there is none.
   model::VisionEncoder vision_encoder() { return ranks_[0]->has_vision() ? ranks_[0]->vision_encoder() : nullptr; }
