@@ -186,7 +186,7 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   cuda::rms_norm(x, resid, B.norm1, kVisionEps, hin, scale_of(B.qkv), st);
   record(kTapQkvIn, hin);
   // q|k|v and gate|up leave their GEMMs in BF16 (HF's precision; half the bytes of rotary_split_qkv's and
-  // SwiGLU's reads), f32 for calibration (its taps see K and V in f32) or with VLQ_CUDA_GATE_UP_BF16=0.
+  // SwiGLU's reads) with VLQ_CUDA_GATE_UP_BF16=1 (opt-in until GPU-tested), else and for calibration f32.
   const DType gdt = !v.taps && gate_up_bf16() ? DType::BF16 : DType::F32;
   void* qkv = v.qkv.get(static_cast<std::size_t>(n * W) * 4);
   run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, gdt, {n, W}));
