@@ -130,7 +130,7 @@ int run_generate(const GenerateArgs& a, bool has_system) {
 }
 
 std::function<int()> setup_generate(CLI::App& app) {
-  app.description("Generate text from image(s) + a prompt (or a messages file) on the CPU reference path");
+  app.description("Generate text from image(s) + a prompt (or a messages file) on the CPU reference path or the GPU (--device)");
   auto a = std::make_shared<GenerateArgs>();
   app.add_option("--model", a->model, "Model folder (Hugging Face checkpoint: BF16, FP8 or mixed)")->required();
   auto* prompt = app.add_option("--prompt", a->prompt, "User text");
@@ -171,8 +171,9 @@ std::function<int()> setup_generate(CLI::App& app) {
     if (a->dump_last < 1) bad("--dump-last", ">= 1", std::to_string(a->dump_last));
     if (!a->dump.empty()) io::require_writable_file(a->dump, "--dump", "generating");
     if (prompt->count() == 0 && messages->count() == 0)
-      throw UsageError({"vlq generate", "no input", "--prompt TEXT [--image PATH ...] or --messages FILE.json", "neither",
-                        ""});
+      throw UsageError({"vlq generate", a->images.empty() ? "no input" : "--image needs --prompt",
+                        "--prompt TEXT [--image PATH ...] or --messages FILE.json",
+                        a->images.empty() ? "neither" : "--image without --prompt", ""});
     if (messages->count() && (!a->images.empty() || system->count()))
       throw UsageError({"vlq generate", "--image/--system go with --prompt", "--messages alone", "both", ""});
     return run_generate(*a, system->count() > 0);

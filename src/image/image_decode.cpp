@@ -48,7 +48,7 @@ void check_size(const std::string& src, ImageFormat fmt, std::int64_t w, std::in
     fail_unsupported(src, fmt::format("{} image is too large to decode", image_format_name(fmt)),
                      fmt::format("at most {} pixels", opt.max_pixels),
                      fmt::format("{}x{} = {} pixels", w, h, w * h),
-                     "downscale the image, or raise ImageDecodeOptions::max_pixels");
+                     "downscale the image");
 }
 
 // Pillow's alpha_composite(white opaque background, src).convert("RGB") for one channel. With an opaque
@@ -637,6 +637,9 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path, std
     throw IoError({src, "image file not found", "", "", "check the path"});
   if (std::filesystem::is_directory(status))
     throw IoError({src, "cannot read image: path is a directory", "a file", "a directory", "check the path"});
+  if (!std::filesystem::is_regular_file(status))  // a FIFO would block, /dev/zero never ends
+    throw IoError({src, "cannot read image: not a regular file", "a regular file", "a device, pipe or socket",
+                   "save the image to a file first"});
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError({src, "cannot open image file", "", std::strerror(errno), "check the permissions"});
   in.seekg(0, std::ios::end);
@@ -644,7 +647,7 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path, std
   if (size < 0) throw IoError({src, "cannot determine the file size", "", "", ""});
   if (size > max_bytes)
     throw UnsupportedError({src, "image file is too large", fmt::format("at most {} bytes", max_bytes),
-                            fmt::format("{} bytes", size), "raise ImageDecodeOptions::max_file_bytes"});
+                            fmt::format("{} bytes", size), "downscale or recompress the image"});
   in.seekg(0, std::ios::beg);
   std::vector<std::uint8_t> data(static_cast<std::size_t>(size));
   if (size > 0 && !in.read(reinterpret_cast<char*>(data.data()), size))
