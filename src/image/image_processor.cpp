@@ -134,9 +134,9 @@ std::int64_t image_token_count(const std::array<std::int64_t, 3>& g, std::int64_
 
 namespace {
 
-// The image the processor patchifies: `image` itself, or the smart_resize target made with the configured
-// backend in `storage`.
-const RgbImage& resize_for_processor(const RgbImage& image, const ImageProcessorParams& p, RgbImage& storage) {
+// The size the processor patchifies: the smart_resize target, or (do_resize false) the image's own size, which
+// must then be a multiple of patch_size*merge_size (UnsupportedError).
+ResizeTarget processor_target(const RgbImage& image, const ImageProcessorParams& p) {
   const std::int64_t factor = p.patch_size * p.merge_size;
   if (!p.do_resize) {
     if (image.height % factor != 0 || image.width % factor != 0)
@@ -144,10 +144,15 @@ const RgbImage& resize_for_processor(const RgbImage& image, const ImageProcessor
                               "with do_resize=false the size must be a multiple of patch_size*merge_size",
                               fmt::format("multiples of {}", factor),
                               fmt::format("{}x{}", image.width, image.height), "enable do_resize"});
-    return image;
+    return {image.height, image.width};
   }
-  const ResizeTarget t =
-      smart_resize(image.height, image.width, factor, p.min_pixels, p.max_pixels, p.reject_smaller_than_factor);
+  return smart_resize(image.height, image.width, factor, p.min_pixels, p.max_pixels, p.reject_smaller_than_factor);
+}
+
+// The image the processor patchifies: `image` itself, or the smart_resize target made with the configured
+// backend in `storage`.
+const RgbImage& resize_for_processor(const RgbImage& image, const ImageProcessorParams& p, RgbImage& storage) {
+  const ResizeTarget t = processor_target(image, p);
   if (t.height == image.height && t.width == image.width) return image;
   storage = p.backend == ResizeBackend::kPil ? resize_bicubic(image, t.width, t.height, p.pillow, p.threads)
                                              : resize_bicubic_torchvision(image, t.width, t.height, p.threads);
@@ -239,16 +244,8 @@ PreprocessPlan plan_preprocess(const RgbImage& image, const ImageProcessorParams
   PreprocessPlan plan;
   plan.in_width = plan.out_width = image.width;
   plan.in_height = plan.out_height = image.height;
-  const std::int64_t factor = p.patch_size * p.merge_size;
-  if (!p.do_resize) {
-    if (image.height % factor != 0 || image.width % factor != 0)
-      throw UnsupportedError({fmt::format("image {}x{} (width x height)", image.width, image.height),
-                              "with do_resize=false the size must be a multiple of patch_size*merge_size",
-                              fmt::format("multiples of {}", factor),
-                              fmt::format("{}x{}", image.width, image.height), "enable do_resize"});
-  } else {
-    const ResizeTarget t =
-        smart_resize(image.height, image.width, factor, p.min_pixels, p.max_pixels, p.reject_smaller_than_factor);
+  const ResizeTarget t = processor_target(image, p);
+  if (t.height != image.height || t.width != image.width) {
     detail::check_resize_sizes(image, t.width, t.height, "plan_preprocess");
     plan.out_width = t.width;
     plan.out_height = t.height;

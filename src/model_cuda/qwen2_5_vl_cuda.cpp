@@ -185,17 +185,6 @@ ops::Matrix Qwen2_5_VLCuda::prefill(CudaSequence& s, std::span<const std::int32_
   return prefill_common(*this, *impl_, cpu_, s, ids, grid, feats, nullptr, capacity, logits_last_k);
 }
 
-ops::Matrix Qwen2_5_VLCuda::encode_images(const image::RawImages& images) {
-  if (!impl_->vision)
-    throw UsageError({"image", "this checkpoint has no vision tower", "visual.* weights", "none",
-                      "send text-only prompts to this model"});
-  const cuda::Tensor fin = encode_images_device(*impl_, *impl_->vision, images);
-  ops::Matrix out(fin.dim(0), fin.dim(1));
-  VLQ_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), fin.data, out.data.size() * 4, cudaMemcpyDeviceToHost, impl_->stream.get()));
-  impl_->stream.sync();
-  return out;
-}
-
 ops::Matrix Qwen2_5_VLCuda::decode(CudaSequence& s, std::int32_t id) {
   if (!reserve(s, s.length + 1))
     throw UsageError({"decode", "KV cache full", "a free block", "0 free", "raise the KV cache budget"});

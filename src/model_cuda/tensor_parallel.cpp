@@ -118,9 +118,9 @@ std::vector<std::int32_t> TensorParallelQwen2_5_VL::forward_greedy(const Batch& 
   return on_all_ranks<std::vector<std::int32_t>>([&](int r) { return ranks_[r]->forward_greedy(b, penalties); });
 }
 
-ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const std::int32_t> ids,
-                                              const image::ProcessedImages* images, std::int64_t capacity,
-                                              std::int64_t logits_last_k) {
+template <class Images>
+ops::Matrix TensorParallelQwen2_5_VL::prefill_ranks(CudaSequence& s, std::span<const std::int32_t> ids, const Images& images,
+                                                    std::int64_t capacity, std::int64_t logits_last_k) {
   if (!reserve(s, std::max<std::int64_t>(capacity, static_cast<std::int64_t>(ids.size()))))
     throw UsageError({"KV cache", "not enough free KV blocks", "enough for " + std::to_string(capacity) + " positions",
                       "", "raise the KV cache budget"});
@@ -132,17 +132,15 @@ ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const s
   return out;
 }
 
+ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const std::int32_t> ids,
+                                              const image::ProcessedImages* images, std::int64_t capacity,
+                                              std::int64_t logits_last_k) {
+  return prefill_ranks(s, ids, images, capacity, logits_last_k);
+}
+
 ops::Matrix TensorParallelQwen2_5_VL::prefill(CudaSequence& s, std::span<const std::int32_t> ids, const image::RawImages& images,
                                               std::int64_t capacity, std::int64_t logits_last_k) {
-  if (!reserve(s, std::max<std::int64_t>(capacity, static_cast<std::int64_t>(ids.size()))))
-    throw UsageError({"KV cache", "not enough free KV blocks", "enough for " + std::to_string(capacity) + " positions",
-                      "", "raise the KV cache budget"});
-  std::vector<CudaSequence> copies(static_cast<std::size_t>(size()), s);
-  ops::Matrix out = on_all_ranks<ops::Matrix>(
-      [&](int r) { return ranks_[r]->prefill(copies[r], ids, images, capacity, logits_last_k); });
-  s.length = copies[0].length;
-  s.rope_deltas = copies[0].rope_deltas;
-  return out;
+  return prefill_ranks(s, ids, images, capacity, logits_last_k);
 }
 
 ops::Matrix TensorParallelQwen2_5_VL::decode(CudaSequence& s, std::int32_t id) {

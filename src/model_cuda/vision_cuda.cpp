@@ -256,7 +256,7 @@ ops::Matrix Qwen2_5_VLCuda::encode_images(const float* pixel_values, std::int64_
 
 namespace {
 
-// Stages one call's pixels into v.px as BF16 [n, patch_dim]; returns the host milliseconds it took.
+// Stages one call's pixels into px (v.px as BF16 [n, patch_dim]), enqueued on the stream.
 using StagePixels = std::function<void(const Tensor& px)>;
 
 // Pixels from host f32 rows (preprocess_image's pixel_values): converted to BF16 by all cores into pinned memory
@@ -446,13 +446,27 @@ Tensor encode_images_device(Qwen2_5_VLCuda::Impl& im, DevVision& v, const image:
                        [&](const Tensor& px) { stage_raw_pixels(v, raw, px, im.stream.get()); });
 }
 
-ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
-                          std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
-  const Tensor fin = encode_images_device(im, v, pixel_values, n, patch_dim, grid_thw);
+namespace {
+// The tower's features [m, out] F32 copied to the host.
+ops::Matrix download_features(Qwen2_5_VLCuda::Impl& im, const Tensor& fin) {
   ops::Matrix out(fin.dim(0), fin.dim(1));
   VLQ_CUDA_CHECK(cudaMemcpyAsync(out.data.data(), fin.data, out.data.size() * 4, cudaMemcpyDeviceToHost, im.stream.get()));
   im.stream.sync();
   return out;
+}
+}  // namespace
+
+ops::Matrix encode_images(Qwen2_5_VLCuda::Impl& im, DevVision& v, const float* pixel_values, std::int64_t n,
+                          std::int64_t patch_dim, const std::vector<model::GridThw>& grid_thw) {
+  return download_features(im, encode_images_device(im, v, pixel_values, n, patch_dim, grid_thw));
+}
+
+ops::Matrix Qwen2_5_VLCuda::encode_images(const image::RawImages& images) {
+  Impl& im = *impl_;
+  if (!im.vision)
+    throw UsageError({"image", "this checkpoint has no vision tower", "visual.* weights", "none",
+                      "send text-only prompts to this model"});
+  return download_features(im, encode_images_device(im, *im.vision, images));
 }
 
 model::VisionEncoder Qwen2_5_VLCuda::vision_encoder() {

@@ -40,6 +40,10 @@ class TensorParallelQwen2_5_VL {
 
  private:
   template <class R, class F> R on_all_ranks(F&& f);
+  // Both prefill overloads: reserve, prefill a copy of `s` on every rank, keep rank 0's length and rope_deltas.
+  template <class Images>
+  ops::Matrix prefill_ranks(CudaSequence& s, std::span<const std::int32_t> ids, const Images& images, std::int64_t capacity,
+                            std::int64_t logits_last_k);
   const model::Qwen2_5_VL& cpu_;
   std::vector<void*> comms_;  // ncclComm_t per rank
   std::vector<std::unique_ptr<Qwen2_5_VLCuda>> ranks_;
