@@ -108,15 +108,16 @@ ImageSource resolve_data_url(std::string_view ref, const MessageOptions& options
 ImageSource path_source(std::filesystem::path p, const MessageOptions& options, const std::string& origin) {
   if (p.empty())
     throw FormatError({origin, "empty image reference", "a file path, file: URL or data: URL", "''", ""});
-  if (p.is_relative() && !options.base_dir.empty()) p = options.base_dir / p;
+  const bool resolved = p.is_relative() && !options.base_dir.empty();  // the hint below names base_dir only then
+  if (resolved) p = options.base_dir / p;
   p = p.lexically_normal();
   if (options.check_files_exist) {
     std::error_code ec;
     const auto st = std::filesystem::status(p, ec);
     if (ec || !std::filesystem::exists(st))
       throw IoError({origin, "image file not found", "", p.string(),
-                     options.base_dir.empty() ? "check the path"
-                                              : "relative paths are resolved against " + options.base_dir.string()});
+                     !resolved ? "check the path"
+                               : "relative paths are resolved against " + options.base_dir.string()});
     if (std::filesystem::is_directory(st))
       throw IoError({origin, "image path is a folder", "a file", p.string(), "name an image file"});
   }
@@ -254,9 +255,27 @@ ImageSource resolve_image_reference(std::string_view ref, const MessageOptions& 
                           "scheme '" + scheme + "'", "pass a local file path"});
 }
 
+namespace {
+// e's details with `origin` (e.g. "m.json: messages[0].content[1]") in front of its location, unless already there.
+ErrorInfo with_origin(const Error& e, const std::string& origin) {
+  ErrorInfo info = e.info();
+  if (!origin.empty() && info.where.rfind(origin, 0) != 0) info.where = origin + ": " + info.where;
+  return info;
+}
+}  // namespace
+
 image::RgbImage load_image_source(const ImageSource& source, const image::ImageDecodeOptions& options) {
-  if (source.kind == ImageSource::Kind::kPath) return image::load_image(source.path, options);
-  return image::decode_image(source.bytes, options, source.origin);
+  if (source.kind != ImageSource::Kind::kPath) return image::decode_image(source.bytes, options, source.origin);
+  // A file's decode errors name the file; the message part that referenced it goes in front.
+  try {
+    return image::load_image(source.path, options);
+  } catch (const FormatError& e) {
+    throw FormatError(with_origin(e, source.origin));
+  } catch (const IoError& e) {
+    throw IoError(with_origin(e, source.origin));
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(with_origin(e, source.origin));
+  }
 }
 
 namespace {

@@ -117,7 +117,10 @@ std::vector<image::RgbImage> ModelBundle::load_images(const ParsedMessages& requ
                                 ip.max_pixels, ip.reject_smaller_than_factor);
     } catch (const Error& e) {
       auto info = e.info();
-      info.where = (src.kind == ImageSource::Kind::kPath ? src.path.string() : src.origin) + ": " + info.where;
+      const std::string what = src.kind != ImageSource::Kind::kPath ? src.origin
+                               : src.origin.empty()                 ? src.path.string()
+                                                                    : src.origin + ": " + src.path.string();
+      info.where = what + ": " + info.where;
       throw FormatError(info);
     }
   }

@@ -148,6 +148,21 @@ TEST(GenerateCli, MessagesRelativeImagePathUsesCurrentDirectory) {
   EXPECT_TRUE(has(bad.err, (s / "elsewhere").string())) << bad.err;  // the hint names the directory used
 }
 
+// Image errors of a --messages file name the message part that referenced the image as well as the file.
+TEST(GenerateCli, MessagesImageErrorsNameTheMessagePart) {
+  Scratch s("gen");
+  for (const auto& [file, what] : std::map<std::string, std::string>{{"bad_crc.png", "corrupt PNG"},
+                                                                     {"small_20x20.png", "expected"}}) {
+    write_file(s / "m.json", R"([{"role":"user","content":[{"type":"text","text":"Q"},{"type":"image","image":")" +
+                                 (kImages / file).string() + R"("}]}])");
+    auto r = run_vlq(gen("--messages " + q(s / "m.json") + " --max-new-tokens 2"));
+    EXPECT_EQ(r.rc, 3) << file << ": " << r.err;
+    EXPECT_TRUE(has(r.err, "messages[0].content[1]")) << file << ": " << r.err;
+    EXPECT_TRUE(has(r.err, file)) << file << ": " << r.err;
+    EXPECT_TRUE(has(r.err, what)) << file << ": " << r.err;
+  }
+}
+
 TEST(GenerateCli, SeededSamplingIsReproducible) {
   const std::string args = "--image " + q(kColorImage) + " --prompt 'Describe the picture.' --temperature 0.7 --seed 1 "
                            "--max-new-tokens 24 -q";

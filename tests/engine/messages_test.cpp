@@ -144,6 +144,15 @@ TEST(Messages, BareListAndRelativeResolution) {
   // Absolute paths ignore the base.
   const ojson abs = {{{"role", "user"}, {"content", {{{"type", "image"}, {"image", (dir / "images/x.png").string()}}}}}};
   EXPECT_EQ(vlq::engine::parse_messages(abs, opts_in("/nonexistent")).images[0].path, dir / "images/x.png");
+  // A missing absolute path: the hint does not claim it was resolved against the base folder.
+  const ojson abs_missing = {{{"role", "user"}, {"content", {{{"type", "image"}, {"image", (dir / "nope.png").string()}}}}}};
+  try {
+    vlq::engine::parse_messages(abs_missing, opts_in(dir / "images"));
+    ADD_FAILURE() << "a missing absolute path was accepted";
+  } catch (const vlq::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("image file not found"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("resolved against"), std::string::npos) << e.what();
+  }
   // A folder is not an image.
   const ojson folder = {{{"role", "user"}, {"content", {{{"type", "image"}, {"image", "images"}}}}}};
   VLQ_EXPECT_ERROR(vlq::engine::parse_messages(folder, opts_in(dir.path())), vlq::IoError, "is a folder");
