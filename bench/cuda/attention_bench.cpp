@@ -1,10 +1,11 @@
 // Flash-attention benchmarks at Qwen2.5-VL-7B shapes: (a) the LM's causal GQA prefill over the paged cache
 // (28 query / 4 KV heads, head_dim 128, one sequence of N = 1326 (the TTFT prompt) and 8192 tokens), FP8 and BF16
-// caches, 64- and 128-row tiles; (b) the ViT's segment attention of a 1280×720 image (4784 patches, 16 heads,
-// head_dim 80, BF16): full attention over one segment and window attention over 64-patch windows. TFLOP/s count
+// caches, 64- and 128-row tiles (VLQ_FLASH_WIDE_WARPS=1: 128 as 4 warps of 32 rows); (b) the ViT's segment attention of a 1280×720 image (4784 patches, 16 heads,
+// head_dim 80, BF16): full attention over one segment (64- and 128-row tiles) and window attention over 64-patch windows. TFLOP/s count
 // the multiply-adds actually needed (causal: half the score matrix). Usage: cuda_attention_bench. Prints a table.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,7 @@ void lm_prefill(cudaStream_t s, int n, DType cache_dtype, int tile_rows) {
 }
 
 // ViT segment attention over n patches cut into segments of `seg` patches (seg = n: full attention).
-void vit_segments(cudaStream_t s, int n, int seg, const char* what) {
+void vit_segments(cudaStream_t s, int n, int seg, const char* what, int tile_rows = 64) {
   constexpr int kHeads = 16, kD = 80;
   const std::size_t bytes = static_cast<std::size_t>(n) * kHeads * kD * 2;
   DeviceBuffer q(bytes), k(bytes), v(bytes), out(bytes);
@@ -67,15 +68,15 @@ void vit_segments(cudaStream_t s, int n, int seg, const char* what) {
     cu.push_back(cu.back() + len);
     flop += 4.0 * kHeads * kD * static_cast<double>(len) * len;
   }
-  const std::vector<int> tiles = segment_tiles(cu);
+  const std::vector<int> tiles = segment_tiles(cu, tile_rows);
   DeviceBuffer d_tiles = upload(tiles);
   auto t = [&](DeviceBuffer& b) { return Tensor::contiguous(b.data(), DType::BF16, {n, kHeads, kD}); };
   const double ms = time_ms(s, 3, 20, [&] {
     attention_segments_tiled(t(q), t(k), t(v),
                              Tensor::contiguous(d_tiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 4), 4}),
-                             1.0f / std::sqrt(float(kD)), t(out), s);
+                             1.0f / std::sqrt(float(kD)), t(out), s, tile_rows);
   });
-  std::printf("vit %-6s N=%-5d seg %-5d        : %8.1f us  %6.1f TFLOP/s\n", what, n, seg, ms * 1e3, flop / (ms * 1e-3) / 1e12);
+  std::printf("vit %-6s N=%-5d seg %-5d rows %3d: %8.1f us  %6.1f TFLOP/s\n", what, n, seg, tile_rows, ms * 1e3, flop / (ms * 1e-3) / 1e12);
 }
 
 }  // namespace
@@ -87,12 +88,18 @@ int main() {
     return 0;
   }
   std::printf("device: %s\n", device_description().c_str());
+  const char* ww = std::getenv("VLQ_FLASH_WIDE_WARPS");
+  const char* d80 = std::getenv("VLQ_FLASH_D80");
+  std::printf("128-row LM tiles as %s; ViT head_dim 80 with %s register arrays\n",
+              ww && std::string(ww) != "0" ? "4 warps of 32 rows" : "8 warps of 16 rows",
+              d80 && std::string(d80) != "0" ? "80-wide" : "128-wide");
   Stream st;
   const cudaStream_t s = st.get();
   for (const int n : {1326, 8192})
     for (const DType dt : {DType::F8_E4M3, DType::BF16})
       for (const int rows : {128, 64}) lm_prefill(s, n, dt, rows);
   vit_segments(s, 4784, 4784, "full");
+  vit_segments(s, 4784, 4784, "full", 128);
   vit_segments(s, 4784, 64, "window");
   return 0;
 }

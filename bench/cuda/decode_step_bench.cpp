@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
         const Tensor t_attn = Tensor::contiguous(attn.data(), DType::F32, {B, kHeads, kHeadDim});
         paged_attention(tq, cache[l], Tensor::contiguous(d_tables.data(), DType::I32, {B, blocks_per_seq}),
                         Tensor::contiguous(d_qseq.data(), DType::I32, {B}), Tensor::contiguous(d_qpos.data(), DType::I32, {B}),
-                        1.0f / std::sqrt(float(kHeadDim)), t_attn, s);
+                        1.0f / std::sqrt(float(kHeadDim)), t_attn, s, nullptr, 0.0f,
+                        /*prior_keys_cached=*/true);  // one row per sequence, as the model's decode step
         quantize_e4m3(t_attn, s_in, t_xq, s);
         const Tensor t_o = Tensor::contiguous(o.data(), act, {B, kHidden});
         linear(t_xq, L.o, kHidden, kHidden, nullptr, t_o);

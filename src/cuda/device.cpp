@@ -48,6 +48,11 @@ bool env_switch(const char* name, bool fallback) {
   return e ? std::string(e) != "0" : fallback;
 }
 
+int env_choice(const char* name, int fallback, int alternative) {
+  const char* e = std::getenv(name);
+  return e && std::string(e) == std::to_string(alternative) ? alternative : fallback;
+}
+
 std::string device_description(int dev) {
   cudaDeviceProp p{};
   VLQ_CUDA_CHECK(cudaGetDeviceProperties(&p, dev));

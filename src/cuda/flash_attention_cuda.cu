@@ -1,5 +1,5 @@
 // Tensor-core flash attention for prefill (vlq/cuda/attention.h: paged_attention_prefill, attention_segments_tiled):
-// one CTA of 4 or 8 warps per (tile of up to 64 or 128 query rows, head), 16 rows per warp; key tiles of 64 rows
+// one CTA of 4 or 8 warps per (tile of up to 64 or 128 query rows, head), 16 or 32 rows per warp; key tiles of 64 rows
 // are staged in shared memory as BF16 (FP8 cache codes are exact in BF16: their k_scale / v_scale multiply the
 // scores / the output in f32). BF16 and E4M3 key tiles arrive by cp.async one tile ahead of the one computed
 // (E4M3 codes land in a staging area and are widened in shared memory); f32 rows are loaded and converted.
@@ -130,85 +130,106 @@ template <int DMAX> struct RowState {
   float m0, m1, l0, l1;
 };
 
-// One key tile [jt, jt + nk) against this warp's 16 rows: S = Q·Kᵀ (16 × 64) in registers, online softmax in f32
-// (scores in log2 units), P converted from the S accumulators to A fragments in registers (FlashAttention-2's
-// layout), O += P·V. `mask`: apply key bounds (nk) and causal positions pos0/pos1 (the rows' last visible keys).
-template <int DMAX>
-__device__ __forceinline__ void attend(RowState<DMAX>& st, const __nv_bfloat16* qw, const __nv_bfloat16* sk,
-                                       const __nv_bfloat16* sv, int ldh, int D, int jt, int nk, bool mask, int pos0,
-                                       int pos1, float sl2, int lane) {
+// One key tile [jt, jt + nk) against this warp's RB blocks of 16 rows: S = Q·Kᵀ (16 × 64 per block) in registers,
+// online softmax in f32 (scores in log2 units), P converted from the S accumulators to A fragments in registers
+// (FlashAttention-2's layout), O += P·V. Each K / V fragment read from shared memory feeds the MMAs of all RB
+// blocks (RB = 2: half the shared-memory reads per MMA, FlashAttention-2's 32 rows per warp). `mask`: apply key
+// bounds (nk) and causal positions pos0/pos1 (each block's two rows' last visible keys).
+template <int DMAX, int RB>
+__device__ __forceinline__ void attend(RowState<DMAX> (&st)[RB], const __nv_bfloat16* const (&qw)[RB],
+                                       const __nv_bfloat16* sk, const __nv_bfloat16* sv, int ldh, int D, int jt, int nk,
+                                       bool mask, const int (&pos0)[RB], const int (&pos1)[RB], float sl2, int lane) {
   const int t4 = lane & 3;
-  float s[kBN / 8][4];
+  float s[RB][kBN / 8][4];
 #pragma unroll
-  for (int i = 0; i < kBN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+  for (int r = 0; r < RB; ++r)
+#pragma unroll
+    for (int i = 0; i < kBN / 8; ++i) s[r][i][0] = s[r][i][1] = s[r][i][2] = s[r][i][3] = 0.0f;
 #pragma unroll
   for (int kk = 0; kk < DMAX / 16; ++kk) {
     if (kk * 16 < D) {
-      std::uint32_t a[4];
-      ldsm_x4(a, qw + kk * 16);
+      std::uint32_t a[RB][4];
+#pragma unroll
+      for (int r = 0; r < RB; ++r) ldsm_x4(a[r], qw[r] + kk * 16);
 #pragma unroll
       for (int np = 0; np < kBN / 16; ++np) {
         std::uint32_t b[4];
         ldsm_x4(b, sk + (np * 16 + (lane >> 4) * 8 + (lane & 7)) * ldh + kk * 16 + ((lane >> 3) & 1) * 8);
-        mma_bf16(s[2 * np], a, b[0], b[1]);
-        mma_bf16(s[2 * np + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int r = 0; r < RB; ++r) {
+          mma_bf16(s[r][2 * np], a[r], b[0], b[1]);
+          mma_bf16(s[r][2 * np + 1], a[r], b[2], b[3]);
+        }
       }
     }
   }
-  // Online softmax over this thread's two rows (g, g + 8); the 4 lanes of a quad share a row.
-  float mx0 = -INFINITY, mx1 = -INFINITY;
+  std::uint32_t pa[RB][kBN / 16][4];  // P as A fragments
 #pragma unroll
-  for (int nt = 0; nt < kBN / 8; ++nt)
+  for (int r = 0; r < RB; ++r) {
+    // Online softmax over this thread's two rows (g, g + 8) of block r; the 4 lanes of a quad share a row.
+    float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      float x = s[nt][e] * sl2;
-      if (mask) {
-        const int jl = nt * 8 + t4 * 2 + (e & 1);
-        if (jl >= nk || jt + jl > (e < 2 ? pos0 : pos1)) x = -INFINITY;
+    for (int nt = 0; nt < kBN / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        float x = s[r][nt][e] * sl2;
+        if (mask) {
+          const int jl = nt * 8 + t4 * 2 + (e & 1);
+          if (jl >= nk || jt + jl > (e < 2 ? pos0[r] : pos1[r])) x = -INFINITY;
+        }
+        s[r][nt][e] = x;
+        if (e < 2) mx0 = fmaxf(mx0, x);
+        else mx1 = fmaxf(mx1, x);
       }
-      s[nt][e] = x;
-      if (e < 2) mx0 = fmaxf(mx0, x);
-      else mx1 = fmaxf(mx1, x);
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float n0 = fmaxf(st[r].m0, mx0), n1 = fmaxf(st[r].m1, mx1);
+    const float c0 = st[r].m0 == -INFINITY ? 0.0f : exp2f(st[r].m0 - n0);
+    const float c1 = st[r].m1 == -INFINITY ? 0.0f : exp2f(st[r].m1 - n1);
+    st[r].m0 = n0;
+    st[r].m1 = n1;
+    float t0 = 0.0f, t1 = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < kBN / 8; ++nt) {
+      s[r][nt][0] = n0 == -INFINITY ? 0.0f : exp2f(s[r][nt][0] - n0);
+      s[r][nt][1] = n0 == -INFINITY ? 0.0f : exp2f(s[r][nt][1] - n0);
+      s[r][nt][2] = n1 == -INFINITY ? 0.0f : exp2f(s[r][nt][2] - n1);
+      s[r][nt][3] = n1 == -INFINITY ? 0.0f : exp2f(s[r][nt][3] - n1);
+      t0 += s[r][nt][0] + s[r][nt][1];
+      t1 += s[r][nt][2] + s[r][nt][3];
     }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  const float n0 = fmaxf(st.m0, mx0), n1 = fmaxf(st.m1, mx1);
-  const float c0 = st.m0 == -INFINITY ? 0.0f : exp2f(st.m0 - n0), c1 = st.m1 == -INFINITY ? 0.0f : exp2f(st.m1 - n1);
-  st.m0 = n0;
-  st.m1 = n1;
-  float t0 = 0.0f, t1 = 0.0f;
+    st[r].l0 = st[r].l0 * c0 + t0;  // this lane's partial sums; the quad is reduced at the end
+    st[r].l1 = st[r].l1 * c1 + t1;
 #pragma unroll
-  for (int nt = 0; nt < kBN / 8; ++nt) {
-    s[nt][0] = n0 == -INFINITY ? 0.0f : exp2f(s[nt][0] - n0);
-    s[nt][1] = n0 == -INFINITY ? 0.0f : exp2f(s[nt][1] - n0);
-    s[nt][2] = n1 == -INFINITY ? 0.0f : exp2f(s[nt][2] - n1);
-    s[nt][3] = n1 == -INFINITY ? 0.0f : exp2f(s[nt][3] - n1);
-    t0 += s[nt][0] + s[nt][1];
-    t1 += s[nt][2] + s[nt][3];
-  }
-  st.l0 = st.l0 * c0 + t0;  // this lane's partial sums; the quad is reduced at the end
-  st.l1 = st.l1 * c1 + t1;
+    for (int i = 0; i < DMAX / 8; ++i) {
+      st[r].o[i][0] *= c0;
+      st[r].o[i][1] *= c0;
+      st[r].o[i][2] *= c1;
+      st[r].o[i][3] *= c1;
+    }
 #pragma unroll
-  for (int i = 0; i < DMAX / 8; ++i) {
-    st.o[i][0] *= c0;
-    st.o[i][1] *= c0;
-    st.o[i][2] *= c1;
-    st.o[i][3] *= c1;
+    for (int kp = 0; kp < kBN / 16; ++kp) {
+      pa[r][kp][0] = pack_bf16(s[r][2 * kp][0], s[r][2 * kp][1]);
+      pa[r][kp][1] = pack_bf16(s[r][2 * kp][2], s[r][2 * kp][3]);
+      pa[r][kp][2] = pack_bf16(s[r][2 * kp + 1][0], s[r][2 * kp + 1][1]);
+      pa[r][kp][3] = pack_bf16(s[r][2 * kp + 1][2], s[r][2 * kp + 1][3]);
+    }
   }
-  // O[16 rows, D] += P·V: P (BF16) straight from the S accumulators, V through ldmatrix.trans
+  // O[16 rows, D] += P·V per block: P (BF16) from the S accumulators, V through ldmatrix.trans (shared by blocks)
 #pragma unroll
   for (int kp = 0; kp < kBN / 16; ++kp) {
-    const std::uint32_t a[4] = {pack_bf16(s[2 * kp][0], s[2 * kp][1]), pack_bf16(s[2 * kp][2], s[2 * kp][3]),
-                                pack_bf16(s[2 * kp + 1][0], s[2 * kp + 1][1]), pack_bf16(s[2 * kp + 1][2], s[2 * kp + 1][3])};
 #pragma unroll
     for (int dp = 0; dp < DMAX / 16; ++dp) {
       if (dp * 16 < D) {
         std::uint32_t b[4];
         ldsm_x4_trans(b, sv + (kp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldh + dp * 16 + (lane >> 4) * 8);
-        mma_bf16(st.o[2 * dp], a, b[0], b[1]);
-        mma_bf16(st.o[2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+        for (int r = 0; r < RB; ++r) {
+          mma_bf16(st[r].o[2 * dp], pa[r][kp], b[0], b[1]);
+          mma_bf16(st[r].o[2 * dp + 1], pa[r][kp], b[2], b[3]);
+        }
       }
     }
   }
@@ -231,13 +252,14 @@ __device__ __forceinline__ void e4m3x16_to_bf16(const std::uint8_t* src, __nv_bf
 }
 
 // The attention of one tile: rows [row0, row0 + rows) of q (stride ldq, head h), keys [j0, j1); causal: row r
-// attends keys <= qpos[r] (null: no mask beyond j1). ks / vs scale the scores / the output. WARPS warps, warp w
-// owns query rows 16w..16w+15 (BM = 16·WARPS rows per tile); only Q, K and V pass through shared memory.
-// DMAX: a compile-time bound on D (register arrays), D % 16 == 0. F: how key tiles are fetched (see Fetch).
-template <int DMAX, int WARPS, Fetch F, class TQ, class Keys, class O>
+// attends keys <= qpos[r] (null: no mask beyond j1). ks / vs scale the scores / the output. WARPS warps of RB
+// blocks of 16 rows: warp w owns query rows 16·RB·w .. 16·RB·(w+1) - 1 (BM = 16·RB·WARPS rows per tile); only Q, K
+// and V pass through shared memory. DMAX: a compile-time bound on D (register arrays), D % 16 == 0. F: how key
+// tiles are fetched (see Fetch).
+template <int DMAX, int WARPS, int RB, Fetch F, class TQ, class Keys, class O>
 __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int h, int row0, int rows, const int* qpos,
                            int j0, int j1, const Keys& keys, float ks, float vs, float scale, O* out) {
-  constexpr int BM = 16 * WARPS, NT = 32 * WARPS;
+  constexpr int BM = 16 * RB * WARPS, NT = 32 * WARPS;
   extern __shared__ __align__(128) unsigned char smem[];
   const Smem L(D, BM, F);
   __nv_bfloat16* sq = reinterpret_cast<__nv_bfloat16*>(smem + L.q);
@@ -311,14 +333,21 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
     if (r < rows) load8_bf16(q + (row0 + r) * ldq + static_cast<std::int64_t>(h) * D + d, sq + r * L.ldh + d);
     else zero8(sq + r * L.ldh + d);
   }
-  const int pos0 = spos[warp * 16 + g], pos1 = spos[warp * 16 + g + 8];
-  const float sl2 = scale * ks * 1.4426950408889634f;  // scores in log2 units: exp2f
-  RowState<DMAX> st;
+  int pos0[RB], pos1[RB];
+  const __nv_bfloat16* qw[RB];
+  RowState<DMAX> st[RB];
 #pragma unroll
-  for (int i = 0; i < DMAX / 8; ++i) st.o[i][0] = st.o[i][1] = st.o[i][2] = st.o[i][3] = 0.0f;
-  st.m0 = st.m1 = -INFINITY;
-  st.l0 = st.l1 = 0.0f;
-  const __nv_bfloat16* qw = sq + (warp * 16 + (lane & 15)) * L.ldh + (lane >> 4) * 8;
+  for (int r = 0; r < RB; ++r) {
+    const int b = (warp * RB + r) * 16;  // this block's first row in the tile
+    pos0[r] = spos[b + g];
+    pos1[r] = spos[b + g + 8];
+    qw[r] = sq + (b + (lane & 15)) * L.ldh + (lane >> 4) * 8;
+#pragma unroll
+    for (int i = 0; i < DMAX / 8; ++i) st[r].o[i][0] = st[r].o[i][1] = st[r].o[i][2] = st[r].o[i][3] = 0.0f;
+    st[r].m0 = st[r].m1 = -INFINITY;
+    st[r].l0 = st[r].l1 = 0.0f;
+  }
+  const float sl2 = scale * ks * 1.4426950408889634f;  // scores in log2 units: exp2f
 
   for (int jt = j0, it = 0; jt < jmax; jt += kBN, ++it) {
     const int nk = min(kBN, jmax - jt);
@@ -348,29 +377,33 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
         __syncthreads();
       }
     }
-    attend<DMAX>(st, qw, sk, sv, L.ldh, D, jt, nk, nk < kBN || jt + kBN > jfree, pos0, pos1, sl2, lane);
+    attend<DMAX, RB>(st, qw, sk, sv, L.ldh, D, jt, nk, nk < kBN || jt + kBN > jfree, pos0, pos1, sl2, lane);
     if constexpr (F == Fetch::kSync) __syncthreads();  // before the next key tile overwrites sk / sv
   }
-  float l0 = st.l0, l1 = st.l1;
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float f0 = l0 > 0.0f ? vs / l0 : 0.0f, f1 = l1 > 0.0f ? vs / l1 : 0.0f;
-  const int r0 = warp * 16 + g, r1 = r0 + 8, t4 = lane & 3;
+  const int t4 = lane & 3;
 #pragma unroll
-  for (int i = 0; i < DMAX / 8; ++i) {
-    const int d = i * 8 + t4 * 2;
-    if (d < D) {
-      if (r0 < rows) {
-        O* p = out + (static_cast<std::int64_t>(row0 + r0) * heads + h) * D + d;
-        p[0] = from_f32<O>(st.o[i][0] * f0);
-        p[1] = from_f32<O>(st.o[i][1] * f0);
-      }
-      if (r1 < rows) {
-        O* p = out + (static_cast<std::int64_t>(row0 + r1) * heads + h) * D + d;
-        p[0] = from_f32<O>(st.o[i][2] * f1);
-        p[1] = from_f32<O>(st.o[i][3] * f1);
+  for (int rb = 0; rb < RB; ++rb) {
+    float l0 = st[rb].l0, l1 = st[rb].l1;
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float f0 = l0 > 0.0f ? vs / l0 : 0.0f, f1 = l1 > 0.0f ? vs / l1 : 0.0f;
+    const int r0 = (warp * RB + rb) * 16 + g, r1 = r0 + 8;
+#pragma unroll
+    for (int i = 0; i < DMAX / 8; ++i) {
+      const int d = i * 8 + t4 * 2;
+      if (d < D) {
+        if (r0 < rows) {
+          O* p = out + (static_cast<std::int64_t>(row0 + r0) * heads + h) * D + d;
+          p[0] = from_f32<O>(st[rb].o[i][0] * f0);
+          p[1] = from_f32<O>(st[rb].o[i][1] * f0);
+        }
+        if (r1 < rows) {
+          O* p = out + (static_cast<std::int64_t>(row0 + r1) * heads + h) * D + d;
+          p[0] = from_f32<O>(st[rb].o[i][2] * f1);
+          p[1] = from_f32<O>(st[rb].o[i][3] * f1);
+        }
       }
     }
   }
@@ -381,28 +414,32 @@ __device__ void flash_tile(const TQ* q, std::int64_t ldq, int heads, int D, int 
 // causal prefill) start first, so that the short ones fill the tail.
 // __launch_bounds__(_, 2): two CTAs per SM. The 8-warp tile used 146 registers (run 13's profile: one CTA, 8 warps
 // per SM, 12.5 % occupancy, stalls on fixed-latency dependencies; 4.4 ms per layer of an 8k prefill); capped at
-// 128 it fits twice beside its 103 KB of shared memory.
-template <int DMAX, int WARPS, Fetch F, class TQ, class C, class O>
+// 128 it fits twice beside its 103 KB of shared memory. RB = 2 (4 warps of 32 rows for the same 128-row tile):
+// FlashAttention-2's shape, each K / V fragment read once for two row blocks, up to 255 registers.
+template <int DMAX, int WARPS, int RB, Fetch F, class TQ, class C, class O>
 __global__ void __launch_bounds__(WARPS * 32, 2) flash_paged_kernel(const TQ* q, std::int64_t ldq, int heads, int D,
                                                                   const C* kc, const C* vc, int block_size, int kv_heads,
                                                                   float ks, float vs, const int* tables, int max_blocks,
                                                                   const int* q_seq, const int* q_pos, const int* tiles,
                                                                   float scale, O* out) {
   const int t = gridDim.y - 1 - blockIdx.y, h = blockIdx.x;
-  const int row0 = tiles[2 * t], rows = min(tiles[2 * t + 1], 16 * WARPS);  // tiles from prefill_tiles(_, tile_rows)
+  const int row0 = tiles[2 * t], rows = min(tiles[2 * t + 1], 16 * RB * WARPS);  // tiles from prefill_tiles(_, tile_rows)
   const int g = h / (heads / kv_heads);
   const PagedKeys<C> keys{kc, vc, tables + static_cast<std::int64_t>(q_seq[row0]) * max_blocks, block_size, kv_heads * D, g * D};
-  flash_tile<DMAX, WARPS, F>(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);
+  flash_tile<DMAX, WARPS, RB, F>(q, ldq, heads, D, h, row0, rows, q_pos, 0, 1 << 30, keys, ks, vs, scale, out);
 }
 
 // tiles: [n, 4] (row0, rows, j0, j1): query rows of one segment and the segment's key range. Grid (heads, tiles).
-template <int DMAX, Fetch F, class T, class O>
+// 4 warps of RB blocks of 16 rows: 64-row (RB = 1) or 128-row (RB = 2) tiles.
+template <int DMAX, int RB, Fetch F, class T, class O>
 __global__ void __launch_bounds__(kWarps * 32, 2) flash_segments_kernel(const T* q, const T* k, const T* v, int heads, int D,
                                                                       const int* tiles, float scale, O* out) {
   const int t = blockIdx.y, h = blockIdx.x;
   const int* tl = tiles + 4 * t;
   const DenseKeys<T> keys{k, v, heads * D, h * D};
-  flash_tile<DMAX, kWarps, F>(q, static_cast<std::int64_t>(heads) * D, heads, D, h, tl[0], tl[1], nullptr, tl[2], tl[3],
+  // tiles cut for more rows than this kernel's tile (a tile_rows mismatch) are clamped: memory-safe, never beyond
+  const int rows = min(tl[1], 16 * RB * kWarps);
+  flash_tile<DMAX, kWarps, RB, F>(q, static_cast<std::int64_t>(heads) * D, heads, D, h, tl[0], rows, nullptr, tl[2], tl[3],
                               keys, 1.0f, 1.0f, scale, out);
 }
 
@@ -418,6 +455,14 @@ bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15
 constexpr bool kAsyncFetchDefault = true;
 bool async_fetch_enabled() {
   static const bool on = env_switch("VLQ_FLASH_ASYNC", kAsyncFetchDefault);
+  return on;
+}
+
+// 128-row prefill tiles as 4 warps of 32 rows (RB = 2) instead of 8 warps of 16: VLQ_FLASH_WIDE_WARPS=1 (A/B;
+// off by default until measured). The same arithmetic per row either way: results are bit-identical.
+constexpr bool kWideWarpsDefault = false;
+bool wide_warps_enabled() {
+  static const bool on = env_switch("VLQ_FLASH_WIDE_WARPS", kWideWarpsDefault);
   return on;
 }
 
@@ -437,14 +482,22 @@ template <class F> void with_dmax(int d, F&& f) {
   else f(std::integral_constant<int, 256>{});
 }
 
+// The same for the segment kernel, with an exact bound for the ViT's head_dim 80 (40 accumulators, not 64, and
+// no predicated-off MMA steps) under VLQ_FLASH_D80=1 (A/B; off by default until it has run on a GPU).
+bool d80_enabled() {
+  static const bool on = env_switch("VLQ_FLASH_D80", false);
+  return on;
+}
+template <class F> void with_dmax_segments(int d, F&& f) {
+  if (d == 80 && d80_enabled()) f(std::integral_constant<int, 80>{});
+  else with_dmax(d, std::forward<F>(f));
+}
+
 }  // namespace
 
 int prefill_tile_rows(int head_dim) {
-  // 128-row tiles (8 warps) by default since run 13, as kAsyncFetchDefault; VLQ_FLASH_ROWS=64 for the 64-row tiles (A/B).
-  static const int env = [] {
-    const char* e = std::getenv("VLQ_FLASH_ROWS");
-    return e && std::string(e) == "64" ? kBM : 128;
-  }();
+  // 128-row tiles (8 warps of 16 rows, or 4 of 32 with VLQ_FLASH_WIDE_WARPS=1) by default since run 13, as kAsyncFetchDefault; VLQ_FLASH_ROWS=64 for the 64-row tiles (A/B).
+  static const int env = env_choice("VLQ_FLASH_ROWS", 128, kBM);
   return head_dim <= 128 ? env : kBM;
 }
 
@@ -469,12 +522,12 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
       using TQ = decltype(tq);
       using C = decltype(tc);
       using O = decltype(to);
-      auto launch = [&](auto warps, auto fetch) {
-        constexpr int W = decltype(warps)::value;
+      auto launch = [&](auto warps, auto rb, auto fetch) {
+        constexpr int W = decltype(warps)::value, RB = decltype(rb)::value;
         constexpr Fetch F = decltype(fetch)::value;
-        const int bytes = Smem(D, 16 * W, F).total;
-        set_smem(flash_paged_kernel<DM, W, F, TQ, C, O>, bytes);
-        flash_paged_kernel<DM, W, F, TQ, C, O><<<grid, W * 32, bytes, stream>>>(
+        const int bytes = Smem(D, 16 * RB * W, F).total;
+        set_smem(flash_paged_kernel<DM, W, RB, F, TQ, C, O>, bytes);
+        flash_paged_kernel<DM, W, RB, F, TQ, C, O><<<grid, W * 32, bytes, stream>>>(
             static_cast<const TQ*>(q.data), q.stride[0], static_cast<int>(heads), D, static_cast<const C*>(cache.k),
             static_cast<const C*>(cache.v), cache.block_size, cache.kv_heads,
             cache.dtype == DType::F32 ? 1.0f : cache.k_scale, cache.dtype == DType::F32 ? 1.0f : cache.v_scale,  // BF16: 1, or a widened FP8 copy's
@@ -482,15 +535,17 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
             static_cast<const int*>(q_seq.data), static_cast<const int*>(q_pos.data), static_cast<const int*>(tiles.data),
             scale, static_cast<O*>(out.data));
       };
-      auto with_fetch = [&](auto warps) {
-        if (async) launch(warps, std::integral_constant<Fetch, fetch_of<C>()>{});
-        else launch(warps, std::integral_constant<Fetch, Fetch::kSync>{});
+      auto with_fetch = [&](auto warps, auto rb) {
+        if (async) launch(warps, rb, std::integral_constant<Fetch, fetch_of<C>()>{});
+        else launch(warps, rb, std::integral_constant<Fetch, Fetch::kSync>{});
       };
+      using One = std::integral_constant<int, 1>;
       if constexpr (DM <= 128) {
-        if (tile_rows == 128) with_fetch(std::integral_constant<int, 8>{});
-        else with_fetch(std::integral_constant<int, kWarps>{});
+        if (tile_rows == 128 && wide_warps_enabled()) with_fetch(std::integral_constant<int, kWarps>{}, std::integral_constant<int, 2>{});
+        else if (tile_rows == 128) with_fetch(std::integral_constant<int, 8>{}, One{});
+        else with_fetch(std::integral_constant<int, kWarps>{}, One{});
       } else {
-        with_fetch(std::integral_constant<int, kWarps>{});
+        with_fetch(std::integral_constant<int, kWarps>{}, One{});
       }
     });
   });
@@ -498,7 +553,7 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
 }
 
 void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& tiles, float scale,
-                              const Tensor& out, cudaStream_t stream) {
+                              const Tensor& out, cudaStream_t stream, int tile_rows) {
   expect_tensor("cuda::attention_segments_tiled", "q", q, {DType::F32, DType::BF16}, {-1, -1, -1});
   const std::int64_t n = q.shape[0], heads = q.shape[1], d = q.shape[2];
   check_d("cuda::attention_segments_tiled", static_cast<int>(d));
@@ -507,23 +562,33 @@ void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v,
   expect_tensor("cuda::attention_segments_tiled", "v", v, {q.dtype}, {n, heads, d});
   expect_tensor("cuda::attention_segments_tiled", "tiles", tiles, {DType::I32}, {-1, 4});
   expect_tensor("cuda::attention_segments_tiled", "out", out, {DType::F32, DType::BF16}, {n, heads, d});
+  if (tile_rows != 64 && !(tile_rows == 128 && d <= 128))
+    usage_error("cuda::attention_segments_tiled", "tile_rows must be 64, or 128 for head_dim <= 128 (as segment_tiles cut them)", "64 | 128",
+                std::to_string(tile_rows));
   if (!n || !tiles.shape[0]) return;
   const dim3 grid(static_cast<unsigned>(heads), static_cast<unsigned>(tiles.shape[0]));
   const bool async_ok = async_fetch_enabled() && aligned16(k.data) && aligned16(v.data);
-  with_dmax(static_cast<int>(d), [&](auto dm) {
+  with_dmax_segments(static_cast<int>(d), [&](auto dm) {
     constexpr int DM = decltype(dm)::value;
     with_act(q.dtype, [&](auto tq) {
       using T = decltype(tq);
       with_act(out.dtype, [&](auto to) {
         using O = decltype(to);
-        auto launch = [&](auto fetch) {
+        auto launch_rb = [&](auto rb, auto fetch) {
+          constexpr int RB = decltype(rb)::value;
           constexpr Fetch F = decltype(fetch)::value;
-          const int bytes = Smem(static_cast<int>(d), kBM, F).total;
-          set_smem(flash_segments_kernel<DM, F, T, O>, bytes);
-          flash_segments_kernel<DM, F, T, O><<<grid, kWarps * 32, bytes, stream>>>(
+          const int bytes = Smem(static_cast<int>(d), 16 * RB * kWarps, F).total;
+          set_smem(flash_segments_kernel<DM, RB, F, T, O>, bytes);
+          flash_segments_kernel<DM, RB, F, T, O><<<grid, kWarps * 32, bytes, stream>>>(
               static_cast<const T*>(q.data), static_cast<const T*>(k.data), static_cast<const T*>(v.data),
               static_cast<int>(heads), static_cast<int>(d), static_cast<const int*>(tiles.data), scale,
               static_cast<O*>(out.data));
+        };
+        auto launch = [&](auto fetch) {
+          if constexpr (DM <= 128) {
+            if (tile_rows == 128) return launch_rb(std::integral_constant<int, 2>{}, fetch);
+          }
+          launch_rb(std::integral_constant<int, 1>{}, fetch);
         };
         if constexpr (std::is_same_v<T, bf16>) {
           if (async_ok) launch(std::integral_constant<Fetch, Fetch::kAsyncBf16>{});
@@ -549,12 +614,15 @@ std::vector<std::int32_t> prefill_tiles(const std::vector<std::int32_t>& seq_of_
   }
   return t;
 }
-std::vector<std::int32_t> segment_tiles(const std::vector<std::int32_t>& cu_seqlens) {
+std::vector<std::int32_t> segment_tiles(const std::vector<std::int32_t>& cu_seqlens, int tile_rows) {
+  if (tile_rows != 64 && tile_rows != 128)
+    usage_error("cuda::segment_tiles", "tile_rows must be 64 or 128 (attention_segments_tiled's tiles)", "64 | 128",
+                std::to_string(tile_rows));
   std::vector<std::int32_t> t;
   for (std::size_t s = 0; s + 1 < cu_seqlens.size(); ++s)
-    for (int r = cu_seqlens[s]; r < cu_seqlens[s + 1]; r += kBM) {
+    for (int r = cu_seqlens[s]; r < cu_seqlens[s + 1]; r += tile_rows) {
       t.push_back(r);
-      t.push_back(std::min(kBM, cu_seqlens[s + 1] - r));
+      t.push_back(std::min(tile_rows, cu_seqlens[s + 1] - r));
       t.push_back(cu_seqlens[s]);
       t.push_back(cu_seqlens[s + 1]);
     }

@@ -140,6 +140,14 @@ struct VisionPlan {
   std::vector<float> angles;       // [n, hd/2] in window order
 };
 
+// Query rows per tile of the full-attention blocks' segment attention: 64, or 128 with VLQ_VIT_FULL_ROWS=128
+// (4 warps of 32 rows: each K / V fragment feeds two row blocks; A/B, off by default until measured). Window
+// attention keeps 64-row tiles (its windows are 64 patches).
+int vit_full_tile_rows(std::int64_t head_dim) {
+  static const int rows = cuda::env_choice("VLQ_VIT_FULL_ROWS", 64, 128);
+  return head_dim <= 128 ? rows : 64;
+}
+
 VisionPlan plan_vision(const DevVision& v, std::int64_t n, const std::vector<model::GridThw>& grid) {
   const std::int64_t ms = v.cfg.spatial_merge_size, unit = v.unit, half = v.hd / 2;
   const model::PatchPositions pp = model::vision_patch_positions(grid, ms);  // the CPU tower's own positions
@@ -149,7 +157,8 @@ VisionPlan plan_vision(const DevVision& v, std::int64_t n, const std::vector<mod
   p.n_perm = n;
   p.n_inv = n / unit;
   const std::vector<std::int32_t> tw = cuda::segment_tiles(std::vector<std::int32_t>(wi.cu_window_seqlens.begin(), wi.cu_window_seqlens.end()));
-  const std::vector<std::int32_t> tf = cuda::segment_tiles(std::vector<std::int32_t>(wi.cu_seqlens.begin(), wi.cu_seqlens.end()));
+  const std::vector<std::int32_t> tf =
+      cuda::segment_tiles(std::vector<std::int32_t>(wi.cu_seqlens.begin(), wi.cu_seqlens.end()), vit_full_tile_rows(v.hd));
   p.n_cw = static_cast<std::int64_t>(tw.size() / 4);
   p.n_cf = static_cast<std::int64_t>(tf.size() / 4);
   p.ints.resize(static_cast<std::size_t>(p.n_perm + p.n_inv) + tw.size() + tf.size());
@@ -202,16 +211,17 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   record(kTapK, qkv3[1]);
   record(kTapV, qkv3[2]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(v.hd));
+  const int tile_rows = v.blocks[bi].full ? vit_full_tile_rows(v.hd) : 64;  // as plan_vision cut `cu`
   Tensor o_in;
   if (B.proj.fp8) {
     const Tensor att = Tensor::contiguous(v.att.get(static_cast<std::size_t>(n * Dv) * 4), DType::F32, {n, v.heads, v.hd});
-    cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st);
+    cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st, tile_rows);
     record(kTapOIn, Tensor::contiguous(att.data, DType::F32, {n, Dv}));
     o_in = scratch_view(v.att_in, DType::F8_E4M3, n, Dv);
     cuda::quantize_e4m3(att, B.proj.input_scale, o_in, st);
   } else {
     const Tensor att = Tensor::contiguous(v.att_in.get(static_cast<std::size_t>(n * Dv) * 2), DType::BF16, {n, v.heads, v.hd});
-    cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st);
+    cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st, tile_rows);
     o_in = Tensor::contiguous(att.data, DType::BF16, {n, Dv});
     record(kTapOIn, o_in);
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include "cuda_test_util.h"
@@ -291,6 +292,20 @@ TEST_P(CudaAttentionSegments, MatchCpu) {
                            Tensor::contiguous(dtiles.data(), DType::I32, {static_cast<std::int64_t>(tiles.size() / 4), 4}), 0.125f,
                            Tensor::contiguous(doutt.data(), DType::F32, {n, heads, d}), nullptr);
   EXPECT_LT(rel_err(to_host<float>(doutt, sz), ref), 1e-2) << "tiled tensor-core kernel";
+  // 128-row tiles (4 warps of two 16-row blocks): the same arithmetic per row, so the same bits as 64-row tiles.
+  const std::vector<std::int32_t> tiles128 = segment_tiles(cu32, 128);
+  ASSERT_LT(tiles128.size(), tiles.size());
+  auto dtiles128 = to_device(tiles128);
+  auto dout128 = poisoned<float>(sz);
+  attention_segments_tiled(Tensor::contiguous(dqb.data(), DType::BF16, {n, heads, d}), Tensor::contiguous(dkb.data(), DType::BF16, {n, heads, d}),
+                           Tensor::contiguous(dvb.data(), DType::BF16, {n, heads, d}),
+                           Tensor::contiguous(dtiles128.data(), DType::I32, {static_cast<std::int64_t>(tiles128.size() / 4), 4}), 0.125f,
+                           Tensor::contiguous(dout128.data(), DType::F32, {n, heads, d}), nullptr, 128);
+  const std::vector<float> o128 = to_host<float>(dout128, sz), o64 = to_host<float>(doutt, sz);
+  std::size_t differ = 0, first = sz;
+  for (std::size_t i = 0; i < sz; ++i)
+    if (std::memcmp(&o128[i], &o64[i], 4) != 0 && differ++ == 0) first = i;
+  EXPECT_EQ(differ, 0u) << "128-row tiles vs 64-row tiles differ in " << differ << " values, first at " << first;
 }
 INSTANTIATE_TEST_SUITE_P(HeadDim, CudaAttentionSegments, ::testing::Values(64, 80),
                          [](const auto& i) { return "d" + std::to_string(i.param); });

@@ -70,7 +70,8 @@ void widen_kv_blocks(const PagedKvLayer& src, const Tensor& src_blocks, const Pa
 // 16-byte aligned, else by synchronous loads): the prefill form of
 // paged_attention (same arguments) plus `tiles` [n_tiles, 2] I32 device (row0, rows): runs of at most
 // `tile_rows` consecutive rows of one sequence in ascending positions (prefill_tiles builds them from seq_of_row;
-// tile_rows from prefill_tile_rows: 64, or 128 for head_dim <= 128 — one CTA of 4 or 8 warps per tile and head).
+// tile_rows from prefill_tile_rows: 64, or 128 for head_dim <= 128 — one CTA of 4 warps, or for 128 rows 8 warps of
+// 16 rows or (VLQ_FLASH_WIDE_WARPS=1) 4 warps of 32 rows, per tile and head).
 // head_dim % 16 == 0, <= 256. Agrees with paged_attention within BF16 rounding (~1e-2 relative at worst).
 // Throws UsageError on shapes, dtypes or tile_rows.
 void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const Tensor& block_tables, const Tensor& q_seq,
@@ -78,13 +79,15 @@ void paged_attention_prefill(const Tensor& q, const PagedKvLayer& cache, const T
                              cudaStream_t stream);
 // Rows per prefill tile for head_dim: 128 when head_dim <= 128 (VLQ_FLASH_ROWS=64: 64 rows, for A/B), else 64.
 int prefill_tile_rows(int head_dim);
-// The same for attention_segments: tiles [n_tiles, 4] I32 device (row0, rows, j0, j1): at most 64 query rows of
-// one segment and the segment's key range [j0, j1) (segment_tiles builds them from cu_seqlens).
+// The same for attention_segments: tiles [n_tiles, 4] I32 device (row0, rows, j0, j1): at most tile_rows query
+// rows of one segment and the segment's key range [j0, j1) (segment_tiles builds them from cu_seqlens with the same
+// tile_rows; a tile of more rows than tile_rows is clamped to tile_rows, its other rows left unwritten). tile_rows:
+// 64, or 128 for head_dim <= 128 (one CTA of 4 warps of 16 or 32 rows per tile and head); else UsageError.
 void attention_segments_tiled(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& tiles, float scale,
-                              const Tensor& out, cudaStream_t stream);
+                              const Tensor& out, cudaStream_t stream, int tile_rows = 64);
 // Host helpers: the tile lists of the two kernels above.
 std::vector<std::int32_t> prefill_tiles(const std::vector<std::int32_t>& seq_of_row, int tile_rows);
-std::vector<std::int32_t> segment_tiles(const std::vector<std::int32_t>& cu_seqlens);
+std::vector<std::int32_t> segment_tiles(const std::vector<std::int32_t>& cu_seqlens, int tile_rows = 64);
 
 // Segment attention: q, k, v [N, heads, head_dim] F32|BF16 contiguous (same dtype), head_dim 1..256 (any,
 // e.g. the ViT's 80); cu_seqlens: [S+1] I32

@@ -37,6 +37,9 @@ std::string device_description(int dev = 0);
 // An on/off A/B switch of the CUDA path read from the environment: unset → `fallback`; "0" → off; any other
 // value → on (VLQ_CUDA_GRAPHS, VLQ_CUDA_FUSE_*, VLQ_FLASH_ASYNC, VLQ_DECODE_D128). Callers cache it.
 bool env_switch(const char* name, bool fallback);
+// A numeric A/B choice read from the environment: unset, or a value other than `alternative` → `fallback`;
+// exactly `alternative` → it (VLQ_FLASH_ROWS=64, VLQ_VIT_FULL_ROWS=128). Callers cache it.
+int env_choice(const char* name, int fallback, int alternative);
 
 }  // namespace cuda
 }  // namespace vlq
