@@ -163,7 +163,6 @@ __device__ __forceinline__ void attend(RowState<DMAX> (&st)[RB], const __nv_bflo
       }
     }
   }
-  std::uint32_t pa[RB][kBN / 16][4];  // P as A fragments
 #pragma unroll
   for (int r = 0; r < RB; ++r) {
     // Online softmax over this thread's two rows (g, g + 8) of block r; the 4 lanes of a quad share a row.
@@ -209,17 +208,18 @@ __device__ __forceinline__ void attend(RowState<DMAX> (&st)[RB], const __nv_bflo
       st[r].o[i][2] *= c1;
       st[r].o[i][3] *= c1;
     }
-#pragma unroll
-    for (int kp = 0; kp < kBN / 16; ++kp) {
-      pa[r][kp][0] = pack_bf16(s[r][2 * kp][0], s[r][2 * kp][1]);
-      pa[r][kp][1] = pack_bf16(s[r][2 * kp][2], s[r][2 * kp][3]);
-      pa[r][kp][2] = pack_bf16(s[r][2 * kp + 1][0], s[r][2 * kp + 1][1]);
-      pa[r][kp][3] = pack_bf16(s[r][2 * kp + 1][2], s[r][2 * kp + 1][3]);
-    }
   }
   // O[16 rows, D] += P·V per block: P (BF16) from the S accumulators, V through ldmatrix.trans (shared by blocks)
 #pragma unroll
   for (int kp = 0; kp < kBN / 16; ++kp) {
+    std::uint32_t pa[RB][4];  // P of keys kp·16 .. kp·16 + 15 as A fragments
+#pragma unroll
+    for (int r = 0; r < RB; ++r) {
+      pa[r][0] = pack_bf16(s[r][2 * kp][0], s[r][2 * kp][1]);
+      pa[r][1] = pack_bf16(s[r][2 * kp][2], s[r][2 * kp][3]);
+      pa[r][2] = pack_bf16(s[r][2 * kp + 1][0], s[r][2 * kp + 1][1]);
+      pa[r][3] = pack_bf16(s[r][2 * kp + 1][2], s[r][2 * kp + 1][3]);
+    }
 #pragma unroll
     for (int dp = 0; dp < DMAX / 16; ++dp) {
       if (dp * 16 < D) {
@@ -227,8 +227,8 @@ __device__ __forceinline__ void attend(RowState<DMAX> (&st)[RB], const __nv_bflo
         ldsm_x4_trans(b, sv + (kp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ldh + dp * 16 + (lane >> 4) * 8);
 #pragma unroll
         for (int r = 0; r < RB; ++r) {
-          mma_bf16(st[r].o[2 * dp], pa[r][kp], b[0], b[1]);
-          mma_bf16(st[r].o[2 * dp + 1], pa[r][kp], b[2], b[3]);
+          mma_bf16(st[r].o[2 * dp], pa[r], b[0], b[1]);
+          mma_bf16(st[r].o[2 * dp + 1], pa[r], b[2], b[3]);
         }
       }
     }
