@@ -57,6 +57,8 @@ ojson parse_body(const std::string& body) {
     j = ojson::parse(body);
   } catch (const ojson::parse_error& e) {
     bad("", fmt::format("request body is not valid JSON (at byte {}): {}", e.byte, e.what()));
+  } catch (const ojson::out_of_range& e) {  // e.g. a number beyond a double (1e999): the client's error, not ours
+    bad("", fmt::format("request body has a number out of range: {}", e.what()));
   }
   if (!j.is_object()) bad("", "request body must be a JSON object, got " + type_name(j));
   return j;

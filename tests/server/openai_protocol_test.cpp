@@ -70,6 +70,12 @@ TEST(OpenAiProtocol, RejectsEachBadFieldNamingIt) {
   EXPECT_EQ(status_of(std::string(100, '{')), 400);
 }
 
+// A number beyond a double (nlohmann throws out_of_range, not parse_error) is the client's error: 400, not 500.
+TEST(OpenAiProtocol, NumberOutOfRangeIsA400) {
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "temperature": 1e999})"), 400);
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "max_tokens": -1e400})"), 400);
+}
+
 TEST(OpenAiProtocol, CompletionPromptForms) {
   EXPECT_EQ(std::get<std::string>(parse_completion_request(R"({"prompt": "hi"})").prompt), "hi");
   EXPECT_EQ(std::get<std::string>(parse_completion_request(R"({"prompt": ["hi"]})").prompt), "hi");
