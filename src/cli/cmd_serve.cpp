@@ -117,6 +117,13 @@ int run_serve(const ServeArgs& a) {
   std::int64_t blocks = a.num_kv_blocks;
   if (blocks == 0)
     blocks = std::max(min_blocks, std::min(min_blocks * a.max_num_seqs, kv_budget_bytes(a, cuda) / block_bytes));
+  if (blocks < min_blocks)
+    std::cerr << fmt::format("[vlq] warning: --num-kv-blocks {} holds {} tokens, fewer than the context of {} "
+                             "(--max-model-len): a request longer than that is refused\n",
+                             blocks, blocks * a.block_size, max_model_len);
+  if (a.api_key.empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1")
+    std::cerr << "[vlq] warning: listening on " << a.host << " without --api-key: anyone who can reach this address "
+                 "can use the model (set --api-key, or bind 127.0.0.1 behind a proxy)\n";
   ro.num_blocks = a.no_prefix_caching ? 0 : blocks;
   std::unique_ptr<engine::ModelRunner> runner_ptr;
   if (cuda) {

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "connection_pool.h"
 #include "vlq/core/error.h"
 
 namespace vlq::server {
@@ -24,6 +25,33 @@ using ojson = nlohmann::ordered_json;
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status();
   res.set_content(e.to_json().dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
+}
+
+// Asks the client to close after this response (its body was not read, so the connection cannot be reused);
+// not again when the request said so itself (cpp-httplib then writes the header, and a second one is a duplicate).
+void close_after(const httplib::Request& req, httplib::Response& res) {
+  if (req.get_header_value("Connection") != "close") res.set_header("Connection", "close");
+}
+
+// Content-Length as a number; nullopt when absent; -1 when it is not a decimal number (RFC 9110 §8.6).
+std::optional<long long> content_length(const httplib::Request& req) {
+  if (!req.has_header("Content-Length")) return std::nullopt;
+  const std::string v = req.get_header_value("Content-Length");
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(v);
+}
+
+// The credentials of "Authorization: Bearer <token>" (the scheme is case-insensitive, RFC 9110 §11.1); "" if absent.
+std::string bearer_token(const std::string& header) {
+  if (header.size() < 7) return "";
+  for (std::size_t i = 0; i < 6; ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != "bearer"[i]) return "";
+  if (header[6] != ' ') return "";
+  std::size_t b = 7;
+  while (b < header.size() && header[b] == ' ') ++b;
+  std::size_t e = header.size();
+  while (e > b && (header[e - 1] == ' ' || header[e - 1] == '\t')) --e;
+  return header.substr(b, e - b);
 }
 
 // Comparison whose time does not depend on where the strings differ.
@@ -220,6 +248,14 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
   auto releaser = [this, g](bool) {
     if (!g->finished) engine.abort(g->stream->id());  // client gone before the provider finished
   };
+  // HTTP/1.0 has no chunked encoding: stream until the connection closes, and send a whole body with its length.
+  const bool http10 = req.version == "HTTP/1.0";
+  if (stream && http10) {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content_provider(
+        "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return write_stream(*g, sink); }, releaser);
+    return;
+  }
   if (stream) {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
@@ -229,6 +265,7 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
   // Non-streaming: the status line depends on the outcome, so wait for the first event (prefill done) before
   // answering; the rest is written by a provider that notices a vanished client.
   g->add(*next_event(*g, nullptr));
+  while (http10 && !g->finished) g->add(*next_event(*g, nullptr));
   if (g->failed()) {
     send_error(res, g->failure());
     return;
@@ -242,7 +279,9 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
 }
 
 void HttpServer::Impl::install() {
-  svr.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
+  svr.new_task_queue = [lo = opt.http_threads, hi = opt.max_connections] {
+    return new ConnectionPool(static_cast<std::size_t>(lo), static_cast<std::size_t>(std::max(lo, hi)));
+  };
   svr.set_payload_max_length(opt.max_body_bytes);
   // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which let a second server bind the same
   // port and share its connections.
@@ -250,11 +289,42 @@ void HttpServer::Impl::install() {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
-  svr.set_read_timeout(30, 0);
+  // Per receive call: a client that stalls mid-header or mid-body for this long loses its connection.
+  svr.set_read_timeout(std::chrono::duration_cast<std::chrono::seconds>(opt.read_timeout).count(), 0);
   svr.set_write_timeout(30, 0);
   svr.set_keep_alive_max_count(1000);
   svr.set_keep_alive_timeout(5);
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Framing first, before the library reads any body: it would read a body of any announced length just to
+    // discard it (413 after the whole upload, however large), and a POST with neither a length nor chunking
+    // until the client closes (a hang).
+    if (req.method == "POST") {
+      const auto len = content_length(req);
+      const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+      if (len && *len < 0) {
+        send_error(res, ApiError(400, "Content-Length '" + req.get_header_value("Content-Length") +
+                                          "' is not a number of bytes", "invalid_request_error", "", "bad_content_length"));
+        close_after(req, res);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (!len && !chunked) {
+        send_error(res, ApiError(411, "a POST needs a Content-Length header (or Transfer-Encoding: chunked)",
+                                 "invalid_request_error", "", "length_required"));
+        close_after(req, res);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      // Up to 4x the limit the library reads the body and drops it, then answers 413: a client that writes its
+      // whole body before reading (most do) then sees the 413 instead of a reset connection. Beyond that the
+      // upload is not worth reading: 413 at once, and the connection closes.
+      const unsigned long long drain_cap = 4ull * opt.max_body_bytes;
+      if (len && static_cast<unsigned long long>(*len) > drain_cap) {
+        send_error(res, ApiError(413, fmt::format("request body of {} bytes is larger than the server's limit ({} MiB, "
+                                                  "--max-body-mb)", *len, opt.max_body_bytes >> 20),
+                                 "invalid_request_error", "", "request_too_large"));
+        close_after(req, res);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
     // Debian's compiled cpp-httplib refuses form-encoded bodies over 8 KiB with a bare 413 before any handler
     // runs (plain `curl -d` sends that type): answer with what to send instead.
     if (req.method == "POST" && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0 &&
@@ -262,15 +332,16 @@ void HttpServer::Impl::install() {
       send_error(res, ApiError(415, "a JSON body must be sent as Content-Type: application/json (form-encoded bodies "
                                     "are limited to 8 KiB by the HTTP library); e.g. curl -H 'Content-Type: application/json'",
                                "invalid_request_error", "", "unsupported_media_type"));
-      res.set_header("Connection", "close");  // the body was not read
+      close_after(req, res);  // the body was not read
       return httplib::Server::HandlerResponse::Handled;
     }
     if (opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    if (same_secret(req.get_header_value("Authorization"), "Bearer " + opt.api_key))
+    if (same_secret(bearer_token(req.get_header_value("Authorization")), opt.api_key))
       return httplib::Server::HandlerResponse::Unhandled;
     send_error(res, ApiError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer <key>'.",
                              "authentication_error", "", "invalid_api_key"));
-    res.set_header("Connection", "close");  // the body (if any) was not read
+    res.set_header("WWW-Authenticate", "Bearer realm=\"vlq\"");  // RFC 6750 §3
+    close_after(req, res);  // the body (if any) was not read
     return httplib::Server::HandlerResponse::Handled;
   });
   svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {

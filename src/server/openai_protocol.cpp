@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <random>
 
 namespace vlq::server {
@@ -77,12 +78,15 @@ double get_number(const ojson& v, const std::string& key) {
 std::int64_t get_int(const ojson& v, const std::string& key) {
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    if (d != static_cast<double>(static_cast<std::int64_t>(d))) bad(key, "'" + key + "' must be an integer");
+    // Checked before the cast (a double beyond int64 has no int64 value): 2^70 is an integer, just too large.
+    if (std::isfinite(d) && std::trunc(d) == d && !(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+      bad(key, fmt::format("'{}' is too large ({:g}; at most 2^63-1)", key, d));
+    if (!std::isfinite(d) || std::trunc(d) != d) bad(key, "'" + key + "' must be an integer");
     return static_cast<std::int64_t>(d);
   }
   if (!v.is_number_integer()) bad(key, "'" + key + "' must be an integer, got " + type_name(v));
   if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
-    bad(key, "'" + key + "' is too large");
+    bad(key, fmt::format("'{}' is too large ({}; at most 2^63-1)", key, v.get<std::uint64_t>()));
   return v.get<std::int64_t>();
 }
 
@@ -114,7 +118,9 @@ void parse_stop(const ojson& j, SamplingRequest& s) {
     if (!ids->is_array()) bad("stop_token_ids", "'stop_token_ids' must be an array of integers");
     for (const auto& e : *ids) {
       const std::int64_t id = get_int(e, "stop_token_ids");
-      if (id < 0 || id > INT32_MAX) bad("stop_token_ids", "'stop_token_ids' entries must be token ids >= 0");
+      if (id < 0 || id > INT32_MAX)
+        bad("stop_token_ids", fmt::format("'stop_token_ids' entry {} is not a token id (ids are >= 0 and below the "
+                                          "model's vocabulary size)", id));
       s.stop_token_ids.push_back(static_cast<std::int32_t>(id));
     }
   }
@@ -131,6 +137,9 @@ void reject_unsupported(const ojson& j, bool chat) {
     if (on) bad("logprobs", "logprobs are not supported");
   }
   if (field(j, "top_logprobs")) bad("top_logprobs", "logprobs are not supported");
+  // A bias the sampler would silently ignore changes what the client asked for: refuse it (an empty map is a no-op).
+  if (const ojson* v = field(j, "logit_bias"); v && !(v->is_object() && v->empty()))
+    bad("logit_bias", v->is_object() ? "logit_bias is not supported" : "'logit_bias' must be an object, got " + type_name(*v));
   if (chat) {
     for (const char* k : {"tools", "functions", "tool_choice", "function_call"})
       if (const ojson* v = field(j, k); v && !(v->is_array() && v->empty()) && !(v->is_string() && v->get<std::string>() == "none"))

@@ -38,6 +38,9 @@ std::vector<std::uint8_t> read_local(const engine::ImageSource& src, const Media
   if (!m.allowed_media_dir)
     throw ApiError(400, src.origin + ": local image files are not allowed on this server (send the image as a data: URL, "
                    "or start the server with --allowed-media-dir DIR)", "invalid_request_error", "messages");
+  // A NUL would cut the path short at the system call (a.png\0.txt opens a.png): refuse, do not truncate.
+  if (src.path.native().find('\0') != std::string::npos)
+    throw ApiError(400, src.origin + ": image path contains a NUL character", "invalid_request_error", "messages");
   std::error_code ec;
   const fs::path root = fs::weakly_canonical(*m.allowed_media_dir, ec);
   const fs::path real = fs::weakly_canonical(src.path, ec);
@@ -108,6 +111,11 @@ engine::SequenceParams sampling_params(const engine::ModelBundle& bundle, const 
   thread_local std::mt19937_64 seeder{std::random_device{}()};
   p.seed = s.seed ? *s.seed : seeder();
   for (auto id : go.eos_ids) p.stop.eos_ids.push_back(static_cast<std::int32_t>(id));
+  const std::int64_t vocab = bundle.model().config().text.vocab_size;
+  for (std::int32_t id : s.stop_token_ids)
+    if (id >= vocab)
+      throw ApiError(400, fmt::format("'stop_token_ids' entry {} is outside the vocabulary (0..{})", id, vocab - 1),
+                     "invalid_request_error", "stop_token_ids");
   p.stop.stop_token_ids = s.stop_token_ids;
   p.stop.stop_strings = s.stop;
   p.stop.ignore_eos = s.ignore_eos;

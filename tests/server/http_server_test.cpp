@@ -4,6 +4,11 @@
 // drain — and the metrics back to zero (no leaked blocks) afterwards.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -496,6 +501,152 @@ TEST(HttpServer, WrongMethodOnAKnownRouteIs405WithAllow) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->get_header_value("Allow"), "GET, HEAD");
   expect_error(s.client().Get("/v1/nothing"), 404, "", "not_found");
+}
+
+}  // namespace
+}  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// One raw exchange on a fresh loopback socket: sends `request` (then shuts down writing when half_close), reads
+// until the server closes or `wait` passes; returns what arrived.
+std::string raw_exchange(int port, const std::string& request, std::chrono::milliseconds wait, bool half_close = false) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "";
+  }
+  (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  if (half_close) ::shutdown(fd, SHUT_WR);
+  std::string out;
+  const auto end = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    char buf[4096];
+    const auto n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string post_head(const std::string& path, const std::string& extra_headers, const std::string& version = "HTTP/1.1") {
+  return "POST " + path + " " + version + "\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + kKey +
+         "\r\nContent-Type: application/json\r\n" + extra_headers + "\r\n";
+}
+
+// Found by an adversarial serve review (2026-12-06): a POST announcing a huge Content-Length got its 413 only
+// after the library had read (and dropped) the whole announced body; a POST with neither Content-Length nor
+// chunking hung until the client gave up; "Content-Length: abc" was read as 0.
+TEST(HttpServer, FramingIsCheckedBeforeAnyBodyIsRead) {
+  TestServer& s = shared();
+  using namespace std::chrono_literals;
+  const std::string huge = raw_exchange(s.port, post_head("/v1/completions", "Content-Length: 1000000000000\r\n") + "{", 3s);
+  EXPECT_EQ(huge.rfind("HTTP/1.1 413", 0), 0u) << huge;
+  EXPECT_NE(huge.find("request_too_large"), std::string::npos) << huge;
+  const std::string none = raw_exchange(s.port, post_head("/v1/completions", "") + "{\"prompt\": \"x\"}", 3s);
+  EXPECT_EQ(none.rfind("HTTP/1.1 411", 0), 0u) << none;
+  const std::string word = raw_exchange(s.port, post_head("/v1/completions", "Content-Length: abc\r\n"), 3s);
+  EXPECT_EQ(word.rfind("HTTP/1.1 400", 0), 0u) << word;
+  EXPECT_NE(word.find("bad_content_length"), std::string::npos) << word;
+  // One "Connection: close" header, not two, when the client asked for it itself.
+  const std::string closed =
+      raw_exchange(s.port, post_head("/v1/completions", "Connection: close\r\nContent-Length: 1000000000000\r\n"), 3s);
+  std::size_t n = 0;
+  for (std::size_t at = closed.find("Connection: close"); at != std::string::npos; at = closed.find("Connection: close", at + 1)) ++n;
+  EXPECT_EQ(n, 1u) << closed;
+  EXPECT_TRUE(s.settles());
+}
+
+// HTTP/1.0 has no chunked transfer coding: a whole answer carries Content-Length, a stream ends with the connection.
+TEST(HttpServer, Http10ClientsGetNoChunkedEncoding) {
+  TestServer& s = shared();
+  using namespace std::chrono_literals;
+  for (bool stream : {false, true}) {
+    const std::string body = json{{"prompt", "Count"}, {"max_tokens", 6}, {"stream", stream}}.dump();
+    const std::string r = raw_exchange(
+        s.port, post_head("/v1/completions", "Content-Length: " + std::to_string(body.size()) + "\r\n", "HTTP/1.0") + body, 30s);
+    ASSERT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+    const std::size_t head_end = r.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos) << r;
+    const std::string head = r.substr(0, head_end), payload = r.substr(head_end + 4);
+    EXPECT_EQ(head.find("chunked"), std::string::npos) << head;
+    if (stream) {
+      EXPECT_NE(payload.find("data: [DONE]"), std::string::npos) << payload;
+    } else {
+      EXPECT_NE(head.find("Content-Length: " + std::to_string(payload.size())), std::string::npos) << head;
+      EXPECT_TRUE(json::parse(payload, nullptr, false).is_object()) << payload;
+    }
+  }
+  EXPECT_TRUE(s.settles());
+}
+
+// RFC 9110: the auth scheme is case-insensitive; RFC 6750: a 401 names the scheme in WWW-Authenticate.
+TEST(HttpServer, BearerSchemeIsCaseInsensitiveAndA401SaysWhichScheme) {
+  TestServer& s = shared();
+  httplib::Client c("127.0.0.1", s.port);
+  for (const char* scheme : {"bearer ", "BEARER ", "Bearer  "}) {
+    auto r = c.Get("/v1/models", {{"Authorization", std::string(scheme) + kKey}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << scheme;
+  }
+  for (const std::string bad : {std::string("Basic ") + kKey, std::string("Bearer ") + kKey + "x", std::string(kKey), std::string("Bearer")}) {
+    auto r = c.Get("/v1/models", {{"Authorization", bad}});
+    expect_error(r, 401, "", "invalid_api_key");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->get_header_value("WWW-Authenticate").rfind("Bearer", 0), 0u);
+  }
+}
+
+// Found by an adversarial serve review (2026-12-06): about a dozen clients that sent headers and part of a
+// body, then nothing, held every connection thread of the fixed pool, so /health and every new request waited
+// ~30 s each. The pool now grows with the connections: others are served at once.
+TEST(HttpServer, StalledClientsDoNotStarveOthers) {
+  auto s = std::make_unique<TestServer>(4, 16, std::size_t{1} << 20, /*http_threads=*/2);
+  std::vector<int> fds;
+  const std::string partial = post_head("/v1/completions", "Content-Length: 100000\r\n") + "{\"prompt\":";
+  for (int i = 0; i < 40; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(s->port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    (void)!::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  httplib::Client c("127.0.0.1", s->port);
+  c.set_read_timeout(3, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h) << "no answer within 3 s while 40 clients stall";
+  EXPECT_EQ(h->status, 200);
+  auto r = s->post("/v1/completions", json{{"prompt", "Count"}, {"max_tokens", 3}}.dump());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  for (int fd : fds) ::close(fd);
+}
+
+// Adversarial serve review: a NUL inside a local image path was cut at the system call (a.png\0x opened
+// a.png); stop_token_ids beyond the vocabulary were accepted and could never match.
+TEST(HttpServer, NulInAnImagePathAndOutOfVocabularyStopIdsAre400) {
+  TestServer& s = shared();
+  const std::string nul = std::string("images/color-0000.png") + '\0' + ".txt";
+  expect_error(s.post("/v1/chat/completions", json{{"messages", image_message(nul, "x")}}.dump()), 400, "messages");
+  expect_error(s.post("/v1/completions", json{{"prompt", "x"}, {"stop_token_ids", json::array({1000000000})}}.dump()),
+               400, "stop_token_ids");
+  EXPECT_TRUE(s.settles());
 }
 
 }  // namespace

@@ -130,3 +130,37 @@ TEST(ServerMetrics, HistogramIsCumulativeAndTextHasEveryFamily) {
 
 }  // namespace
 }  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+std::string message_of(const std::string& body) {
+  try {
+    (void)parse_chat_request(body);
+  } catch (const ApiError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Found by an adversarial serve review (2026-12-06): logit_bias was accepted and ignored (the client got
+// unbiased samples without knowing); seed 2^70 was called "not an integer"; stop_token_ids 2^32 "must be >= 0".
+TEST(OpenAiProtocol, LogitBiasIsRefusedAndRangeMessagesSayTooLarge) {
+  std::string param;
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "logit_bias": {"50256": -100}})", &param), 400);
+  EXPECT_EQ(param, "logit_bias");
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "logit_bias": 3})", &param), 400);
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "logit_bias": {}})"), 200);  // empty: a no-op
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "logit_bias": null})"), 200);
+  EXPECT_NE(message_of("{" + kMsgs + R"(, "seed": 1180591620717411303424})").find("too large"), std::string::npos);
+  EXPECT_NE(message_of("{" + kMsgs + R"(, "seed": 18446744073709551615})").find("too large"), std::string::npos);
+  EXPECT_NE(message_of("{" + kMsgs + R"(, "seed": 1.5})").find("must be an integer"), std::string::npos);
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "seed": -7})"), 200);
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "seed": 4.0})"), 200);
+  const std::string ids = message_of("{" + kMsgs + R"(, "stop_token_ids": [4294967296]})");
+  EXPECT_NE(ids.find("4294967296 is not a token id"), std::string::npos) << ids;
+  EXPECT_EQ(status_of("{" + kMsgs + R"(, "top_k": 4294967297})"), 200);  // int64: no truncation
+}
+
+}  // namespace
+}  // namespace vlq::server

@@ -1,6 +1,9 @@
 // The HTTP front of `vlq serve` (cpp-httplib, HTTP/1.1): routes POST /v1/chat/completions,
 // POST /v1/completions, GET /v1/models, GET /health, GET /metrics; API-key check (Authorization: Bearer,
-// on /v1/* only); body-size limit; OpenAI-shaped JSON errors for every failure (400 naming the field, 401,
+// on /v1/* only, scheme case-insensitive, 401 with WWW-Authenticate); framing checked before a body is read (411
+// without Content-Length or chunking, 413 when Content-Length exceeds 4x the limit, unread, 400 when it is not a number);
+// HTTP/1.0 clients get whole bodies with a length and streams that end with the connection; a connection
+// thread pool that grows to max_connections (slow or idle clients do not starve the others); OpenAI-shaped JSON errors for every failure (400 naming the field, 401,
 // 404, 413, 429 queue full, 503 shutting down, 500); server-sent events for stream=true ending in
 // `data: [DONE]`. Worker threads parse and build requests, submit them to the AsyncEngine and read their
 // output channel; a client that goes away is noticed within poll_interval (the socket stops being writable)
@@ -28,7 +31,9 @@ struct ServerOptions {
   std::string served_model_name;                   // the id in /v1/models and responses
   std::size_t max_body_bytes = std::size_t{32} << 20;
   MediaPolicy media;
-  int http_threads = 16;                           // concurrent connections served
+  int http_threads = 16;                           // connection threads kept up (idle ones beyond exit after 30 s)
+  int max_connections = 512;                       // connections served at once; more wait for a thread
+  std::chrono::seconds read_timeout{10};           // a stalled receive (headers or body) closes the connection
   std::chrono::milliseconds poll_interval{50};     // disconnect checks while waiting for tokens
   std::int64_t max_model_len = 2048;
 };
