@@ -20,7 +20,7 @@
 
 namespace vlq::engine {
 
-// SHA-256 of `bytes` (FIPS 180-4).
+// SHA-256 of `bytes` (FIPS 180-4; OpenSSL libcrypto). Throws vlq::Error only if OpenSSL fails.
 ImageDigest sha256(std::span<const std::uint8_t> bytes);
 // Lower-case hex of a digest (64 characters).
 std::string digest_hex(const ImageDigest& d);
