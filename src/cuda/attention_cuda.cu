@@ -188,53 +188,6 @@ void check_paged_query(const char* op, const Tensor& q, const PagedKvLayer& cach
 }
 }  // namespace detail
 
-namespace {
-// One thread per 8 codes of K (and the same 8 of V): grid-stride over n · block_size · kv_heads · head_dim / 8.
-__global__ void widen_blocks_kernel(const std::uint8_t* __restrict__ kc, const std::uint8_t* __restrict__ vc,
-                                    const int* __restrict__ src_blocks, std::int64_t n_vec, int block_vecs,
-                                    __nv_bfloat16* __restrict__ kw, __nv_bfloat16* __restrict__ vw) {
-  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n_vec;
-       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const std::int64_t b = i / block_vecs, o = i % block_vecs;
-    const std::int64_t src = (static_cast<std::int64_t>(src_blocks[b]) * block_vecs + o) * 8;
-    const uint2 ck = *reinterpret_cast<const uint2*>(kc + src), cv = *reinterpret_cast<const uint2*>(vc + src);
-    const std::uint8_t* k8 = reinterpret_cast<const std::uint8_t*>(&ck);
-    const std::uint8_t* v8 = reinterpret_cast<const std::uint8_t*>(&cv);
-    alignas(16) __nv_bfloat16 ko[8], vo[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      ko[e] = __float2bfloat16_rn(e4m3_to_f32(k8[e]));
-      vo[e] = __float2bfloat16_rn(e4m3_to_f32(v8[e]));
-    }
-    reinterpret_cast<uint4*>(kw)[i] = *reinterpret_cast<const uint4*>(ko);
-    reinterpret_cast<uint4*>(vw)[i] = *reinterpret_cast<const uint4*>(vo);
-  }
-}
-}  // namespace
-
-void widen_kv_blocks(const PagedKvLayer& src, const Tensor& src_blocks, const PagedKvLayer& dst, cudaStream_t stream) {
-  const char* op = "cuda::widen_kv_blocks";
-  check_paged_cache(op, src);
-  check_paged_cache(op, dst);
-  if (src.dtype != DType::F8_E4M3 || dst.dtype != DType::BF16)
-    usage_error(op, "widens an F8_E4M3 cache into a BF16 one", "F8_E4M3 -> BF16",
-                std::string(dtype_name(src.dtype)) + " -> " + std::string(dtype_name(dst.dtype)));
-  if (src.block_size != dst.block_size || src.kv_heads != dst.kv_heads || src.head_dim != dst.head_dim ||
-      src.k_scale != dst.k_scale || src.v_scale != dst.v_scale)
-    usage_error(op, "source and destination layouts (block_size, kv_heads, head_dim, scales) differ", "equal", "different");
-  expect_tensor(op, "src_blocks", src_blocks, {DType::I32}, {-1});
-  const std::int64_t n = src_blocks.shape[0];
-  if (n > dst.num_blocks) usage_error(op, "more blocks than the destination holds", "<= " + std::to_string(dst.num_blocks), std::to_string(n));
-  if (!n) return;
-  const int block_vecs = src.block_size * src.kv_heads * src.head_dim / 8;  // head_dim % 32 == 0 (check_paged_cache)
-  const std::int64_t n_vec = n * block_vecs;
-  const unsigned grid = std::max(1u, std::min<unsigned>(ceil_div(n_vec, 256), 132u * 16u));
-  widen_blocks_kernel<<<grid, 256, 0, stream>>>(static_cast<const std::uint8_t*>(src.k), static_cast<const std::uint8_t*>(src.v),
-                                                static_cast<const int*>(src_blocks.data), n_vec, block_vecs,
-                                                static_cast<__nv_bfloat16*>(dst.k), static_cast<__nv_bfloat16*>(dst.v));
-  VLQ_CUDA_CHECK_LAUNCH("widen_blocks_kernel");
-}
-
 void kv_cache_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, const PagedKvLayer& cache,
                     cudaStream_t stream) {
   check_paged_cache("cuda::kv_cache_write", cache);

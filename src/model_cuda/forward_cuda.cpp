@@ -149,13 +149,6 @@ void validate(const Qwen2_5_VLCuda::Impl& im, const Batch& b) {
 
 // upload_ints packs the batch's integer inputs into one device buffer: ids [T], positions [3, T], q_seq [T],
 // q_pos [T], slots [T], logits_rows [R], block_tables [B, max_blocks], tiles, single rows (BatchInts, impl.h).
-// VLQ_PREFILL_WIDE=1: prefill attention over a BF16 copy of the blocks it reads (cuda::widen_kv_blocks, once
-// per layer) instead of widening E4M3 key tiles in every CTA; same bits. Off by default until measured.
-bool prefill_wide() {
-  static const bool on = cuda::env_switch("VLQ_PREFILL_WIDE", false);
-  return on;
-}
-
 std::int64_t table_width(const Batch& b) {
   std::int64_t w = 1;
   for (const auto* s : b.sequences) w = std::max<std::int64_t>(w, static_cast<std::int64_t>(s->blocks.size()));
@@ -203,25 +196,6 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
   put(tiles);
   const std::size_t single_at = host.size();
   put(single);
-  // VLQ_PREFILL_WIDE: per prefilling sequence, the blocks its tiles read ([0, last position]) in a compact
-  // BF16 copy; the copy's block table maps the sequence's block i to its place in the copy.
-  std::int64_t wide_blocks = 0;
-  std::size_t wide_src_at = host.size(), wide_tab_at = host.size();
-  if (!tiles.empty() && im.kv_fp8 && prefill_wide()) {
-    std::vector<std::int32_t> need(static_cast<std::size_t>(B), 0);
-    for (std::size_t i = 0; i < tiles.size(); i += 2) {
-      const std::int32_t last = tiles[i] + tiles[i + 1] - 1, s = b.seq_of_row[last];
-      need[s] = std::max(need[s], b.cache_pos[last] / im.opt.block_size + 1);
-    }
-    std::vector<std::int32_t> wtab(static_cast<std::size_t>(B * max_blocks), 0);
-    for (std::int64_t s = 0; s < B; ++s)
-      for (std::int32_t i = 0; i < need[s]; ++i) {
-        host.push_back(b.sequences[s]->blocks[i]);
-        wtab[s * max_blocks + i] = static_cast<std::int32_t>(wide_blocks++);
-      }
-    wide_tab_at = host.size();
-    put(wtab);
-  }
   if (target && target->bytes() < host.size() * 4) *target = cuda::DeviceBuffer(host.size() * 4);
   auto* d = static_cast<std::int32_t*>(target ? target->data() : im.ints.get(host.size() * 4));
   VLQ_CUDA_CHECK(cudaMemcpyAsync(d, host.data(), host.size() * 4, cudaMemcpyHostToDevice, im.stream.get()));
@@ -239,11 +213,6 @@ BatchInts upload_ints(Qwen2_5_VLCuda::Impl& im, const Batch& b, std::int64_t wid
   v.single = Tensor::contiguous(d + single_at, DType::I32, {static_cast<std::int64_t>(single.size())});
   // The one-row tiles may include a prefilling sequence's last odd row, whose earlier keys this step writes.
   v.single_decode = std::all_of(single.begin(), single.end(), [&](std::int32_t r) { return rows_of[b.seq_of_row[r]] == 1; });
-  v.wide_blocks = wide_blocks;
-  if (wide_blocks) {
-    v.wide_src = Tensor::contiguous(d + wide_src_at, DType::I32, {wide_blocks});
-    v.wide_tables = Tensor::contiguous(d + wide_tab_at, DType::I32, {B, max_blocks});
-  }
   return v;
 }
 
@@ -269,16 +238,7 @@ void all_reduce_sum(Qwen2_5_VLCuda::Impl& im, const Tensor& x) {
 // decode tokens of a mixed step); the decode kernel alone otherwise.
 void attention(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& q, const BatchInts& in, float scale, const Tensor& out) {
   if (in.prefill) {
-    if (in.tiles.dim(0) > 0 && in.wide_blocks > 0) {  // VLQ_PREFILL_WIDE: the tiles read a BF16 copy of their blocks
-      const cuda::PagedKvLayer& c = im.kv[li];
-      const std::size_t side = static_cast<std::size_t>(in.wide_blocks) * c.block_size * c.kv_heads * c.head_dim * 2;
-      auto* base = static_cast<std::uint8_t*>(im.kv_wide.get(2 * side));
-      const cuda::PagedKvLayer wide{base, base + side, DType::BF16, static_cast<int>(in.wide_blocks), c.block_size,
-                                    c.kv_heads, c.head_dim, c.k_scale, c.v_scale};
-      cuda::widen_kv_blocks(c, in.wide_src, wide, im.stream.get());
-      cuda::paged_attention_prefill(q, wide, in.wide_tables, in.q_seq, in.q_pos, in.tiles,
-                                    cuda::prefill_tile_rows(static_cast<int>(im.hd)), scale, out, im.stream.get());
-    } else if (in.tiles.dim(0) > 0)
+    if (in.tiles.dim(0) > 0)
       cuda::paged_attention_prefill(q, im.kv[li], in.tables, in.q_seq, in.q_pos, in.tiles,
                                     cuda::prefill_tile_rows(static_cast<int>(im.hd)), scale, out, im.stream.get());
     if (in.single.dim(0) > 0)

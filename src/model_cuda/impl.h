@@ -174,7 +174,6 @@ struct Qwen2_5_VLCuda::Impl {
 
   // Workspace (grow-only), named for what they hold.
   Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax, pen_ints, pen_vals;
-  Scratch kv_wide;  // BF16 copy of the blocks a prefill reads (VLQ_PREFILL_WIDE), K then V
   // Decode-step CUDA graphs keyed by (rows T, logits rows R, block-table width); at most kMaxGraphs kept.
   static constexpr std::size_t kMaxGraphs = 256;
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::unique_ptr<DecodeGraph>> graphs;
@@ -186,10 +185,6 @@ struct BatchInts {
   cuda::Tensor ids, positions, q_seq, q_pos, slots, rows, tables;
   cuda::Tensor tiles;    // [n_tiles, 2] query tiles of the flash prefill kernel (when prefill)
   cuda::Tensor single;   // [n] rows attended by the decode kernel in a prefill step (one-row tiles)
-  // VLQ_PREFILL_WIDE with an FP8 cache: the blocks the prefill tiles read (wide_src [n] I32, ids into the cache)
-  // and a block table into their BF16 copy (wide_tables [B, max_blocks]; rows of prefilling sequences only).
-  cuda::Tensor wide_src, wide_tables;
-  std::int64_t wide_blocks = 0;
   bool prefill = false;  // some sequence has more than one row: tensor-core flash attention, else decode kernel
   bool single_decode = true;  // every row of `single` is its sequence's only row (cuda::paged_attention's prior_keys_cached)
 };

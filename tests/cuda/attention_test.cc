@@ -145,29 +145,6 @@ void run_case(std::mt19937& g, const Params& p, std::vector<int> lens, std::vect
     auto dout2 = poisoned<float>(ref.size());
     prefill(layer, dtab, dout2);
     EXPECT_LT(rel_err(to_host<float>(dout2, ref.size()), ref), 1.5e-2) << "flash prefill kernel";
-    // FP8 cache: the same kernel over a BF16 copy of the sequences' blocks (widen_kv_blocks, compact block ids,
-    // in reverse order so that the copy's table differs from the cache's) gives the same bits.
-    if (fp8) {
-      std::vector<int> src, wtab(tables.size(), 0);
-      for (int s = nseq - 1; s >= 0; --s)
-        for (int b = 0; b < (lens[s] + bs - 1) / bs; ++b) {
-          wtab[s * max_blocks + b] = static_cast<int>(src.size());
-          src.push_back(tables[s * max_blocks + b]);
-        }
-      const int nw = static_cast<int>(src.size());
-      DeviceBuffer wk(static_cast<std::size_t>(nw) * bs * kvw * 2), wv(static_cast<std::size_t>(nw) * bs * kvw * 2);
-      const PagedKvLayer wide{wk.data(), wv.data(), DType::BF16, nw, bs, p.kv_heads, d, ks, vs};
-      auto dsrc = to_device(src), dwtab = to_device(wtab);
-      widen_kv_blocks(layer, Tensor::contiguous(dsrc.data(), DType::I32, {nw}), wide, nullptr);
-      auto dout3 = poisoned<float>(ref.size());
-      prefill(wide, dwtab, dout3);
-      EXPECT_EQ(to_host<float>(dout3, ref.size()), to_host<float>(dout2, ref.size())) << "prefill over the widened copy";
-      // Bad layouts are refused before any launch.
-      const PagedKvLayer small{wk.data(), wv.data(), DType::BF16, nw - 1, bs, p.kv_heads, d, ks, vs};
-      EXPECT_THROW(widen_kv_blocks(layer, Tensor::contiguous(dsrc.data(), DType::I32, {nw}), small, nullptr), UsageError);
-      const PagedKvLayer rescaled{wk.data(), wv.data(), DType::BF16, nw, bs, p.kv_heads, d, ks * 2, vs};
-      EXPECT_THROW(widen_kv_blocks(layer, Tensor::contiguous(dsrc.data(), DType::I32, {nw}), rescaled, nullptr), UsageError);
-    }
   }
   // FP8 cache: the device holds exactly the CPU cache's codes.
   if (fp8) {

@@ -13,8 +13,8 @@
 namespace vlq::cuda {
 
 // One layer's paged cache: k and v each [num_blocks, block_size, kv_heads, head_dim] of `dtype`
-// (F32 | BF16 | F8_E4M3 codes with per-tensor k_scale / v_scale; a BF16 cache's scales are 1, except a widened
-// copy of an FP8 cache (widen_kv_blocks), whose BF16 codes paged_attention_prefill scales by them). Position p of a sequence lives in
+// (F32 | BF16 | F8_E4M3 codes with per-tensor k_scale / v_scale; a BF16 cache's scales are normally 1, but
+// paged_attention_prefill applies them whatever the dtype). Position p of a sequence lives in
 // block block_table[p / block_size], row p % block_size. head_dim % 32 == 0 and <= 256.
 struct PagedKvLayer {
   void* k = nullptr;
@@ -57,12 +57,6 @@ void paged_attention(const Tensor& q, const PagedKvLayer& cache, const Tensor& b
                      const Tensor& q_pos, float scale, const Tensor& out, cudaStream_t stream,
                      const Tensor* rows = nullptr, float out_scale = 0.0f, bool prior_keys_cached = false);
 
-// Copies the FP8 cache blocks src_blocks [n] I32 device (ids < src.num_blocks) of `src` (F8_E4M3) into `dst`
-// (BF16, num_blocks >= n, same block_size / kv_heads / head_dim, k_scale / v_scale equal to src's), block i of
-// dst = block src_blocks[i] of src, codes widened to BF16 (exact: every E4M3 value is a BF16 value). The prefill
-// kernel over dst (with a block table into dst) gives the same bits as over src, without widening every key tile
-// in every CTA (VLQ_PREFILL_WIDE, forward_cuda.cpp). Throws UsageError on layouts or dtypes.
-void widen_kv_blocks(const PagedKvLayer& src, const Tensor& src_blocks, const PagedKvLayer& dst, cudaStream_t stream);
 
 // Tensor-core flash attention (src/cuda/flash_attention_cuda.cu; BF16 mma.sync, f32 softmax and accumulation,
 // Q and P rounded to BF16, FP8 cache codes exact with k_scale/v_scale applied in f32; BF16 and E4M3 key tiles
