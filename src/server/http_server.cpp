@@ -5,13 +5,16 @@
 #include <httplib.h>
 #include <fmt/format.h>
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
+#include <utility>
 
 #include "connection_pool.h"
 #include "vlq/core/error.h"
@@ -27,10 +30,55 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(e.to_json().dump(-1, ' ', false, ojson::error_handler_t::replace), "application/json");
 }
 
-// Asks the client to close after this response (its body was not read, so the connection cannot be reused);
-// not again when the request said so itself (cpp-httplib then writes the header, and a second one is a duplicate).
+// Set while a request's connection must end after its response (its body was not read, or an HTTP/1.0 stream
+// ends with the connection); the logger, which cpp-httplib calls on the same thread once the response is
+// written, then ends it. Cleared when the next request starts (pre-routing).
+thread_local bool t_end_connection = false;
+
+// This response is the connection's last: "Connection: close" (not twice: cpp-httplib writes it itself when
+// the request said so) and the connection really ends after it (see end_connection).
 void close_after(const httplib::Request& req, httplib::Response& res) {
   if (req.get_header_value("Connection") != "close") res.set_header("Connection", "close");
+  t_end_connection = true;
+}
+
+// The socket of req's connection, found by its two ends (cpp-httplib 0.11 does not expose it); -1 if none.
+int connection_socket(const httplib::Request& req, int local_port) {
+  for (int fd = 3; fd < 65536; ++fd) {
+    sockaddr_storage peer{}, self{};
+    socklen_t pl = sizeof peer, sl = sizeof self;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
+      if (errno == EBADF && fd > 4096) break;  // past the open descriptors (a guess that only ends the scan early)
+      continue;
+    }
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
+    char host[NI_MAXHOST], port[NI_MAXSERV], lport[NI_MAXSERV];
+    if (::getnameinfo(reinterpret_cast<sockaddr*>(&peer), pl, host, sizeof host, port, sizeof port,
+                      NI_NUMERICHOST | NI_NUMERICSERV) != 0 ||
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&self), sl, nullptr, 0, lport, sizeof lport, NI_NUMERICSERV) != 0)
+      continue;
+    if (std::atoi(port) == req.remote_port && host == req.remote_addr && std::atoi(lport) == local_port) return fd;
+  }
+  return -1;
+}
+
+// cpp-httplib 0.11 keeps a connection whose response said "Connection: close" open (only the request's header
+// counts), and would then read an unread body as the next request. After the response is written: FIN, drop
+// what the client already sent (bounded), and swap the descriptor for one at end of input, so the library's
+// next read ends its keep-alive loop (it then closes the swap) and no byte of the body is ever parsed.
+void end_connection(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  char buf[16384];
+  for (int i = 0; i < 16 && ::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; ++i) {
+  }
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+    ::shutdown(fd, SHUT_RDWR);
+    return;
+  }
+  ::close(sp[1]);
+  ::dup2(sp[0], fd);
+  ::close(sp[0]);
 }
 
 // Content-Length as a number; nullopt when absent; -1 when it is not a decimal number (RFC 9110 §8.6).
@@ -137,12 +185,23 @@ struct HttpServer::Impl {
   httplib::Server svr;
   std::int64_t created = static_cast<std::int64_t>(std::time(nullptr));
   bool bound = false;
+  int port = 0;  // the bound port (connection_socket)
 
   Impl(const engine::ModelBundle& b, AsyncEngine& e, Metrics& m, ServerOptions o)
       : bundle(b), engine(e), metrics(m), opt(std::move(o)) {}
 
   void install();
   void check_model(const std::string& model) const;
+  // The API key (when the server has one) of a /v1/* request; refuse_key answers 401.
+  bool authorized(const httplib::Request& req) const {
+    return opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0 ||
+           same_secret(bearer_token(req.get_header_value("Authorization")), opt.api_key);
+  }
+  static void refuse_key(httplib::Response& res) {
+    send_error(res, ApiError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer <key>'.",
+                             "authentication_error", "", "invalid_api_key"));
+    res.set_header("WWW-Authenticate", "Bearer realm=\"vlq\"");  // RFC 6750 §3
+  }
   void handle_generate(const httplib::Request& req, httplib::Response& res, bool chat);
   bool write_stream(Generation& g, httplib::DataSink& sink);
   bool write_whole(Generation& g, httplib::DataSink& sink);
@@ -212,6 +271,10 @@ bool HttpServer::Impl::write_whole(Generation& g, httplib::DataSink& sink) {
 }
 
 void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Response& res, bool chat) {
+  if (!authorized(req)) {
+    refuse_key(res);
+    return;
+  }
   auto g = std::make_shared<Generation>();
   g->chat = chat;
   g->model = opt.served_model_name;
@@ -252,6 +315,7 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
   const bool http10 = req.version == "HTTP/1.0";
   if (stream && http10) {
     res.set_header("Cache-Control", "no-cache");
+    close_after(req, res);  // the stream ends with the connection, even if the client asked to keep it
     res.set_content_provider(
         "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return write_stream(*g, sink); }, releaser);
     return;
@@ -266,6 +330,9 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
   // answering; the rest is written by a provider that notices a vanished client.
   g->add(*next_event(*g, nullptr));
   while (http10 && !g->finished) g->add(*next_event(*g, nullptr));
+  // HTTP/1.0 keep-alive is opt-in on both sides: cpp-httplib keeps the connection for "Keep-Alive" (this spelling
+  // only), so say so, or the client waits for a close.
+  if (http10 && req.get_header_value("Connection") == "Keep-Alive") res.set_header("Connection", "keep-alive");
   if (g->failed()) {
     send_error(res, g->failure());
     return;
@@ -295,58 +362,65 @@ void HttpServer::Impl::install() {
   svr.set_keep_alive_max_count(1000);
   svr.set_keep_alive_timeout(5);
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    t_end_connection = false;
     // Framing first, before the library reads any body: it would read a body of any announced length just to
-    // discard it (413 after the whole upload, however large), and a POST with neither a length nor chunking
-    // until the client closes (a hang).
+    // discard it (413 after the whole upload, however large), a POST with neither a length nor chunking until
+    // the client closes (a hang), and chunked bodies without the size limit. Each refusal here ends the
+    // connection, since the body stays unread.
     if (req.method == "POST") {
       const auto len = content_length(req);
-      const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
-      if (len && *len < 0) {
-        send_error(res, ApiError(400, "Content-Length '" + req.get_header_value("Content-Length") +
-                                          "' is not a number of bytes", "invalid_request_error", "", "bad_content_length"));
+      const std::size_t lengths = req.get_header_value_count("Content-Length");
+      bool conflicting = false;
+      for (std::size_t i = 1; i < lengths; ++i)
+        conflicting |= req.get_header_value("Content-Length", i) != req.get_header_value("Content-Length", 0);
+      if ((len && *len < 0) || conflicting) {
+        send_error(res, ApiError(400, conflicting ? std::string("conflicting Content-Length headers")
+                                                  : "Content-Length '" + req.get_header_value("Content-Length") +
+                                                        "' is not a number of bytes",
+                                 "invalid_request_error", "", "bad_content_length"));
         close_after(req, res);
         return httplib::Server::HandlerResponse::Handled;
       }
-      if (!len && !chunked) {
-        send_error(res, ApiError(411, "a POST needs a Content-Length header (or Transfer-Encoding: chunked)",
+      if (req.has_header("Transfer-Encoding")) {
+        send_error(res, ApiError(411, "chunked (Transfer-Encoding) request bodies are not accepted: send the body "
+                                      "with a Content-Length header",
                                  "invalid_request_error", "", "length_required"));
+        close_after(req, res);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (!len) {
+        send_error(res, ApiError(411, "a POST needs a Content-Length header", "invalid_request_error", "",
+                                 "length_required"));
         close_after(req, res);
         return httplib::Server::HandlerResponse::Handled;
       }
       // Up to 4x the limit the library reads the body and drops it, then answers 413: a client that writes its
       // whole body before reading (most do) then sees the 413 instead of a reset connection. Beyond that the
-      // upload is not worth reading: 413 at once, and the connection closes.
+      // upload is not worth reading: 413 at once, and the connection ends.
       const unsigned long long drain_cap = 4ull * opt.max_body_bytes;
-      if (len && static_cast<unsigned long long>(*len) > drain_cap) {
+      if (static_cast<unsigned long long>(*len) > drain_cap) {
         send_error(res, ApiError(413, fmt::format("request body of {} bytes is larger than the server's limit ({} MiB, "
                                                   "--max-body-mb)", *len, opt.max_body_bytes >> 20),
                                  "invalid_request_error", "", "request_too_large"));
         close_after(req, res);
         return httplib::Server::HandlerResponse::Handled;
       }
+      return httplib::Server::HandlerResponse::Unhandled;  // the API key of a POST is checked once its body is read
     }
-    // Debian's compiled cpp-httplib refuses form-encoded bodies over 8 KiB with a bare 413 before any handler
-    // runs (plain `curl -d` sends that type): answer with what to send instead.
-    if (req.method == "POST" && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0 &&
-        std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 8192) {
-      send_error(res, ApiError(415, "a JSON body must be sent as Content-Type: application/json (form-encoded bodies "
-                                    "are limited to 8 KiB by the HTTP library); e.g. curl -H 'Content-Type: application/json'",
-                               "invalid_request_error", "", "unsupported_media_type"));
-      close_after(req, res);  // the body was not read
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    if (same_secret(bearer_token(req.get_header_value("Authorization")), opt.api_key))
-      return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, ApiError(401, "Incorrect or missing API key: send the header 'Authorization: Bearer <key>'.",
-                             "authentication_error", "", "invalid_api_key"));
-    res.set_header("WWW-Authenticate", "Bearer realm=\"vlq\"");  // RFC 6750 §3
-    close_after(req, res);  // the body (if any) was not read
+    if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
+    refuse_key(res);
     return httplib::Server::HandlerResponse::Handled;
   });
   svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    if (res.status == 413)
+    if (res.status == 413 && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0 &&
+        req.body.size() <= opt.max_body_bytes && content_length(req).value_or(0) <= static_cast<long long>(opt.max_body_bytes))
+      // Debian's compiled cpp-httplib reads a form-encoded body over 8 KiB, then refuses it with a bare 413 (plain
+      // `curl -d` sends that type): say what to send instead.
+      send_error(res, ApiError(415, "a JSON body must be sent as Content-Type: application/json (form-encoded bodies "
+                                    "are limited to 8 KiB by the HTTP library); e.g. curl -H 'Content-Type: application/json'",
+                               "invalid_request_error", "", "unsupported_media_type"));
+    else if (res.status == 413)
       send_error(res, ApiError(413, "request body is larger than the server's limit (" +
                                         std::to_string(opt.max_body_bytes >> 20) + " MiB, --max-body-mb)",
                                "invalid_request_error", "", "request_too_large"));
@@ -375,6 +449,8 @@ void HttpServer::Impl::install() {
   });
   svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics.count_request(endpoint_label(req.path), res.status);
+    if (std::exchange(t_end_connection, false))
+      if (const int fd = connection_socket(req, port); fd >= 0) end_connection(fd);
   });
   svr.Post("/v1/chat/completions",
            [this](const httplib::Request& req, httplib::Response& res) { handle_generate(req, res, true); });
@@ -417,6 +493,7 @@ int HttpServer::bind() {
     throw IoError({impl_->opt.host + ":" + std::to_string(impl_->opt.port), "cannot listen on this address",
                    "a free local address", "bind failed", "choose another --port or --host"});
   impl_->bound = true;
+  impl_->port = port;
   widen_listen_backlog(port);
   return port;
 }

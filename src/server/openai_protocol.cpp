@@ -57,7 +57,10 @@ ojson parse_body(const std::string& body) {
   try {
     j = ojson::parse(body);
   } catch (const ojson::parse_error& e) {
-    bad("", fmt::format("request body is not valid JSON (at byte {}): {}", e.byte, e.what()));
+    // nlohmann's message quotes the text it last read, which can be most of the body: keep the answer short.
+    std::string what = e.what();
+    if (what.size() > 240) what = what.substr(0, 200) + " ... (" + std::to_string(what.size() - 200) + " more bytes)";
+    bad("", fmt::format("request body is not valid JSON (at byte {}): {}", e.byte, what));
   } catch (const ojson::out_of_range& e) {  // e.g. a number beyond a double (1e999): the client's error, not ours
     bad("", fmt::format("request body has a number out of range: {}", e.what()));
   }

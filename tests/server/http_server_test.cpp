@@ -651,3 +651,111 @@ TEST(HttpServer, NulInAnImagePathAndOutOfVocabularyStopIdsAre400) {
 
 }  // namespace
 }  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// Sends `first`, reads for `wait`, then sends `second` on the same socket (if it is still open) and reads until
+// the server closes or `wait` passes again: {answer to first, what came after second, closed after first}.
+struct TwoStep {
+  std::string first, second;
+  bool closed = false;
+};
+TwoStep two_step(int port, const std::string& first, const std::string& second, std::chrono::milliseconds wait) {
+  TwoStep out;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return out;
+  }
+  auto read_for = [&](std::string& into) {
+    const auto end = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
+      char buf[4096];
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return true;  // closed (or reset)
+      into.append(buf, static_cast<std::size_t>(n));
+    }
+  };
+  (void)!::send(fd, first.data(), first.size(), MSG_NOSIGNAL);
+  out.closed = read_for(out.first);
+  if (!out.closed) {
+    (void)!::send(fd, second.data(), second.size(), MSG_NOSIGNAL);
+    read_for(out.second);
+  }
+  ::close(fd);
+  return out;
+}
+
+// Found by an adversarial serve review (2026-12-07): after an early refusal whose body stayed unread (413 for a
+// huge Content-Length, 400 for a bad one, 411) the connection stayed open — cpp-httplib 0.11 honours only the
+// request's "Connection: close" — and the next bytes (the body) were served as a new request; a 401 for a POST
+// did the same with its body. Chunked bodies escaped --max-body-mb (512 MiB read, echoed back in a 400).
+// Conflicting Content-Length headers were accepted (the first won).
+TEST(HttpServer, RefusedBodiesAreNeverServedAsRequests) {
+  TestServer& s = shared();
+  using namespace std::chrono_literals;
+  const std::string smuggled = std::string("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kKey + "\r\n\r\n";
+  for (const std::string head : {std::string("Content-Length: 1000000000000\r\n"), std::string("Content-Length: abc\r\n"),
+                                 std::string(""), std::string("Transfer-Encoding: chunked\r\n"),
+                                 std::string("Content-Length: 5\r\nContent-Length: 38\r\n")}) {
+    const TwoStep t = two_step(s.port, post_head("/v1/completions", head), smuggled, 1500ms);
+    EXPECT_TRUE(t.first.rfind("HTTP/1.1 4", 0) == 0) << head << t.first;
+    EXPECT_TRUE(t.closed) << "the connection stayed open after: " << head << t.first;
+    EXPECT_EQ(t.second.find("\"object\":\"list\""), std::string::npos) << "the body was served as a request: " << head;
+  }
+  const TwoStep chunked = two_step(s.port, post_head("/v1/completions", "Transfer-Encoding: chunked\r\n") + "5\r\nhello\r\n0\r\n\r\n", "", 1500ms);
+  EXPECT_NE(chunked.first.find("length_required"), std::string::npos) << chunked.first;
+  const TwoStep twice = two_step(s.port, post_head("/v1/completions", "Content-Length: 5\r\nContent-Length: 38\r\n"), "", 1500ms);
+  EXPECT_NE(twice.first.find("conflicting Content-Length"), std::string::npos) << twice.first;
+  // A POST with a wrong key: its body is read, then refused; the body is not a request either.
+  const std::string bad_key = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+                              "Content-Type: application/json\r\nContent-Length: " + std::to_string(smuggled.size()) +
+                              "\r\n\r\n" + smuggled;
+  const std::string r = raw_exchange(s.port, bad_key, 1500ms);
+  EXPECT_EQ(r.rfind("HTTP/1.1 401", 0), 0u) << r;
+  EXPECT_EQ(r.find("\"object\":\"list\""), std::string::npos) << r;
+  // A long invalid body gets a short error.
+  const std::string junk = "{\"prompt\": \"" + std::string(200000, 'a');
+  auto long_err = s.post("/v1/completions", junk);
+  expect_error(long_err, 400);
+  EXPECT_LT(long_err->body.size(), 1000u);
+  EXPECT_TRUE(s.settles());
+}
+
+// HTTP/1.0 with "Connection: Keep-Alive": a whole answer says keep-alive (the connection is kept); a stream
+// ends with the connection even so.
+TEST(HttpServer, Http10KeepAliveIsAnsweredConsistently) {
+  TestServer& s = shared();
+  using namespace std::chrono_literals;
+  for (bool stream : {false, true}) {
+    const std::string body = json{{"prompt", "Count"}, {"max_tokens", 4}, {"stream", stream}}.dump();
+    const auto t0 = std::chrono::steady_clock::now();
+    const TwoStep t = two_step(
+        s.port,
+        post_head("/v1/completions", "Connection: Keep-Alive\r\nContent-Length: " + std::to_string(body.size()) + "\r\n",
+                  "HTTP/1.0") + body,
+        "", 3000ms);
+    ASSERT_EQ(t.first.rfind("HTTP/1.1 200", 0), 0u) << t.first;
+    if (stream) {
+      EXPECT_TRUE(t.closed);
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, 2500ms) << "the stream did not end with the connection";
+      EXPECT_NE(t.first.find("data: [DONE]"), std::string::npos);
+    } else {
+      EXPECT_FALSE(t.closed);
+      EXPECT_NE(t.first.find("Connection: keep-alive"), std::string::npos) << t.first;
+    }
+  }
+  EXPECT_TRUE(s.settles());
+}
+
+}  // namespace
+}  // namespace vlq::server
