@@ -1,6 +1,9 @@
 // A growing, shrinking thread pool for cpp-httplib connections (see connection_pool.h).
 #include "connection_pool.h"
 
+#include <system_error>
+#include <thread>
+
 namespace vlq::server {
 
 ConnectionPool::ConnectionPool(std::size_t min_threads, std::size_t max_threads, std::chrono::seconds idle_exit)
@@ -24,9 +27,15 @@ void ConnectionPool::enqueue(std::function<void()> fn) {
 }
 
 // Detached: a thread that ends on idle leaves nothing behind to join; shutdown() waits for live_ == 0 instead.
+// A thread that cannot be created (a process or memory limit) leaves the job queued for the threads there are:
+// the listener thread that calls enqueue must not see the exception.
 void ConnectionPool::spawn() {
   ++live_;
-  std::thread([this] { work(); }).detach();
+  try {
+    std::thread([this] { work(); }).detach();
+  } catch (const std::system_error&) {
+    --live_;
+  }
 }
 
 void ConnectionPool::work() {
