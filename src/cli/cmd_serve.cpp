@@ -52,7 +52,7 @@ void check_args(const ServeArgs& a) {
   if (a.max_queue < 1) bad("--max-queue", ">= 1", std::to_string(a.max_queue));
   if (!(a.drain_timeout >= 0)) bad("--drain-timeout", ">= 0 seconds", fmt::format("{}", a.drain_timeout));
   if (a.kv_cache_memory_mb < 0) bad("--kv-cache-memory-mb", ">= 0 (0 = the device's default)", std::to_string(a.kv_cache_memory_mb));
-  if (a.max_body_mb < 1) bad("--max-body-mb", ">= 1 (MiB)", std::to_string(a.max_body_mb));
+  if (a.max_body_mb < 1 || a.max_body_mb > 4096) bad("--max-body-mb", "1..4096 (MiB)", std::to_string(a.max_body_mb));
   if (a.max_image_mb < 1) bad("--max-image-mb", ">= 1 (MiB)", std::to_string(a.max_image_mb));
   if (!a.allowed_media_dir.empty() && !fs::is_directory(a.allowed_media_dir))
     throw IoError({a.allowed_media_dir, "--allowed-media-dir is not a folder", "an existing folder", "", ""});

@@ -35,6 +35,7 @@ void ConnectionPool::spawn() {
     std::thread([this] { work(); }).detach();
   } catch (const std::system_error&) {
     --live_;
+    cv_.notify_one();  // an idle thread, if any, takes the job
   }
 }
 

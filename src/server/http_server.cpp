@@ -7,6 +7,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,20 +45,25 @@ void close_after(const httplib::Request& req, httplib::Response& res) {
 
 // The socket of req's connection, found by its two ends (cpp-httplib 0.11 does not expose it); -1 if none.
 int connection_socket(const httplib::Request& req, int local_port) {
-  for (int fd = 3; fd < 65536; ++fd) {
+  rlimit lim{};
+  const int max_fd = ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY
+                         ? static_cast<int>(std::min<rlim_t>(lim.rlim_cur, 1 << 20))
+                         : 65536;
+  for (int fd = 3; fd < max_fd; ++fd) {
     sockaddr_storage peer{}, self{};
     socklen_t pl = sizeof peer, sl = sizeof self;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
-      if (errno == EBADF && fd > 4096) break;  // past the open descriptors (a guess that only ends the scan early)
-      continue;
-    }
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
-    char host[NI_MAXHOST], port[NI_MAXSERV], lport[NI_MAXSERV];
+    char host[NI_MAXHOST], port[NI_MAXSERV], lhost[NI_MAXHOST], lport[NI_MAXSERV];
     if (::getnameinfo(reinterpret_cast<sockaddr*>(&peer), pl, host, sizeof host, port, sizeof port,
                       NI_NUMERICHOST | NI_NUMERICSERV) != 0 ||
-        ::getnameinfo(reinterpret_cast<sockaddr*>(&self), sl, nullptr, 0, lport, sizeof lport, NI_NUMERICSERV) != 0)
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&self), sl, lhost, sizeof lhost, lport, sizeof lport,
+                      NI_NUMERICHOST | NI_NUMERICSERV) != 0)
       continue;
-    if (std::atoi(port) == req.remote_port && host == req.remote_addr && std::atoi(lport) == local_port) return fd;
+    // Both ends (the same client address and port may reach two of this host's addresses).
+    if (std::atoi(port) == req.remote_port && host == req.remote_addr && std::atoi(lport) == local_port &&
+        (req.local_addr.empty() || lhost == req.local_addr))
+      return fd;
   }
   return -1;
 }
@@ -192,6 +198,9 @@ struct HttpServer::Impl {
 
   void install();
   void check_model(const std::string& model) const;
+  // Answers (and returns true) when a request's framing is refused before its body is read: 405 for methods no
+  // route takes, 400 bad or conflicting Content-Length, 411 none or Transfer-Encoding, 413 over 4x the limit.
+  bool refuse_framing(const httplib::Request& req, httplib::Response& res) const;
   // The API key (when the server has one) of a /v1/* request; refuse_key answers 401.
   bool authorized(const httplib::Request& req) const {
     return opt.api_key.empty() || req.path.rfind("/v1/", 0) != 0 ||
@@ -212,6 +221,47 @@ struct HttpServer::Impl {
 void HttpServer::Impl::check_model(const std::string& model) const {
   if (model.empty() || model == opt.served_model_name || model == bundle.dir().string()) return;
   throw ApiError(404, "The model `" + model + "` does not exist.", "invalid_request_error", "model", "model_not_found");
+}
+
+bool HttpServer::Impl::refuse_framing(const httplib::Request& req, httplib::Response& res) const {
+  auto refuse = [&](int status, const std::string& message, const char* code) {
+    send_error(res, ApiError(status, message, "invalid_request_error", "", code));
+    close_after(req, res);
+    return true;
+  };
+  const bool has_te = req.has_header("Transfer-Encoding");
+  const auto len = content_length(req);
+  if (req.method != "POST") {
+    if (req.method != "GET" && req.method != "HEAD") {
+      // PUT / PATCH / DELETE / OPTIONS / ...: no route takes them, and the library would read their bodies (chunked or
+      // until close) without a limit before answering.
+      res.set_header("Allow", allowed_methods(req.path).empty() ? "GET, HEAD, POST" : allowed_methods(req.path));
+      return refuse(405, req.method + " is not served (this server answers GET, HEAD and POST)", "method_not_allowed");
+    }
+    // A GET or HEAD with a body is answered, then the connection ends (its body is never read as a request).
+    if (has_te || (len && *len != 0)) close_after(req, res);
+    return false;
+  }
+  const std::size_t lengths = req.get_header_value_count("Content-Length");
+  bool conflicting = false;
+  for (std::size_t i = 1; i < lengths; ++i)
+    conflicting |= req.get_header_value("Content-Length", i) != req.get_header_value("Content-Length", 0);
+  if ((len && *len < 0) || conflicting)
+    return refuse(400, conflicting ? std::string("conflicting Content-Length headers")
+                                   : "Content-Length '" + req.get_header_value("Content-Length") + "' is not a number of bytes",
+                  "bad_content_length");
+  if (has_te)
+    return refuse(411, "chunked (Transfer-Encoding) request bodies are not accepted: send the body with a Content-Length header",
+                  "length_required");
+  if (!len) return refuse(411, "a POST needs a Content-Length header", "length_required");
+  // Up to 4x the limit the library reads the body and drops it, then answers 413: a client that writes its whole
+  // body before reading (most do) then sees the 413 instead of a reset connection. Beyond that the upload is not
+  // worth reading: 413 at once, and the connection ends.
+  if (static_cast<unsigned long long>(*len) > 4ull * opt.max_body_bytes)
+    return refuse(413, fmt::format("request body of {} bytes is larger than the server's limit ({} MiB, --max-body-mb)", *len,
+                                   opt.max_body_bytes >> 20),
+                  "request_too_large");
+  return false;
 }
 
 std::optional<engine::SeqEvent> HttpServer::Impl::next_event(Generation& g, httplib::DataSink* sink) {
@@ -361,58 +411,28 @@ void HttpServer::Impl::install() {
   svr.set_write_timeout(30, 0);
   svr.set_keep_alive_max_count(1000);
   svr.set_keep_alive_timeout(5);
+  // Framing first, before the library reads any body (pre-routing, and the Expect: 100-continue handler, which
+  // the library runs before pre-routing and which would otherwise invite a body that is then refused): the
+  // library would read a body of any announced length just to discard it (413 after the whole upload, however
+  // large), a body with neither a length nor chunking until the client closes (a hang), and chunked bodies
+  // without the size limit. Each refusal here ends the connection, since the body stays unread.
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_end_connection = false;
-    // Framing first, before the library reads any body: it would read a body of any announced length just to
-    // discard it (413 after the whole upload, however large), a POST with neither a length nor chunking until
-    // the client closes (a hang), and chunked bodies without the size limit. Each refusal here ends the
-    // connection, since the body stays unread.
-    if (req.method == "POST") {
-      const auto len = content_length(req);
-      const std::size_t lengths = req.get_header_value_count("Content-Length");
-      bool conflicting = false;
-      for (std::size_t i = 1; i < lengths; ++i)
-        conflicting |= req.get_header_value("Content-Length", i) != req.get_header_value("Content-Length", 0);
-      if ((len && *len < 0) || conflicting) {
-        send_error(res, ApiError(400, conflicting ? std::string("conflicting Content-Length headers")
-                                                  : "Content-Length '" + req.get_header_value("Content-Length") +
-                                                        "' is not a number of bytes",
-                                 "invalid_request_error", "", "bad_content_length"));
-        close_after(req, res);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      if (req.has_header("Transfer-Encoding")) {
-        send_error(res, ApiError(411, "chunked (Transfer-Encoding) request bodies are not accepted: send the body "
-                                      "with a Content-Length header",
-                                 "invalid_request_error", "", "length_required"));
-        close_after(req, res);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      if (!len) {
-        send_error(res, ApiError(411, "a POST needs a Content-Length header", "invalid_request_error", "",
-                                 "length_required"));
-        close_after(req, res);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      // Up to 4x the limit the library reads the body and drops it, then answers 413: a client that writes its
-      // whole body before reading (most do) then sees the 413 instead of a reset connection. Beyond that the
-      // upload is not worth reading: 413 at once, and the connection ends.
-      const unsigned long long drain_cap = 4ull * opt.max_body_bytes;
-      if (static_cast<unsigned long long>(*len) > drain_cap) {
-        send_error(res, ApiError(413, fmt::format("request body of {} bytes is larger than the server's limit ({} MiB, "
-                                                  "--max-body-mb)", *len, opt.max_body_bytes >> 20),
-                                 "invalid_request_error", "", "request_too_large"));
-        close_after(req, res);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;  // the API key of a POST is checked once its body is read
-    }
+    if (refuse_framing(req, res)) return httplib::Server::HandlerResponse::Handled;
+    if (req.method == "POST") return httplib::Server::HandlerResponse::Unhandled;  // key checked once the body is read
     if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
     refuse_key(res);
     return httplib::Server::HandlerResponse::Handled;
   });
+  svr.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+    t_end_connection = false;
+    return refuse_framing(req, res) ? res.status : 100;
+  });
   svr.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // The library's own refusals (a body that stalled or broke off: 400; too long: 413; URI too long: 414) may leave
+    // part of a body unread: end the connection after them too.
+    if (res.status == 400 || res.status == 413 || res.status == 414) close_after(req, res);
     if (res.status == 413 && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0 &&
         req.body.size() <= opt.max_body_bytes && content_length(req).value_or(0) <= static_cast<long long>(opt.max_body_bytes))
       // Debian's compiled cpp-httplib reads a form-encoded body over 8 KiB, then refuses it with a bare 413 (plain

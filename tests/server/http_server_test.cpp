@@ -92,7 +92,7 @@ struct TestServer {
   std::thread thread;
   int port = 0;
   explicit TestServer(std::int64_t max_num_seqs = 4, std::int64_t max_queue = 16, std::size_t max_body = 1 << 20,
-                      int http_threads = 16) {
+                      int http_threads = 16, std::chrono::seconds read_timeout = std::chrono::seconds(10)) {
     engine::CpuRunnerOptions ro;
     ro.num_blocks = 512;
     runner = std::make_unique<engine::CpuModelRunner>(bundle().model(), ro);
@@ -109,6 +109,7 @@ struct TestServer {
     so.served_model_name = "tiny";
     so.max_body_bytes = max_body;
     so.http_threads = http_threads;
+    so.read_timeout = read_timeout;
     so.media.allowed_media_dir = kHeldout;
     so.media.max_image_bytes = 64 << 10;
     so.max_model_len = 2048;
@@ -755,6 +756,50 @@ TEST(HttpServer, Http10KeepAliveIsAnsweredConsistently) {
     }
   }
   EXPECT_TRUE(s.settles());
+}
+
+}  // namespace
+}  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// Found by a desk review (2026-12-08): the framing checks covered POST only — a chunked PUT (any path, no key)
+// was read without a limit, a GET's body was read as the next request; the library's own 400 for a body that
+// stalled kept the connection (the rest of the body then became a request); `Expect: 100-continue` invited an
+// oversized body that was then refused unread.
+TEST(HttpServer, EveryMethodAndTheLibrarysOwnRefusalsEndTheConnection) {
+  using namespace std::chrono_literals;
+  auto s = std::make_unique<TestServer>(4, 16, std::size_t{1} << 20, 16, std::chrono::seconds(1));
+  const std::string smuggled = std::string("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kKey + "\r\n\r\n";
+  // PUT / DELETE / OPTIONS: 405 at once, connection ended.
+  for (const char* m : {"PUT", "DELETE", "OPTIONS", "PATCH"}) {
+    const TwoStep t = two_step(s->port, std::string(m) + " /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                               smuggled, 1500ms);
+    EXPECT_EQ(t.first.rfind("HTTP/1.1 405", 0), 0u) << m << t.first;
+    EXPECT_TRUE(t.closed) << m;
+    EXPECT_EQ(t.second.find("\"object\":\"list\""), std::string::npos) << m;
+  }
+  // A GET with a body is answered, and its body is never a request.
+  const TwoStep get = two_step(s->port, "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                             std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled, "", 1500ms);
+  EXPECT_EQ(get.first.rfind("HTTP/1.1 200", 0), 0u) << get.first;
+  EXPECT_EQ(get.first.find("\"object\":\"list\""), std::string::npos) << get.first;
+  EXPECT_TRUE(get.closed);
+  // A POST body that stalls: the library's 400 after the receive timeout (1 s here), then the connection ends.
+  const TwoStep stall = two_step(s->port, post_head("/v1/completions", "Content-Length: 500\r\n") + "{\"prompt\":", smuggled, 3000ms);
+  EXPECT_EQ(stall.first.rfind("HTTP/1.1 400", 0), 0u) << stall.first;
+  EXPECT_TRUE(stall.closed) << stall.first;
+  // Expect: 100-continue with a body far over the limit: 413 instead of "100 Continue".
+  const std::string r = raw_exchange(s->port, post_head("/v1/completions", "Expect: 100-continue\r\nContent-Length: 1000000000\r\n"), 1500ms);
+  EXPECT_EQ(r.rfind("HTTP/1.1 413", 0), 0u) << r;
+  EXPECT_EQ(r.find("100 Continue"), std::string::npos) << r;
+  // ... and a small one is still invited and served.
+  const std::string body = json{{"prompt", "Count"}, {"max_tokens", 2}}.dump();
+  const std::string ok = raw_exchange(s->port, post_head("/v1/completions", "Connection: close\r\nExpect: 100-continue\r\nContent-Length: " +
+                                                                       std::to_string(body.size()) + "\r\n") + body, 5000ms);
+  EXPECT_NE(ok.find("HTTP/1.1 200"), std::string::npos) << ok;
+  EXPECT_TRUE(s->settles());
 }
 
 }  // namespace
