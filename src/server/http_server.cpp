@@ -5,9 +5,10 @@
 #include <httplib.h>
 #include <fmt/format.h>
 
+#include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <sys/resource.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <utility>
+#include <vector>
 
 #include "connection_pool.h"
 #include "vlq/core/error.h"
@@ -45,11 +47,14 @@ void close_after(const httplib::Request& req, httplib::Response& res) {
 
 // The socket of req's connection, found by its two ends (cpp-httplib 0.11 does not expose it); -1 if none.
 int connection_socket(const httplib::Request& req, int local_port) {
-  rlimit lim{};
-  const int max_fd = ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY
-                         ? static_cast<int>(std::min<rlim_t>(lim.rlim_cur, 1 << 20))
-                         : 65536;
-  for (int fd = 3; fd < max_fd; ++fd) {
+  // The open descriptors only (/proc/self/fd): the cost follows the connections, not RLIMIT_NOFILE.
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return -1;
+  std::vector<int> fds;
+  while (const dirent* e = ::readdir(dir))
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9') fds.push_back(std::atoi(e->d_name));
+  ::closedir(dir);
+  for (const int fd : fds) {
     sockaddr_storage peer{}, self{};
     socklen_t pl = sizeof peer, sl = sizeof self;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
@@ -378,8 +383,22 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
   }
   // Non-streaming: the status line depends on the outcome, so wait for the first event (prefill done) before
   // answering; the rest is written by a provider that notices a vanished client.
-  g->add(*next_event(*g, nullptr));
-  while (http10 && !g->finished) g->add(*next_event(*g, nullptr));
+  if (http10) {
+    // The whole answer before the status line: watch the socket meanwhile (no provider to notice a vanished client).
+    const int fd = connection_socket(req, port);
+    while (!g->finished) {
+      pollfd p{fd, POLLRDHUP, 0};
+      if (fd >= 0 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        engine.abort(g->stream->id());
+        metrics.count_disconnect();
+        send_error(res, ApiError(499, "the client closed the connection", "invalid_request_error"));
+        return;
+      }
+      if (auto ev = g->stream->next(opt.poll_interval)) g->add(*ev);
+    }
+  } else {
+    g->add(*next_event(*g, nullptr));
+  }
   // HTTP/1.0 keep-alive is opt-in on both sides: cpp-httplib keeps the connection for "Keep-Alive" (this spelling
   // only), so say so, or the client waits for a close.
   if (http10 && req.get_header_value("Connection") == "Keep-Alive") res.set_header("Connection", "keep-alive");

@@ -804,3 +804,23 @@ TEST(HttpServer, EveryMethodAndTheLibrarysOwnRefusalsEndTheConnection) {
 
 }  // namespace
 }  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// Desk review (2026-12-08): an HTTP/1.0 client gets its whole answer with a length, so the server waits for the
+// end before writing; one that left meanwhile was not noticed and its generation ran to max_tokens.
+TEST(HttpServer, Http10ClientThatLeavesFreesItsSequence) {
+  TestServer& s = shared();
+  const double before = s.metrics_values().value("vlq_client_disconnects_total", 0.0);
+  const std::string body = json{{"prompt", "Count"}, {"max_tokens", 2000}, {"ignore_eos", true}}.dump();
+  const auto t0 = std::chrono::steady_clock::now();
+  (void)raw_exchange(s.port, post_head("/v1/completions", "Content-Length: " + std::to_string(body.size()) + "\r\n", "HTTP/1.0") + body,
+                     std::chrono::milliseconds(150));
+  EXPECT_TRUE(s.settles());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4)) << "ran to max_tokens";
+  EXPECT_GE(s.metrics_values().value("vlq_client_disconnects_total", 0.0), before + 1);
+}
+
+}  // namespace
+}  // namespace vlq::server
