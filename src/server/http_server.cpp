@@ -202,6 +202,15 @@ struct HttpServer::Impl {
       : bundle(b), engine(e), metrics(m), opt(std::move(o)) {}
 
   void install();
+  // Runs a content provider's body; an exception aborts the request and ends the response (false).
+  template <class F> bool guarded(Generation& g, F&& f) {
+    try {
+      return f();
+    } catch (...) {
+      engine.abort(g.stream->id());
+      return false;
+    }
+  }
   void check_model(const std::string& model) const;
   // Answers (and returns true) when a request's framing is refused before its body is read: 405 for methods no
   // route takes, 400 bad or conflicting Content-Length, 411 none or Transfer-Encoding, 413 over 4x the limit.
@@ -372,13 +381,13 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
     res.set_header("Cache-Control", "no-cache");
     close_after(req, res);  // the stream ends with the connection, even if the client asked to keep it
     res.set_content_provider(
-        "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return write_stream(*g, sink); }, releaser);
+        "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return guarded(*g, [&] { return write_stream(*g, sink); }); }, releaser);
     return;
   }
   if (stream) {
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return write_stream(*g, sink); }, releaser);
+        "text/event-stream", [this, g](std::size_t, httplib::DataSink& sink) { return guarded(*g, [&] { return write_stream(*g, sink); }); }, releaser);
     return;
   }
   // Non-streaming: the status line depends on the outcome, so wait for the first event (prefill done) before
@@ -411,7 +420,7 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
     return;
   }
   res.set_chunked_content_provider(
-      "application/json", [this, g](std::size_t, httplib::DataSink& sink) { return write_whole(*g, sink); }, releaser);
+      "application/json", [this, g](std::size_t, httplib::DataSink& sink) { return guarded(*g, [&] { return write_whole(*g, sink); }); }, releaser);
 }
 
 void HttpServer::Impl::install() {
@@ -486,10 +495,19 @@ void HttpServer::Impl::install() {
     }
     send_error(res, ApiError(500, what, "server_error"));
   });
+  // The logger and the content providers run outside cpp-httplib's exception handling (an exception there ends
+  // the process): nothing may escape them.
   svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    metrics.count_request(endpoint_label(req.path), res.status);
-    if (std::exchange(t_end_connection, false))
-      if (const int fd = connection_socket(req, port); fd >= 0) end_connection(fd);
+    try {
+      metrics.count_request(endpoint_label(req.path), res.status);
+    } catch (...) {
+    }
+    if (std::exchange(t_end_connection, false)) {
+      try {
+        if (const int fd = connection_socket(req, port); fd >= 0) end_connection(fd);
+      } catch (...) {
+      }
+    }
   });
   svr.Post("/v1/chat/completions",
            [this](const httplib::Request& req, httplib::Response& res) { handle_generate(req, res, true); });
