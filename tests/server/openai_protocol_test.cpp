@@ -3,6 +3,8 @@
 // and the Prometheus histogram / metrics text.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "vlq/server/metrics.h"
 #include "vlq/server/openai_protocol.h"
 
@@ -160,6 +162,62 @@ TEST(OpenAiProtocol, LogitBiasIsRefusedAndRangeMessagesSayTooLarge) {
   const std::string ids = message_of("{" + kMsgs + R"(, "stop_token_ids": [4294967296]})");
   EXPECT_NE(ids.find("4294967296 is not a token id"), std::string::npos) << ids;
   EXPECT_EQ(status_of("{" + kMsgs + R"(, "top_k": 4294967297})"), 200);  // int64: no truncation
+}
+
+}  // namespace
+}  // namespace vlq::server
+
+namespace vlq::server {
+namespace {
+
+// Mutated requests (a fixed seed, so the test is the same everywhere): every field of a full chat and completion
+// request replaced by values of every JSON type and odd numbers. Each parse either succeeds or throws ApiError
+// with a 4xx status — never another exception (nlohmann type_error, out_of_range, a bad cast) that would be a 500.
+TEST(OpenAiProtocol, MutatedRequestsGiveApiErrorsOnly) {
+  const ojson chat = ojson::parse(R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}], "temperature": 0.5, "top_p": 0.9,
+      "top_k": 4, "max_tokens": 8, "max_completion_tokens": 8, "stop": ["x"], "stop_token_ids": [1], "seed": 3,
+      "stream": true, "stream_options": {"include_usage": true}, "n": 1, "logprobs": false, "logit_bias": {},
+      "repetition_penalty": 1.1, "ignore_eos": false, "presence_penalty": 0, "response_format": {"type": "text"}})");
+  const ojson completion = ojson::parse(R"({"model": "m", "prompt": "hi", "max_tokens": 4, "echo": false, "suffix": "",
+      "best_of": 1, "stop": "y", "seed": 1})");
+  const std::vector<ojson> values = {
+      nullptr, true, false, 0, -1, 1, 2, 1.5, -0.0, 1e308, -1e308, 4294967296LL, -9223372036854775807LL - 1,
+      18446744073709551615ULL, "", "x", std::string(300, 'z'), ojson::array(), ojson::array({1, "a", nullptr}),
+      ojson::object(), ojson{{"type", 5}}, ojson{{"a", ojson::array({ojson::object()})}}};
+  std::mt19937 rng(20261208);
+  int parsed = 0, refused = 0;
+  for (const ojson* base : {&chat, &completion}) {
+    std::vector<std::string> keys;
+    for (auto it = base->begin(); it != base->end(); ++it) keys.push_back(it.key());
+    for (int round = 0; round < 600; ++round) {
+      ojson j = *base;
+      const int edits = 1 + static_cast<int>(rng() % 3);
+      for (int e = 0; e < edits; ++e) {
+        const std::string& k = keys[rng() % keys.size()];
+        if (rng() % 5 == 0) j.erase(k);
+        else j[k] = values[rng() % values.size()];
+      }
+      if (base == &chat && j.contains("messages") && j["messages"].is_array() && !j["messages"].empty() && rng() % 2) {
+        ojson& m = j["messages"][0];  // the message itself: role / content replaced
+        if (m.is_object()) m[rng() % 2 ? "role" : "content"] = values[rng() % values.size()];
+      }
+      const std::string body = j.dump();
+      try {
+        if (base == &chat) (void)parse_chat_request(body);
+        else (void)parse_completion_request(body);
+        ++parsed;
+      } catch (const ApiError& e) {
+        EXPECT_GE(e.status(), 400) << body;
+        EXPECT_LT(e.status(), 500) << body;
+        ++refused;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "not an ApiError: " << e.what() << " for " << body;
+      }
+    }
+  }
+  EXPECT_GT(parsed, 20);   // the mutations are not all fatal: the test would not notice a parser that refuses all
+  EXPECT_GT(refused, 200);
 }
 
 }  // namespace
