@@ -130,7 +130,10 @@ CalibrationStats calibration_stats_from_json(const json& j, const std::string& f
     const json& h = j["input_hist"];
     if (!h.is_object())
       throw ConfigError({file + ": input_hist", "not an object", "{module: histogram}", h.type_name(), ""});
-    for (const auto& [k, v] : h.items()) {
+    for (const auto& item : h.items()) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in the lambda below.
+      const std::string& k = item.key();
+      const json& v = item.value();
       const std::string where = file + ": input_hist." + k;
       auto integer = [&](const char* key) -> std::int64_t {
         if (!v.is_object() || !v.contains(key) || !v[key].is_number_integer())
