@@ -25,6 +25,8 @@ TEST(ServeCli, RefusesBadFlagsBeforeLoading) {
            {m + "--max-model-len 999999", 64, "longer than the model's context"},
            {m + "--kv-cache bogus", 64, "--kv-cache"},
            {m + "--allowed-media-dir /no/such/dir", 3, "--allowed-media-dir is not a folder"},
+           {m + "--max-body-mb 0", 64, "--max-body-mb"},
+           {m + "--max-body-mb 5000", 64, "1..4096"},  // 4x the limit must not wrap (the early-413 cap)
            {"--model /no/such/model", 3, "/no/such/model"},
        }) {
     const RunResult r = run_vlq("serve " + c.args);
