@@ -76,7 +76,9 @@ int connection_socket(const httplib::Request& req, int local_port) {
 // cpp-httplib 0.11 keeps a connection whose response said "Connection: close" open (only the request's header
 // counts), and would then read an unread body as the next request. After the response is written: FIN, drop
 // what the client already sent (bounded), and swap the descriptor for one at end of input, so the library's
-// next read ends its keep-alive loop (it then closes the swap) and no byte of the body is ever parsed.
+// next read ends its keep-alive loop (it then closes the swap) and no byte still on the socket is ever parsed.
+// Bytes the library had already buffered with the headers (its read buffer, 4 KiB) may still be parsed as a
+// request, with the usual API-key check, but its answer goes nowhere: nothing the client could not send anyway.
 void end_connection(int fd) {
   ::shutdown(fd, SHUT_WR);
   char buf[16384];
