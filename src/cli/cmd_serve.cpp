@@ -164,9 +164,8 @@ int run_serve(const ServeArgs& a) {
   so.media.allow_remote_media = a.allow_remote_media;
   if (!a.allowed_media_dir.empty()) so.media.allowed_media_dir = fs::absolute(a.allowed_media_dir);
   so.max_model_len = max_model_len;
-  // Connection threads: 16 kept, grown on demand up to one per request that can be running or queued (each may
-  // hold a connection while it waits) plus room for health checks and metrics scrapes, at least 512.
-  so.http_threads = 16;
+  // Connection threads: ServerOptions' 16 kept, grown on demand up to one per request that can be running or
+  // queued (each may hold a connection while it waits) plus room for health checks and metrics scrapes, >= 512.
   so.max_connections = static_cast<int>(std::min<std::int64_t>(
       65536, std::max<std::int64_t>(512, a.max_num_seqs + a.max_queue + 64)));
   server::HttpServer http(bundle, async, metrics, so);

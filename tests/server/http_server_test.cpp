@@ -510,9 +510,8 @@ TEST(HttpServer, WrongMethodOnAKnownRouteIs405WithAllow) {
 namespace vlq::server {
 namespace {
 
-// One raw exchange on a fresh loopback socket: sends `request` (then shuts down writing when half_close), reads
-// until the server closes or `wait` passes; returns what arrived.
-std::string raw_exchange(int port, const std::string& request, std::chrono::milliseconds wait, bool half_close = false) {
+// A TCP connection to the server on loopback; -1 when it cannot connect.
+int connect_loopback(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -520,24 +519,41 @@ std::string raw_exchange(int port, const std::string& request, std::chrono::mill
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     ::close(fd);
-    return "";
+    return -1;
   }
-  (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  if (half_close) ::shutdown(fd, SHUT_WR);
-  std::string out;
+  return fd;
+}
+
+// Appends what arrives on fd to `into` until the server closes (true) or `wait` passes (false).
+bool read_for(int fd, std::chrono::milliseconds wait, std::string& into) {
   const auto end = std::chrono::steady_clock::now() + wait;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
+    if (left <= 0) return false;
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
     char buf[4096];
     const auto n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
+    if (n <= 0) return true;  // closed (or reset)
+    into.append(buf, static_cast<std::size_t>(n));
   }
+}
+
+// One raw exchange on a fresh loopback socket: sends `request`, reads until the server closes or `wait` passes;
+// returns what arrived.
+std::string raw_exchange(int port, const std::string& request, std::chrono::milliseconds wait) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return "";
+  (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string out;
+  read_for(fd, wait, out);
   ::close(fd);
   return out;
+}
+
+// A request a refused body may carry, to see whether the server ever serves it: its answer holds "object":"list".
+std::string smuggled_get() {
+  return std::string("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kKey + "\r\n\r\n";
 }
 
 std::string post_head(const std::string& path, const std::string& extra_headers, const std::string& version = "HTTP/1.1") {
@@ -616,12 +632,8 @@ TEST(HttpServer, StalledClientsDoNotStarveOthers) {
   std::vector<int> fds;
   const std::string partial = post_head("/v1/completions", "Content-Length: 100000\r\n") + "{\"prompt\":";
   for (int i = 0; i < 40; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(s->port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const int fd = connect_loopback(s->port);
+    ASSERT_GE(fd, 0);
     (void)!::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
     fds.push_back(fd);
   }
@@ -650,11 +662,6 @@ TEST(HttpServer, NulInAnImagePathAndOutOfVocabularyStopIdsAre400) {
   EXPECT_TRUE(s.settles());
 }
 
-}  // namespace
-}  // namespace vlq::server
-
-namespace vlq::server {
-namespace {
 
 // Sends `first`, reads for `wait`, then sends `second` on the same socket (if it is still open) and reads until
 // the server closes or `wait` passes again: {answer to first, what came after second, closed after first}.
@@ -664,33 +671,13 @@ struct TwoStep {
 };
 TwoStep two_step(int port, const std::string& first, const std::string& second, std::chrono::milliseconds wait) {
   TwoStep out;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return out;
-  }
-  auto read_for = [&](std::string& into) {
-    const auto end = std::chrono::steady_clock::now() + wait;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
-      if (left <= 0) return false;
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-      char buf[4096];
-      const auto n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) return true;  // closed (or reset)
-      into.append(buf, static_cast<std::size_t>(n));
-    }
-  };
+  const int fd = connect_loopback(port);
+  if (fd < 0) return out;
   (void)!::send(fd, first.data(), first.size(), MSG_NOSIGNAL);
-  out.closed = read_for(out.first);
+  out.closed = read_for(fd, wait, out.first);
   if (!out.closed) {
     (void)!::send(fd, second.data(), second.size(), MSG_NOSIGNAL);
-    read_for(out.second);
+    read_for(fd, wait, out.second);
   }
   ::close(fd);
   return out;
@@ -704,7 +691,7 @@ TwoStep two_step(int port, const std::string& first, const std::string& second, 
 TEST(HttpServer, RefusedBodiesAreNeverServedAsRequests) {
   TestServer& s = shared();
   using namespace std::chrono_literals;
-  const std::string smuggled = std::string("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kKey + "\r\n\r\n";
+  const std::string smuggled = smuggled_get();
   for (const std::string head : {std::string("Content-Length: 1000000000000\r\n"), std::string("Content-Length: abc\r\n"),
                                  std::string(""), std::string("Transfer-Encoding: chunked\r\n"),
                                  std::string("Content-Length: 5\r\nContent-Length: 38\r\n")}) {
@@ -758,11 +745,6 @@ TEST(HttpServer, Http10KeepAliveIsAnsweredConsistently) {
   EXPECT_TRUE(s.settles());
 }
 
-}  // namespace
-}  // namespace vlq::server
-
-namespace vlq::server {
-namespace {
 
 // Found by a desk review (2026-12-08): the framing checks covered POST only — a chunked PUT (any path, no key)
 // was read without a limit, a GET's body was read as the next request; the library's own 400 for a body that
@@ -771,7 +753,7 @@ namespace {
 TEST(HttpServer, EveryMethodAndTheLibrarysOwnRefusalsEndTheConnection) {
   using namespace std::chrono_literals;
   auto s = std::make_unique<TestServer>(4, 16, std::size_t{1} << 20, 16, std::chrono::seconds(1));
-  const std::string smuggled = std::string("GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kKey + "\r\n\r\n";
+  const std::string smuggled = smuggled_get();
   // PUT / DELETE / OPTIONS: 405 at once, connection ended.
   for (const char* m : {"PUT", "DELETE", "OPTIONS", "PATCH"}) {
     const TwoStep t = two_step(s->port, std::string(m) + " /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -802,11 +784,6 @@ TEST(HttpServer, EveryMethodAndTheLibrarysOwnRefusalsEndTheConnection) {
   EXPECT_TRUE(s->settles());
 }
 
-}  // namespace
-}  // namespace vlq::server
-
-namespace vlq::server {
-namespace {
 
 // Desk review (2026-12-08): an HTTP/1.0 client gets its whole answer with a length, so the server waits for the
 // end before writing; one that left meanwhile was not noticed and its generation ran to max_tokens.
