@@ -108,6 +108,9 @@ ImageSource resolve_data_url(std::string_view ref, const MessageOptions& options
 ImageSource path_source(std::filesystem::path p, const MessageOptions& options, const std::string& origin) {
   if (p.empty())
     throw FormatError({origin, "empty image reference", "a file path, file: URL or data: URL", "''", ""});
+  // A NUL would cut the path short at the system call (a.png\0.txt opens a.png): refuse, do not truncate.
+  if (p.native().find('\0') != std::string::npos)
+    throw FormatError({origin, "image path contains a NUL character", "a file path without NUL", "a NUL byte", ""});
   const bool resolved = p.is_relative() && !options.base_dir.empty();  // the hint below names base_dir only then
   if (resolved) p = options.base_dir / p;
   p = p.lexically_normal();

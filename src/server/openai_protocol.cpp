@@ -81,10 +81,10 @@ double get_number(const ojson& v, const std::string& key) {
 std::int64_t get_int(const ojson& v, const std::string& key) {
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    // Checked before the cast (a double beyond int64 has no int64 value): 2^70 is an integer, just too large.
-    if (std::isfinite(d) && std::trunc(d) == d && !(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
-      bad(key, fmt::format("'{}' is too large ({:g}; at most 2^63-1)", key, d));
     if (!std::isfinite(d) || std::trunc(d) != d) bad(key, "'" + key + "' must be an integer");
+    // Before the cast (a double beyond int64 has no int64 value): 2^70 is an integer, just too large.
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+      bad(key, fmt::format("'{}' is too large ({:g}; at most 2^63-1)", key, d));
     return static_cast<std::int64_t>(d);
   }
   if (!v.is_number_integer()) bad(key, "'" + key + "' must be an integer, got " + type_name(v));

@@ -228,6 +228,8 @@ TEST(Messages, BadImageReferences) {
                    "not an image vlq can decode", "GIF");
   VLQ_EXPECT_ERROR(part("/definitely/not/here.png"), vlq::IoError, "image file not found");
   VLQ_EXPECT_ERROR(part(""), vlq::FormatError, "empty image reference");
+  VLQ_EXPECT_ERROR(part(std::string("/tmp/a.png") + '\0' + ".txt"), vlq::FormatError, "NUL character");
+  VLQ_EXPECT_ERROR(part("file:///tmp/a.png%00.txt"), vlq::FormatError, "NUL character");
   // Size limit on the decoded payload.
   MessageOptions small;
   small.max_image_bytes = 16;
