@@ -232,6 +232,17 @@ struct HttpServer::Impl {
   bool write_whole(Generation& g, httplib::DataSink& sink);
   // Waits for the next event, aborting the request when the client is gone. nullopt: gone.
   std::optional<engine::SeqEvent> next_event(Generation& g, httplib::DataSink* sink);
+  // The same, with "gone" asked of the caller (a socket that reached end of input, a sink no longer writable).
+  template <class Gone> std::optional<engine::SeqEvent> next_event_until(Generation& g, Gone&& gone) {
+    for (;;) {
+      if (gone()) {
+        engine.abort(g.stream->id());
+        metrics.count_disconnect();
+        return std::nullopt;
+      }
+      if (auto ev = g.stream->next(opt.poll_interval)) return ev;
+    }
+  }
 };
 
 void HttpServer::Impl::check_model(const std::string& model) const {
@@ -281,14 +292,7 @@ bool HttpServer::Impl::refuse_framing(const httplib::Request& req, httplib::Resp
 }
 
 std::optional<engine::SeqEvent> HttpServer::Impl::next_event(Generation& g, httplib::DataSink* sink) {
-  for (;;) {
-    if (sink && !sink->is_writable()) {
-      engine.abort(g.stream->id());
-      metrics.count_disconnect();
-      return std::nullopt;
-    }
-    if (auto ev = g.stream->next(opt.poll_interval)) return ev;
-  }
+  return next_event_until(g, [sink] { return sink && !sink->is_writable(); });
 }
 
 bool HttpServer::Impl::write_stream(Generation& g, httplib::DataSink& sink) {
@@ -397,15 +401,17 @@ void HttpServer::Impl::handle_generate(const httplib::Request& req, httplib::Res
   if (http10) {
     // The whole answer before the status line: watch the socket meanwhile (no provider to notice a vanished client).
     const int fd = connection_socket(req, port);
-    while (!g->finished) {
+    auto gone = [fd] {
       pollfd p{fd, POLLRDHUP, 0};
-      if (fd >= 0 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-        engine.abort(g->stream->id());
-        metrics.count_disconnect();
+      return fd >= 0 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    };
+    while (!g->finished) {
+      const auto ev = next_event_until(*g, gone);
+      if (!ev) {
         send_error(res, ApiError(499, "the client closed the connection", "invalid_request_error"));
         return;
       }
-      if (auto ev = g->stream->next(opt.poll_interval)) g->add(*ev);
+      g->add(*ev);
     }
   } else {
     g->add(*next_event(*g, nullptr));
