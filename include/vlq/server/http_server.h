@@ -1,9 +1,11 @@
 // The HTTP front of `vlq serve` (cpp-httplib, HTTP/1.1): routes POST /v1/chat/completions,
 // POST /v1/completions, GET /v1/models, GET /health, GET /metrics; API-key check (Authorization: Bearer,
-// on /v1/* only, scheme case-insensitive, 401 with WWW-Authenticate); framing checked before a body is read (411
-// without Content-Length or chunking, 413 when Content-Length exceeds 4x the limit, unread, 400 when it is not a number);
-// HTTP/1.0 clients get whole bodies with a length and streams that end with the connection; a connection
-// thread pool that grows to max_connections (slow or idle clients do not starve the others); OpenAI-shaped JSON errors for every failure (400 naming the field, 401,
+// on /v1/* only, scheme case-insensitive, 401 with WWW-Authenticate; a POST's after its body is read); framing
+// checked before any body is read (405 for methods no route takes, 411 without Content-Length or with
+// Transfer-Encoding, 400 for a bad or conflicting Content-Length, 413 unread beyond 4x the limit), and a refusal
+// that leaves a body unread ends its connection; HTTP/1.0 clients get whole bodies with a length and streams
+// that end with the connection; a connection thread pool that grows to max_connections (slow or idle clients do
+// not starve the others); OpenAI-shaped JSON errors for every failure (400 naming the field, 401,
 // 404, 413, 429 queue full, 503 shutting down, 500); server-sent events for stream=true ending in
 // `data: [DONE]`. Worker threads parse and build requests, submit them to the AsyncEngine and read their
 // output channel; a client that goes away is noticed within poll_interval (the socket stops being writable)
