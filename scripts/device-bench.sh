@@ -46,8 +46,9 @@ elif has quant; then
   tail -5 "$OUT/quant.log"; du -sh $F
 fi
 if has gquant; then  # issue #13: layer-sequential GPU calibration of the 7B BF16 checkpoint, 512 text + 256 image+caption
+  # (GQ_OUT: output folder, default /tmp/q7-gq; GQ_SCOPE lm|vlm; GQ_ARGS: more quantize flags, e.g. "--unaligned fp8")
   [ -f /tmp/calib/text.jsonl ] || python3 tools/make_calib_set.py /tmp/calib --text ${GQ_TEXT:-512} --images ${GQ_IMAGES:-256}
-  step gquant 420 $D/vlq quantize $Q /tmp/q7-gq --scope ${GQ_SCOPE:-lm} --device cuda --calib-text /tmp/calib/text.jsonl \
+  step gquant 420 $D/vlq quantize $Q ${GQ_OUT:-/tmp/q7-gq} --scope ${GQ_SCOPE:-lm} ${GQ_ARGS:-} --device cuda --calib-text /tmp/calib/text.jsonl \
     --calib-images /tmp/calib/images --samples $(( ${GQ_TEXT:-512} + ${GQ_IMAGES:-256} )) --seq-len 512 --json --force
   grep -E "GPU calibration|note:|calibrating on|error" "$OUT/gquant.log" | head; grep -A12 '"calibration"' "$OUT/gquant.log"
 fi

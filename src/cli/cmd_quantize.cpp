@@ -46,7 +46,7 @@ namespace fs = std::filesystem;
 using namespace vlq;
 
 struct QuantizeArgs {
-  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", layout = "portable", image_backend = "torchvision";
+  std::string model, out, scope = "lm", format = "modelopt", kv_cache = "fp8", vision_kv = "none", unaligned = "keep", layout = "portable", image_backend = "torchvision";
   std::vector<std::string> exclude, targets;
   std::string calib_text, calib_images, save_calib, load_calib, modelopt_compat, act_scale = "max";
   std::string report, auto_tasks, device = "auto";
@@ -122,6 +122,10 @@ quant::QuantizeOptions options_of(const QuantizeArgs& a) {
   opt.act_scale = quant::parse_act_scale(a.act_scale).name();
   opt.exclude = a.exclude;
   opt.pad = a.pad;
+  if (a.unaligned == "keep") opt.unaligned_fp8 = false;
+  else if (a.unaligned == "fp8") opt.unaligned_fp8 = true;
+  else throw UsageError({"--unaligned", "unknown value", "keep or fp8", a.unaligned,
+                         "keep leaves Linears whose K or N is not a multiple of 16 in the source dtype (default)"});
   opt.check_targets = a.targets;
   if (std::find(opt.check_targets.begin(), opt.check_targets.end(), "vlq") == opt.check_targets.end())
     opt.check_targets.push_back("vlq");
@@ -545,6 +549,10 @@ std::function<int()> setup_quantize(CLI::App& app) {
   app.add_flag("--pad", a->pad,
                "Pad Linears that do not fit FP8 GEMM alignment: not supported (a padded weight has a shape no loader "
                "accepts); such Linears are kept BF16 and named in the summary. Passing it is a usage error");
+  app.add_option("--unaligned", a->unaligned,
+                 "Linears whose K or N is not a multiple of 16 (Qwen2.5-VL's vision MLP, 3420 wide): keep (default: the "
+                 "source dtype, loads everywhere) or fp8 (quantized in their own shape for vlq, which pads them on the GPU "
+                 "itself; vLLM's and TensorRT-LLM's FP8 GEMMs need 16: `vlq check` warns for those targets)");
   app.add_option("--save-calib", a->save_calib, "Write the calibration amax statistics (JSON)");
   app.add_option("--load-calib", a->load_calib, "Use saved calibration statistics instead of calibrating");
   app.add_flag("--auto-precision", a->auto_precision,

@@ -27,7 +27,9 @@ Device parse_device(std::string_view v, const std::string& flag) {
   if (v == "cuda") {
 #ifndef VLQ_HAVE_CUDA
     throw UnsupportedError({flag, "this vlq was built without the CUDA runtime", "a build with VLQ_CUDA=ON (nvcc found)",
-                            "cuda", "rebuild where nvcc is installed (scripts/build), or use --device cpu"});
+                            "a build without it",
+                            "use --device cpu, or rebuild where nvcc is installed (remove build/ first if it was "
+                            "configured with -DVLQ_CUDA=OFF, then scripts/build)"});
 #endif
     if (!cuda_device_available())
       throw UnsupportedError({flag + " cuda", "no CUDA device is visible", "a GPU", "none",

@@ -229,9 +229,48 @@ std::vector<std::string> plan_exclusions(const CheckpointView& view, const Quant
     }
   }
   if (format == QuantFormat::kModelOpt) add_unique(exclude, "lm_head");
+  const auto& modes = (format == QuantFormat::kModelOpt ? prof.modelopt_exclusion : prof.ct_exclusion).policy.plain_entries;
+  const bool substring = std::find(modes.begin(), modes.end(), MatchMode::kSubstring) != modes.end();
+  const bool expands = std::find(modes.begin(), modes.end(), MatchMode::kFnmatch) != modes.end();
+  if (format == QuantFormat::kModelOpt && substring && !expands) {
+    // A target that reads entries as substrings and does not expand wildcards (vLLM 0.10) skips no module for
+    // "visual.blocks.0.mlp*" (ModelOpt's summary of a kept MLP: the vision MLPs of width 3420 that quantize keeps
+    // BF16): the entry's stem "visual.blocks.0.mlp" covers the fused gate_up_proj and down_proj it builds. Added
+    // only when no FP8 Linear's name contains the stem, so nothing quantized is built BF16 by it.
+    const std::vector<std::string> entries = exclude;
+    for (const auto& w : entries) {
+      if (w.size() < 2 || w.back() != '*' || w[w.size() - 2] == '.') continue;
+      const std::string stem = w.substr(0, w.size() - 1);
+      if (has_wildcard(stem) || is_regex_entry(stem)) continue;
+      if (std::find(exclude.begin(), exclude.end(), stem) != exclude.end()) continue;
+      const bool hits_fp8 = std::any_of(L.linears.begin(), L.linears.end(), [&](const LinearModule& m) {
+        return m.weight_dtype == DType::F8_E4M3 &&
+               (m.name.find(stem) != std::string::npos || m.canonical.find(stem) != std::string::npos);
+      });
+      if (hits_fp8) continue;
+      exclude.push_back(stem);
+      for_target.push_back(stem);
+    }
+    // Kept (non-FP8) Linears the target would still build FP8, e.g. a kept q/k/v group: its qkv_proj contains
+    // none of the shard entries. Named by the fused module in checkpoint naming ("model.layers.0.self_attn.qkv_proj")
+    // when the target's matcher then skips it, else by the runtime name; never when the entry would also cover
+    // an FP8 Linear.
+    std::vector<std::string> fp8_rt;
+    for (const auto& m : L.linears)
+      if (m.weight_dtype == DType::F8_E4M3) fp8_rt.push_back(runtime_module(prof, m.name, m.tower).name);
+    for (const auto& m : L.linears) {
+      if (m.tower == Tower::kHead || m.weight_dtype == DType::F8_E4M3) continue;
+      const std::string rt = runtime_module(prof, m.name, m.tower).name;
+      if (!runtime_exclusion(prof, format, exclude, rt).entry.empty()) continue;
+      std::string e = std::string(module_of(m.name)) + "." + std::string(leaf_of(rt));
+      if (runtime_exclusion(prof, format, {e}, rt).entry.empty()) e = rt;
+      const bool hits_fp8 = std::any_of(fp8_rt.begin(), fp8_rt.end(), [&](const std::string& f) { return f.find(e) != std::string::npos; });
+      if (hits_fp8 || runtime_exclusion(prof, format, {e}, rt).entry.empty()) continue;
+      exclude.push_back(e);
+      for_target.push_back(e);
+    }
+  }
   if (primary && exclude != primary->exclude) {
-    const auto& modes = (format == QuantFormat::kModelOpt ? prof.modelopt_exclusion : prof.ct_exclusion).policy.plain_entries;
-    const bool substring = std::find(modes.begin(), modes.end(), MatchMode::kSubstring) != modes.end();
     std::string why;
     for (const auto& e : for_target)
       for (const auto& w : exclude)

@@ -793,6 +793,25 @@ void resolve_declared(QuantLayout& L) {
   }
 }
 
+// True when `e` is "<parent>.qkv_proj" / "<parent>.gate_up_proj" and the checkpoint has that parent's q/k/v or
+// gate/up shards, none of them FP8 (what vlq convert writes for vLLM 0.10 when a fused group is kept).
+bool names_fused_module_of_kept_shards(const std::string& e, const std::vector<LinearModule>& linears) {
+  const std::string_view leaf = leaf_of(e);
+  std::vector<std::string_view> shards;
+  if (leaf == "qkv_proj") shards = {"q_proj", "k_proj", "v_proj"};
+  else if (leaf == "gate_up_proj") shards = {"gate_proj", "up_proj"};
+  else return false;
+  const std::string parent(module_of(e));
+  int found = 0;
+  for (const auto& m : linears)
+    for (const auto sh : shards)
+      if (m.name == parent + "." + std::string(sh) || m.canonical == parent + "." + std::string(sh)) {
+        if (m.weight_dtype == DType::F8_E4M3) return false;
+        ++found;
+      }
+  return found > 0;
+}
+
 // Exclude entries that match nothing, in each file; an entry reported once (step 5).
 void audit_stale_exclusions(QuantLayout& L, const std::vector<std::string>& names) {
   auto& F = L.findings;
@@ -815,6 +834,13 @@ void audit_stale_exclusions(QuantLayout& L, const std::vector<std::string>& name
       }
       if (entry_matches_anything(e, *d, L.linears, names)) continue;
       reported.insert(e);
+      if (names_fused_module_of_kept_shards(e, L.linears)) {
+        add(F, Severity::kInfo, "ignore_names_fused_module", e,
+            fmt::format("{} entry '{}' names the fused module runtimes build from its kept shards (vLLM's qkv_proj / "
+                        "gate_up_proj), for loaders that match entries as substrings (vLLM 0.10); others ignore it",
+                        d->file, e));
+        continue;
+      }
       if (e == "lm_head" && !has_lm_head) {
         add(F, Severity::kInfo, "ignore_matches_nothing", e,
             fmt::format("{} lists 'lm_head' but the checkpoint has no lm_head tensor (tied embeddings)", d->file));

@@ -213,7 +213,7 @@ RuntimeProfile vlq_native() {
   p.vision_kv_supported = false;
   p.fp8_gemm_align = 1;
   p.unaligned_severity = Severity::kInfo;
-  p.unaligned_text = "vlq has no FP8 GEMM alignment constraint";
+  p.unaligned_text = "vlq runs any shape: the CPU path has no alignment constraint, the CUDA path zero-pads the vision MLP width to 16 on upload";
   p.modelopt_kv_style = KvStyle::kModelOpt;
   p.ct_kv_style = KvStyle::kCanonical;
   p.default_vision = "keep";

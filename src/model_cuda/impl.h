@@ -127,12 +127,13 @@ struct DevVisionBlock {
   float* norm1 = nullptr;
   float* norm2 = nullptr;
   DevLinear qkv, proj, gate, up, down;
-  DevLinear gate_up;  // w != null: dense gate and up stacked as one [2·Iv, K] block (gate.w / up.w point into it)
+  DevLinear gate_up;  // w != null: dense gate and up stacked as one [2·Ivp, K] block (gate.w / up.w point into it)
   bool full = false;  // full attention (fullatt_block_indexes) rather than window attention
 };
 struct DevVision {
   formats::VisionConfig cfg;
   std::int64_t Dv = 0, heads = 0, hd = 0, Iv = 0, out = 0, unit = 4;
+  std::int64_t Ivp = 0;  // Iv rounded up to 16: the MLP's width on the device (zero-padded, vision_cuda.cpp)
   std::unique_ptr<cuda::DeviceArena> arena;
   DevLinear patch, merger0, merger2;
   float* ln_q = nullptr;

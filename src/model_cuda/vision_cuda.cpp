@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "impl.h"
@@ -78,6 +79,35 @@ DevLinear upload_vit_gate_up(cuda::DeviceArena& arena, const ops::LinearWeights&
   if (f.bias_bf16) du.bias_bf16 = static_cast<std::uint16_t*>(f.bias_bf16) + i;
   return f;
 }
+// The ViT MLP with its intermediate width I padded to Ip (a multiple of 16; Qwen2.5-VL: 3420 → 3424): gate and
+// up get Ip - I zero rows (and zero bias), down Ip - I zero input columns. The pad columns of gate|up are then 0,
+// SwiGLU writes silu(0)·0 = 0 there and down adds 0·0: the result is the unpadded MLP's. cuBLASLt's FP8 GEMMs
+// need K % 16 == 0 (down's K), so this is what lets `vlq quantize --unaligned fp8` exports (FP8 vision MLPs) run
+// on the tensor cores; for BF16 it gives 16-byte aligned rows (it replaces the K padding to 8 of DevLinear::kp).
+// A Linear's `w` holds decoded values (E4M3 values for FP8), so a zero is the E4M3 code 0 and the scales stay.
+ops::LinearWeights pad_out_rows(const ops::LinearWeights& l, std::int64_t rows) {
+  ops::LinearWeights p = l;
+  p.out_features = rows;
+  p.w.resize(static_cast<std::size_t>(rows * l.in_features), 0.0f);
+  if (!l.bias.empty()) p.bias.resize(static_cast<std::size_t>(rows), 0.0f);
+  return p;
+}
+ops::LinearWeights pad_in_cols(const ops::LinearWeights& l, std::int64_t cols) {
+  ops::LinearWeights p = l;
+  p.in_features = cols;
+  p.w.assign(static_cast<std::size_t>(l.out_features * cols), 0.0f);
+  for (std::int64_t r = 0; r < l.out_features; ++r)
+    std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, p.w.begin() + r * cols);
+  return p;
+}
+// A Linear with l's kind and the given shape, no data: what linear_bytes needs to size the arena.
+ops::LinearWeights shape_of(const ops::LinearWeights& l, std::int64_t out, std::int64_t in) {
+  ops::LinearWeights s;
+  s.kind = l.kind;
+  s.out_features = out;
+  s.in_features = in;
+  return s;
+}
 }  // namespace
 
 std::unique_ptr<DevVision> upload_vision(const model::Qwen2_5_VL& cpu) {
@@ -91,7 +121,8 @@ std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const fo
   v->Dv = v->cfg.hidden_size;
   v->heads = v->cfg.num_heads;
   v->hd = v->Dv / v->heads;
-  v->Iv = v->cfg.intermediate_size;
+  v->Iv = w.blocks.front().gate.out_features;  // the weights' width (the CPU path's), checked per block below
+  v->Ivp = (v->Iv + 15) / 16 * 16;
   v->out = v->cfg.out_hidden_size;
   v->unit = v->cfg.spatial_merge_size * v->cfg.spatial_merge_size;
   if (w.patch_embed.kind != ops::LinearKind::kDense)
@@ -100,8 +131,16 @@ std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const fo
   std::size_t bytes = linear_bytes(w.patch_embed) + linear_bytes(w.merger0) + linear_bytes(w.merger2) +
                       aligned(w.ln_q.size() * 4) + kAlign;
   for (const auto& b : w.blocks) {
+    if (b.gate.out_features != v->Iv || b.up.out_features != v->Iv || b.down.in_features != v->Iv)
+      throw UnsupportedError({b.gate.name, "vision MLP widths differ between blocks or between gate, up and down",
+                              "gate/up out_features = down in_features = " + std::to_string(v->Iv),
+                              std::to_string(b.gate.out_features) + "/" + std::to_string(b.up.out_features) + "/" +
+                                  std::to_string(b.down.in_features),
+                              "run this checkpoint with --device cpu"});
     bytes += aligned(b.norm1.size() * 4) + aligned(b.norm2.size() * 4);
-    for (const auto* l : {&b.qkv, &b.proj, &b.gate, &b.up, &b.down}) bytes += linear_bytes(*l);
+    for (const auto* l : {&b.qkv, &b.proj}) bytes += linear_bytes(*l);
+    bytes += linear_bytes(shape_of(b.gate, v->Ivp, b.gate.in_features)) + linear_bytes(shape_of(b.up, v->Ivp, b.up.in_features)) +
+             linear_bytes(shape_of(b.down, b.down.out_features, v->Ivp));
   }
   v->arena = std::make_unique<cuda::DeviceArena>(bytes);
   v->patch = upload_linear(*v->arena, w.patch_embed);
@@ -115,13 +154,17 @@ std::unique_ptr<DevVision> upload_vision(const model::VisionWeights& w, const fo
     d.norm2 = upload_f32(*v->arena, b.norm2);
     d.qkv = upload_linear(*v->arena, b.qkv);
     d.proj = upload_linear(*v->arena, b.proj);
-    if (vit_gate_up_fusable(b.gate, b.up)) {
-      d.gate_up = upload_vit_gate_up(*v->arena, b.gate, b.up, d.gate, d.up);
+    std::optional<ops::LinearWeights> pg, pu, pd;  // the padded copies (one block's at a time), see pad_out_rows
+    if (v->Ivp != v->Iv) pg = pad_out_rows(b.gate, v->Ivp), pu = pad_out_rows(b.up, v->Ivp), pd = pad_in_cols(b.down, v->Ivp);
+    const ops::LinearWeights& g = pg ? *pg : b.gate;
+    const ops::LinearWeights& u = pu ? *pu : b.up;
+    if (vit_gate_up_fusable(g, u)) {
+      d.gate_up = upload_vit_gate_up(*v->arena, g, u, d.gate, d.up);
     } else {
-      d.gate = upload_linear(*v->arena, b.gate);
-      d.up = upload_linear(*v->arena, b.up);
+      d.gate = upload_linear(*v->arena, g);
+      d.up = upload_linear(*v->arena, u);
     }
-    d.down = upload_linear(*v->arena, b.down);
+    d.down = upload_linear(*v->arena, pd ? *pd : b.down);
     const auto& fb = v->cfg.fullatt_block_indexes;
     d.full = std::find(fb.begin(), fb.end(), static_cast<std::int64_t>(i)) != fb.end();
     v->blocks.push_back(std::move(d));
@@ -228,8 +271,9 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   }
   const Tensor o = scratch_view(v.o, DType::F32, n, Dv);
   run_linear(im.gemm, st, B.proj, o_in, o);
-  // MLP: x += o, RMSNorm into gate/up's input form(s), gate | up into one [n, 2·Iv] row, SwiGLU, down.
-  const std::int64_t I = v.Iv;
+  // MLP: x += o, RMSNorm into gate/up's input form(s), gate | up into one [n, 2·Ivp] row, SwiGLU, down (the
+  // intermediate width padded to 16 with zero weights, see pad_out_rows: the pad columns are 0 throughout).
+  const std::int64_t I = v.Ivp;
   // Separate gate and up GEMMs write the two halves of one row: the up half must start 16-byte aligned.
   const DType udt = B.gate_up.w || I % 8 == 0 ? gdt : DType::F32;
   char* gu = static_cast<char*>(v.gu.get(static_cast<std::size_t>(n * 2 * I) * 4));
@@ -250,7 +294,7 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   }
   const Tensor act = input_of(v.act, B.down, n, st);
   cuda::swiglu(Tensor::contiguous(gu, udt, {n, 2 * I}), act, scale_of(B.down), st);
-  record(kTapDownIn, act);
+  record(kTapDownIn, I == v.Iv ? act : Tensor::strided2d(act.data, act.dtype, n, v.Iv, act.stride[0]));  // no pad columns
   run_linear(im.gemm, st, B.down, act, d_out);
 }
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <limits>
 
 #include "vlq/core/error.h"
@@ -91,7 +92,8 @@ void check_options(const std::string& where, const QuantizeOptions& opt) {
          "Linears whose K and N are multiples of 16 (others are kept BF16 and listed in the exclusions)", "--pad",
          "drop --pad: a zero-padded weight has a shape that no loader accepts (transformers, vLLM, SGLang and vlq "
          "check every tensor shape against config.json), so a padded checkpoint would not load anywhere; the "
-         "misaligned Linears are kept BF16 instead"});
+         "misaligned Linears are kept BF16 instead, or --unaligned fp8 quantizes them in their own shape (vlq "
+         "pads them on the GPU itself; vLLM's FP8 GEMMs do not run them)"});
   if (opt.format == ExportFormat::kCompressedTensors && opt.modelopt_version_compat)
     throw UsageError({where, "--modelopt-compat applies to the ModelOpt format only", "--format modelopt",
                       "--format compressed-tensors", "drop --modelopt-compat"});
@@ -224,12 +226,56 @@ void decide(ModulePlan& m, const QuantizeOptions& opt) {
     return;
   }
   if (m.in_features % 16 || m.out_features % 16) {
-    m.reason = fmt::format("{}={} not a multiple of 16 (FP8 GEMM alignment of cuBLASLt/CUTLASS): kept in the source dtype",
-                           m.in_features % 16 ? "K" : "N", m.in_features % 16 ? m.in_features : m.out_features);
+    const char* dim = m.in_features % 16 ? "K" : "N";
+    const std::int64_t v = m.in_features % 16 ? m.in_features : m.out_features;
+    if (!opt.unaligned_fp8) {
+      m.reason = fmt::format("{}={} not a multiple of 16 (FP8 GEMM alignment of cuBLASLt/CUTLASS): kept in the source "
+                             "dtype (--unaligned fp8 quantizes it for vlq)", dim, v);
+      return;
+    }
+    m.quantize = true;
+    m.reason = fmt::format("FP8 E4M3 per-tensor weight, static per-tensor input; {}={} not a multiple of 16 "
+                           "(--unaligned fp8: vlq pads it on the GPU, vLLM and TensorRT-LLM FP8 GEMMs need 16)", dim, v);
     return;
   }
   m.quantize = true;
   m.reason = "FP8 E4M3 per-tensor weight, static per-tensor input";
+}
+
+// Shards that runtimes fuse into one Linear (q/k/v → qkv_proj, gate/up → gate_up_proj; vLLM, SGLang, TensorRT-LLM)
+// must share one dtype: vLLM 0.10 builds the fused Linear from one exclusion test and casts a kept shard's BF16
+// weight to FP8 without scales, newer vLLM raises "Detected some but not all shards ... are quantized". So when
+// some shard is kept (alignment: the odd test models' k_proj N = 8; or a user's --exclude of one shard), its
+// siblings are kept too, and their reason names it.
+void keep_fused_groups_whole(QuantPlan& plan) {
+  auto group_of = [](const ModulePlan& m) -> std::string {
+    const std::string_view leaf = formats::leaf_of(m.canonical_module);
+    const std::string parent(formats::module_of(m.canonical_module));
+    if (leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj") return parent + " q/k/v";
+    if (leaf == "gate_proj" || leaf == "up_proj") return parent + " gate/up";
+    return {};
+  };
+  std::map<std::string, std::vector<ModulePlan*>> groups;
+  for (auto& m : plan.modules)
+    if (m.is_linear)
+      if (std::string g = group_of(m); !g.empty()) groups[g].push_back(&m);
+  for (auto& [g, members] : groups) {
+    const ModulePlan* kept = nullptr;
+    bool any_quantized = false;
+    for (const ModulePlan* m : members) {
+      if (!m->quantize && !kept) kept = m;
+      any_quantized |= m->quantize;
+    }
+    if (!kept || !any_quantized) continue;
+    const bool qkv = g.size() > 6 && g.compare(g.size() - 6, 6, " q/k/v") == 0;
+    for (ModulePlan* m : members)
+      if (m->quantize) {
+        m->quantize = false;
+        m->reason = fmt::format("its fused sibling {} is kept: runtimes fuse {} into one {} whose shards must share a dtype",
+                                formats::leaf_of(kept->canonical_module), qkv ? "q/k/v" : "gate/up",
+                                qkv ? "qkv_proj" : "gate_up_proj");
+      }
+  }
 }
 
 // The attention modules that get k_scale / v_scale.
@@ -276,6 +322,7 @@ QuantPlan plan_quantization(const io::Checkpoint& ckpt, const formats::ModelConf
 
   match_excludes(plan, opt);
   for (auto& m : plan.modules) decide(m, opt);
+  keep_fused_groups_whole(plan);
   if (plan.quantized_count() == 0)
     throw UsageError({where, "nothing to quantize: every Linear is excluded", "at least one Linear quantized", "0",
                       "check --scope and --exclude"});

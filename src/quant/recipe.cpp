@@ -212,6 +212,7 @@ std::string provenance_json(const QuantizeOptions& opt, const CalibrationStats& 
                {"vision_kv_scales", opt.vision_kv == VisionKvScales::kModelOpt ? "modelopt" : "none"},
                {"weight_rounding", ops::fp8_rounding_name(opt.weight_rounding)},
                {"act_scale", opt.act_scale},
+               {"unaligned", opt.unaligned_fp8 ? "fp8" : "keep"},
                {"calibration", {{"samples", stats.samples}, {"text_tokens", stats.text_tokens}, {"image_tokens", stats.image_tokens}}},
                {"quantized_linears", quantized},
                {"kept_linears", kept}};

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -141,8 +142,12 @@ std::vector<std::int32_t> image_prompt(const model::Qwen2_5_VL& cpu, const image
 
 // The whole VLM in FP8, as `vlq quantize --scope vlm` writes it: every Linear of the vision blocks and the
 // merger with in_features % 16 == 0 (the patch embedding stays BF16), calibrated on one image prompt.
-model::Qwen2_5_VL quantized_vlm_model() {
+// `unaligned`: also the Linears whose K is not a multiple of 16 (`vlq quantize --unaligned fp8`); `prepare`
+// changes the model before calibration.
+model::Qwen2_5_VL quantized_vlm_model(bool unaligned = false,
+                                      const std::function<void(model::Qwen2_5_VL&)>& prepare = {}) {
   model::Qwen2_5_VL m = quantized_lm_model();
+  if (prepare) prepare(m);
   AmaxObserver obs;
   const image::ProcessedImages px = load_processed(m, kImage);
   const auto ids = image_prompt(m, px);
@@ -150,7 +155,7 @@ model::Qwen2_5_VL quantized_vlm_model() {
   m.prefill(s, ids, &px, 1, &obs);
   auto& vw = m.mutable_weights().vision;
   auto q = [&](ops::LinearWeights& l) {
-    if (l.in_features % 16 == 0 && obs.amax.count(l.name)) to_fp8(l, obs.amax.at(l.name));
+    if ((unaligned || l.in_features % 16 == 0) && obs.amax.count(l.name)) to_fp8(l, obs.amax.at(l.name));
   };
   for (auto& b : vw.blocks)
     for (auto* l : {&b.qkv, &b.proj, &b.gate, &b.up, &b.down}) q(*l);
@@ -200,6 +205,40 @@ TEST(CudaModel, Fp8VisionTowerMatchesCpu) {
   for (const auto& b : cpu.weights().vision.blocks) fp8 += b.qkv.kind == ops::LinearKind::kFp8Static;
   ASSERT_GT(fp8, 0) << "the test model's vision Linears were not quantized";
   expect_same_vision(cpu, 5e-2);
+}
+
+// The vision MLPs cut to `width` intermediate columns (gate / up: the first rows, down: the first input columns):
+// a smaller model of the same architecture whose width is not a multiple of 16, like the 7B's 3420.
+void cut_vision_mlp(model::Qwen2_5_VL& m, std::int64_t width) {
+  for (auto& b : m.mutable_weights().vision.blocks) {
+    for (auto* l : {&b.gate, &b.up}) {
+      l->w.resize(static_cast<std::size_t>(width * l->in_features));
+      if (!l->bias.empty()) l->bias.resize(static_cast<std::size_t>(width));
+      l->out_features = width;
+    }
+    ops::LinearWeights& d = b.down;
+    std::vector<float> w(static_cast<std::size_t>(d.out_features * width));
+    for (std::int64_t r = 0; r < d.out_features; ++r)
+      std::copy(d.w.begin() + r * d.in_features, d.w.begin() + r * d.in_features + width, w.begin() + r * width);
+    d.w = std::move(w);
+    d.in_features = width;
+  }
+}
+
+// An MLP width of 500 (not a multiple of 8 or 16): the device pads it to 512 with zero weights (vision_cuda.cpp
+// pad_out_rows); BF16, and FP8 in every vision Linear including down_proj's K = 500 (`--unaligned fp8`).
+TEST(CudaModel, UnalignedVisionMlpWidthIsPaddedOnUpload) {
+  VLQ_REQUIRE_GPU();
+  model::Qwen2_5_VL bf16 = model::Qwen2_5_VL::load(kModel);
+  cut_vision_mlp(bf16, 500);
+  expect_same_vision(bf16);
+  const auto fp8 = quantized_vlm_model(true, [](model::Qwen2_5_VL& m) { cut_vision_mlp(m, 500); });
+  const auto& down = fp8.weights().vision.blocks.front().down;
+  ASSERT_EQ(down.kind, ops::LinearKind::kFp8Static);
+  ASSERT_EQ(down.in_features, 500);
+  expect_same_vision(fp8, 5e-2);
+  const image::ProcessedImages px = load_processed(fp8, kImage);
+  expect_same_generation(fp8, image_prompt(fp8, px), &px, 4, 8e-2);
 }
 
 // Raw RGB images preprocessed on the device give the same BF16 pixels as the CPU processor, hence the same

@@ -619,6 +619,7 @@ TEST_F(QuantPlanTest, MisalignedLinearKeptWithReason) {
   write_synthetic(tmp_ / "m", {{"model.layers.0.mlp.gate_proj.weight", {3420, 64}},
                                {"model.layers.0.mlp.down_proj.weight", {64, 3420}},
                                {"model.layers.0.mlp.up_proj.weight", {128, 64}},
+                               {"model.layers.0.self_attn.o_proj.weight", {64, 64}},
                                {"lm_head.weight", {512, 64}}});
   Q::QuantizeOptions o = opts();
   o.kv_cache_fp8 = false;
@@ -628,16 +629,58 @@ TEST_F(QuantPlanTest, MisalignedLinearKeptWithReason) {
   EXPECT_FALSE(g->quantize);
   EXPECT_NE(g->reason.find("N=3420 not a multiple of 16"), std::string::npos) << g->reason;
   EXPECT_NE(p.find("model.language_model.layers.0.mlp.down_proj")->reason.find("K=3420"), std::string::npos);
-  EXPECT_TRUE(p.find("model.language_model.layers.0.mlp.up_proj")->quantize);
+  // up_proj is aligned, but runtimes fuse it with gate_proj into one gate_up_proj: kept with it.
+  const auto* u = p.find("model.language_model.layers.0.mlp.up_proj");
+  EXPECT_FALSE(u->quantize);
+  EXPECT_NE(u->reason.find("fused sibling gate_proj"), std::string::npos) << u->reason;
+  EXPECT_TRUE(p.find("model.language_model.layers.0.self_attn.o_proj")->quantize);
   Q::CalibrationStats s;
-  s.input_amax["model.language_model.layers.0.mlp.up_proj"] = 1.0f;
+  s.input_amax["model.language_model.layers.0.self_attn.o_proj"] = 1.0f;
   Q::ExportReport r = Q::export_quantized(tmp_ / "m", tmp_ / "out", p, s, o);
   EXPECT_EQ(r.quantized, 1);
   EXPECT_EQ(r.modules.at(0).weight_scale, 1.0f);  // all-zero weight
   json qc = read_json(tmp_ / "out" / "config.json")["quantization_config"];
-  EXPECT_EQ(qc["ignore"], json({"lm_head", "model.layers.0.mlp.down_proj", "model.layers.0.mlp.gate_proj"})) << qc.dump();
+  EXPECT_EQ(qc["ignore"], json({"lm_head", "model.layers.0.mlp*"})) << qc.dump();
   EXPECT_FALSE(qc.contains("kv_cache_scheme"));
   EXPECT_TRUE(read_json(tmp_ / "out" / "hf_quant_config.json")["quantization"]["kv_cache_quant_algo"].is_null());
+}
+
+// --unaligned fp8: the same misaligned Linears are quantized, their reason says what it means for other runtimes.
+TEST_F(QuantPlanTest, UnalignedFp8QuantizesMisalignedLinears) {
+  write_synthetic(tmp_ / "m", {{"model.layers.0.mlp.gate_proj.weight", {3420, 64}},
+                               {"model.layers.0.mlp.down_proj.weight", {64, 3420}},
+                               {"model.layers.0.mlp.up_proj.weight", {3420, 64}},
+                               {"lm_head.weight", {512, 64}}});
+  Q::QuantizeOptions o = opts();
+  o.kv_cache_fp8 = false;
+  o.unaligned_fp8 = true;
+  Q::QuantPlan p = plan(tmp_ / "m", o);
+  for (const char* m : {"gate_proj", "up_proj", "down_proj"}) {
+    const auto* x = p.find(std::string("model.language_model.layers.0.mlp.") + m);
+    ASSERT_NE(x, nullptr);
+    EXPECT_TRUE(x->quantize) << m;
+    EXPECT_NE(x->reason.find("--unaligned fp8"), std::string::npos) << x->reason;
+  }
+}
+
+// An --exclude of one q/k/v shard keeps its fused siblings too (vLLM builds one qkv_proj for the three).
+TEST_F(QuantPlanTest, ExcludingOneFusedShardKeepsTheGroup) {
+  write_synthetic(tmp_ / "m", {{"model.layers.0.self_attn.q_proj.weight", {64, 64}},
+                               {"model.layers.0.self_attn.k_proj.weight", {32, 64}},
+                               {"model.layers.0.self_attn.v_proj.weight", {32, 64}},
+                               {"model.layers.0.self_attn.o_proj.weight", {64, 64}},
+                               {"lm_head.weight", {512, 64}}});
+  Q::QuantizeOptions o = opts();
+  o.kv_cache_fp8 = false;
+  o.exclude = {"model.layers.0.self_attn.k_proj"};
+  Q::QuantPlan p = plan(tmp_ / "m", o);
+  EXPECT_NE(p.find("model.language_model.layers.0.self_attn.k_proj")->reason.find("--exclude"), std::string::npos);
+  for (const char* m : {"q_proj", "v_proj"}) {
+    const auto* x = p.find(std::string("model.language_model.layers.0.self_attn.") + m);
+    EXPECT_FALSE(x->quantize) << m;
+    EXPECT_NE(x->reason.find("fused sibling k_proj"), std::string::npos) << x->reason;
+  }
+  EXPECT_TRUE(p.find("model.language_model.layers.0.self_attn.o_proj")->quantize);
 }
 
 // ---- calibration statistics JSON --------------------------------------------------------------------

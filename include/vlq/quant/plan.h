@@ -51,6 +51,13 @@ struct QuantizeOptions {
   // a padded weight changes a tensor shape that no loader (transformers, vLLM, SGLang, vlq) accepts, so
   // `pad` is a UsageError (see plan_quantization).
   bool pad = false;
+  // Quantize Linears whose K or N is not a multiple of 16 (the Qwen2.5-VL vision MLP: intermediate 3420) to FP8
+  // in their own shape instead of keeping them in the source dtype. Off by default: vLLM's and TensorRT-LLM's FP8
+  // GEMMs need 16-aligned K and N (field-bug-classes.md F19; `vlq check` predicts it per target); vlq's CPU
+  // path runs any shape and its CUDA path zero-pads the vision MLP width to 16 on upload (model_cuda/
+  // vision_cuda.cpp; other unaligned FP8 Linears are an UnsupportedError there). SGLang pads too (PR #10112).
+  // `vlq quantize --unaligned fp8`.
+  bool unaligned_fp8 = false;
   // FP8 KV cache with calibrated static per-tensor scales (k_scale = k_amax/448, v_scale = v_amax/448)
   // for every language-model attention layer; declared as kv_cache_quant_algo "FP8" / kv_cache_scheme.
   bool kv_cache_fp8 = true;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The next device call (eighth session's plan; run on the device machine from the repository root after
+# `scripts/devsync` here, carry [".devsync"]): the CUDA tests (incl. CudaModel.UnalignedVisionMlpWidthIsPaddedOnUpload,
+# not yet GPU-run), the 7B-shaped LM-only FP8 checkpoint (as runs 15–16), a whole-VLM FP8 export with GPU
+# calibration (--save-calib), the same statistics exported with `--unaligned fp8` (FP8 vision MLPs, padded
+# 3420 → 3424 on upload), then TTFT of both whole-VLM exports and the usual figures of the LM-only one.
+# Logs in $OUT (tests.log, gquant*.log, unaligned.log, bench_*.log). ~7 min on an H100 when nothing is cached.
+set -u
+F=/tmp/q7-gq; export GQ_TEXT=32 GQ_IMAGES=16 FP8_DIR=$F
+D=.devsync; . $D/device-run.sh >/dev/null 2>&1; export VLQ_TOKENIZER_DIR=$PWD/$D/tok
+mkdir -p $OUT; nvidia-smi --query-gpu=name --format=csv,noheader; date
+timeout 150 $D/vlq_cuda_tests > $OUT/tests.log 2>&1; grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Which is" $OUT/tests.log | head -20
+[ -f $F/config.json ] || STEPS="ckpt gquant" bash scripts/device-bench.sh 2>&1 | tail -3
+V=/tmp/q7-vlm; U=/tmp/q7-vlmu
+if [ ! -f $V/config.json ]; then
+  cp $OUT/gquant.log $OUT/gquant_lm.log 2>/dev/null
+  GQ_SCOPE=vlm GQ_OUT=$V GQ_ARGS="--save-calib /tmp/calib-vlm.json" STEPS=gquant bash scripts/device-bench.sh 2>&1 | tail -2
+  cp $OUT/gquant.log $OUT/gquant_vlm.log 2>/dev/null
+fi
+[ -f $U/config.json ] || timeout 240 $D/vlq quantize /tmp/q7 $U --scope vlm --unaligned fp8 --load-calib /tmp/calib-vlm.json \
+  --json --force > $OUT/unaligned.log 2>&1; echo "unaligned export rc=$?"; grep -c F8_E4M3 $OUT/unaligned.log
+for m in $V $U; do
+  timeout 90 $D/cuda_model_bench $m 0 "" > $OUT/bench_$(basename $m).log 2>&1
+  echo "== $m"; grep -E "TTFT|vision|load" $OUT/bench_$(basename $m).log | head -6
+done
+timeout 100 $D/cuda_model_bench $F 8192 1,8,64,256 > $OUT/bench_lm.log 2>&1; grep -E "prefill|TTFT|decode|copy" $OUT/bench_lm.log | head -12
+date
