@@ -3,7 +3,8 @@
 # `scripts/devsync` here, carry [".devsync"]): the CUDA tests (incl. CudaModel.UnalignedVisionMlpWidthIsPaddedOnUpload,
 # not yet GPU-run), the 7B-shaped LM-only FP8 checkpoint (as runs 15–16), a whole-VLM FP8 export with GPU
 # calibration (--save-calib), the same statistics exported with `--unaligned fp8` (FP8 vision MLPs, padded
-# 3420 → 3424 on upload), then TTFT of both whole-VLM exports and the usual figures of the LM-only one.
+# 3420 → 3424 on upload), then TTFT of both whole-VLM exports and the usual figures of the LM-only one, then the
+# batch-1 norm-folded GEMVs (VLQ_CUDA_FUSE_NORM_GEMV=1: tests, batch-1 decode A/B twice).
 # Logs in $OUT (tests.log, gquant*.log, unaligned.log, bench_*.log). ~7 min on an H100 when nothing is cached.
 set -u
 F=/tmp/q7-gq; export GQ_TEXT=32 GQ_IMAGES=16 FP8_DIR=$F
@@ -24,4 +25,8 @@ for m in $V $U; do
   echo "== $m"; grep -E "TTFT|vision|load" $OUT/bench_$(basename $m).log | head -6
 done
 timeout 100 $D/cuda_model_bench $F 8192 1,8,64,256 > $OUT/bench_lm.log 2>&1; grep -E "prefill|TTFT|decode|copy" $OUT/bench_lm.log | head -12
+# the batch-1 norm-folded GEMVs (opt-in VLQ_CUDA_FUSE_NORM_GEMV=1): model tests with it, then batch 1 both ways
+VLQ_CUDA_FUSE_NORM_GEMV=1 timeout 90 $D/vlq_cuda_tests --gtest_filter='CudaModel.*:CudaGemv.*' > $OUT/tests_fold.log 2>&1
+grep -E "^\[  (FAILED|PASSED) |Failure" $OUT/tests_fold.log | head -5
+for v in 0 1 0 1; do VLQ_CUDA_FUSE_NORM_GEMV=$v timeout 60 $D/cuda_model_bench $F 0 1 2>&1 | grep -E "decode batch 1" | sed "s/^/fold=$v /"; done
 date

@@ -131,6 +131,15 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
 
 inline unsigned ceil_div(std::int64_t a, std::int64_t b) { return static_cast<unsigned>((a + b - 1) / b); }
 
+// Threads of cuda::rms_norm's CTA for a row of `dim` elements (about 4 per thread, a multiple of 32 in 32..1024):
+// thread t sums the squares of elements t, t + threads, ... in that order, then the CTA reduces warp sums
+// (elementwise_cuda.cu). The norm-folded GEMV (gemv_cuda.cu) replays the same order to give the same bits.
+constexpr int kRmsNormMaxThreads = 1024;
+inline int rms_norm_threads(std::int64_t dim) {
+  const std::int64_t t = ((dim + 3) / 4 + 31) / 32 * 32;
+  return static_cast<int>(t < 32 ? 32 : t > kRmsNormMaxThreads ? kRmsNormMaxThreads : t);
+}
+
 // ---- Programmatic dependent launch (CUDA C++ Programming Guide, "Programmatic Dependent Launch and
 // Synchronization"; PTX griddepcontrol, sm_90). A kernel launched by launch_pdl may start while the kernel
 // before it in the stream is still running. The rule every such kernel keeps: nothing it reads or writes that

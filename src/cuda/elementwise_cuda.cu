@@ -37,11 +37,9 @@ __device__ float block_sum(float v, float* sh) {
 // (every Qwen2.5-VL hidden size) are held in registers: all loads of the row are issued before any use, the norm
 // weight (constant) before pdl_wait, x is written back once and never re-read. Longer rows take the loop. Same
 // element order and reduction either way, so the two give identical bits.
-constexpr int kRowRegs = 8, kRowMaxThreads = 1024;
-int rms_norm_threads(std::int64_t dim) {
-  const std::int64_t t = (dim + 3) / 4;
-  return static_cast<int>(std::clamp<std::int64_t>((t + 31) / 32 * 32, 32, kRowMaxThreads));
-}
+// (rms_norm_threads is in common.cuh: the batch-1 norm-folded GEMV, gemv_cuda.cu, reproduces this kernel's sum
+// order with it; both write the square sum as explicit fmaf so that nvcc's contraction cannot differ.)
+constexpr int kRowRegs = 8, kRowMaxThreads = detail::kRmsNormMaxThreads;
 template <class TX, class TR, class O>
 __global__ void __launch_bounds__(kRowMaxThreads) rms_norm_kernel(TX* x, std::int64_t ldx, const TR* res, std::int64_t ldr,
                                                                   const float* w, int dim, float eps, OutWriter<O> out,
@@ -87,7 +85,7 @@ __global__ void __launch_bounds__(kRowMaxThreads) rms_norm_kernel(TX* x, std::in
       }
     }
 #pragma unroll
-    for (int j = 0; j < kRowRegs; ++j) ss += h[j] * h[j];
+    for (int j = 0; j < kRowRegs; ++j) ss = fmaf(h[j], h[j], ss);
     ss = block_sum(ss, sh);
     const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
 #pragma unroll
@@ -104,7 +102,7 @@ __global__ void __launch_bounds__(kRowMaxThreads) rms_norm_kernel(TX* x, std::in
       xr[i] = from_f32<TX>(h);
       h = to_f32(xr[i]);
     }
-    ss += h * h;
+    ss = fmaf(h, h, ss);
   }
   ss = block_sum(ss, sh);
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);

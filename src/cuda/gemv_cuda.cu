@@ -5,6 +5,8 @@
 // PDL (common.cuh): the first weight chunks are fetched before waiting for the kernel that produces x.
 #include "vlq/cuda/gemv.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "common.cuh"
@@ -177,7 +179,138 @@ void dispatch_m(int m, const Tensor& x, const Tensor& w, float alpha, const floa
   }
 }
 
+// ---- RMSNorm folded into the batch-1 FP8 GEMV (rms_norm_gemv) ----------------------------------------------
+// Every CTA normalizes the one row itself: v = h (+ res), the square sum in cuda::rms_norm's order (its CTA of
+// `norm_threads` threads replayed as virtual warps: virtual thread t sums elements t, t + norm_threads, ... with
+// fmaf, each virtual warp is reduced by warp_sum, then the warp sums by one more warp_sum), the E4M3 codes of
+// nw ⊙ (v · inv) / in_scale into shared memory (the bytes cuda::rms_norm writes), CTA 0 also writes v to h_out.
+// Then each warp runs rows first, first + 8, ... (rows_per_warp of them) exactly as gemv_kernel<fp8, M = 1>
+// does (same lane chunk order, same epilogue): the same bits as rms_norm + gemv, one launch and one kernel
+// boundary fewer. The first row's weight chunks are fetched before pdl_wait, as in gemv_kernel.
+template <int U, class O>
+__global__ void __launch_bounds__(kWarps * 32) norm_gemv_kernel(const float* __restrict__ h, const float* __restrict__ res,
+                                                                float* __restrict__ h_out, const float* __restrict__ nw,
+                                                                int dim, float eps, float in_scale, int norm_threads,
+                                                                const std::uint8_t* __restrict__ w, int n_rows,
+                                                                int rows_per_warp, float alpha, const float* __restrict__ bias,
+                                                                const float* __restrict__ row_alpha, O* __restrict__ y) {
+  extern __shared__ uint4 xs[];  // dim E4M3 codes
+  __shared__ float ssw[32];
+  pdl_trigger();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int k_chunks = dim / 16;
+  const int first = blockIdx.x * kWarps * rows_per_warp + warp;
+  uint4 wv[U];
+  if (first < n_rows) {
+    const uint4* wr = reinterpret_cast<const uint4*>(w) + static_cast<std::int64_t>(first) * k_chunks;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (lane + u * 32 < k_chunks) wv[u] = ld_stream16(wr + lane + u * 32);
+  }
+  pdl_wait();
+  const int vwarps = norm_threads / 32;
+  for (int vw = warp; vw < vwarps; vw += kWarps) {
+    float p = 0.0f;
+    for (int i = vw * 32 + lane; i < dim; i += norm_threads) {
+      const float v = res ? __ldcg(h + i) + __ldcg(res + i) : __ldcg(h + i);
+      p = fmaf(v, v, p);
+    }
+    p = warp_sum(p);
+    if (lane == 0) ssw[vw] = p;
+  }
+  __syncthreads();
+  const float ss = warp_sum(lane < vwarps ? ssw[lane] : 0.0f);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
+  std::uint8_t* xb = reinterpret_cast<std::uint8_t*>(xs);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float v = res ? __ldcg(h + i) + __ldcg(res + i) : __ldcg(h + i);
+    xb[i] = f32_to_e4m3_sat(__fdiv_rn(nw[i] * (v * inv), in_scale));
+    if (h_out && blockIdx.x == 0) h_out[i] = v;
+  }
+  __syncthreads();
+  for (int j = 0; j < rows_per_warp; ++j) {
+    const int row = first + j * kWarps;
+    if (row >= n_rows) break;
+    const uint4* wr = reinterpret_cast<const uint4*>(w) + static_cast<std::int64_t>(row) * k_chunks;
+    float acc = 0.0f;
+    for (int c0 = lane; c0 < k_chunks; c0 += 32 * U) {
+      if (c0 != lane || j > 0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          if (c0 + u * 32 < k_chunks) wv[u] = ld_stream16(wr + c0 + u * 32);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + u * 32;
+        if (c < k_chunks) {
+          float wf[16], xf[16];
+          decode16<true>(wv[u], wf);
+          decode16<true>(xs[c], xf);
+#pragma unroll
+          for (int e = 0; e < 16; ++e) acc = fmaf(xf[e], wf[e], acc);
+        }
+      }
+    }
+    const float sum = warp_sum(acc);
+    if (lane == 0) {
+      const float a = row_alpha ? alpha * row_alpha[row] : alpha;
+      y[row] = from_f32<O>(fmaf(sum, a, bias ? bias[row] : 0.0f));
+    }
+  }
+}
+
+// Rows per warp of the norm-folded GEMV: enough that the grid is about two CTAs per SM (each CTA reads the
+// row's 2 · dim · 4 bytes of h and residual from L2 once; one row per warp would read them ~N/8 times), at least
+// one. VLQ_NORM_GEMV_RPW=R overrides it (A/B).
+int norm_gemv_rows_per_warp(int n) {
+  static const int forced = [] {
+    const char* e = std::getenv("VLQ_NORM_GEMV_RPW");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced > 0) return forced;
+  static const int sms = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
+    return v;
+  }();
+  return std::max(1, n / (kWarps * 2 * sms));
+}
+
 }  // namespace
+
+void rms_norm_gemv(const Tensor& h, const Tensor* residual, const float* norm_w, float eps, float in_scale,
+                   const Tensor& h_out, const Tensor& w, float alpha, const float* bias, const Tensor& y,
+                   cudaStream_t stream, const float* row_alpha) {
+  const char* op = "cuda::rms_norm_gemv";
+  expect_tensor(op, "w", w, {DType::F8_E4M3}, {-1, -1});
+  const std::int64_t n = w.shape[0], dim = w.shape[1];
+  expect_tensor(op, "h", h, {DType::F32}, {1, dim});
+  if (residual) expect_tensor(op, "residual", *residual, {DType::F32}, {1, dim});
+  expect_tensor(op, "h_out", h_out, {DType::F32}, {1, dim});
+  expect_tensor(op, "y", y, {DType::F32, DType::BF16}, {1, n});
+  if (!norm_w) usage_error(op, "norm weight is null", "device [dim] F32", "null");
+  if (dim % 16 || w.stride[0] != dim || reinterpret_cast<std::uintptr_t>(w.data) % 16)
+    usage_error(op, "K must be a multiple of 16 with contiguous, 16-byte aligned weight rows", "K % 16 == 0",
+                "K = " + std::to_string(dim));
+  if (dim > 48 * 1024) usage_error(op, "the row's E4M3 codes must fit in 48 KiB of shared memory", "K <= 49152", std::to_string(dim));
+  if (!(in_scale > 0.0f && in_scale < 3.0e38f)) usage_error(op, "in_scale must be finite and > 0", "> 0", std::to_string(in_scale));
+  if (h_out.data == h.data || (residual && h_out.data == residual->data))
+    usage_error(op, "h_out must be another buffer than h and residual (other CTAs still read them)", "distinct buffers",
+                "h_out aliases an input");
+  if (n == 0) return;
+  const int rpw = norm_gemv_rows_per_warp(static_cast<int>(n));
+  const unsigned grid = ceil_div(n, static_cast<std::int64_t>(kWarps) * rpw);
+  const std::size_t smem = static_cast<std::size_t>(dim);
+  const float* res = residual ? static_cast<const float*>(residual->data) : nullptr;
+  auto run = [&](auto kern, auto* yp) {
+    launch_pdl(kern, dim3(grid), dim3(kWarps * 32), smem, stream, static_cast<const float*>(h.data), res,
+               static_cast<float*>(h_out.data), norm_w, static_cast<int>(dim), eps, in_scale, rms_norm_threads(dim),
+               static_cast<const std::uint8_t*>(w.data), static_cast<int>(n), rpw, alpha, bias, row_alpha, yp);
+  };
+  if (y.dtype == DType::F32) run(norm_gemv_kernel<8, float>, static_cast<float*>(y.data));
+  else run(norm_gemv_kernel<8, bf16>, static_cast<bf16*>(y.data));
+  VLQ_CUDA_CHECK_LAUNCH("norm_gemv_kernel");
+}
 
 void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream,
           const float* row_alpha) {

@@ -35,6 +35,16 @@ bool fuse_decode() {
   return on;
 }
 
+// Batch 1: the layer's two RMSNorms run inside the q|k|v and gate|up GEMVs (cuda::rms_norm_gemv: the same bits,
+// two kernels and two kernel boundaries fewer per layer; the residual stream alternates between h and h_alt
+// within the layer and is back in h at its end). Opt-in (VLQ_CUDA_FUSE_NORM_GEMV=1) until vlq_cuda_tests has
+// passed with it on a GPU and the bench has measured it (written 2026-12-08 without a device).
+bool H_fits_fold(std::int64_t H) { return H % 16 == 0 && H <= 48 * 1024; }  // rms_norm_gemv's K limits
+bool fuse_norm_gemv() {
+  static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_NORM_GEMV", false);
+  return on;
+}
+
 }  // namespace
 
 // gate|up (LM) and q|k|v, gate|up (ViT) GEMM outputs in BF16 outside calibration (prefill, the vision tower):
@@ -259,7 +269,18 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   cudaStream_t st = im.stream.get();
   float* qkv = static_cast<float*>(im.qkv.get(static_cast<std::size_t>(T * W) * 4));
   auto cols = [&](std::int64_t off, std::int64_t n) { return Tensor::strided2d(qkv + off, DType::F32, T, n, W); };
-  if (L.qkv.w && T <= kFp8GemvMaxM)  // decode: one GEMV over the fused q|k|v block
+  const std::int64_t I = im.inter;
+  // Batch 1 with both norms folded into their GEMVs (fuse_norm_gemv): h + resid goes to h_alt here and back to
+  // h at the MLP norm; nothing between the two reads the residual stream.
+  const bool fold = T == 1 && fuse_norm_gemv() && !im.taps && im.opt.tp_size == 1 && L.qkv.w && L.qkv.fp8 &&
+                    L.gate_up.w && L.gate_up.fp8 && !L.gate_up.row_alpha && H_fits_fold(im.H);
+  const Tensor h_alt = fold ? f32_view(im.h_alt, T, im.H) : Tensor{};
+  if (fold)
+    cuda::rms_norm_gemv(h, resid, L.input_norm, im.eps, L.qkv.input_scale, h_alt,
+                        Tensor::contiguous(L.qkv.w, DType::F8_E4M3, {L.qkv.n, L.qkv.k}),
+                        L.qkv.row_alpha ? 1.0f : L.qkv.input_scale * L.qkv.weight_scale, L.qkv.bias_f32, cols(0, W), st,
+                        L.qkv.row_alpha);
+  else if (L.qkv.w && T <= kFp8GemvMaxM)  // decode: one GEMV over the fused q|k|v block
     norm_then_linears(im, h, resid, L.input_norm, {{&L.qkv, cols(0, W)}}, kTapQkvIn);
   else
     norm_then_linears(im, h, resid, L.input_norm,
@@ -307,14 +328,18 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
   // MLP: post norm (h += a), gate/up into one [T, 2I] row, SwiGLU in down's input form, down.
   // gate|up in BF16 when it comes from a GEMM (prefill; HF's precision, half the bytes SwiGLU reads: 1.2 GB per
   // layer of an 8k prefill in f32); f32 from the decode GEMVs and for calibration. Opt-in: VLQ_CUDA_GATE_UP_BF16=1.
-  const std::int64_t I = im.inter;
   const bool fused = L.gate_up.w != nullptr;  // one GEMM for gate|up, weight scales applied by SwiGLU
   // (separate gate and up GEMMs write the two halves of one row: the up half must start 16-byte aligned)
   const bool gu16 = !im.taps && T > cuda::kGemvMaxM && gate_up_bf16() && (fused || I % 8 == 0);
   const DType gdt = gu16 ? DType::BF16 : DType::F32;
   char* gu = static_cast<char*>(im.gate_up.get(static_cast<std::size_t>(T * 2 * I) * 4));
   const std::size_t half = static_cast<std::size_t>(I) * dtype_size(gdt);
-  if (fused)
+  if (fold)
+    cuda::rms_norm_gemv(h_alt, &a, L.post_norm, im.eps, L.gate_up.input_scale, h,
+                        Tensor::contiguous(L.gate_up.w, DType::F8_E4M3, {L.gate_up.n, L.gate_up.k}),
+                        L.gate_up.input_scale * L.gate_up.weight_scale, L.gate_up.bias_f32,
+                        Tensor::contiguous(gu, gdt, {T, 2 * I}), st);
+  else if (fused)
     norm_then_linears(im, h, &a, L.post_norm, {{&L.gate_up, Tensor::contiguous(gu, gdt, {T, 2 * I})}}, kTapGateUpIn);
   else
     norm_then_linears(im, h, &a, L.post_norm,

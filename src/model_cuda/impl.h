@@ -174,7 +174,7 @@ struct Qwen2_5_VLCuda::Impl {
   const Taps* taps = nullptr;         // calibration (see Taps): records every decoder layer's inputs
 
   // Workspace (grow-only), named for what they hold.
-  Scratch h, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax, pen_ints, pen_vals;
+  Scratch h, h_alt, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax, pen_ints, pen_vals;
   // Decode-step CUDA graphs keyed by (rows T, logits rows R, block-table width); at most kMaxGraphs kept.
   static constexpr std::size_t kMaxGraphs = 256;
   std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t>, std::unique_ptr<DecodeGraph>> graphs;

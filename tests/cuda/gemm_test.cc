@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "cuda_test_util.h"
+#include "vlq/cuda/elementwise.h"
 #include "vlq/cuda/gemm.h"
 #include "vlq/cuda/gemv.h"
 #include "vlq/ops/linear.h"
@@ -105,6 +106,62 @@ TEST(CudaGemv, RowStackedEqualsSeparate) {
       col += ns[i];
     }
   }
+}
+
+// The batch-1 norm-folded GEMV gives the bits of cuda::rms_norm (E4M3 out) followed by cuda::gemv: with and
+// without a residual, with row_alpha (fused q|k|v) and a bias, F32 and BF16 outputs, dims whose rms_norm CTA is
+// 32..1024 threads (128, 3584 = the 7B's hidden size: 896 threads, 8192: 1024 with the loop path), N from 40 to
+// 37888 (the 7B's gate|up at batch 1), rows per warp 1 and more; h_out = h + residual, h itself untouched.
+TEST(CudaGemv, NormFoldedEqualsRmsNormThenGemv) {
+  VLQ_REQUIRE_GPU();
+  const auto seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 g(seed);
+  struct Shape { int k, n; bool res, ra, bias, bf16_out; };
+  for (const Shape c : {Shape{128, 40, false, false, false, false}, Shape{3584, 4608, true, true, true, false},
+                        Shape{3584, 37888, true, false, false, false}, Shape{8192, 1000, true, false, true, true},
+                        Shape{2048, 264, false, true, false, true}}) {
+    SCOPED_TRACE("K=" + std::to_string(c.k) + " N=" + std::to_string(c.n));
+    const std::vector<float> h = randn(c.k, g, 3.0f), r = randn(c.k, g, 1.0f), nw = randn(c.k, g, 0.5f);
+    const std::vector<float> bias = randn(c.n, g), ra = randn(c.n, g, 1e-3f);
+    std::vector<std::uint8_t> wq(static_cast<std::size_t>(c.n) * c.k);
+    for (auto& b : wq) b = f32_to_e4m3fn_sat(std::normal_distribution<float>(0.0f, 40.0f)(g));
+    const float in_scale = 0.02f, alpha = c.ra ? 1.0f : 3e-4f;
+    auto dh = to_device(h), dr = to_device(r), dnw = to_device(nw), dw = to_device(wq), db = to_device(bias),
+         dra = to_device(ra);
+    const DType ydt = c.bf16_out ? DType::BF16 : DType::F32;
+    const std::size_t yb = c.bf16_out ? 2 : 4;
+    const Tensor hw = Tensor::contiguous(dw.data(), DType::F8_E4M3, {c.n, c.k});
+    // reference: rms_norm in place on a copy of h, then the GEMV
+    auto dh_ref = to_device(h);
+    auto dx = poisoned<std::uint8_t>(c.k);
+    const Tensor hr = Tensor::contiguous(dh_ref.data(), DType::F32, {1, c.k}), rr = Tensor::contiguous(dr.data(), DType::F32, {1, c.k});
+    rms_norm(hr, c.res ? &rr : nullptr, dnw.as<float>(), 1e-6f, Tensor::contiguous(dx.data(), DType::F8_E4M3, {1, c.k}), in_scale, nullptr);
+    DeviceBuffer dy_ref(static_cast<std::size_t>(c.n) * yb), dy(static_cast<std::size_t>(c.n) * yb);
+    gemv(Tensor::contiguous(dx.data(), DType::F8_E4M3, {1, c.k}), hw, alpha, c.bias ? db.as<float>() : nullptr,
+         Tensor::contiguous(dy_ref.data(), ydt, {1, c.n}), nullptr, c.ra ? dra.as<float>() : nullptr);
+    auto dh_out = poisoned<float>(c.k);
+    rms_norm_gemv(Tensor::contiguous(dh.data(), DType::F32, {1, c.k}), c.res ? &rr : nullptr, dnw.as<float>(), 1e-6f,
+                  in_scale, Tensor::contiguous(dh_out.data(), DType::F32, {1, c.k}), hw, alpha,
+                  c.bias ? db.as<float>() : nullptr, Tensor::contiguous(dy.data(), ydt, {1, c.n}), nullptr,
+                  c.ra ? dra.as<float>() : nullptr);
+    if (c.bf16_out) {
+      EXPECT_EQ(to_host<std::uint16_t>(dy, c.n), to_host<std::uint16_t>(dy_ref, c.n));
+    } else {
+      const auto y = to_host<float>(dy, c.n), yr = to_host<float>(dy_ref, c.n);
+      for (int i = 0; i < c.n; ++i) ASSERT_EQ(y[i], yr[i]) << "row " << i;
+    }
+    EXPECT_EQ(to_host<float>(dh_out, c.k), to_host<float>(dh_ref, c.k));  // h + residual (rms_norm wrote it in place)
+    EXPECT_EQ(to_host<float>(dh, c.k), h);                                  // the input h is not written
+  }
+  // h_out aliasing h is refused.
+  auto d = to_device(std::vector<float>(64, 1.0f));
+  auto w = to_device(std::vector<std::uint8_t>(64 * 16, 0));
+  auto y = poisoned<float>(16);
+  const Tensor t = Tensor::contiguous(d.data(), DType::F32, {1, 64});
+  EXPECT_THROW(rms_norm_gemv(t, nullptr, d.as<float>(), 1e-6f, 1.0f, t, Tensor::contiguous(w.data(), DType::F8_E4M3, {16, 64}),
+                             1.0f, nullptr, Tensor::contiguous(y.data(), DType::F32, {1, 16}), nullptr),
+               UsageError);
 }
 
 TEST(CudaGemv, Bf16MatchesFloat64) {
