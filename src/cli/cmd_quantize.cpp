@@ -124,7 +124,7 @@ quant::QuantizeOptions options_of(const QuantizeArgs& a) {
   opt.pad = a.pad;
   if (a.unaligned == "keep") opt.unaligned_fp8 = false;
   else if (a.unaligned == "fp8") opt.unaligned_fp8 = true;
-  else throw UsageError({"--unaligned", "unknown value", "keep or fp8", a.unaligned,
+  else throw UsageError({"--unaligned", "unknown value", "keep or fp8", "'" + a.unaligned + "'",
                          "keep leaves Linears whose K or N is not a multiple of 16 in the source dtype (default)"});
   opt.check_targets = a.targets;
   if (std::find(opt.check_targets.begin(), opt.check_targets.end(), "vlq") == opt.check_targets.end())
@@ -454,6 +454,7 @@ int run_quantize(const QuantizeArgs& a) {
     j["out"] = a.out;
     j["format"] = a.format;
     j["act_scale"] = fopt.act_scale;
+    j["unaligned"] = fopt.unaligned_fp8 ? "fp8" : "keep";
     j["kv_cache"] = fopt.kv_cache_fp8 ? "fp8" : "none";
     j["quantized_linears"] = rep.quantized;
     j["kept_linears"] = rep.kept;
@@ -488,7 +489,7 @@ int run_quantize(const QuantizeArgs& a) {
                              a.max_size_ratio != 0 ? fmt::format(" (budget {:.3g})", a.max_size_ratio) : "");
   }
   if (!a.quiet) {
-    std::cout << quant::format_summary(plan, rep);
+    std::cout << quant::format_summary(fplan, rep);
     if (portable)
       std::cout << "layout: ModelOpt 0.47 tensors (weights rounded once to the nearest E4M3 code of W/s) and "
                    "hf_quant_config.json; config.json also carries exclude_modules/kv_cache_quant_algo for vLLM 0.10 "
@@ -519,7 +520,7 @@ std::function<int()> setup_quantize(CLI::App& app) {
   auto a = std::make_shared<QuantizeArgs>();
   app.add_option("MODEL", a->model, "Input checkpoint folder (BF16/F16/F32)")->required();
   app.add_option("OUT", a->out, "Output folder (must not exist unless --force)")->required();
-  app.add_option("--scope", a->scope, "lm: language model only (ModelOpt hf_ptq default); vlm: language model + vision tower");
+  app.add_option("--scope", a->scope, "lm (default): language model only (ModelOpt hf_ptq default); vlm: language model + vision tower");
   app.add_option("--exclude", a->exclude, "Keep matching modules in BF16 (repeatable; wildcard, re:REGEX or module name)");
   app.add_option("--calib-text", a->calib_text, "Calibration text: plain text or JSONL with a \"text\" field");
   app.add_option("--calib-images", a->calib_images,
@@ -550,9 +551,10 @@ std::function<int()> setup_quantize(CLI::App& app) {
                "Pad Linears that do not fit FP8 GEMM alignment: not supported (a padded weight has a shape no loader "
                "accepts); such Linears are kept BF16 and named in the summary. Passing it is a usage error");
   app.add_option("--unaligned", a->unaligned,
-                 "Linears whose K or N is not a multiple of 16 (Qwen2.5-VL's vision MLP, 3420 wide): keep (default: the "
-                 "source dtype, loads everywhere) or fp8 (quantized in their own shape for vlq, which pads them on the GPU "
-                 "itself; vLLM's and TensorRT-LLM's FP8 GEMMs need 16: `vlq check` warns for those targets)");
+                 "Linears whose K or N is not a multiple of 16 (Qwen2.5-VL's vision MLP, 3420 wide, quantized with "
+                 "--scope vlm): keep (default: the source dtype, loads everywhere) or fp8 (quantized in their own shape "
+                 "for vlq, whose GPU path zero-pads the vision MLP width to 16 on upload; vLLM's FP8 GEMMs need 16: "
+                 "`vlq check --target vllm-0.10` warns)");
   app.add_option("--save-calib", a->save_calib, "Write the calibration amax statistics (JSON)");
   app.add_option("--load-calib", a->load_calib, "Use saved calibration statistics instead of calibrating");
   app.add_flag("--auto-precision", a->auto_precision,

@@ -194,8 +194,9 @@ __global__ void __launch_bounds__(kWarps * 32) norm_gemv_kernel(const float* __r
                                                                 const std::uint8_t* __restrict__ w, int n_rows,
                                                                 int rows_per_warp, float alpha, const float* __restrict__ bias,
                                                                 const float* __restrict__ row_alpha, O* __restrict__ y) {
-  extern __shared__ uint4 xs[];  // dim E4M3 codes
+  extern __shared__ uint4 xs[];  // dim E4M3 codes, then v = h + res as dim f32 (read from L2 once per CTA)
   __shared__ float ssw[32];
+  float* vs = reinterpret_cast<float*>(reinterpret_cast<std::uint8_t*>(xs) + dim);
   pdl_trigger();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int k_chunks = dim / 16;
@@ -213,6 +214,7 @@ __global__ void __launch_bounds__(kWarps * 32) norm_gemv_kernel(const float* __r
     float p = 0.0f;
     for (int i = vw * 32 + lane; i < dim; i += norm_threads) {
       const float v = res ? __ldcg(h + i) + __ldcg(res + i) : __ldcg(h + i);
+      vs[i] = v;
       p = fmaf(v, v, p);
     }
     p = warp_sum(p);
@@ -223,7 +225,7 @@ __global__ void __launch_bounds__(kWarps * 32) norm_gemv_kernel(const float* __r
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(dim) + eps);
   std::uint8_t* xb = reinterpret_cast<std::uint8_t*>(xs);
   for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-    const float v = res ? __ldcg(h + i) + __ldcg(res + i) : __ldcg(h + i);
+    const float v = vs[i];  // written above, before the __syncthreads
     xb[i] = f32_to_e4m3_sat(__fdiv_rn(nw[i] * (v * inv), in_scale));
     if (h_out && blockIdx.x == 0) h_out[i] = v;
   }
@@ -260,8 +262,8 @@ __global__ void __launch_bounds__(kWarps * 32) norm_gemv_kernel(const float* __r
 }
 
 // Rows per warp of the norm-folded GEMV: enough that the grid is about two CTAs per SM (each CTA reads the
-// row's 2 · dim · 4 bytes of h and residual from L2 once; one row per warp would read them ~N/8 times), at least
-// one. VLQ_NORM_GEMV_RPW=R overrides it (A/B).
+// row's 2 · dim · 4 bytes of h and residual from L2 once, keeping v in shared memory; one row per warp would read
+// them ~N/8 times), at least one. VLQ_NORM_GEMV_RPW=R overrides it (A/B).
 int norm_gemv_rows_per_warp(int n) {
   static const int forced = [] {
     const char* e = std::getenv("VLQ_NORM_GEMV_RPW");
@@ -292,7 +294,9 @@ void rms_norm_gemv(const Tensor& h, const Tensor* residual, const float* norm_w,
   if (dim % 16 || w.stride[0] != dim || reinterpret_cast<std::uintptr_t>(w.data) % 16)
     usage_error(op, "K must be a multiple of 16 with contiguous, 16-byte aligned weight rows", "K % 16 == 0",
                 "K = " + std::to_string(dim));
-  if (dim > 48 * 1024) usage_error(op, "the row's E4M3 codes must fit in 48 KiB of shared memory", "K <= 49152", std::to_string(dim));
+  if (dim > kNormGemvMaxK)
+    usage_error(op, "the row (f32 and its E4M3 codes, 5 bytes per element) must fit in the default 48 KiB of shared memory",
+                "K <= " + std::to_string(kNormGemvMaxK), std::to_string(dim));
   if (!(in_scale > 0.0f && in_scale < 3.0e38f)) usage_error(op, "in_scale must be finite and > 0", "> 0", std::to_string(in_scale));
   if (h_out.data == h.data || (residual && h_out.data == residual->data))
     usage_error(op, "h_out must be another buffer than h and residual (other CTAs still read them)", "distinct buffers",
@@ -300,7 +304,7 @@ void rms_norm_gemv(const Tensor& h, const Tensor* residual, const float* norm_w,
   if (n == 0) return;
   const int rpw = norm_gemv_rows_per_warp(static_cast<int>(n));
   const unsigned grid = ceil_div(n, static_cast<std::int64_t>(kWarps) * rpw);
-  const std::size_t smem = static_cast<std::size_t>(dim);
+  const std::size_t smem = static_cast<std::size_t>(dim) * 5;
   const float* res = residual ? static_cast<const float*>(residual->data) : nullptr;
   auto run = [&](auto kern, auto* yp) {
     launch_pdl(kern, dim3(grid), dim3(kWarps * 32), smem, stream, static_cast<const float*>(h.data), res,

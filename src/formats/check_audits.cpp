@@ -126,18 +126,25 @@ void audit_fused_scales(const CheckpointView& v, const QuantLayout& L, std::vect
 
 void audit_alignment(const RuntimeProfile& p, const std::vector<Gemm>& gemms, const std::string& dir,
                      std::vector<Finding>& out) {
-  if (p.fp8_gemm_align <= 1) return;
+  if (p.fp8_gemm_align <= 1 && p.unaligned_text.empty()) return;
+  const std::int64_t align = p.fp8_gemm_align > 1 ? p.fp8_gemm_align : 16;  // align 1: report, for information
   std::vector<const Gemm*> bad;
   for (const auto& g : gemms)
-    if (g.n % p.fp8_gemm_align || g.k % p.fp8_gemm_align) bad.push_back(&g);
+    if (g.n % align || g.k % align) bad.push_back(&g);
   if (bad.empty()) return;
   const Gemm& g = *bad.front();
-  Finding f = make_finding(p.unaligned_severity, "fp8_gemm_alignment", g.subject,
+  Finding f = make_finding(p.fp8_gemm_align > 1 ? p.unaligned_severity : Severity::kInfo, "fp8_gemm_alignment", g.subject,
                    fmt::format("{} FP8 Linears have K or N not a multiple of {} (first: {} as {}, N={} K={}): {}",
-                               bad.size(), p.fp8_gemm_align, g.subject, g.runtime, g.n, g.k, p.unaligned_text));
-  if (p.unaligned_severity >= Severity::kWarning) {
-    f.risk = "assertion or kernel failure in the FP8 GEMM at the first image request, or a slow fallback";
-    f.hint = convert_cmd(dir, p.id, " --vision bf16") + " (keeps these Linears in BF16)";
+                               bad.size(), align, g.subject, g.runtime, g.n, g.k, p.unaligned_text));
+  if (p.fp8_gemm_align > 1 && p.unaligned_severity >= Severity::kWarning) {
+    f.risk = g.vision ? "assertion or kernel failure in the FP8 GEMM at the first image request, or a slow fallback"
+                      : "assertion or kernel failure in the FP8 GEMM at load or the first request, or a slow fallback";
+    if (!g.stored_fp8)  // BF16 in the checkpoint: the runtime builds it FP8 because no exclusion it honours covers it
+      f.hint = convert_cmd(dir, p.id) + " (writes an exclusion this runtime honours: these Linears are BF16 in the checkpoint)";
+    else if (g.vision)
+      f.hint = convert_cmd(dir, p.id, " --vision bf16") + " (keeps these Linears in BF16)";
+    else
+      f.hint = "re-quantize with `vlq quantize ... --unaligned keep` (keeps these Linears in the source dtype)";
   }
   f.evidence = "field-bug-classes.md F19; qwen2_5_vl.md §7 (vision MLP 3420)";
   out.push_back(f);

@@ -41,6 +41,8 @@ struct Gemm {
   std::string subject;   // checkpoint naming (first shard)
   std::string runtime;   // runtime module
   std::int64_t n = 0, k = 0;
+  bool vision = false;      // a vision-tower Linear
+  bool stored_fp8 = true;   // the checkpoint's weights are FP8 (false: BF16 that the runtime builds as FP8 anyway)
 };
 // F19: FP8 GEMM alignment of the Linears a runtime computes in FP8.
 void audit_alignment(const RuntimeProfile& p, const std::vector<Gemm>& gemms, const std::string& dir,

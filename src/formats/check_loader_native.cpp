@@ -35,7 +35,8 @@ LoaderResult run_native(const QuantLayout& L, const RuntimeProfile& p, std::vect
     return res;
   }
   for (const auto& m : L.linears)
-    if (m.tensors.quantized()) res.gemms.push_back({m.name, m.name, m.weight_shape[0], m.weight_shape[1]});
+    if (m.tensors.quantized())
+      res.gemms.push_back({m.name, m.name, m.weight_shape[0], m.weight_shape[1], m.tower == Tower::kVision, true});
   bool kv_decl = (L.declared.config_json && L.declared.config_json->declares_fp8_kv()) ||
                  (L.declared.hf_quant_config && L.declared.hf_quant_config->declares_fp8_kv());
   res.kv_cache = kv_decl ? "fp8 with the checkpoint's scales (every spelling is read)" : "model dtype";

@@ -37,7 +37,17 @@ LoaderResult run_trtllm(const QuantLayout& L, const RuntimeProfile& p, std::vect
   bool vision_fp8 = false;
   for (const auto& m : L.linears) {
     if (m.tower != Tower::kVision) {
-      if (m.tensors.quantized()) gemms.push_back({m.name, m.name, m.weight_shape[0], m.weight_shape[1]});
+      if (!m.tensors.quantized()) continue;
+      // TensorRT-LLM's PyTorch backend fuses q/k/v into qkv_proj and gate/up into gate_up_proj (as vLLM): one GEMM
+      // whose N is the shards' sum.
+      const std::string_view leaf = leaf_of(m.name);
+      const bool qkv = leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj";
+      const bool gu = leaf == "gate_proj" || leaf == "up_proj";
+      const std::string rt = qkv ? std::string(module_of(m.name)) + ".qkv_proj"
+                                 : gu ? std::string(module_of(m.name)) + ".gate_up_proj" : m.name;
+      auto it = std::find_if(gemms.begin(), gemms.end(), [&](const Gemm& g) { return g.runtime == rt; });
+      if (it != gemms.end() && (qkv || gu)) it->n += m.weight_shape[0];
+      else gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1], false, true});
       continue;
     }
     const std::string_view leaf = leaf_of(m.name);
@@ -48,7 +58,7 @@ LoaderResult run_trtllm(const QuantLayout& L, const RuntimeProfile& p, std::vect
     if (!in_subtree(m.canonical, kCanonicalVisionRoot)) continue;
     std::string rt = qwen_vl_canonical_to_legacy().apply(module_of(m.canonical)) + "." + rt_leaf;
     if (m.tensors.quantized()) {
-      gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1]});
+      gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1], true, true});
       vision_fp8 = true;
       continue;
     }

@@ -299,11 +299,13 @@ class Simulator {
     for (const auto& r : rts_) {
       if (!r.quantized) continue;
       std::int64_t n = 0, k = 0;
+      bool stored_fp8 = true;
       for (const auto& s : r.shards) {
         n += s.first->weight_shape[0];
         k = s.first->weight_shape[1];
+        stored_fp8 = stored_fp8 && s.first->weight_dtype == DType::F8_E4M3;
       }
-      gemms.push_back({r.shards.front().first->name, r.name, n, k});
+      gemms.push_back({r.shards.front().first->name, r.name, n, k, r.tower == Tower::kVision, stored_fp8});
     }
     // KV cache prediction
     if (cfg.format == QuantFormat::kNone) kv_cache = "model dtype (no quantization config)";

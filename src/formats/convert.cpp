@@ -229,6 +229,21 @@ std::vector<std::string> plan_exclusions(const CheckpointView& view, const Quant
     }
   }
   if (format == QuantFormat::kModelOpt) add_unique(exclude, "lm_head");
+  if (format == QuantFormat::kModelOpt) {
+    // Every Linear that is not FP8 must stay excluded: entries dropped as stale above (ModelOpt <= 0.37's fake
+    // "model.layers." prefix) may have been the only ones naming it. Such a Linear gets its own entry.
+    MatchPolicy producer;
+    producer.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
+    producer.regex_entries = MatchMode::kExact;
+    for (const auto& m : L.linears) {
+      if (m.weight_dtype == DType::F8_E4M3 || m.tower == Tower::kHead) continue;
+      const bool covered = std::any_of(exclude.begin(), exclude.end(), [&](const std::string& e) {
+        return first_match({e}, m.name, producer) == 0 || in_subtree(m.name, e) ||
+               first_match({e}, m.canonical, producer) == 0 || in_subtree(m.canonical, e);
+      });
+      if (!covered) add_unique(exclude, m.name);
+    }
+  }
   const auto& modes = (format == QuantFormat::kModelOpt ? prof.modelopt_exclusion : prof.ct_exclusion).policy.plain_entries;
   const bool substring = std::find(modes.begin(), modes.end(), MatchMode::kSubstring) != modes.end();
   const bool expands = std::find(modes.begin(), modes.end(), MatchMode::kFnmatch) != modes.end();
@@ -272,13 +287,20 @@ std::vector<std::string> plan_exclusions(const CheckpointView& view, const Quant
   }
   if (primary && exclude != primary->exclude) {
     std::string why;
-    for (const auto& e : for_target)
-      for (const auto& w : exclude)
-        if (w != e && has_wildcard(w) && fnmatch_case(w, e)) {
-          why += fmt::format("; '{}' is for {}, which {}does not expand the wildcard of '{}' (kept for the runtimes that do)",
-                             e, prof.id, substring ? "matches exclusion entries as substrings and " : "", w);
-          break;
-        }
+    std::vector<std::string> stems, fused;
+    for (const auto& e : for_target) {
+      const std::string_view leaf = leaf_of(e);
+      if (leaf == "qkv_proj" || leaf == "gate_up_proj") fused.push_back("'" + e + "'");
+      else stems.push_back("'" + e + "'");
+    }
+    if (!stems.empty())
+      why += fmt::format("; {} {} for {}, which {}does not expand the wildcards of the '*' entries (kept for the "
+                         "runtimes that do)", fmt::join(stems, ", "), stems.size() == 1 ? "is" : "are", prof.id,
+                         substring ? "matches exclusion entries as substrings and " : "");
+    if (!fused.empty())
+      why += fmt::format("; {} {} the fused Linear{} {} builds from kept shards (its matcher does not see the shard "
+                         "entries)", fmt::join(fused, ", "), fused.size() == 1 ? "names" : "name",
+                         fused.size() == 1 ? "" : "s", prof.id);
     res.actions.push_back(fmt::format("exclusions set to [{}]{}", fmt::join(exclude, ", "), why));
   }
   return exclude;

@@ -39,7 +39,7 @@ bool fuse_decode() {
 // two kernels and two kernel boundaries fewer per layer; the residual stream alternates between h and h_alt
 // within the layer and is back in h at its end). Opt-in (VLQ_CUDA_FUSE_NORM_GEMV=1) until vlq_cuda_tests has
 // passed with it on a GPU and the bench has measured it (written 2026-12-08 without a device).
-bool H_fits_fold(std::int64_t H) { return H % 16 == 0 && H <= 48 * 1024; }  // rms_norm_gemv's K limits
+bool H_fits_fold(std::int64_t H) { return H % 16 == 0 && H <= cuda::kNormGemvMaxK; }  // rms_norm_gemv's K limits
 bool fuse_norm_gemv() {
   static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_NORM_GEMV", false);
   return on;

@@ -23,7 +23,8 @@ struct DevLinear {
   std::string name;
   std::int64_t n = 0, k = 0;
   std::int64_t kp = 0;  // row length of W on the device: k, or k rounded up to 8 with zero columns (dense
-                        // Linears whose K is not a multiple of 8, e.g. the ViT's down_proj 3420: cuBLASLt
+                        // Linears whose K is not a multiple of 8 (the ViT's down_proj 3420 arrives padded to
+                        // 3424 by upload_vision instead, vision_cuda.cpp): cuBLASLt
                         // needs 16-byte rows). Inputs then have kp columns, the last kp - k zero.
   bool fp8 = false;
   void* w = nullptr;

@@ -45,10 +45,10 @@ Tensor input_of(Scratch& s, const DevLinear& l, std::int64_t rows, cudaStream_t 
 float scale_of(const DevLinear& l) { return l.fp8 ? l.input_scale : 0.0f; }
 
 // Dense (BF16) gate and up of one ViT block with the same shape and K % 8 == 0, both with or both without a bias:
-// uploaded as one [2·Iv, K] block so that one GEMM writes the gate|up row SwiGLU reads. Besides one launch fewer,
-// the separate GEMMs wrote N = Iv = 3420 columns each (the second at an offset), for which cuBLASLt picked an
-// sm_80 kernel at 229 TFLOP/s (run 13's profile: 2 × 183 us per block and image); the stacked N = 6840 is 16-byte
-// aligned. VLQ_CUDA_FUSE_VIT_GATE_UP=0 keeps them apart (A/B).
+// uploaded as one [2·Ivp, K] block (Ivp: the width padded to 16, see pad_out_rows) so that one GEMM writes the
+// gate|up row SwiGLU reads. Besides one launch fewer, the separate GEMMs wrote N = 3420 columns each (the second
+// at an offset; before the padding), for which cuBLASLt picked an sm_80 kernel at 229 TFLOP/s (run 13's profile:
+// 2 × 183 us per block and image). VLQ_CUDA_FUSE_VIT_GATE_UP=0 keeps them apart (A/B).
 bool vit_gate_up_fusable(const ops::LinearWeights& g, const ops::LinearWeights& u) {
   static const bool on = cuda::env_switch("VLQ_CUDA_FUSE_VIT_GATE_UP", true);
   return on && g.kind == ops::LinearKind::kDense && u.kind == ops::LinearKind::kDense && g.in_features == u.in_features &&

@@ -92,8 +92,8 @@ void check_options(const std::string& where, const QuantizeOptions& opt) {
          "Linears whose K and N are multiples of 16 (others are kept BF16 and listed in the exclusions)", "--pad",
          "drop --pad: a zero-padded weight has a shape that no loader accepts (transformers, vLLM, SGLang and vlq "
          "check every tensor shape against config.json), so a padded checkpoint would not load anywhere; the "
-         "misaligned Linears are kept BF16 instead, or --unaligned fp8 quantizes them in their own shape (vlq "
-         "pads them on the GPU itself; vLLM's FP8 GEMMs do not run them)"});
+         "misaligned Linears are kept BF16 instead, or --unaligned fp8 quantizes them in their own shape for vlq "
+         "(its GPU path pads the vision MLP width itself; vLLM's FP8 GEMMs need 16: a slow fallback or an assertion)"});
   if (opt.format == ExportFormat::kCompressedTensors && opt.modelopt_version_compat)
     throw UsageError({where, "--modelopt-compat applies to the ModelOpt format only", "--format modelopt",
                       "--format compressed-tensors", "drop --modelopt-compat"});
@@ -229,13 +229,13 @@ void decide(ModulePlan& m, const QuantizeOptions& opt) {
     const char* dim = m.in_features % 16 ? "K" : "N";
     const std::int64_t v = m.in_features % 16 ? m.in_features : m.out_features;
     if (!opt.unaligned_fp8) {
-      m.reason = fmt::format("{}={} not a multiple of 16 (FP8 GEMM alignment of cuBLASLt/CUTLASS): kept in the source "
-                             "dtype (--unaligned fp8 quantizes it for vlq)", dim, v);
+      m.reason = fmt::format("{}={} not a multiple of 16 (FP8 GEMM alignment of cuBLASLt/CUTLASS; --unaligned fp8 "
+                             "quantizes it for vlq)", dim, v);
       return;
     }
     m.quantize = true;
     m.reason = fmt::format("FP8 E4M3 per-tensor weight, static per-tensor input; {}={} not a multiple of 16 "
-                           "(--unaligned fp8: vlq pads it on the GPU, vLLM and TensorRT-LLM FP8 GEMMs need 16)", dim, v);
+                           "(--unaligned fp8: vlq runs it; vLLM's FP8 GEMMs need 16, see `vlq check`)", dim, v);
     return;
   }
   m.quantize = true;
@@ -271,8 +271,8 @@ void keep_fused_groups_whole(QuantPlan& plan) {
     for (ModulePlan* m : members)
       if (m->quantize) {
         m->quantize = false;
-        m->reason = fmt::format("its fused sibling {} is kept: runtimes fuse {} into one {} whose shards must share a dtype",
-                                formats::leaf_of(kept->canonical_module), qkv ? "q/k/v" : "gate/up",
+        m->reason = fmt::format("fused sibling {} is not quantized: runtimes fuse {} into one {} whose shards must share "
+                                "a dtype", formats::leaf_of(kept->canonical_module), qkv ? "q/k/v" : "gate/up",
                                 qkv ? "qkv_proj" : "gate_up_proj");
       }
   }

@@ -25,13 +25,18 @@ namespace {
 
 // Port of ModelOpt 0.47 `_prefix_wildcard_summarize_exclude_modules` (quant_utils.py). With
 // `pair_as_star_only` false the pair {a, a.*} is emitted as both entries (older releases, doc §1.5).
+// `also_quantized`: more names of quantized modules (their canonical names) whose prefixes must not become
+// wildcards either: with legacy checkpoint names and the whole language model kept, ModelOpt's rule picks
+// "model*", which also matches the FP8 vision Linears under transformers >= 4.52 naming (model.visual.*).
 std::set<std::string> summarize_exclude(const std::vector<std::string>& unquantized,
-                                        const std::vector<std::string>& quantized, bool pair_as_star_only) {
+                                        const std::vector<std::string>& quantized, bool pair_as_star_only,
+                                        const std::vector<std::string>& also_quantized = {}) {
   std::set<std::string> negative;
-  for (const auto& q : quantized) {
-    negative.insert(q);
-    for (std::size_t i = 0; i <= q.size(); ++i) negative.insert(q.substr(0, i) + "*");
-  }
+  for (const auto* list : {&quantized, &also_quantized})
+    for (const auto& q : *list) {
+      negative.insert(q);
+      for (std::size_t i = 0; i <= q.size(); ++i) negative.insert(q.substr(0, i) + "*");
+    }
   std::set<std::string> res;
   for (const auto& name : unquantized) {
     std::vector<std::vector<std::string>> cands;
@@ -86,16 +91,18 @@ std::vector<std::string> modelopt_exclude(const QuantPlan& plan, const io::Check
   }
   // MO >= 0.39: every module with quantizers (Linears and the token embedding), checkpoint names.
   bool lm_head_listed = false;
+  std::vector<std::string> q_canonical;
   for (const auto& m : plan.modules)
     if (m.is_linear) {
       (m.quantize ? q : unq).push_back(m.checkpoint_module);
+      if (m.quantize && m.canonical_module != m.checkpoint_module) q_canonical.push_back(m.canonical_module);
       lm_head_listed |= !m.quantize && m.canonical_module == "lm_head";
     }
   for (const auto& n : ck.names())
     if (formats::leaf_of(n) == "weight" && formats::leaf_of(canonical_module_of(std::string(formats::module_of(n)))) == "embed_tokens")
       unq.push_back(std::string(formats::module_of(n)));
   if (!lm_head_listed) unq.push_back("lm_head");  // tied head: no tensor, but the module exists
-  auto s = summarize_exclude(unq, q, true);
+  auto s = summarize_exclude(unq, q, true, q_canonical);
   exclude.assign(s.begin(), s.end());
   if (std::find(exclude.begin(), exclude.end(), "lm_head") == exclude.end()) exclude.push_back("lm_head");
   return exclude;

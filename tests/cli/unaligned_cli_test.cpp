@@ -80,6 +80,17 @@ TEST(UnalignedCli, VisionMlpStaysBf16ByDefaultAndIsFp8WithUnalignedFp8) {
   EXPECT_TRUE(fq == nullptr || (*fq)["severity"] == "info") << cq.out;
   EXPECT_LE(cq.rc, 1) << cq.out;
 
+  // --layout exact (ModelOpt's config: vLLM 0.10 honours none of its exclusions): the kept BF16 MLPs are built FP8
+  // there; the alignment finding's fix is the convert that writes the exclusion, not --vision bf16.
+  auto xr = run_vlq("quantize " + q(kOdd) + " " + q(s / "exact") + calib + " --layout exact" + kFast);
+  ASSERT_EQ(xr.rc, 0) << xr.err;
+  auto ce = run_vlq("check " + q(s / "exact") + " --target vllm-0.10 --json");
+  const json je = json::parse(ce.out);
+  const json* fe = finding(je, "fp8_gemm_alignment");
+  ASSERT_NE(fe, nullptr) << ce.out;
+  EXPECT_TRUE(has((*fe)["hint"].get<std::string>(), "writes an exclusion")) << fe->dump();
+  EXPECT_FALSE(has((*fe)["hint"].get<std::string>(), "--vision bf16")) << fe->dump();
+
   // vlq runs it, with an image (the FP8 vision MLP is on the path).
   auto g = run_vlq("generate --model " + q(s / "fp8") + " --image " + q(kColorImage) +
                    " --prompt 'What color is the shape?' --max-new-tokens 4 -q");

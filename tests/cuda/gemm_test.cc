@@ -110,7 +110,8 @@ TEST(CudaGemv, RowStackedEqualsSeparate) {
 
 // The batch-1 norm-folded GEMV gives the bits of cuda::rms_norm (E4M3 out) followed by cuda::gemv: with and
 // without a residual, with row_alpha (fused q|k|v) and a bias, F32 and BF16 outputs, dims whose rms_norm CTA is
-// 32..1024 threads (128, 3584 = the 7B's hidden size: 896 threads, 8192: 1024 with the loop path), N from 40 to
+// 32..1024 threads (128, 3584 = the 7B's hidden size: 896 threads, 8192: 1024, all in rms_norm's in-register path;
+// rms_norm's loop path, K > 8192, is beyond rms_norm_gemv's K limit and refused), N from 40 to
 // 37888 (the 7B's gate|up at batch 1), rows per warp 1 and more; h_out = h + residual, h itself untouched.
 TEST(CudaGemv, NormFoldedEqualsRmsNormThenGemv) {
   VLQ_REQUIRE_GPU();
@@ -130,14 +131,14 @@ TEST(CudaGemv, NormFoldedEqualsRmsNormThenGemv) {
     auto dh = to_device(h), dr = to_device(r), dnw = to_device(nw), dw = to_device(wq), db = to_device(bias),
          dra = to_device(ra);
     const DType ydt = c.bf16_out ? DType::BF16 : DType::F32;
-    const std::size_t yb = c.bf16_out ? 2 : 4;
     const Tensor hw = Tensor::contiguous(dw.data(), DType::F8_E4M3, {c.n, c.k});
     // reference: rms_norm in place on a copy of h, then the GEMV
     auto dh_ref = to_device(h);
     auto dx = poisoned<std::uint8_t>(c.k);
     const Tensor hr = Tensor::contiguous(dh_ref.data(), DType::F32, {1, c.k}), rr = Tensor::contiguous(dr.data(), DType::F32, {1, c.k});
     rms_norm(hr, c.res ? &rr : nullptr, dnw.as<float>(), 1e-6f, Tensor::contiguous(dx.data(), DType::F8_E4M3, {1, c.k}), in_scale, nullptr);
-    DeviceBuffer dy_ref(static_cast<std::size_t>(c.n) * yb), dy(static_cast<std::size_t>(c.n) * yb);
+    DeviceBuffer dy_ref = c.bf16_out ? poisoned<std::uint16_t>(c.n) : poisoned<float>(c.n);
+    DeviceBuffer dy = c.bf16_out ? poisoned<std::uint16_t>(c.n) : poisoned<float>(c.n);
     gemv(Tensor::contiguous(dx.data(), DType::F8_E4M3, {1, c.k}), hw, alpha, c.bias ? db.as<float>() : nullptr,
          Tensor::contiguous(dy_ref.data(), ydt, {1, c.n}), nullptr, c.ra ? dra.as<float>() : nullptr);
     auto dh_out = poisoned<float>(c.k);
@@ -154,13 +155,27 @@ TEST(CudaGemv, NormFoldedEqualsRmsNormThenGemv) {
     EXPECT_EQ(to_host<float>(dh_out, c.k), to_host<float>(dh_ref, c.k));  // h + residual (rms_norm wrote it in place)
     EXPECT_EQ(to_host<float>(dh, c.k), h);                                  // the input h is not written
   }
-  // h_out aliasing h is refused.
+  // h_out aliasing h or the residual, and K beyond the limit, are refused.
   auto d = to_device(std::vector<float>(64, 1.0f));
   auto w = to_device(std::vector<std::uint8_t>(64 * 16, 0));
   auto y = poisoned<float>(16);
   const Tensor t = Tensor::contiguous(d.data(), DType::F32, {1, 64});
   EXPECT_THROW(rms_norm_gemv(t, nullptr, d.as<float>(), 1e-6f, 1.0f, t, Tensor::contiguous(w.data(), DType::F8_E4M3, {16, 64}),
                              1.0f, nullptr, Tensor::contiguous(y.data(), DType::F32, {1, 16}), nullptr),
+               UsageError);
+  const Tensor r2 = Tensor::contiguous(d.data(), DType::F32, {1, 64});
+  auto h2 = to_device(std::vector<float>(64, 1.0f));
+  const Tensor t2 = Tensor::contiguous(h2.data(), DType::F32, {1, 64});
+  EXPECT_THROW(rms_norm_gemv(t2, &r2, d.as<float>(), 1e-6f, 1.0f, r2, Tensor::contiguous(w.data(), DType::F8_E4M3, {16, 64}),
+                             1.0f, nullptr, Tensor::contiguous(y.data(), DType::F32, {1, 16}), nullptr),
+               UsageError);
+  const int big = kNormGemvMaxK + 16;
+  auto hb = to_device(std::vector<float>(big, 1.0f)), ob = to_device(std::vector<float>(big, 1.0f));
+  auto wb = to_device(std::vector<std::uint8_t>(static_cast<std::size_t>(16) * big, 0));
+  EXPECT_THROW(rms_norm_gemv(Tensor::contiguous(hb.data(), DType::F32, {1, big}), nullptr, hb.as<float>(), 1e-6f, 1.0f,
+                             Tensor::contiguous(ob.data(), DType::F32, {1, big}),
+                             Tensor::contiguous(wb.data(), DType::F8_E4M3, {16, big}), 1.0f, nullptr,
+                             Tensor::contiguous(y.data(), DType::F32, {1, 16}), nullptr),
                UsageError);
 }
 

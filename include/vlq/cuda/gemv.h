@@ -30,8 +30,9 @@ void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, cons
 // buffer (the other CTAs still read h), so a caller alternates two residual-stream buffers. Source: the
 // Qwen2RMSNorm of HF transformers (weight · (x · rsqrt(mean(x²) + eps))) and vlq::ops::linear_forward (kFp8Static).
 // h: [1, K] F32; residual: null or [1, K] F32; norm_w: device [K] F32; in_scale: the Linear's input_scale (> 0);
-// h_out: [1, K] F32 (not h, not residual); w: [N, K] F8_E4M3, K % 16 == 0, K <= 49152, 16-byte aligned rows;
+// h_out: [1, K] F32 (not h, not residual); w: [N, K] F8_E4M3, K % 16 == 0, K <= kNormGemvMaxK, 16-byte aligned rows;
 // bias: null or device [N] F32; y: [1, N] F32|BF16; row_alpha: as for gemv. Throws vlq::UsageError otherwise.
+inline constexpr int kNormGemvMaxK = 8192;  // every Qwen2.5-VL hidden size (72B: 8192)
 void rms_norm_gemv(const Tensor& h, const Tensor* residual, const float* norm_w, float eps, float in_scale,
                    const Tensor& h_out, const Tensor& w, float alpha, const float* bias, const Tensor& y,
                    cudaStream_t stream, const float* row_alpha = nullptr);
