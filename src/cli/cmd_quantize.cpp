@@ -217,7 +217,7 @@ quant::ExportReport export_portable(const QuantizeArgs& a, const fs::path& model
     std::string failed;
     for (const std::string& t : opt.check_targets) {
       formats::Report r = formats::check_checkpoint(tmp2, t);
-      if (formats::verdict_fails(r.verdict)) {
+      if (formats::verdict_fails(r.verdict) || formats::predicts_wrong_output(r)) {
         std::string text = formats::report_to_text(r);
         for (std::size_t p = text.find(tmp2.string()); p != std::string::npos; p = text.find(tmp2.string(), p))
           text.replace(p, tmp2.string().size(), out_dir.string());
@@ -226,9 +226,11 @@ quant::ExportReport export_portable(const QuantizeArgs& a, const fs::path& model
       rep.checks.push_back(std::move(r));
     }
     if (!failed.empty())
-      throw ConfigError({a.out, "the export would not load on a --for target", "loads", "fails",
-                         "drop that --for and run the `vlq convert` shown below on the result, or use --format compressed-tensors "
-                         "or --scope lm:" + failed});
+      throw ConfigError({a.out, "the export would not load on a --for target (or would give wrong output there)", "loads",
+                         "fails",
+                         "nothing was written; drop that --for and run the `vlq convert` shown below on the export made "
+                         "without it, or use --format compressed-tensors" + std::string(opt.scope == quant::Scope::kLanguageModel ? "" : " or --scope lm") +
+                             ":" + failed});
     if (fs::exists(out_dir)) fs::remove_all(out_dir);  // --force (checked before)
     fs::rename(tmp2, out_dir);
     rep.out = out_dir;

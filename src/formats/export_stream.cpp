@@ -33,10 +33,22 @@ std::optional<double> scalar_of(const io::SafetensorsFile& f, const io::TensorIn
 
 bool verdict_fails(Verdict v) noexcept { return v == Verdict::kFails || v == Verdict::kInvalid; }
 
+namespace {
+bool wrong_output_code(const std::string& code) {
+  return code == "fp8_without_scales" || code == "vision_fp8_without_scales";
+}
+}  // namespace
+
+bool predicts_wrong_output(const Report& r) noexcept {
+  for (const auto& f : r.findings)
+    if (wrong_output_code(f.code)) return true;
+  return false;
+}
+
 std::string failure_summary(const Report& r, std::size_t max_chars) {
   std::string s;
   for (const auto& f : r.findings) {
-    if (f.severity != Severity::kError && f.severity != Severity::kInvalid) continue;
+    if (f.severity != Severity::kError && f.severity != Severity::kInvalid && !wrong_output_code(f.code)) continue;
     if (!s.empty()) s += "; ";
     s += f.code + (f.subject.empty() ? "" : " (" + f.subject + ")") + ": " + f.message;
     if (!f.runtime_error.empty()) s += " [" + f.runtime_error + "]";

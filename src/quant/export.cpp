@@ -233,10 +233,11 @@ void check_targets(const formats::CheckpointStream& stream, bool written, const 
   for (const auto& target : opt.check_targets) {
     const formats::RuntimeProfile& prof = formats::find_profile(target);
     formats::Report r = written ? stream.check_written(prof) : stream.check_planned(prof);
-    if (formats::verdict_fails(r.verdict))
-      throw ConfigError({out_dir.string(), fmt::format("the quantized checkpoint would not load on {}", target), "loads",
+    if (formats::verdict_fails(r.verdict) || formats::predicts_wrong_output(r))
+      throw ConfigError({out_dir.string(), fmt::format("the quantized checkpoint would not load on {} (or would give wrong output)", target), "loads",
                          std::string(formats::verdict_name(r.verdict)) + ": " + formats::failure_summary(r),
-                         "nothing was written; change --scope/--vision-kv-scales/--format, or drop --for " + target});
+                         "nothing was written; change --layout (portable writes the exclusions vLLM 0.10 reads)/--scope/"
+                         "--vision-kv-scales/--format, or drop --for " + target});
     if (written) rep.checks.push_back(std::move(r));
   }
 }

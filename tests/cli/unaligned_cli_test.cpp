@@ -91,6 +91,14 @@ TEST(UnalignedCli, VisionMlpStaysBf16ByDefaultAndIsFp8WithUnalignedFp8) {
   EXPECT_TRUE(has((*fe)["hint"].get<std::string>(), "writes an exclusion")) << fe->dump();
   EXPECT_FALSE(has((*fe)["hint"].get<std::string>(), "--vision bf16")) << fe->dump();
 
+  // --for vllm-0.10 refuses that exact export: it would load there but give wrong output.
+  auto xf = run_vlq("quantize " + q(kOdd) + " " + q(s / "exact-for") + calib + " --layout exact --for vllm-0.10" + kFast);
+  EXPECT_EQ(xf.rc, 3) << xf.err;
+  EXPECT_TRUE(has(xf.err, "wrong output")) << xf.err;
+  EXPECT_TRUE(has(xf.err, "vision_fp8_without_scales")) << xf.err;
+  EXPECT_FALSE(fs::exists(s / "exact-for"));
+  EXPECT_TRUE(entries_starting(s.dir, "exact-for.").empty());
+
   // vlq runs it, with an image (the FP8 vision MLP is on the path).
   auto g = run_vlq("generate --model " + q(s / "fp8") + " --image " + q(kColorImage) +
                    " --prompt 'What color is the shape?' --max-new-tokens 4 -q");

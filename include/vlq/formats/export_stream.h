@@ -87,4 +87,9 @@ std::string failure_summary(const Report& report, std::size_t max_chars = 800);
 // Whether a verdict means the runtime would not load the checkpoint (kFails or kInvalid).
 bool verdict_fails(Verdict v) noexcept;
 
+// Whether the report predicts wrong output although the runtime loads the checkpoint: a warning that BF16
+// weights are built as FP8 without scales (fp8_without_scales, vision_fp8_without_scales: "garbage output").
+// `vlq quantize --for T` refuses such an export as it refuses one that fails; failure_summary lists them too.
+bool predicts_wrong_output(const Report& report) noexcept;
+
 }  // namespace vlq::formats
