@@ -46,9 +46,12 @@ RtConfig read_config(const QuantLayout& L, const RuntimeProfile& p) {
                    (c.read->kv_cache_quant_algo && *c.read->kv_cache_quant_algo == "FP8");
       else
         c.kv_fp8 = c.read->kv_cache_quant_algo && *c.read->kv_cache_quant_algo == "FP8";
-      c.describe = fmt::format("config.json quantization_config (ModelOpt, config.json form): reads '{}' ({}) and {}",
-                               key, c.exclude_read ? fmt::format("{} entries", c.exclude.size()) : "absent → none",
-                               p.config.cfgjson_kv_from_scheme ? "kv_cache_scheme" : "kv_cache_quant_algo");
+      if (key.empty())  // a runtime without ModelOpt support (vllm-ascend): the exclusions are not read at all
+        c.describe = "config.json quantization_config (ModelOpt, config.json form): no exclusion key is read";
+      else
+        c.describe = fmt::format("config.json quantization_config (ModelOpt, config.json form): reads '{}' ({}) and {}",
+                                 key, c.exclude_read ? fmt::format("{} entries", c.exclude.size()) : "absent → none",
+                                 p.config.cfgjson_kv_from_scheme ? "kv_cache_scheme" : "kv_cache_quant_algo");
     }
   } else if (c.format == QuantFormat::kCompressedTensors) {
     bool present = false;
