@@ -12,6 +12,7 @@
 #include "vlq/core/error.h"
 #include "vlq/core/numerics.h"
 #include "vlq/formats/names.h"
+#include "vlq/ops/bulk_convert.h"
 
 namespace vlq::model {
 namespace {
@@ -24,9 +25,10 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
 
 // Converts a checkpoint tensor to f32, then drops its mapped file pages (page cache would otherwise count
 // on top of the f32 copy while a large model loads).
+// Decoded on every core (ops::decode_to_f32_parallel; the same values as the serial decode).
 std::vector<float> to_f32(const io::Checkpoint& ck, const io::TensorInfo& t) {
-  std::vector<float> v(static_cast<std::size_t>(t.numel()));
-  decode_to_f32(t.dtype, ck.data(t.name), v);  // callers accept only F32/F16/BF16/F8_E4M3
+  std::vector<float> v = ops::large_f32_vector(static_cast<std::size_t>(t.numel()));
+  ops::decode_to_f32_parallel(t.dtype, ck.data(t.name), v);  // callers accept only F32/F16/BF16/F8_E4M3
   if (t.nbytes() >= (1u << 20)) {
     const io::TensorRef ref = ck.find(t.name);
     ck.shard(ref.shard).advise_dontneed(t);

@@ -10,6 +10,7 @@
 #include "impl.h"
 #include "vlq/core/error.h"
 #include "vlq/core/numerics.h"
+#include "vlq/ops/bulk_convert.h"
 #include "vlq/ops/rotary.h"
 
 namespace vlq::model_cuda {
@@ -24,8 +25,8 @@ std::size_t linear_bytes(const ops::LinearWeights& l, int div) {
 }
 
 void* upload_bf16(cuda::DeviceArena& arena, const std::vector<float>& v) {
-  std::vector<std::uint16_t> b(v.size());
-  f32_to_bf16(std::span<const float>(v), std::span<std::uint16_t>(b));
+  std::vector<std::uint16_t> b = ops::large_vector<std::uint16_t>(v.size());  // converted on every core
+  ops::f32_to_bf16_parallel(std::span<const float>(v), std::span<std::uint16_t>(b));
   return arena.upload(b.data(), b.size() * 2);
 }
 
@@ -92,8 +93,8 @@ DevLinear fp8_linear(cuda::DeviceArena& arena, const ops::LinearWeights& l, void
 }
 
 std::vector<std::uint8_t> e4m3_codes(const ops::LinearWeights& l) {
-  std::vector<std::uint8_t> codes(l.w.size());
-  f32_to_e4m3fn(std::span<const float>(l.w), std::span<std::uint8_t>(codes));  // exact: w holds E4M3 values
+  std::vector<std::uint8_t> codes = ops::large_vector<std::uint8_t>(l.w.size());
+  ops::f32_to_e4m3fn_parallel(std::span<const float>(l.w), std::span<std::uint8_t>(codes));  // exact: w holds E4M3 values
   return codes;
 }
 }  // namespace
