@@ -293,6 +293,39 @@ __global__ void quantize_kernel(const T* x, float scale, std::uint8_t* out, std:
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
     out[i] = f32_to_e4m3_sat(__fdiv_rn(to_f32(x[i]), scale));
 }
+// One CTA per row: the row's max |x| (fmaxf: NaNs never win, as std::max in ops::linear_forward), its scale
+// max(amax / 448, floor), then the E4M3 codes of x / scale (IEEE division).
+template <class T>
+__global__ void quantize_per_token_kernel(const T* x, std::int64_t ldx, int cols, std::uint8_t* codes, float* scales,
+                                          float floor) {
+  __shared__ float sh[32];
+  const std::int64_t r = blockIdx.x;
+  const T* xr = x + r * ldx;
+  float m = 0.0f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) m = fmaxf(m, fabsf(to_f32(xr[i])));
+  m = warp_max(m);
+  if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = m;
+  __syncthreads();
+  m = threadIdx.x < blockDim.x / 32 ? sh[threadIdx.x] : 0.0f;
+  if (threadIdx.x < 32) m = warp_max(m);
+  if (threadIdx.x == 0) sh[0] = fmaxf(__fdiv_rn(m, 448.0f), floor);
+  __syncthreads();
+  const float s = sh[0];
+  if (threadIdx.x == 0) scales[r] = s;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) codes[r * cols + i] = f32_to_e4m3_sat(__fdiv_rn(to_f32(xr[i]), s));
+}
+// y = acc · (row scale · col scale) (+ bias), the two products and the add rounded separately as on the CPU.
+template <class O>
+__global__ void scale_rows_cols_kernel(const float* acc, int cols, const float* rs, float r0, const float* cs, float c0,
+                                       const float* bias, O* y, std::int64_t ldy) {
+  const std::int64_t r = blockIdx.y;
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const float a = __fmul_rn(rs ? rs[r] : r0, cs ? cs[c] : c0);
+  float v = __fmul_rn(acc[r * cols + c], a);
+  if (bias) v = __fadd_rn(v, bias[c]);
+  y[r * ldy + c] = from_f32<O>(v);
+}
 template <class O>
 __global__ void dequantize_kernel(const std::uint8_t* q, float scale, O* out, std::int64_t n) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -379,6 +412,46 @@ void quantize_e4m3(const Tensor& x, float scale, const Tensor& out, cudaStream_t
     quantize_kernel<T><<<grid_for(n), 256, 0, stream>>>(cptr<T>(x), scale, mptr<std::uint8_t>(out), n);
   });
   VLQ_CUDA_CHECK_LAUNCH("quantize_kernel");
+}
+
+void quantize_e4m3_per_token(const Tensor& x, const Tensor& codes, float* scales, float floor, cudaStream_t stream) {
+  expect_tensor("cuda::quantize_e4m3_per_token", "x", x, {DType::F32, DType::BF16}, {-1, -1});
+  const std::int64_t rows = x.shape[0], cols = x.shape[1];
+  expect_tensor("cuda::quantize_e4m3_per_token", "codes", codes, {DType::F8_E4M3}, {rows, cols});
+  if (codes.stride[0] != cols)
+    usage_error("cuda::quantize_e4m3_per_token", "codes must be contiguous", "row stride " + std::to_string(cols),
+                std::to_string(codes.stride[0]));
+  if (!scales) usage_error("cuda::quantize_e4m3_per_token", "scales is null", "device [rows] F32", "null");
+  if (!(floor > 0.0f)) usage_error("cuda::quantize_e4m3_per_token", "floor must be > 0", "> 0", std::to_string(floor));
+  if (rows == 0 || cols == 0) return;
+  with_input(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    for (std::int64_t r0 = 0; r0 < rows; r0 += 65535)  // grid.x <= 2^31 - 1 anyway; chunks keep offsets simple
+      quantize_per_token_kernel<T><<<static_cast<unsigned>(std::min<std::int64_t>(65535, rows - r0)), 256, 0, stream>>>(
+          cptr<T>(x) + r0 * x.stride[0], x.stride[0], static_cast<int>(cols), mptr<std::uint8_t>(codes) + r0 * cols,
+          scales + r0, floor);
+  });
+  VLQ_CUDA_CHECK_LAUNCH("quantize_per_token_kernel");
+}
+
+void scale_rows_cols(const Tensor& acc, const float* row_scales, float row_scale, const float* col_scales, float col_scale,
+                     const float* bias, const Tensor& y, cudaStream_t stream) {
+  expect_tensor("cuda::scale_rows_cols", "acc", acc, {DType::F32}, {-1, -1});
+  const std::int64_t rows = acc.shape[0], cols = acc.shape[1];
+  if (acc.stride[0] != cols)
+    usage_error("cuda::scale_rows_cols", "acc must be contiguous", "row stride " + std::to_string(cols), std::to_string(acc.stride[0]));
+  expect_tensor("cuda::scale_rows_cols", "y", y, {DType::F32, DType::BF16}, {rows, cols});
+  if (rows == 0 || cols == 0) return;
+  with_input(y.dtype, [&](auto t) {
+    using O = decltype(t);
+    for (std::int64_t r0 = 0; r0 < rows; r0 += 65535) {
+      const dim3 grid(ceil_div(cols, 256), static_cast<unsigned>(std::min<std::int64_t>(65535, rows - r0)));
+      scale_rows_cols_kernel<O><<<grid, 256, 0, stream>>>(cptr<float>(acc) + r0 * cols, static_cast<int>(cols),
+                                                          row_scales ? row_scales + r0 : nullptr, row_scale, col_scales,
+                                                          col_scale, bias, mptr<O>(y) + r0 * y.stride[0], y.stride[0]);
+    }
+  });
+  VLQ_CUDA_CHECK_LAUNCH("scale_rows_cols_kernel");
 }
 
 void dequantize_e4m3(const Tensor& q, float scale, const Tensor& out, cudaStream_t stream) {

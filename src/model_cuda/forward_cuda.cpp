@@ -11,6 +11,7 @@
 #include "vlq/cuda/elementwise.h"
 #include "vlq/cuda/gemv.h"
 #include "vlq/cuda/sampling.h"
+#include "vlq/ops/linear.h"
 #ifdef VLQ_HAVE_NCCL
 #include <nccl.h>
 #endif
@@ -55,7 +56,43 @@ bool gate_up_bf16() {
   return on;
 }
 
-void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const Tensor& x, const Tensor& y) {
+namespace {
+// A Linear with dynamic per-token and / or per-channel scales (DevLinear::dynamic, col_scale): E4M3 codes of x per
+// row (dynamic; a static one gets codes of x / input_scale from its producer), Σ codes·codes by the GEMV or
+// cuBLASLt with unit scales into an f32 workspace, then y = Σ · (row scale · column scale) + bias as
+// ops::linear_forward applies them.
+void run_scaled_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const Tensor& x, const Tensor& y,
+                       LinearScratch* ls) {
+  if (!ls)
+    throw UsageError({L.name, "a Linear with per-token or per-channel scales needs run_linear's workspace",
+                      "a LinearScratch", "null", "a bug in the caller"});
+  const std::int64_t m = x.dim(0);
+  Tensor codes = x;
+  const float* row_scales = nullptr;
+  float row_scale = L.input_scale;
+  if (L.dynamic) {
+    codes = Tensor::contiguous(ls->codes.get(static_cast<std::size_t>(m * L.k) + 256), DType::F8_E4M3, {m, L.k});
+    float* sc = static_cast<float*>(ls->scales.get(static_cast<std::size_t>(m) * 4 + 256));
+    cuda::quantize_e4m3_per_token(x, codes, sc, ops::kDynamicScaleFloor, stream);
+    row_scales = sc;
+    row_scale = 0.0f;
+  }
+  const Tensor w = Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k});
+  const Tensor acc = Tensor::contiguous(ls->acc.get(static_cast<std::size_t>(m * L.n) * 4 + 256), DType::F32, {m, L.n});
+  if (m <= kFp8GemvMaxM && static_cast<std::size_t>(m * L.k) <= kGemvSharedBytes)
+    cuda::gemv(codes, w, 1.0f, nullptr, acc, stream);
+  else
+    cuda::gemm_fp8(gemm, codes, w, L.scales, L.scales + 4, nullptr, acc, stream);
+  cuda::scale_rows_cols(acc, row_scales, row_scale, L.col_scale, L.weight_scale, L.bias_f32, y, stream);
+}
+}  // namespace
+
+void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const Tensor& x, const Tensor& y,
+                LinearScratch* ls) {
+  if (L.dynamic || L.col_scale) {
+    run_scaled_linear(gemm, stream, L, x, y, ls);
+    return;
+  }
   const std::int64_t m = x.dim(0);
   const std::int64_t kp = L.kp > 0 ? L.kp : L.k;
   const Tensor w = Tensor::contiguous(L.w, L.fp8 ? DType::F8_E4M3 : DType::BF16, {L.n, kp});
@@ -88,13 +125,13 @@ void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L
 namespace {
 
 void run_linear(Qwen2_5_VLCuda::Impl& im, const DevLinear& L, const Tensor& x, const Tensor& y) {
-  run_linear(im.gemm, im.stream.get(), L, x, y);
+  run_linear(im.gemm, im.stream.get(), L, x, y, &im.lin_scratch);
 }
 
 // A view [rows, cols] of scratch `s` in form `f`.
 Tensor input_view(Scratch& s, const InputForm& f, std::int64_t rows, std::int64_t cols) {
-  const DType dt = f.fp8 ? DType::F8_E4M3 : DType::BF16;
-  return Tensor::contiguous(s.get(static_cast<std::size_t>(rows * cols) * 2 + 256), dt, {rows, cols});
+  const DType dt = input_dtype(f);
+  return Tensor::contiguous(s.get(static_cast<std::size_t>(rows * cols) * dtype_size(dt) + 256), dt, {rows, cols});
 }
 
 // RMSNorm of h (after h += residual when given) into the input form of each Linear in `group`, then runs
@@ -316,6 +353,11 @@ void decoder_layer(Qwen2_5_VLCuda::Impl& im, int li, const Tensor& h, const Tens
     if (im.taps) im.taps->record(kTapOIn, Tensor::contiguous(att.data, DType::F32, {T, A}), st);
     o_in = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A)), DType::F8_E4M3, {T, A});
     cuda::quantize_e4m3(att, L.o.input_scale, o_in, st);
+  } else if (L.o.dynamic) {  // f32, quantized per token by run_linear
+    Tensor att = Tensor::contiguous(im.attn.get(static_cast<std::size_t>(T * A) * 4), DType::F32, {T, im.heads, hd});
+    attention(im, li, q, in, scale, att);
+    o_in = Tensor::contiguous(att.data, DType::F32, {T, A});
+    if (im.taps) im.taps->record(kTapOIn, o_in, st);
   } else {
     Tensor att = Tensor::contiguous(im.attn_in.get(static_cast<std::size_t>(T * A) * 2), DType::BF16, {T, im.heads, hd});
     attention(im, li, q, in, scale, att);

@@ -34,6 +34,12 @@ struct DevLinear {
   void* bias_bf16 = nullptr;   // [N] BF16 (cuBLASLt FP8 epilogue) or null
   float* row_alpha = nullptr;  // [N] f32 or null: per-row input_scale · weight_scale of Linears stacked by rows
                                // (fused q|k|v, GEMV only); input_scale / weight_scale are then unused
+  // FP8 weights with dynamic per-token activation scales (compressed-tensors "token", FP8_DYNAMIC): fp8 is false
+  // (the input arrives as F32, see InputForm), w holds E4M3 codes, and run_linear quantizes each row itself
+  // (cuda::quantize_e4m3_per_token) before the GEMM and applies the scales after it (cuda::scale_rows_cols).
+  bool dynamic = false;
+  float* col_scale = nullptr;  // [N] f32 or null: per-channel weight scales (compressed-tensors "channel"); the
+                               // GEMM then runs with unit scales and scale_rows_cols applies them (and the bias)
 };
 
 // What a Linear's input must look like: E4M3 codes of x / input_scale, or BF16. Linears with equal
@@ -41,9 +47,11 @@ struct DevLinear {
 struct InputForm {
   bool fp8 = false;
   float scale = 1.0f;
+  bool f32 = false;  // F32 (a dynamic FP8 Linear quantizes it per row), else BF16 when not fp8
   bool operator==(const InputForm&) const = default;
 };
-inline InputForm form_of(const DevLinear& l) { return {l.fp8, l.fp8 ? l.input_scale : 1.0f}; }
+inline InputForm form_of(const DevLinear& l) { return {l.fp8, l.fp8 ? l.input_scale : 1.0f, l.dynamic}; }
+inline DType input_dtype(const InputForm& f) { return f.fp8 ? DType::F8_E4M3 : f.f32 ? DType::F32 : DType::BF16; }
 
 struct DevLayer {
   float* input_norm = nullptr;  // [H] f32
@@ -70,10 +78,15 @@ float* upload_f32(cuda::DeviceArena& arena, const std::vector<float>& v);
 DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split = Split::kNone,
                         int rank = 0, int n = 1);
 
-// forward_cuda.cpp: y[M, N] (F32, row stride allowed) = L(x), x in L's input form ([M, K] E4M3 codes or BF16):
-// the GEMV for M <= 8, cuBLASLt otherwise.
+// Device workspace of the Linears with per-token / per-channel scales (run_linear): the per-token E4M3 codes and
+// scales, the unscaled f32 GEMM output.
+struct LinearScratch;
+
+// forward_cuda.cpp: y[M, N] (F32, row stride allowed) = L(x), x in L's input form ([M, K] E4M3 codes, BF16, or
+// F32 for a dynamic Linear): the GEMV for M <= 8, cuBLASLt otherwise. `ls` is needed (UsageError otherwise) for
+// Linears with dynamic or per-channel scales.
 void run_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLinear& L, const cuda::Tensor& x,
-                const cuda::Tensor& y);
+                const cuda::Tensor& y, LinearScratch* ls = nullptr);
 
 
 // Calibration taps (layer-sequential calibration, layerwise_cuda.cpp): when an Impl / DevVision has taps, its
@@ -106,6 +119,9 @@ struct Scratch {
     }
     return buf.data();
   }
+};
+struct LinearScratch {
+  Scratch codes, scales, acc;
 };
 
 // A captured decode step (forward_cuda.cpp): its graph, the workspace generation it was captured under, and
@@ -175,6 +191,7 @@ struct Qwen2_5_VLCuda::Impl {
   const Taps* taps = nullptr;         // calibration (see Taps): records every decoder layer's inputs
 
   // Workspace (grow-only), named for what they hold.
+  LinearScratch lin_scratch;  // run_linear's workspace for dynamic / per-channel FP8 Linears (LM and vision tower)
   Scratch h, h_alt, xin[3], qkv, attn, attn_in, a, gate_up, act, act_in, d, angles, ints, gathered, gathered_in, logits, argmax, pen_ints, pen_vals;
   // Decode-step CUDA graphs keyed by (rows T, logits rows R, block-table width); at most kMaxGraphs kept.
   static constexpr std::size_t kMaxGraphs = 256;

@@ -36,7 +36,7 @@ Tensor scratch_view(Scratch& s, DType dt, std::int64_t rows, std::int64_t cols) 
 // The input of Linear l for `rows` rows: [rows, k] E4M3 or BF16; for a K-padded Linear a view of k columns of
 // [rows, kp] rows whose pad columns are zeroed here (stream-ordered before the producer writes).
 Tensor input_of(Scratch& s, const DevLinear& l, std::int64_t rows, cudaStream_t st = nullptr) {
-  const DType dt = l.fp8 ? DType::F8_E4M3 : DType::BF16;
+  const DType dt = input_dtype(form_of(l));  // E4M3 codes, BF16, or F32 for a dynamic FP8 Linear
   if (l.kp == l.k || l.kp == 0) return scratch_view(s, dt, rows, l.k);
   const Tensor full = scratch_view(s, dt, rows, l.kp);
   VLQ_CUDA_CHECK(cudaMemsetAsync(full.data, 0, static_cast<std::size_t>(rows * l.kp) * dtype_size(dt), st));
@@ -90,6 +90,7 @@ ops::LinearWeights pad_out_rows(const ops::LinearWeights& l, std::int64_t rows) 
   p.out_features = rows;
   p.w.resize(static_cast<std::size_t>(rows * l.in_features), 0.0f);
   if (!l.bias.empty()) p.bias.resize(static_cast<std::size_t>(rows), 0.0f);
+  if (l.weight_scale.size() > 1) p.weight_scale.resize(static_cast<std::size_t>(rows), 1.0f);  // per-channel: any > 0
   return p;
 }
 ops::LinearWeights pad_in_cols(const ops::LinearWeights& l, std::int64_t cols) {
@@ -106,6 +107,7 @@ ops::LinearWeights shape_of(const ops::LinearWeights& l, std::int64_t out, std::
   s.kind = l.kind;
   s.out_features = out;
   s.in_features = in;
+  if (l.weight_scale.size() > 1) s.weight_scale.assign(static_cast<std::size_t>(out), 1.0f);  // per-channel scales' bytes
   return s;
 }
 }  // namespace
@@ -242,7 +244,7 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   // SwiGLU's reads) with VLQ_CUDA_GATE_UP_BF16=1 (opt-in until GPU-tested), else and for calibration f32.
   const DType gdt = !v.taps && gate_up_bf16() ? DType::BF16 : DType::F32;
   void* qkv = v.qkv.get(static_cast<std::size_t>(n * W) * 4);
-  run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, gdt, {n, W}));
+  run_linear(im.gemm, st, B.qkv, hin, Tensor::contiguous(qkv, gdt, {n, W}), &im.lin_scratch);
   // rotary on q and k, then q, k, v contiguous [n, heads, hd] for the segment attention, in one kernel: BF16 (what
   // the tensor-core kernel rounds them to anyway, so the result is the same; its key tiles then arrive by
   // cp.async), or f32 while calibrating (taps).
@@ -257,12 +259,16 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   const float scale = 1.0f / std::sqrt(static_cast<float>(v.hd));
   const int tile_rows = v.blocks[bi].full ? vit_full_tile_rows(v.hd) : 64;  // as plan_vision cut `cu`
   Tensor o_in;
-  if (B.proj.fp8) {
+  if (B.proj.fp8 || B.proj.dynamic) {
     const Tensor att = Tensor::contiguous(v.att.get(static_cast<std::size_t>(n * Dv) * 4), DType::F32, {n, v.heads, v.hd});
     cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st, tile_rows);
     record(kTapOIn, Tensor::contiguous(att.data, DType::F32, {n, Dv}));
-    o_in = scratch_view(v.att_in, DType::F8_E4M3, n, Dv);
-    cuda::quantize_e4m3(att, B.proj.input_scale, o_in, st);
+    if (B.proj.dynamic) {  // f32, quantized per token by run_linear
+      o_in = Tensor::contiguous(att.data, DType::F32, {n, Dv});
+    } else {
+      o_in = scratch_view(v.att_in, DType::F8_E4M3, n, Dv);
+      cuda::quantize_e4m3(att, B.proj.input_scale, o_in, st);
+    }
   } else {
     const Tensor att = Tensor::contiguous(v.att_in.get(static_cast<std::size_t>(n * Dv) * 2), DType::BF16, {n, v.heads, v.hd});
     cuda::attention_segments_tiled(qkv3[0], qkv3[1], qkv3[2], cu, scale, att, st, tile_rows);
@@ -270,7 +276,7 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
     record(kTapOIn, o_in);
   }
   const Tensor o = scratch_view(v.o, DType::F32, n, Dv);
-  run_linear(im.gemm, st, B.proj, o_in, o);
+  run_linear(im.gemm, st, B.proj, o_in, o, &im.lin_scratch);
   // MLP: x += o, RMSNorm into gate/up's input form(s), gate | up into one [n, 2·Ivp] row, SwiGLU, down (the
   // intermediate width padded to 16 with zero weights, see pad_out_rows: the pad columns are 0 throughout).
   const std::int64_t I = v.Ivp;
@@ -287,15 +293,15 @@ void vision_block(Qwen2_5_VLCuda::Impl& im, DevVision& v, int bi, const Tensor& 
   }
   record(kTapGateUpIn, h_gate);
   if (B.gate_up.w) {
-    run_linear(im.gemm, st, B.gate_up, h_gate, Tensor::contiguous(gu, udt, {n, 2 * I}));
+    run_linear(im.gemm, st, B.gate_up, h_gate, Tensor::contiguous(gu, udt, {n, 2 * I}), &im.lin_scratch);
   } else {
-    run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, udt, n, I, 2 * I));
-    run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + half, udt, n, I, 2 * I));
+    run_linear(im.gemm, st, B.gate, h_gate, Tensor::strided2d(gu, udt, n, I, 2 * I), &im.lin_scratch);
+    run_linear(im.gemm, st, B.up, h_up, Tensor::strided2d(gu + half, udt, n, I, 2 * I), &im.lin_scratch);
   }
   const Tensor act = input_of(v.act, B.down, n, st);
   cuda::swiglu(Tensor::contiguous(gu, udt, {n, 2 * I}), act, scale_of(B.down), st);
   record(kTapDownIn, I == v.Iv ? act : Tensor::strided2d(act.data, act.dtype, n, v.Iv, act.stride[0]));  // no pad columns
-  run_linear(im.gemm, st, B.down, act, d_out);
+  run_linear(im.gemm, st, B.down, act, d_out, &im.lin_scratch);
 }
 
 }  // namespace
@@ -442,7 +448,7 @@ Tensor encode_staged(Qwen2_5_VLCuda::Impl& im, DevVision& v, std::int64_t n, std
   // 2. patch embedding, 4–5. window reorder (a row gather)
   const Tensor x0 = scratch_view(v.x0, DType::F32, n, v.Dv);
   if (v.taps) v.taps->record(kTapPatch, px, st);
-  run_linear(im.gemm, st, v.patch, px, x0);
+  run_linear(im.gemm, st, v.patch, px, x0, &im.lin_scratch);
   const Tensor x = scratch_view(v.x, DType::F32, n, v.Dv);
   cuda::embedding(perm, x0, x, st);
   // 7. blocks; two MLP-output buffers alternate as in the language model
@@ -459,12 +465,12 @@ Tensor encode_staged(Qwen2_5_VLCuda::Impl& im, DevVision& v, std::int64_t n, std
   cuda::rms_norm(x, nullptr, v.ln_q, kVisionEps, Tensor::contiguous(lnq.data, lnq.dtype, {n, v.Dv}), scale_of(v.merger0), st);
   if (v.taps && lnq.dtype == DType::BF16) v.taps->record(kTapMerger0, lnq, st);
   const Tensor m0 = scratch_view(v.m0, DType::F32, m, v.merger0.n);
-  run_linear(im.gemm, st, v.merger0, lnq, m0);
+  run_linear(im.gemm, st, v.merger0, lnq, m0, &im.lin_scratch);
   const Tensor m0a = input_of(v.m0a, v.merger2, m);
   cuda::gelu_erf(m0, m0a, scale_of(v.merger2), st);
   if (v.taps && m0a.dtype == DType::BF16) v.taps->record(kTapMerger2, m0a, st);
   const Tensor m2 = scratch_view(v.m2, DType::F32, m, v.out);
-  run_linear(im.gemm, st, v.merger2, m0a, m2);
+  run_linear(im.gemm, st, v.merger2, m0a, m2, &im.lin_scratch);
   // 9. undo the window permutation: final[window_index[k]] = out[k], i.e. final[j] = out[inverse[j]]
   const Tensor fin = scratch_view(v.fin, DType::F32, m, v.out);
   cuda::embedding(inv, m2, fin, st);

@@ -21,7 +21,8 @@ std::size_t linear_bytes(const ops::LinearWeights& l, int div) {
   const std::size_t nk = static_cast<std::size_t>(l.out_features * l.in_features) / static_cast<std::size_t>(div);
   const std::size_t nkp = static_cast<std::size_t>(l.out_features * ((l.in_features + 7) / 8 * 8)) / static_cast<std::size_t>(div);
   const std::size_t w = l.kind == ops::LinearKind::kDense ? 2 * nkp : nk;
-  return aligned(w) + aligned(32) + 2 * aligned(static_cast<std::size_t>(l.out_features) * 4);
+  const std::size_t col_scale = l.weight_scale.size() > 1 ? aligned(l.weight_scale.size() * 4) : 0;  // per-channel
+  return aligned(w) + aligned(32) + 2 * aligned(static_cast<std::size_t>(l.out_features) * 4) + col_scale;
 }
 
 void* upload_bf16(cuda::DeviceArena& arena, const std::vector<float>& v) {
@@ -39,11 +40,11 @@ void check_supported(const ops::LinearWeights& l) {
     throw UnsupportedError({l.name, what, "dense (BF16/F16/F32) or FP8 static per-tensor (input_scale, one weight_scale)",
                             found, "run this checkpoint with --device cpu, or re-export it with vlq quantize"});
   };
-  if (l.kind == ops::LinearKind::kFp8Dynamic) unsupported("dynamic per-token FP8 activations are not on the CUDA path yet", "FP8 dynamic");
-  if (l.kind == ops::LinearKind::kFp8Static) {
-    if (l.weight_scale.size() != 1) unsupported("per-channel weight scales are not on the CUDA path yet",
-                                                std::to_string(l.weight_scale.size()) + " weight scales");
-    if (!l.input_scale) unsupported("FP8 Linear without input_scale", "no input_scale");
+  if (l.kind == ops::LinearKind::kFp8Static || l.kind == ops::LinearKind::kFp8Dynamic) {
+    if (l.weight_scale.size() != 1 && l.weight_scale.size() != static_cast<std::size_t>(l.out_features))
+      unsupported("FP8 weight scales must be one per tensor or one per output channel",
+                  std::to_string(l.weight_scale.size()) + " weight scales for " + std::to_string(l.out_features) + " rows");
+    if (l.kind == ops::LinearKind::kFp8Static && !l.input_scale) unsupported("FP8 Linear without input_scale", "no input_scale");
     if (l.in_features % 16 != 0) unsupported("FP8 GEMMs need in_features % 16 == 0", std::to_string(l.in_features));
   }
 }
@@ -57,6 +58,7 @@ ops::LinearWeights shard(const ops::LinearWeights& l, Split split, int rank, int
     s.out_features = rows;
     s.w.assign(l.w.begin() + r0 * l.in_features, l.w.begin() + (r0 + rows) * l.in_features);
     if (!l.bias.empty()) s.bias.assign(l.bias.begin() + r0, l.bias.begin() + r0 + rows);
+    if (l.weight_scale.size() > 1) s.weight_scale.assign(l.weight_scale.begin() + r0, l.weight_scale.begin() + r0 + rows);
   } else {
     const std::int64_t cols = l.in_features / n, c0 = cols * rank;
     s.in_features = cols;
@@ -100,13 +102,33 @@ std::vector<std::uint8_t> e4m3_codes(const ops::LinearWeights& l) {
 }  // namespace
 
 DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split, int rank, int n) {
+  if (full.kind == ops::LinearKind::kFp8Dynamic && split == Split::kCols && n > 1)
+    throw UnsupportedError({full.name, "dynamic per-token FP8 in a row-parallel (input-split) Linear under tensor "
+                            "parallelism: each rank would scale its tokens by the amax of its own slice",
+                            "--tensor-parallel 1, or a checkpoint with static input scales", "FP8 dynamic, --tensor-parallel " +
+                            std::to_string(n), "run with --tensor-parallel 1"});
   std::optional<ops::LinearWeights> keep;
   const ops::LinearWeights& l = rank_part(full, split, rank, n, keep);
   check_supported(l);
   DevLinear d;
-  if (l.kind == ops::LinearKind::kFp8Static) {
+  if (l.kind == ops::LinearKind::kFp8Static && l.weight_scale.size() == 1) {
     const std::vector<std::uint8_t> codes = e4m3_codes(l);
     d = fp8_linear(arena, l, arena.upload(codes.data(), codes.size()), l.out_features, l.weight_scale[0]);
+  } else if (l.kind == ops::LinearKind::kFp8Static || l.kind == ops::LinearKind::kFp8Dynamic) {
+    // Per-channel weight scales and / or dynamic per-token activations: the codes, unit scales for cuBLASLt
+    // (the GEMM gives Σ codes·codes; run_linear's scale_rows_cols applies the scales and the bias after it).
+    const std::vector<std::uint8_t> codes = e4m3_codes(l);
+    d.name = l.name;
+    d.n = l.out_features;
+    d.k = d.kp = l.in_features;
+    d.w = arena.upload(codes.data(), codes.size());
+    d.dynamic = l.kind == ops::LinearKind::kFp8Dynamic;
+    d.fp8 = !d.dynamic;  // static: the input arrives as E4M3 codes of x / input_scale
+    d.input_scale = d.dynamic ? 1.0f : *l.input_scale;
+    d.weight_scale = l.weight_scale.size() == 1 ? l.weight_scale[0] : 1.0f;
+    if (l.weight_scale.size() > 1) d.col_scale = upload_f32(arena, l.weight_scale);
+    const float unit[8] = {1, 0, 0, 0, 1, 0, 0, 0};
+    d.scales = static_cast<float*>(arena.upload(unit, sizeof unit));
   } else {
     d.name = l.name;
     d.n = l.out_features;

@@ -2,6 +2,9 @@
 // FP8 emulation) and a float64 reference, ragged shapes, poisoned outputs.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <tuple>
+
 #include "cuda_test_util.h"
 #include "vlq/cuda/elementwise.h"
 #include "vlq/cuda/gemm.h"
@@ -176,6 +179,110 @@ TEST(CudaGemv, NormFoldedEqualsRmsNormThenGemv) {
                              Tensor::contiguous(ob.data(), DType::F32, {1, big}),
                              Tensor::contiguous(wb.data(), DType::F8_E4M3, {16, big}), 1.0f, nullptr,
                              Tensor::contiguous(y.data(), DType::F32, {1, 16}), nullptr),
+               UsageError);
+}
+
+// Dynamic per-token activations and per-channel weight scales (llm-compressor's FP8_DYNAMIC; run_linear's path
+// for DevLinear::dynamic / col_scale): quantize_e4m3_per_token gives the CPU's codes and scales exactly (a zero
+// row takes the floor, a NaN is ignored by the amax, large values saturate), then the unit-scale GEMV (M <= 4) or
+// cuBLASLt GEMM and scale_rows_cols match ops::linear_forward; also per-channel weights with a static input scale.
+TEST(CudaGemm, PerTokenAndPerChannelScalesMatchLinearForward) {
+  VLQ_REQUIRE_GPU();
+  const auto seed = fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 g(seed);
+  GemmContext ctx;
+  for (auto [m, n, k] : {std::tuple{1, 300, 512}, std::tuple{3, 128, 256}, std::tuple{37, 520, 1024}}) {
+    for (bool dynamic : {true, false}) {
+      SCOPED_TRACE("M=" + std::to_string(m) + " N=" + std::to_string(n) + " K=" + std::to_string(k) +
+                   (dynamic ? " dynamic" : " static"));
+      ops::LinearWeights lin;
+      lin.name = "test";
+      lin.out_features = n;
+      lin.in_features = k;
+      lin.kind = dynamic ? ops::LinearKind::kFp8Dynamic : ops::LinearKind::kFp8Static;
+      const std::vector<float> w = randn(static_cast<std::size_t>(n) * k, g, 0.05f);
+      std::vector<std::uint8_t> wq(w.size());
+      lin.w.resize(w.size());
+      lin.weight_scale.resize(n);
+      for (int r = 0; r < n; ++r) {  // per-channel: amax of the row / 448
+        float a = 0;
+        for (int c = 0; c < k; ++c) a = std::max(a, std::abs(w[static_cast<std::size_t>(r) * k + c]));
+        lin.weight_scale[r] = a / 448.0f;
+        for (int c = 0; c < k; ++c) {
+          const std::size_t i = static_cast<std::size_t>(r) * k + c;
+          wq[i] = f32_to_e4m3fn_sat(w[i] / lin.weight_scale[r]);
+          lin.w[i] = e4m3fn_to_f32(wq[i]);
+        }
+      }
+      lin.bias = randn(n, g);
+      std::vector<float> x = randn(static_cast<std::size_t>(m) * k, g, 2.0f);
+      x[1] = 1e6f;  // saturates (static) / sets the row's amax (dynamic)
+      if (m > 2) std::fill(x.begin() + 2 * k, x.begin() + 3 * k, 0.0f);  // an all-zero row: the scale floor
+      if (!dynamic) lin.input_scale = 0.05f;
+      std::vector<float> ref(static_cast<std::size_t>(m) * n);
+      ops::linear_forward(lin, x.data(), m, k, ref.data());
+      // device: codes (+ per-token scales), Σ with unit scales, the epilogue
+      auto dx = to_device(x), dw = to_device(wq), dws = to_device(lin.weight_scale), db = to_device(lin.bias);
+      auto dcodes = poisoned<std::uint8_t>(x.size());
+      auto dscales = poisoned<float>(m);
+      const Tensor codes = Tensor::contiguous(dcodes.data(), DType::F8_E4M3, {m, k});
+      std::vector<std::uint8_t> cref(x.size());
+      std::vector<float> sref(m, lin.input_scale.value_or(0.0f));
+      if (dynamic) {
+        quantize_e4m3_per_token(Tensor::contiguous(dx.data(), DType::F32, {m, k}), codes, dscales.as<float>(),
+                                ops::kDynamicScaleFloor, nullptr);
+        for (int r = 0; r < m; ++r) {
+          float a = 0;
+          for (int c = 0; c < k; ++c) a = std::max(a, std::fabs(x[static_cast<std::size_t>(r) * k + c]));
+          sref[r] = std::max(a / 448.0f, ops::kDynamicScaleFloor);
+        }
+        EXPECT_EQ(to_host<float>(dscales, m), sref);
+      } else {
+        quantize_e4m3(Tensor::contiguous(dx.data(), DType::F32, {m, k}), *lin.input_scale, codes, nullptr);
+      }
+      for (int r = 0; r < m; ++r)
+        for (int c = 0; c < k; ++c) {
+          const std::size_t i = static_cast<std::size_t>(r) * k + c;
+          cref[i] = f32_to_e4m3fn_sat(x[i] / sref[r]);
+        }
+      EXPECT_EQ(to_host<std::uint8_t>(dcodes, x.size()), cref);
+      const float unit[8] = {1, 0, 0, 0, 1, 0, 0, 0};
+      auto dunit = to_device(std::vector<float>(unit, unit + 8));
+      auto dacc = poisoned<float>(ref.size());
+      const Tensor acc = Tensor::contiguous(dacc.data(), DType::F32, {m, n});
+      const Tensor wt = Tensor::contiguous(dw.data(), DType::F8_E4M3, {n, k});
+      if (m <= 4) gemv(codes, wt, 1.0f, nullptr, acc, nullptr);
+      else gemm_fp8(ctx, codes, wt, dunit.as<float>(), dunit.as<float>() + 4, nullptr, acc, nullptr);
+      auto dy = poisoned<float>(ref.size());
+      scale_rows_cols(acc, dynamic ? dscales.as<float>() : nullptr, lin.input_scale.value_or(0.0f), dws.as<float>(), 0.0f,
+                      db.as<float>(), Tensor::contiguous(dy.data(), DType::F32, {m, n}), nullptr);
+      EXPECT_LT(rel_err(to_host<float>(dy, ref.size()), ref), m <= 4 ? 1e-5 : 1e-3);
+    }
+  }
+  // A NaN does not become the row's amax (fmaxf, as std::max on the CPU); its own code is NaN.
+  {
+    std::vector<float> x = {1.0f, std::numeric_limits<float>::quiet_NaN(), -448.0f * 2, 3.0f};
+    x.resize(32, 0.5f);
+    auto dx = to_device(x);
+    auto dc = poisoned<std::uint8_t>(32);
+    auto ds = poisoned<float>(1);
+    quantize_e4m3_per_token(Tensor::contiguous(dx.data(), DType::F32, {1, 32}), Tensor::contiguous(dc.data(), DType::F8_E4M3, {1, 32}),
+                            ds.as<float>(), ops::kDynamicScaleFloor, nullptr);
+    EXPECT_EQ(to_host<float>(ds, 1)[0], 896.0f / 448.0f);
+    const auto c = to_host<std::uint8_t>(dc, 32);
+    EXPECT_EQ(c[1], f32_to_e4m3fn_sat(std::numeric_limits<float>::quiet_NaN()));
+    EXPECT_EQ(c[2], f32_to_e4m3fn_sat(-448.0f));
+  }
+  // Shapes are checked.
+  auto dx = to_device(std::vector<float>(64, 1.0f));
+  auto dc = poisoned<std::uint8_t>(64);
+  auto ds = poisoned<float>(4);
+  EXPECT_THROW(quantize_e4m3_per_token(Tensor::contiguous(dx.data(), DType::F32, {4, 16}),
+                                       Tensor::contiguous(dc.data(), DType::F8_E4M3, {4, 8}), ds.as<float>(), 1e-6f, nullptr),
+               UsageError);
+  EXPECT_THROW(scale_rows_cols(Tensor::contiguous(dx.data(), DType::F32, {4, 16}), nullptr, 1.0f, nullptr, 1.0f, nullptr,
+                               Tensor::contiguous(dx.data(), DType::F32, {4, 8}), nullptr),
                UsageError);
 }
 

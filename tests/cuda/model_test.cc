@@ -207,6 +207,59 @@ TEST(CudaModel, Fp8VisionTowerMatchesCpu) {
   expect_same_vision(cpu, 5e-2);
 }
 
+// llm-compressor's FP8_DYNAMIC recipe in memory: per-channel weight scales (amax of each row / 448) and dynamic
+// per-token activations (no input_scale); `static_input` > 0 instead keeps a static per-tensor input scale (the
+// compressed-tensors "channel" weights + "tensor" activations scheme).
+void to_fp8_per_channel(ops::LinearWeights& l, float static_input = 0.0f) {
+  l.weight_scale.assign(static_cast<std::size_t>(l.out_features), 0.0f);
+  for (std::int64_t r = 0; r < l.out_features; ++r) {
+    float a = 0;
+    for (std::int64_t c = 0; c < l.in_features; ++c) a = std::max(a, std::fabs(l.w[r * l.in_features + c]));
+    const float s = std::max(a, 1e-12f) / 448.0f;
+    l.weight_scale[r] = s;
+    for (std::int64_t c = 0; c < l.in_features; ++c) {
+      float& w = l.w[r * l.in_features + c];
+      w = e4m3fn_to_f32(f32_to_e4m3fn_sat(w / s));
+    }
+  }
+  if (static_input > 0) {
+    l.kind = ops::LinearKind::kFp8Static;
+    l.input_scale = static_input;
+  } else {
+    l.kind = ops::LinearKind::kFp8Dynamic;
+    l.input_scale.reset();
+  }
+}
+
+// Every LM and vision Linear with K % 16 == 0 as FP8_DYNAMIC (lm_head and the patch embedding stay BF16), the
+// o_proj / down_proj of the LM instead per-channel with a static input scale, BF16 KV cache: CUDA vs CPU on text
+// and on an image prompt.
+TEST(CudaModel, Fp8DynamicPerTokenAndPerChannelMatchCpu) {
+  VLQ_REQUIRE_GPU();
+  model::Qwen2_5_VL m = model::Qwen2_5_VL::load(kModel);
+  AmaxObserver obs;
+  {
+    auto s = m.new_session(256);
+    m.prefill(s, random_text(96, 7), nullptr, 1, &obs);
+  }
+  auto& w = m.mutable_weights();
+  for (auto& L : w.lm.layers) {
+    for (auto* l : {&L.q, &L.k, &L.v, &L.gate, &L.up}) to_fp8_per_channel(*l);
+    for (auto* l : {&L.o, &L.down}) to_fp8_per_channel(*l, std::max(obs.amax.at(l->name), 1e-6f) / 448.0f);
+  }
+  for (auto& b : w.vision.blocks)
+    for (auto* l : {&b.qkv, &b.proj, &b.gate, &b.up, &b.down})
+      if (l->in_features % 16 == 0) to_fp8_per_channel(*l);
+  to_fp8_per_channel(w.vision.merger0);
+  to_fp8_per_channel(w.vision.merger2);
+  ASSERT_EQ(w.lm.layers.front().q.kind, ops::LinearKind::kFp8Dynamic);
+  ASSERT_GT(w.lm.layers.front().q.weight_scale.size(), 1u);
+  expect_same_generation(m, random_text(40, 11), nullptr, 6, 5e-2);
+  expect_same_vision(m, 5e-2);
+  const image::ProcessedImages px = load_processed(m, kImage);
+  expect_same_generation(m, image_prompt(m, px), &px, 4, 8e-2);
+}
+
 // The vision MLPs cut to `width` intermediate columns (gate / up: the first rows, down: the first input columns):
 // a smaller model of the same architecture whose width is not a multiple of 16, like the 7B's 3420.
 void cut_vision_mlp(model::Qwen2_5_VL& m, std::int64_t width) {

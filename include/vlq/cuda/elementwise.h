@@ -72,6 +72,21 @@ void rotary_split_qkv(const Tensor& qkv, const Tensor& angles, const Tensor& q, 
 // E4M3 quantize (vlq::quantize_e4m3_sat, bit-exact): out[i] = E4M3_sat_rne(x[i] / scale).
 //   x: [n] F32|BF16 (any rank, contiguous); out: same numel F8_E4M3; scale finite > 0.
 void quantize_e4m3(const Tensor& x, float scale, const Tensor& out, cudaStream_t stream);
+// Dynamic per-token E4M3 quantization (compressed-tensors strategy "token", llm-compressor's FP8_DYNAMIC; the CPU
+// reference is ops::linear_forward for LinearKind::kFp8Dynamic, bit-exact with it): per row r, scales[r] =
+// max(max_c |x[r, c]| / 448, floor) (NaNs ignored) and codes[r, c] = E4M3 of x[r, c] / scales[r] (IEEE division,
+// saturating). x: [rows, cols] F32|BF16 (row stride allowed); codes: [rows, cols] F8_E4M3, contiguous; scales:
+// device [rows] F32; floor > 0 (ops::kDynamicScaleFloor). Throws vlq::UsageError for bad shapes.
+void quantize_e4m3_per_token(const Tensor& x, const Tensor& codes, float* scales, float floor, cudaStream_t stream);
+
+// The epilogue of an FP8 GEMM with per-row (per-token) and/or per-column (per-channel) scales, as
+// ops::linear_forward applies them: y[r, c] = acc[r, c] · (rs[r] · cs[c]) + bias[c], each product and the add
+// rounded separately. row_scales: device [rows] F32, or null for the scalar row_scale; col_scales: device [cols]
+// F32, or null for col_scale; bias: device [cols] F32 or null. acc: [rows, cols] F32 contiguous; y: [rows, cols]
+// F32|BF16 (row stride allowed; may be acc itself). Throws vlq::UsageError for bad shapes.
+void scale_rows_cols(const Tensor& acc, const float* row_scales, float row_scale, const float* col_scales, float col_scale,
+                     const float* bias, const Tensor& y, cudaStream_t stream);
+
 // Dequantize (vlq::dequantize_e4m3, bit-exact): out[i] = f32(q[i]) · scale. q F8_E4M3; out F32|BF16.
 void dequantize_e4m3(const Tensor& q, float scale, const Tensor& out, cudaStream_t stream);
 
