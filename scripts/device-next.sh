@@ -5,7 +5,9 @@
 # calibration (--save-calib), the same statistics exported with `--unaligned fp8` (FP8 vision MLPs, padded
 # 3420 → 3424 on upload), then TTFT of both whole-VLM exports and the usual figures of the LM-only one, then the
 # batch-1 norm-folded GEMVs (VLQ_CUDA_FUSE_NORM_GEMV=1: tests, batch-1 decode A/B twice).
-# Logs in $OUT (tests.log, gquant*.log, unaligned.log, bench_*.log). ~7 min on an H100 when nothing is cached.
+# Logs in $OUT (tests.log, gquant*.log, unaligned.log, bench_*.log, serve_image_c64_*.log). ~9 min on an H100 when
+# nothing is cached: split it over two calls on the same warm machine if the 10-minute limit is near (the checkpoints
+# in /tmp are kept while the machine stays warm).
 set -u
 F=/tmp/q7-gq; export GQ_TEXT=32 GQ_IMAGES=16 FP8_DIR=$F
 D=.devsync; . $D/device-run.sh >/dev/null 2>&1; export VLQ_TOKENIZER_DIR=$PWD/$D/tok
@@ -25,6 +27,12 @@ for m in $V $U; do
   echo "== $m"; grep -E "TTFT|vision|load" $OUT/bench_$(basename $m).log | head -6
 done
 timeout 100 $D/cuda_model_bench $F 8192 1,8,64,256 > $OUT/bench_lm.log 2>&1; grep -E "prefill|TTFT|decode|copy" $OUT/bench_lm.log | head -12
+# vlq serve, image set, on the LM-only export (as runs 15-16) and on the whole-VLM FP8 export with FP8 vision MLPs
+# (the vision tower was ~30 % of the GPU time per image request): 64 clients each
+for m in $F $U; do
+  FP8_DIR=$m SERVE_MAX_SEQS=512 SERVE_C="" SERVE_IMAGE_C="64" STEPS=serve bash scripts/device-bench.sh 2>&1 | grep -E "req/s|output tok" | sed "s|^|$(basename $m) |"
+  cp $OUT/serve_image_c64.log $OUT/serve_image_c64_$(basename $m).log 2>/dev/null
+done
 # the batch-1 norm-folded GEMVs (opt-in VLQ_CUDA_FUSE_NORM_GEMV=1): model tests with it, then batch 1 both ways
 VLQ_CUDA_FUSE_NORM_GEMV=1 timeout 90 $D/vlq_cuda_tests --gtest_filter='CudaModel.*:CudaGemv.*' > $OUT/tests_fold.log 2>&1
 grep -E "^\[  (FAILED|PASSED) |Failure" $OUT/tests_fold.log | head -5
