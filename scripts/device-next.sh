@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# The next device call (eighth session's plan; run on the device machine from the repository root after
-# `scripts/devsync` here, carry [".devsync"]): the CUDA tests (incl. CudaModel.UnalignedVisionMlpWidthIsPaddedOnUpload,
-# not yet GPU-run), the 7B-shaped LM-only FP8 checkpoint (as runs 15–16), a whole-VLM FP8 export with GPU
-# calibration (--save-calib), the same statistics exported with `--unaligned fp8` (FP8 vision MLPs, padded
-# 3420 → 3424 on upload), then TTFT of both whole-VLM exports and the usual figures of the LM-only one, then the
-# batch-1 norm-folded GEMVs (VLQ_CUDA_FUSE_NORM_GEMV=1: tests, batch-1 decode A/B twice).
-# Logs in $OUT (tests.log, gquant*.log, unaligned.log, bench_*.log, serve_image_c64_*.log). ~9 min on an H100 when
-# nothing is cached: split it over two calls on the same warm machine if the 10-minute limit is near (the checkpoints
-# in /tmp are kept while the machine stays warm).
+# The next device calls (eighth session's plan; run on the device machine from the repository root after
+# `scripts/devsync` here, carry [".devsync"]), in two parts of < 10 minutes on the same warm machine (the checkpoints
+# in /tmp are kept while it stays warm):
+#   bash scripts/device-next.sh 1   the CUDA tests (the eighth session's new ones were never GPU-run), the 7B-shaped
+#                                   LM-only FP8 checkpoint (as runs 15-16), the batch-1 norm fold A/B
+#                                   (VLQ_CUDA_FUSE_NORM_GEMV=1: tests with it, batch-1 decode both ways twice), a
+#                                   whole-VLM FP8 export (GPU calibration, --save-calib) and the same statistics exported
+#                                   with --unaligned fp8 (FP8 vision MLPs, padded 3420 -> 3424 on upload), TTFT of both;
+#   bash scripts/device-next.sh 2   the LM-only figures (prefill 8k, decode 1/8/64/256), vlq serve image set on the
+#                                   LM-only and the --unaligned fp8 exports, text set at 512 clients.
+# Logs in $OUT (tests*.log, gquant*.log, unaligned.log, bench_*.log, serve_*.log).
 set -u
 F=/tmp/q7-gq; export GQ_TEXT=32 GQ_IMAGES=16 FP8_DIR=$F
 D=.devsync; . $D/device-run.sh >/dev/null 2>&1; export VLQ_TOKENIZER_DIR=$PWD/$D/tok
 mkdir -p $OUT; nvidia-smi --query-gpu=name --format=csv,noheader; date
+V=/tmp/q7-vlm; U=/tmp/q7-vlmu
+if [ "${1:-1}" = 1 ]; then
 timeout 150 $D/vlq_cuda_tests > $OUT/tests.log 2>&1; grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Which is" $OUT/tests.log | head -20
 [ -f $F/config.json ] || STEPS="ckpt gquant" bash scripts/device-bench.sh 2>&1 | tail -3
-V=/tmp/q7-vlm; U=/tmp/q7-vlmu
+# the batch-1 norm-folded GEMVs (opt-in VLQ_CUDA_FUSE_NORM_GEMV=1): model tests with it, then batch 1 both ways
+VLQ_CUDA_FUSE_NORM_GEMV=1 timeout 90 $D/vlq_cuda_tests --gtest_filter='CudaModel.*:CudaGemv.*' > $OUT/tests_fold.log 2>&1
+grep -E "^\[  (FAILED|PASSED) |Failure" $OUT/tests_fold.log | head -5
+for v in 0 1 0 1; do VLQ_CUDA_FUSE_NORM_GEMV=$v timeout 60 $D/cuda_model_bench $F 0 1 2>&1 | grep -E "decode batch 1" | sed "s/^/fold=$v /"; done
 if [ ! -f $V/config.json ]; then
   cp $OUT/gquant.log $OUT/gquant_lm.log 2>/dev/null
   GQ_SCOPE=vlm GQ_OUT=$V GQ_ARGS="--save-calib /tmp/calib-vlm.json" STEPS=gquant bash scripts/device-bench.sh 2>&1 | tail -2
@@ -26,6 +33,7 @@ for m in $V $U; do
   timeout 90 $D/cuda_model_bench $m 0 "" > $OUT/bench_$(basename $m).log 2>&1
   echo "== $m"; grep -E "TTFT|vision|load" $OUT/bench_$(basename $m).log | head -6
 done
+else
 timeout 100 $D/cuda_model_bench $F 8192 1,8,64,256 > $OUT/bench_lm.log 2>&1; grep -E "prefill|TTFT|decode|copy" $OUT/bench_lm.log | head -12
 # vlq serve, image set, on the LM-only export (as runs 15-16) and on the whole-VLM FP8 export with FP8 vision MLPs
 # (the vision tower was ~30 % of the GPU time per image request): 64 clients each
@@ -33,8 +41,6 @@ for m in $F $U; do
   FP8_DIR=$m SERVE_MAX_SEQS=512 SERVE_C="" SERVE_IMAGE_C="64" STEPS=serve bash scripts/device-bench.sh 2>&1 | grep -E "req/s|output tok" | sed "s|^|$(basename $m) |"
   cp $OUT/serve_image_c64.log $OUT/serve_image_c64_$(basename $m).log 2>/dev/null
 done
-# the batch-1 norm-folded GEMVs (opt-in VLQ_CUDA_FUSE_NORM_GEMV=1): model tests with it, then batch 1 both ways
-VLQ_CUDA_FUSE_NORM_GEMV=1 timeout 90 $D/vlq_cuda_tests --gtest_filter='CudaModel.*:CudaGemv.*' > $OUT/tests_fold.log 2>&1
-grep -E "^\[  (FAILED|PASSED) |Failure" $OUT/tests_fold.log | head -5
-for v in 0 1 0 1; do VLQ_CUDA_FUSE_NORM_GEMV=$v timeout 60 $D/cuda_model_bench $F 0 1 2>&1 | grep -E "decode batch 1" | sed "s/^/fold=$v /"; done
+FP8_DIR=$F SERVE_MAX_SEQS=512 SERVE_C="512" SERVE_IMAGE_C="" STEPS=serve bash scripts/device-bench.sh 2>&1 | grep -E "req/s|output tok"
+fi
 date
