@@ -37,7 +37,7 @@ float* upload_f32(cuda::DeviceArena& arena, const std::vector<float>& v) {
 
 void check_supported(const ops::LinearWeights& l) {
   auto unsupported = [&](const std::string& what, const std::string& found) {
-    throw UnsupportedError({l.name, what, "dense (BF16/F16/F32) or FP8 static per-tensor (input_scale, one weight_scale)",
+    throw UnsupportedError({l.name, what, "dense (BF16/F16/F32) or FP8 with per-tensor or per-channel weight scales (static or dynamic per-token inputs)",
                             found, "run this checkpoint with --device cpu, or re-export it with vlq quantize"});
   };
   if (l.kind == ops::LinearKind::kFp8Static || l.kind == ops::LinearKind::kFp8Dynamic) {

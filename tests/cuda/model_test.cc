@@ -207,6 +207,8 @@ TEST(CudaModel, Fp8VisionTowerMatchesCpu) {
   expect_same_vision(cpu, 5e-2);
 }
 
+void cut_vision_mlp(model::Qwen2_5_VL& m, std::int64_t width);  // below
+
 // llm-compressor's FP8_DYNAMIC recipe in memory: per-channel weight scales (amax of each row / 448) and dynamic
 // per-token activations (no input_scale); `static_input` > 0 instead keeps a static per-tensor input scale (the
 // compressed-tensors "channel" weights + "tensor" activations scheme).
@@ -231,33 +233,71 @@ void to_fp8_per_channel(ops::LinearWeights& l, float static_input = 0.0f) {
   }
 }
 
-// Every LM and vision Linear with K % 16 == 0 as FP8_DYNAMIC (lm_head and the patch embedding stay BF16), the
-// o_proj / down_proj of the LM instead per-channel with a static input scale, BF16 KV cache: CUDA vs CPU on text
-// and on an image prompt.
-TEST(CudaModel, Fp8DynamicPerTokenAndPerChannelMatchCpu) {
-  VLQ_REQUIRE_GPU();
-  model::Qwen2_5_VL m = model::Qwen2_5_VL::load(kModel);
-  AmaxObserver obs;
-  {
-    auto s = m.new_session(256);
-    m.prefill(s, random_text(96, 7), nullptr, 1, &obs);
-  }
-  auto& w = m.mutable_weights();
-  for (auto& L : w.lm.layers) {
-    for (auto* l : {&L.q, &L.k, &L.v, &L.gate, &L.up}) to_fp8_per_channel(*l);
-    for (auto* l : {&L.o, &L.down}) to_fp8_per_channel(*l, std::max(obs.amax.at(l->name), 1e-6f) / 448.0f);
-  }
-  for (auto& b : w.vision.blocks)
-    for (auto* l : {&b.qkv, &b.proj, &b.gate, &b.up, &b.down})
-      if (l->in_features % 16 == 0) to_fp8_per_channel(*l);
-  to_fp8_per_channel(w.vision.merger0);
-  to_fp8_per_channel(w.vision.merger2);
-  ASSERT_EQ(w.lm.layers.front().q.kind, ops::LinearKind::kFp8Dynamic);
-  ASSERT_GT(w.lm.layers.front().q.weight_scale.size(), 1u);
+// The same Linear with dynamic per-token activations but one per-tensor weight scale.
+void to_fp8_dynamic_per_tensor(ops::LinearWeights& l) {
+  to_fp8_per_channel(l);
+  const float s = *std::max_element(l.weight_scale.begin(), l.weight_scale.end());
+  for (std::int64_t r = 0; r < l.out_features; ++r)  // requantize every row to the largest scale
+    for (std::int64_t c = 0; c < l.in_features; ++c) {
+      float& w = l.w[r * l.in_features + c];
+      w = e4m3fn_to_f32(f32_to_e4m3fn_sat(w * l.weight_scale[static_cast<std::size_t>(r)] / s));
+    }
+  l.weight_scale = {s};
+}
+
+// CUDA vs CPU on text and on an image prompt for a model quantized in memory by `quantize` (BF16 KV cache).
+void expect_same_model_outputs(model::Qwen2_5_VL& m) {
   expect_same_generation(m, random_text(40, 11), nullptr, 6, 5e-2);
   expect_same_vision(m, 5e-2);
   const image::ProcessedImages px = load_processed(m, kImage);
   expect_same_generation(m, image_prompt(m, px), &px, 4, 8e-2);
+}
+
+// (a) FP8_DYNAMIC as llm-compressor writes it: every LM and vision-block Linear and the merger per-channel with dynamic
+// per-token activations (lm_head and the patch embedding stay BF16), the vision MLP cut to 500 columns so that
+// its padding to 512 carries per-channel scales; layer 1 dynamic with per-tensor weight scales. (b) Per-channel
+// weights with static per-tensor inputs (compressed-tensors "channel" + "tensor") in o_proj / down_proj.
+TEST(CudaModel, Fp8DynamicPerTokenAndPerChannelMatchCpu) {
+  VLQ_REQUIRE_GPU();
+  {
+    SCOPED_TRACE("FP8_DYNAMIC, padded vision MLP");
+    model::Qwen2_5_VL m = model::Qwen2_5_VL::load(kModel);
+    cut_vision_mlp(m, 500);
+    auto& w = m.mutable_weights();
+    for (std::size_t li = 0; li < w.lm.layers.size(); ++li) {
+      auto& L = w.lm.layers[li];
+      for (auto* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+        if (li == 1) to_fp8_dynamic_per_tensor(*l);
+        else to_fp8_per_channel(*l);
+      }
+    }
+    for (auto& b : w.vision.blocks)  // down_proj's K = 500 too (--unaligned fp8): padded to 512 on upload
+      for (auto* l : {&b.qkv, &b.proj, &b.gate, &b.up, &b.down}) to_fp8_per_channel(*l);
+    to_fp8_per_channel(w.vision.merger0);
+    to_fp8_per_channel(w.vision.merger2);
+    ASSERT_EQ(w.lm.layers.front().o.kind, ops::LinearKind::kFp8Dynamic);
+    ASSERT_EQ(w.vision.blocks.front().down.in_features, 500);
+    ASSERT_GT(w.lm.layers.front().q.weight_scale.size(), 1u);
+    ASSERT_EQ(w.lm.layers[1].q.weight_scale.size(), 1u);
+    ASSERT_EQ(w.vision.blocks.front().gate.kind, ops::LinearKind::kFp8Dynamic);
+    expect_same_model_outputs(m);
+  }
+  {
+    SCOPED_TRACE("per-channel weights, static inputs");
+    model::Qwen2_5_VL m = model::Qwen2_5_VL::load(kModel);
+    AmaxObserver obs;
+    {
+      auto s = m.new_session(256);
+      m.prefill(s, random_text(96, 7), nullptr, 1, &obs);
+    }
+    auto& w = m.mutable_weights();
+    for (auto& L : w.lm.layers) {
+      for (auto* l : {&L.q, &L.k, &L.v, &L.gate, &L.up}) to_fp8_per_channel(*l);
+      for (auto* l : {&L.o, &L.down}) to_fp8_per_channel(*l, std::max(obs.amax.at(l->name), 1e-6f) / 448.0f);
+    }
+    ASSERT_EQ(w.lm.layers.front().o.kind, ops::LinearKind::kFp8Static);
+    expect_same_model_outputs(m);
+  }
 }
 
 // The vision MLPs cut to `width` intermediate columns (gate / up: the first rows, down: the first input columns):

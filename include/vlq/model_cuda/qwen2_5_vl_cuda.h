@@ -83,9 +83,11 @@ struct RowPenalties {
 class Qwen2_5_VLCuda {
  public:
   // Uploads the language model of `cpu` (which must outlive this object: prompts are embedded through it).
-  // Throws UnsupportedError for Linears the CUDA path does not run yet (dynamic per-token activation
-  // scales, per-channel weight scales, FP8 Linears with K % 16 != 0), naming the module; CudaError when
-  // there is no device or memory runs out.
+  // FP8 Linears: static per-tensor or per-channel weight scales with static per-tensor or dynamic per-token
+  // activation scales (ModelOpt FP8, compressed-tensors tensor / channel / token, llm-compressor FP8_DYNAMIC).
+  // Throws UnsupportedError for Linears the CUDA path does not run (FP8 Linears with K % 16 != 0 outside the
+  // vision MLP, whose width is padded; an FP8 patch embedding; dynamic row-parallel Linears under tensor
+  // parallelism), naming the module; CudaError when there is no device or memory runs out.
   Qwen2_5_VLCuda(const model::Qwen2_5_VL& cpu, const CudaOptions& options = {});
   ~Qwen2_5_VLCuda();
   Qwen2_5_VLCuda(const Qwen2_5_VLCuda&) = delete;
