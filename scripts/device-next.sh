@@ -17,6 +17,9 @@ mkdir -p $OUT; nvidia-smi --query-gpu=name --format=csv,noheader; date
 V=/tmp/q7-vlm; U=/tmp/q7-vlmu
 if [ "${1:-1}" = 1 ]; then
 timeout 150 $D/vlq_cuda_tests > $OUT/tests.log 2>&1; grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Which is" $OUT/tests.log | head -20
+# vlq serve --device cuda vs vlq generate --device cuda on the tiny model's image questions (the runner now sends
+# only the image rows through the host; one at a time and concurrent)
+timeout 120 python3 tools/serve_probe.py $D/vlq --device cuda > $OUT/serve_probe.log 2>&1; tail -1 $OUT/serve_probe.log
 [ -f $F/config.json ] || STEPS="ckpt gquant" bash scripts/device-bench.sh 2>&1 | tail -3
 # the batch-1 norm-folded GEMVs (opt-in VLQ_CUDA_FUSE_NORM_GEMV=1): model tests with it, then batch 1 both ways
 VLQ_CUDA_FUSE_NORM_GEMV=1 timeout 90 $D/vlq_cuda_tests --gtest_filter='CudaModel.*:CudaGemv.*' > $OUT/tests_fold.log 2>&1

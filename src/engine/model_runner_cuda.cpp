@@ -87,8 +87,9 @@ class CudaModelRunner final : public ModelRunner {
   void run(const Batch& batch, StepResult& r) {
     model_cuda::Batch b;
     std::vector<model_cuda::CudaSequence> seqs(batch.seqs.size());
-    std::vector<ops::Matrix> embeds;  // host rows of chunks that touch images (kept alive for forward)
-    embeds.reserve(batch.seqs.size());
+    // Image rows only: the device embeds every token itself (model_cuda's run_body) and copies these feature rows
+    // (host, kept alive by the sequence's PromptInputs / the image cache) over the <|image_pad|> rows, so the text
+    // rows of an image chunk no longer go through the host.
     std::vector<std::int64_t> pos[3];
     std::vector<std::size_t> sampled;  // batch items whose chunk ends at their last token
     bool all_greedy = true;
@@ -109,8 +110,8 @@ class CudaModelRunner final : public ModelRunner {
       for (int k = 0; k < 3; ++k) pos[k].insert(pos[k].end(), p.begin() + k * n, p.begin() + (k + 1) * n);
       if (touches_images(seq, start, n)) {
         const model::VisionEncoder enc = gpu_.vision_encoder();  // the device tower (null: the CPU one)
-        embeds.push_back(in.embed(model_, seq, image_cache_, start, n, enc ? &enc : nullptr));
-        b.embeds.push_back({row0, n, embeds.back().data.data()});
+        for (const PromptInputs::ImageRows& ir : in.image_rows(model_, seq, image_cache_, start, n, enc ? &enc : nullptr))
+          b.embeds.push_back({row0 + ir.row, ir.rows, ir.data});
       }
       if (start + n == seq.num_tokens()) {
         b.logits_rows.push_back(static_cast<std::int32_t>(row0 + n - 1));

@@ -43,32 +43,48 @@ ops::Matrix PromptInputs::embed(const model::Qwen2_5_VL& model_, const Sequence&
                         std::to_string(id), "tokenizer and checkpoint do not belong together"});
     std::copy(emb.begin() + id * H, emb.begin() + (id + 1) * H, e.row(i));
   }
-  if (!seq.images()) return e;
+  for (const ImageRows& r : image_rows(model_, seq, image_cache_, start, n, vision))
+    std::copy(r.data, r.data + r.rows * H, e.row(r.row));
+  return e;
+}
+
+const ops::Matrix& PromptInputs::features_of(std::size_t k, const model::Qwen2_5_VL& model_, const Sequence& seq,
+                                             ImageCache& image_cache_, const model::VisionEncoder* vision) {
+  if (features[k]) return *features[k];
+  const auto& cfg = model_.config();
+  const PromptImages& pi = *seq.images();
+  const ImageSpan& s = pi.spans[k];
+  features[k] = image_cache_.get(s.digest);
+  if (!features[k]) {
+    const float* px = pi.images.pixel_values.data() + s.patch_offset * pi.images.patch_dim;
+    auto f = std::make_shared<ops::Matrix>(
+        vision ? (*vision)(px, s.n_patches, pi.images.patch_dim, {s.grid})
+               : model::vision_forward(model_.weights().vision, cfg.vision, px, s.n_patches, pi.images.patch_dim,
+                                       {s.grid}));
+    if (f->rows != s.token_count || f->cols != cfg.text.hidden_size)
+      throw UsageError({"image", "vision features do not match the image's <|image_pad|> run",
+                        std::to_string(s.token_count) + "x" + std::to_string(cfg.text.hidden_size),
+                        std::to_string(f->rows) + "x" + std::to_string(f->cols), "this is a bug"});
+    image_cache_.put(s.digest, f);
+    features[k] = std::move(f);
+  }
+  return *features[k];
+}
+
+std::vector<PromptInputs::ImageRows> PromptInputs::image_rows(const model::Qwen2_5_VL& model_, const Sequence& seq,
+                                                              ImageCache& image_cache_, std::int64_t start, std::int64_t n,
+                                                              const model::VisionEncoder* vision) {
+  std::vector<ImageRows> out;
+  if (!seq.images()) return out;
   const PromptImages& pi = *seq.images();
   for (std::size_t k = 0; k < pi.spans.size(); ++k) {
     const ImageSpan& s = pi.spans[k];
     const std::int64_t lo = std::max(start, s.token_offset), hi = std::min(start + n, s.token_offset + s.token_count);
     if (lo >= hi) continue;
-    if (!features[k]) {
-      features[k] = image_cache_.get(s.digest);
-      if (!features[k]) {
-        const float* px = pi.images.pixel_values.data() + s.patch_offset * pi.images.patch_dim;
-        auto f = std::make_shared<ops::Matrix>(
-            vision ? (*vision)(px, s.n_patches, pi.images.patch_dim, {s.grid})
-                   : model::vision_forward(model_.weights().vision, cfg.vision, px, s.n_patches, pi.images.patch_dim,
-                                           {s.grid}));
-        if (f->rows != s.token_count || f->cols != H)
-          throw UsageError({"image", "vision features do not match the image's <|image_pad|> run",
-                            std::to_string(s.token_count) + "x" + std::to_string(H),
-                            std::to_string(f->rows) + "x" + std::to_string(f->cols), "this is a bug"});
-        image_cache_.put(s.digest, f);
-        features[k] = std::move(f);
-      }
-    }
-    for (std::int64_t p = lo; p < hi; ++p)
-      std::copy(features[k]->row(p - s.token_offset), features[k]->row(p - s.token_offset) + H, e.row(p - start));
+    const ops::Matrix& f = features_of(k, model_, seq, image_cache_, vision);
+    out.push_back({lo - start, hi - lo, f.row(lo - s.token_offset)});
   }
-  return e;
+  return out;
 }
 
 std::vector<std::int64_t> PromptInputs::positions(const Sequence& seq, std::int64_t start, std::int64_t n) const {

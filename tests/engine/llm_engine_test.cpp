@@ -11,6 +11,7 @@
 
 #include "vlq/engine/generate.h"
 #include "vlq/engine/image_cache.h"
+#include "vlq/engine/prompt_inputs.h"
 #include "vlq/engine/llm_engine.h"
 #include "vlq/engine/messages.h"
 #include "vlq/engine/prompt.h"
@@ -125,6 +126,48 @@ struct Harness {
     EXPECT_EQ(runner->num_live_states(), 0);
   }
 };
+
+// PromptInputs::image_rows (what the CUDA runner copies over its own token embedding): for chunks that cut an
+// image's <|image_pad|> run anywhere, its entries put exactly embed()'s image rows at the right chunk rows, the
+// other rows being the plain token embedding; the image is encoded once (second chunk: from the features).
+TEST(PromptInputsTest, ImageRowsAreEmbedsImageRowsForAnyChunking) {
+  Tiny& t = tiny();
+  const Req r = make_request("What color is the shape?", "color-0003.png");
+  ASSERT_TRUE(r.images);
+  SequenceParams sp;
+  sp.stop.max_tokens = 4;
+  const Sequence seq(1, r.prompt.ids, r.images, sp, 4096);
+  const ImageSpan& span = r.images->spans.front();
+  const std::int64_t P = seq.prompt_len(), H = t.model.config().text.hidden_size;
+  ASSERT_GT(span.token_count, 3);
+  const auto& emb = t.model.weights().lm.embedding();
+  for (std::int64_t cut : {span.token_offset, span.token_offset + 1, span.token_offset + span.token_count / 2,
+                           span.token_offset + span.token_count}) {
+    SCOPED_TRACE("chunk boundary at " + std::to_string(cut));
+    ImageCache cache(64 << 20);
+    PromptInputs a = PromptInputs::make(t.model, seq), b = PromptInputs::make(t.model, seq);
+    for (auto [start, n] : {std::pair<std::int64_t, std::int64_t>{0, cut}, {cut, P - cut}}) {
+      if (n == 0) continue;
+      const ops::Matrix e = a.embed(t.model, seq, cache, start, n);
+      ops::Matrix d(n, H);  // the device's own token embedding, then the image rows over it
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int32_t id = seq.tokens()[static_cast<std::size_t>(start + i)];
+        std::copy(emb.begin() + id * H, emb.begin() + (id + 1) * H, d.row(i));
+      }
+      std::int64_t image_rows = 0;
+      for (const auto& ir : b.image_rows(t.model, seq, cache, start, n)) {
+        ASSERT_GE(ir.row, 0);
+        ASSERT_LE(ir.row + ir.rows, n);
+        std::copy(ir.data, ir.data + ir.rows * H, d.row(ir.row));
+        image_rows += ir.rows;
+      }
+      EXPECT_EQ(image_rows, std::max<std::int64_t>(0, std::min(start + n, span.token_offset + span.token_count) -
+                                                         std::max(start, span.token_offset)));
+      EXPECT_EQ(d.data, e.data);
+    }
+    EXPECT_EQ(cache.stats().misses, 1);  // a's embed encoded it; b took it from the cache
+  }
+}
 
 TEST(LlmEngine, GreedyTextOnlyEqualsGenerateUnderChunkedPrefill) {
   const Req r = make_request("What color is the sky on a clear day? Answer in one word.");

@@ -27,8 +27,23 @@ struct PromptInputs {
   // `vision`: the tower to run on a cache miss (null = the CPU one).
   ops::Matrix embed(const model::Qwen2_5_VL& model, const Sequence& seq, ImageCache& cache, std::int64_t start,
                     std::int64_t n, const model::VisionEncoder* vision = nullptr);
+  // The image rows among tokens [start, start + n): one entry per image span overlapping them, `row` its first
+  // row within the chunk (0 = token start), `rows` how many, `data` its features' rows ([rows, H] f32 host, owned
+  // by `features` / the cache: valid while this object lives). What a device runner copies over the rows of its
+  // own token embedding (the text rows never go through the host). Same encode-on-miss and cache as embed.
+  struct ImageRows {
+    std::int64_t row = 0, rows = 0;
+    const float* data = nullptr;
+  };
+  std::vector<ImageRows> image_rows(const model::Qwen2_5_VL& model, const Sequence& seq, ImageCache& cache,
+                                    std::int64_t start, std::int64_t n, const model::VisionEncoder* vision = nullptr);
   // [3, n] positions of tokens [start, start + n) (row-major: the t row, then h, then w).
   std::vector<std::int64_t> positions(const Sequence& seq, std::int64_t start, std::int64_t n) const;
+
+ private:
+  // features[k], encoded (or taken from the cache) on first use.
+  const ops::Matrix& features_of(std::size_t k, const model::Qwen2_5_VL& model, const Sequence& seq, ImageCache& cache,
+                                 const model::VisionEncoder* vision);
 };
 
 // Whether tokens [start, start + n) include an <|image_pad|> run of the sequence's images.
