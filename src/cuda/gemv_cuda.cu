@@ -68,7 +68,8 @@ template <bool kFp8, int M, int R, int U, class O>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restrict__ x, const std::uint8_t* __restrict__ w,
                                                            int n_rows, int k_chunks, float alpha,
                                                            const float* __restrict__ bias,
-                                                           const float* __restrict__ row_alpha, O* __restrict__ y,
+                                                           const float* __restrict__ row_alpha,
+                                                           const float* __restrict__ m_scale, O* __restrict__ y,
                                                            std::int64_t ldy) {
   constexpr int VEC = kFp8 ? 16 : 8;
   extern __shared__ uint4 xs[];
@@ -137,7 +138,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
       if (lane == 0 && row < n_rows) {
         // one explicit fmaf: the same rounding whether the alpha comes from row_alpha or the argument (nvcc
         // may contract a * b + c differently in the two branches otherwise; CudaGemv.RowStackedEqualsSeparate)
-        const float a = row_alpha ? alpha * row_alpha[row] : alpha;
+        const float a0 = row_alpha ? alpha * row_alpha[row] : alpha;
+        const float a = m_scale ? a0 * m_scale[m] : a0;  // per-token scale of input row m (dynamic FP8)
         const float v = fmaf(s, a, bias ? bias[row] : 0.0f);
         y[m * ldy + row] = from_f32<O>(v);
       }
@@ -145,8 +147,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const uint4* __restri
 }
 
 template <bool kFp8, int M, class O>
-void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const Tensor& y,
-            cudaStream_t st) {
+void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const float* ms,
+            const Tensor& y, cudaStream_t st) {
   constexpr int R = M <= 2 ? 1 : 2;
   // chunks in flight per lane: 8 at M = 1 (a 3584-wide FP8 row is 7 chunks per lane: one memory round trip
   // instead of two; batch-1 o_proj / q|k|v were latency-bound at ~1.6 TB/s in run 13's profile). The lane's chunk
@@ -160,22 +162,22 @@ void launch(const Tensor& x, const Tensor& w, float alpha, const float* bias, co
   const int warps = M <= 2 ? gemv_warps(n, R, smem) : kWarps;  // M > 2: x copies per CTA grow, keep 8 warps
   const unsigned grid = ceil_div(n, warps * R);
   launch_pdl(kern, dim3(grid), dim3(warps * 32), smem, st, static_cast<const uint4*>(x.data),
-             static_cast<const std::uint8_t*>(w.data), n, kc, alpha, bias, ra, static_cast<O*>(y.data), y.stride[0]);
+             static_cast<const std::uint8_t*>(w.data), n, kc, alpha, bias, ra, ms, static_cast<O*>(y.data), y.stride[0]);
   VLQ_CUDA_CHECK_LAUNCH("gemv_kernel");
 }
 
 template <bool kFp8, class O>
-void dispatch_m(int m, const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const Tensor& y,
-                cudaStream_t st) {
+void dispatch_m(int m, const Tensor& x, const Tensor& w, float alpha, const float* bias, const float* ra, const float* ms,
+                const Tensor& y, cudaStream_t st) {
   switch (m) {
-    case 1: launch<kFp8, 1, O>(x, w, alpha, bias, ra, y, st); break;
-    case 2: launch<kFp8, 2, O>(x, w, alpha, bias, ra, y, st); break;
-    case 3: launch<kFp8, 3, O>(x, w, alpha, bias, ra, y, st); break;
-    case 4: launch<kFp8, 4, O>(x, w, alpha, bias, ra, y, st); break;
-    case 5: launch<kFp8, 5, O>(x, w, alpha, bias, ra, y, st); break;
-    case 6: launch<kFp8, 6, O>(x, w, alpha, bias, ra, y, st); break;
-    case 7: launch<kFp8, 7, O>(x, w, alpha, bias, ra, y, st); break;
-    default: launch<kFp8, 8, O>(x, w, alpha, bias, ra, y, st); break;
+    case 1: launch<kFp8, 1, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    case 2: launch<kFp8, 2, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    case 3: launch<kFp8, 3, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    case 4: launch<kFp8, 4, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    case 5: launch<kFp8, 5, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    case 6: launch<kFp8, 6, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    case 7: launch<kFp8, 7, O>(x, w, alpha, bias, ra, ms, y, st); break;
+    default: launch<kFp8, 8, O>(x, w, alpha, bias, ra, ms, y, st); break;
   }
 }
 
@@ -317,7 +319,7 @@ void rms_norm_gemv(const Tensor& h, const Tensor* residual, const float* norm_w,
 }
 
 void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream,
-          const float* row_alpha) {
+          const float* row_alpha, const float* m_scale) {
   expect_tensor("cuda::gemv", "w", w, {DType::F8_E4M3, DType::BF16}, {-1, -1});
   const std::int64_t n = w.shape[0], k = w.shape[1];
   expect_tensor("cuda::gemv", "x", x, {w.dtype}, {-1, k});
@@ -336,11 +338,11 @@ void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, cons
   if (n == 0) return;
   const int mi = static_cast<int>(m);
   if (fp8) {
-    if (y.dtype == DType::F32) dispatch_m<true, float>(mi, x, w, alpha, bias, row_alpha, y, stream);
-    else dispatch_m<true, bf16>(mi, x, w, alpha, bias, row_alpha, y, stream);
+    if (y.dtype == DType::F32) dispatch_m<true, float>(mi, x, w, alpha, bias, row_alpha, m_scale, y, stream);
+    else dispatch_m<true, bf16>(mi, x, w, alpha, bias, row_alpha, m_scale, y, stream);
   } else {
-    if (y.dtype == DType::F32) dispatch_m<false, float>(mi, x, w, alpha, bias, row_alpha, y, stream);
-    else dispatch_m<false, bf16>(mi, x, w, alpha, bias, row_alpha, y, stream);
+    if (y.dtype == DType::F32) dispatch_m<false, float>(mi, x, w, alpha, bias, row_alpha, m_scale, y, stream);
+    else dispatch_m<false, bf16>(mi, x, w, alpha, bias, row_alpha, m_scale, y, stream);
   }
 }
 

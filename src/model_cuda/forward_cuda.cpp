@@ -82,6 +82,12 @@ void run_scaled_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLi
     cuda::quantize_e4m3_per_token(x, codes, sc, ops::kDynamicScaleFloor, stream);
     row_scales = sc;
     row_scale = 0.0f;
+    if (m <= kFp8GemvMaxM && static_cast<std::size_t>(m * L.k) <= kGemvSharedBytes) {
+      // decode: the GEMV applies the per-token and the weight scales and the bias itself, y = (ws · s_m) · Σ + bias
+      cuda::gemv(codes, Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k}), L.col_scale ? 1.0f : L.weight_scale,
+                 L.bias_f32, y, stream, L.col_scale, sc);
+      return;
+    }
   }
   const Tensor w = Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k});
   const Tensor acc = Tensor::contiguous(ls->acc.get(static_cast<std::size_t>(m * L.n) * 4 + 256), DType::F32, {m, L.n});

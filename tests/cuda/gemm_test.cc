@@ -258,6 +258,12 @@ TEST(CudaGemm, PerTokenAndPerChannelScalesMatchLinearForward) {
       scale_rows_cols(acc, dynamic ? dscales.as<float>() : nullptr, lin.input_scale.value_or(0.0f), dws.as<float>(), 0.0f,
                       db.as<float>(), Tensor::contiguous(dy.data(), DType::F32, {m, n}), nullptr);
       EXPECT_LT(rel_err(to_host<float>(dy, ref.size()), ref), m <= 4 ? 1e-5 : 1e-3);
+      if (m <= 4) {  // decode: the GEMV applies every scale and the bias itself (row_alpha, m_scale)
+        auto dy2 = poisoned<float>(ref.size());
+        gemv(codes, wt, dynamic ? 1.0f : *lin.input_scale, db.as<float>(), Tensor::contiguous(dy2.data(), DType::F32, {m, n}),
+             nullptr, dws.as<float>(), dynamic ? dscales.as<float>() : nullptr);
+        EXPECT_LT(rel_err(to_host<float>(dy2, ref.size()), ref), 1e-5);
+      }
     }
   }
   // A NaN does not become the row's amax (fmaxf, as std::max on the CPU); its own code is NaN.

@@ -20,9 +20,11 @@ inline constexpr int kGemvMaxM = 8;
 // bytes <= 200 KiB (x lives in shared memory). bias: null or device [N] F32. y: [M, N] F32|BF16 (row stride
 // allowed). row_alpha: null or device [N] F32, per-output-row factors of alpha (y[m, n] = (alpha·row_alpha[n])
 // · Σ + bias[n]): one GEMV over several FP8 Linears stacked by rows, each with its own weight scale (fused
-// q|k|v). Throws vlq::UsageError otherwise (use gemm_fp8 / gemm_bf16 for larger M).
+// q|k|v). m_scale: null or device [M] F32, per-input-row factors too (the dynamic per-token scales of
+// cuda::quantize_e4m3_per_token): y[m, n] = (alpha·row_alpha[n]·m_scale[m]) · Σ + bias[n]. Throws
+// vlq::UsageError otherwise (use gemm_fp8 / gemm_bf16 for larger M).
 void gemv(const Tensor& x, const Tensor& w, float alpha, const float* bias, const Tensor& y, cudaStream_t stream,
-          const float* row_alpha = nullptr);
+          const float* row_alpha = nullptr, const float* m_scale = nullptr);
 
 // Batch-1 decode: cuda::rms_norm(h, residual, norm_w, eps, x E4M3, in_scale) then cuda::gemv(x, w, alpha, bias, y,
 // row_alpha), fused into one kernel with the same bits (each CTA normalizes the row itself in rms_norm's sum
