@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "vlq/core/error.h"
 #include "vlq/formats/check.h"
 #include "vlq/io/safetensors_writer.h"
@@ -31,6 +32,7 @@ int run_check(const CheckArgs& a) {
   }
   F::CheckOptions opts;
   if (!a.base.empty()) opts.base_model = a.base;
+  opts.model_audit = vlq::cli::model_audit;  // config.json vs the tensors, as vlq's loader (and every runtime) sees them
   if (a.paths.empty())
     throw vlq::UsageError({"vlq check", "no checkpoint given", "DIR", "nothing", "vlq check DIR --target T"});
   if (a.matrix) {

@@ -35,6 +35,17 @@ int run_convert(const ConvertArgs& a) {
   else if (a.vision == "default") o.vision = F::VisionMode::kDefault;
   else
     throw vlq::UsageError({"--vision", "unknown vision mode", "keep or bf16", a.vision, "vlq convert DIR OUT --for T --vision bf16"});
+  try {
+    F::find_profile(a.target);  // an unknown --for is a usage error before anything is read
+  } catch (const vlq::UsageError&) {
+    throw vlq::UsageError({"--for", "unknown runtime profile", F::profile_id_list(), a.target, "vlq check --list-targets"});
+  }
+  // An input whose tensors do not match its config.json converts into an output that does not build either:
+  // refused (exit 3) before anything is written.
+  if (std::filesystem::is_directory(a.in))
+    if (const std::string problems = vlq::cli::model_audit(a.in); !problems.empty())
+      throw vlq::FormatError({a.in, "the input checkpoint does not build as its config.json describes it", "a consistent checkpoint",
+                              problems, "run `vlq check " + a.in + " --target vlq` for the list; nothing was written"});
   F::ConvertResult r = F::convert_checkpoint(a.in, a.out, o);
   if (a.json) {
     nlohmann::json j = {{"schema", "vlq.convert/1"}, {"input", a.in}, {"output", r.out.string()}, {"target", a.target},

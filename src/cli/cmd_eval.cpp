@@ -80,6 +80,11 @@ int run_eval(const EvalArgs& a) {
   if (!a.quiet) std::cerr << "[vlq] loading " << a.reference << " and " << a.models.size() << " model(s)\n";
   const eval::EvalModel ref =
       eval::EvalModel::load(a.reference, fs::path(a.reference).filename().string() + " (ref)", bo, device, a.tensor_parallel);
+  // An FP8 (or otherwise quantized) reference is allowed, but the figures then measure the distance to it, not what
+  // quantization cost: said on stderr.
+  if (ref.quantization != "BF16" && ref.quantization.find("FP8") != std::string::npos)
+    std::cerr << "[vlq] warning: the reference " << a.reference << " is quantized (" << ref.quantization
+              << "): KL, top-1 and exact match are measured against it, not against the BF16 model\n";
   std::vector<eval::EvalModel> ms;
   for (const auto& m : a.models) ms.push_back(eval::EvalModel::load(m, "", bo, device, a.tensor_parallel));
   std::vector<const eval::EvalModel*> ptrs;
@@ -145,7 +150,7 @@ std::function<int()> setup_eval(CLI::App& app) {
   app.add_option("--tasks", a->tasks, "Task items JSONL (image questions with answers), e.g. data/heldout/heldout.jsonl");
   app.add_option("--text", a->text, "Held-out text (plain text or JSONL with \"text\")");
   app.add_option("--data", a->data, "text, images (task items) or both (default: whatever is given)");
-  cli::add_count_option(app, "--limit", a->limit, "Evaluate an evenly spaced subset of this many task items");
+  cli::add_count_option(app, "--limit", a->limit, "Evaluate an evenly spaced subset of this many task items (0 = all, the default)");
   cli::add_count_option(app, "--text-limit", a->text_limit, "Use at most this many text samples");
   cli::add_count_option(app, "--max-new-tokens", a->max_new_tokens, "Generation length per task item (default 48)");
   cli::add_count_option(app, "--seq-len", a->seq_len, "Text samples are cut to this many tokens (default 256)");

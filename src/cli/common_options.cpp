@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "vlq/core/error.h"
+#include "vlq/model/qwen2_5_vl.h"
 
 namespace vlq::cli {
 
@@ -119,6 +120,19 @@ void require_number_validators(CLI::App& app) {
                              " option declared without cli::" + (integer ? "add_count_option" : "add_number_option") +
                              " (src/cli/common_options.h)");
     }
+  }
+}
+
+std::string model_audit(const std::filesystem::path& dir) {
+  try {
+    model::LoadOptions lo;
+    lo.decode_weights = [](const std::string&) { return false; };  // shapes and names only: no tensor data
+    (void)model::Qwen2_5_VL::load(dir, lo);
+    return "";
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    return e.what();
   }
 }
 

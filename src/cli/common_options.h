@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <limits>
+#include <filesystem>
 #include <string>
 #include <type_traits>
 
@@ -67,5 +68,10 @@ CLI::Option* add_number_option(CLI::App& app, const std::string& name, double& v
 // way: CLI11 type INT or UINT without add_count_option, FLOAT without add_number_option. main calls it on every
 // subcommand, so a new numeric flag cannot skip the check (vlq would exit 70, failing every CLI test).
 void require_number_validators(CLI::App& app);
+
+// vlq's weight loader over DIR without decoding any weight (config.json values, every tensor's name, shape and
+// dtype against the config, both directions): "" when the model builds, else the loader's message. What
+// `vlq check` and `vlq convert` add to the format-level check (formats::CheckOptions::model_audit).
+std::string model_audit(const std::filesystem::path& dir);
 
 }  // namespace vlq::cli

@@ -147,6 +147,16 @@ Report check_checkpoint(const fs::path& dir, std::string_view target, const Chec
       f.hint = "copy config.json from the model this checkpoint was made from";
       r.findings.insert(r.findings.begin(), f);
       r.verdict = verdict_of(r.findings);
+    } else if (opts.model_audit) {
+      const fs::path folder = fs::is_directory(dir) ? dir : dir.parent_path();
+      if (std::string problems = opts.model_audit(folder); !problems.empty()) {
+        Finding f = make_finding(Severity::kInvalid, "config_tensor_mismatch", (folder / "config.json").string(),
+                                 "the checkpoint does not build as its config.json describes it: " + problems);
+        f.risk = "every runtime refuses it at load (missing / unexpected / mis-shaped tensors or invalid config values)";
+        f.hint = "use the config.json of the model this checkpoint was made from, or re-download the checkpoint";
+        r.findings.insert(r.findings.begin(), f);
+        r.verdict = verdict_of(r.findings);
+      }
     }
     return r;
   } catch (const UsageError&) {

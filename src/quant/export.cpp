@@ -307,8 +307,10 @@ ExportReport export_quantized(const fs::path& model_dir, const fs::path& out_dir
 
 std::string format_summary(const QuantPlan& plan, const ExportReport& r) {
   std::ostringstream o;
-  o << fmt::format("quantized {} Linears to FP8, kept {} in the source dtype; {} KV-scale tensors{}\n", r.quantized, r.kept,
-                   r.kv_scales, r.vision_kv_scales ? fmt::format(" + {} vision K/V orphans (ModelOpt layout)", r.vision_kv_scales) : "");
+  const bool conv = std::any_of(plan.modules.begin(), plan.modules.end(), [](const ModulePlan& m) { return !m.is_linear; });
+  o << fmt::format("quantized {} Linears to FP8, kept {}{} in the source dtype; {} KV-scale tensors{}\n", r.quantized,
+                   r.kept, conv ? " (and the Conv3d patch embedding)" : "", r.kv_scales,
+                   r.vision_kv_scales ? fmt::format(" + {} vision K/V orphans (ModelOpt layout)", r.vision_kv_scales) : "");
   // Group modules by reason.
   std::map<std::string, std::vector<const ModulePlan*>> groups;
   std::vector<std::string> order;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,11 @@ struct CheckOptions {
   // The source (unquantized) model, for the tokenizer / special-token audit (F25). Without it the audit
   // compares with the released Qwen2.5-VL-Instruct token ids when the vocabulary is the real one.
   std::optional<std::filesystem::path> base_model;
+  // A model-level audit of a checkpoint folder from a layer above this one (the CLI passes vlq's weight loader
+  // run without decoding: config.json values and every tensor's name, shape and dtype against the config): an
+  // empty string when the folder builds, else the problem list. A non-empty answer becomes a kInvalid finding
+  // "config_tensor_mismatch" for every target (no runtime builds such a model). Null: not run.
+  std::function<std::string(const std::filesystem::path& dir)> model_audit;
 };
 
 struct CheckSummary {
