@@ -135,6 +135,7 @@ ChatTemplate ChatTemplate::from_model_dir(const fs::path& dir, const std::string
 std::string ChatTemplate::render(const ordered_json& messages, const ChatTemplateOptions& options) const {
   if (!messages.is_array())
     throw UsageError({origin_, "messages must be a JSON array", "an array of {role, content}", messages.type_name(), ""});
+  const jinja::CycleCollector collect;  // declared before vars: it ends after them, when only cycles keep containers
   std::map<std::string, jinja::Value> vars;
   for (auto it = special_tokens_.begin(); it != special_tokens_.end(); ++it)
     vars[it.key()] = jinja::Value::from_json(it.value());
@@ -148,6 +149,7 @@ std::string ChatTemplate::render(const ordered_json& messages, const ChatTemplat
 }
 
 std::string ChatTemplate::render_variables(const ordered_json& variables) const {
+  const jinja::CycleCollector collect;
   std::map<std::string, jinja::Value> vars;
   if (variables.is_object())
     for (auto it = variables.begin(); it != variables.end(); ++it) vars[it.key()] = jinja::Value::from_json(it.value());

@@ -152,6 +152,26 @@ struct RuntimeFailure {
   std::string message;
 };
 
+// Breaks the reference cycles a template can build between shared containers ({% set ns.me = ns %}, a list
+// appended to itself, a macro stored in a dict it can reach): while one is alive on a thread, every List, Dict and
+// Callable that Value creates on that thread is recorded (weakly); when it ends, those still alive — the ones kept
+// only by a cycle, once their owners are gone — are emptied, which frees them. ChatTemplate::render holds one around
+// building its variables and rendering (found by the ASan run of ChatTemplate.HostileTemplatesFailCleanly,
+// 2026-12-08). Nested collectors: the outermost one collects.
+class CycleCollector {
+ public:
+  CycleCollector();
+  ~CycleCollector();
+  CycleCollector(const CycleCollector&) = delete;
+  CycleCollector& operator=(const CycleCollector&) = delete;
+  static void record(const std::shared_ptr<List>& l);
+  static void record(const std::shared_ptr<Dict>& d);
+  static void record(const std::shared_ptr<Callable>& c);
+
+ private:
+  bool outer_ = false;
+};
+
 // A parsed template.
 class Template {
  public:

@@ -11,19 +11,66 @@
 
 namespace vlq::text::jinja {
 
+namespace {
+struct Recorded {
+  std::vector<std::weak_ptr<List>> lists;
+  std::vector<std::weak_ptr<Dict>> dicts;
+  std::vector<std::weak_ptr<Callable>> calls;
+};
+thread_local Recorded* t_collector = nullptr;
+}  // namespace
+
+CycleCollector::CycleCollector() {
+  if (!t_collector) {
+    t_collector = new Recorded;
+    outer_ = true;
+  }
+}
+
+CycleCollector::~CycleCollector() {
+  if (!outer_) return;
+  Recorded* r = t_collector;
+  t_collector = nullptr;  // nothing below records
+  // Empty what is still alive: with its owners gone, only a cycle keeps it. Moved out first, so that the
+  // destructors run after the container is already empty.
+  for (auto& w : r->lists)
+    if (auto l = w.lock()) std::vector<Value>().swap(l->items);
+  for (auto& w : r->dicts)
+    if (auto d = w.lock()) std::vector<std::pair<std::string, Value>>().swap(d->items);
+  for (auto& w : r->calls)
+    if (auto c = w.lock()) Function().swap(c->fn);
+  delete r;
+}
+
+void CycleCollector::record(const std::shared_ptr<List>& l) {
+  if (t_collector) t_collector->lists.push_back(l);
+}
+void CycleCollector::record(const std::shared_ptr<Dict>& d) {
+  if (t_collector) t_collector->dicts.push_back(d);
+}
+void CycleCollector::record(const std::shared_ptr<Callable>& c) {
+  if (t_collector) t_collector->calls.push_back(c);
+}
+
 Value Value::list(std::vector<Value> items, bool tuple) {
   auto l = std::make_shared<List>();
   l->items = std::move(items);
   l->tuple = tuple;
+  CycleCollector::record(l);
   return Value(std::move(l));
 }
 
-Value Value::dict() { return Value(std::make_shared<Dict>()); }
+Value Value::dict() {
+  auto d = std::make_shared<Dict>();
+  CycleCollector::record(d);
+  return Value(std::move(d));
+}
 
 Value Value::function(std::string name, Function fn) {
   auto c = std::make_shared<Callable>();
   c->name = std::move(name);
   c->fn = std::move(fn);
+  CycleCollector::record(c);
   return Value(std::move(c));
 }
 
