@@ -32,6 +32,9 @@ std::string read_text_file(const std::string& path) {
 int run_tokenize(const TokenizeArgs& a) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (!fs::exists(a.model, ec))  // as the other commands say it
+    throw vlq::IoError({a.model, "model folder not found", "a Hugging Face checkpoint folder (or a tokenizer.json)",
+                        "no such file or directory", ""});
   const vlq::text::Tokenizer tok = fs::is_regular_file(a.model, ec) ? vlq::text::Tokenizer::load(a.model)
                                                                       : vlq::text::Tokenizer::from_model_dir(a.model);
   const std::string text = a.file.empty() ? a.text : read_text_file(a.file);
