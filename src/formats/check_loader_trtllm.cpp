@@ -40,13 +40,10 @@ LoaderResult run_trtllm(const QuantLayout& L, const RuntimeProfile& p, std::vect
       if (!m.tensors.quantized()) continue;
       // TensorRT-LLM's PyTorch backend fuses q/k/v into qkv_proj and gate/up into gate_up_proj (as vLLM): one GEMM
       // whose N is the shards' sum.
-      const std::string_view leaf = leaf_of(m.name);
-      const bool qkv = leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj";
-      const bool gu = leaf == "gate_proj" || leaf == "up_proj";
-      const std::string rt = qkv ? std::string(module_of(m.name)) + ".qkv_proj"
-                                 : gu ? std::string(module_of(m.name)) + ".gate_up_proj" : m.name;
+      const auto fused = qwen2_lm_fusion().apply(m.name);
+      const std::string rt = fused ? fused->name : m.name;
       auto it = std::find_if(gemms.begin(), gemms.end(), [&](const Gemm& g) { return g.runtime == rt; });
-      if (it != gemms.end() && (qkv || gu)) it->n += m.weight_shape[0];
+      if (it != gemms.end() && fused) it->n += m.weight_shape[0];
       else gemms.push_back({m.name, rt, m.weight_shape[0], m.weight_shape[1], false, true});
       continue;
     }

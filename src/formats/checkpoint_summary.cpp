@@ -499,15 +499,12 @@ class Summarizer {
         }
       // "<parent>.qkv_proj" / "<parent>.gate_up_proj" with that parent's shards present: the fused runtime module
       // vlq writes for vLLM 0.10 (check: ignore_names_fused_module), not a stale entry.
-      const std::string_view leaf = leaf_of(e);
-      if (!hit && (leaf == "qkv_proj" || leaf == "gate_up_proj")) {
-        const std::string parent(module_of(e));
-        for (const char* sh : {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"})
-          if (modules.count(parent + "." + sh)) {
+      if (!hit)
+        for (const auto& sh : qwen2_lm_fusion().shards_of(e))
+          if (modules.count(sh)) {
             hit = true;
             break;
           }
-      }
       if (!hit) {
         an.add("warning", "exclude_entry_matches_nothing",
                list_name + " entry matches no module of the checkpoint (written for another naming?)",

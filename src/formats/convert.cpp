@@ -177,6 +177,18 @@ ConvertPlan plan_tensors(const CheckpointView& view, const QuantLayout& L, KvSty
   return P;
 }
 
+// Whether ModelOpt exclusion entry `e` covers module `m` as the producer tools read it (exact or fnmatch), or
+// names one of its parents.
+bool producer_entry_covers(const std::string& e, const std::string& m) {
+  static const MatchPolicy producer = [] {
+    MatchPolicy p;
+    p.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
+    p.regex_entries = MatchMode::kExact;
+    return p;
+  }();
+  return first_match({e}, m, producer) == 0 || in_subtree(m, e);
+}
+
 // ModelOpt: entries of the input's exclusions that match no module of the checkpoint are dropped (e.g.
 // ModelOpt <= 0.37's "model.layers.visual*"): a runtime that honours them excludes nothing.
 std::vector<std::string> drop_stale_exclusions(const CheckpointView& view, const std::vector<std::string>& exclude,
@@ -187,15 +199,12 @@ std::vector<std::string> drop_stale_exclusions(const CheckpointView& view, const
     modules.insert(m);
     modules.insert(canonical_name(m));
   }
-  MatchPolicy producer;
-  producer.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
-  producer.regex_entries = MatchMode::kExact;
   std::vector<std::string> kept;
   for (const auto& e : exclude) {
     bool hit = e == "lm_head";
     for (const auto& m : modules) {
       if (hit) break;
-      hit = first_match({e}, m, producer) == 0 || in_subtree(m, e);
+      hit = producer_entry_covers(e, m);
     }
     if (hit) kept.push_back(e);
     else res.actions.push_back(fmt::format("dropped exclude entry '{}': it matches no module of the checkpoint", e));
@@ -232,14 +241,10 @@ std::vector<std::string> plan_exclusions(const CheckpointView& view, const Quant
   if (format == QuantFormat::kModelOpt) {
     // Every Linear that is not FP8 must stay excluded: entries dropped as stale above (ModelOpt <= 0.37's fake
     // "model.layers." prefix) may have been the only ones naming it. Such a Linear gets its own entry.
-    MatchPolicy producer;
-    producer.plain_entries = {MatchMode::kExact, MatchMode::kFnmatch};
-    producer.regex_entries = MatchMode::kExact;
     for (const auto& m : L.linears) {
       if (m.weight_dtype == DType::F8_E4M3 || m.tower == Tower::kHead) continue;
       const bool covered = std::any_of(exclude.begin(), exclude.end(), [&](const std::string& e) {
-        return first_match({e}, m.name, producer) == 0 || in_subtree(m.name, e) ||
-               first_match({e}, m.canonical, producer) == 0 || in_subtree(m.canonical, e);
+        return producer_entry_covers(e, m.name) || producer_entry_covers(e, m.canonical);
       });
       if (!covered) add_unique(exclude, m.name);
     }
@@ -289,8 +294,7 @@ std::vector<std::string> plan_exclusions(const CheckpointView& view, const Quant
     std::string why;
     std::vector<std::string> stems, fused;
     for (const auto& e : for_target) {
-      const std::string_view leaf = leaf_of(e);
-      if (leaf == "qkv_proj" || leaf == "gate_up_proj") fused.push_back("'" + e + "'");
+      if (!qwen2_lm_fusion().shards_of(e).empty()) fused.push_back("'" + e + "'");
       else stems.push_back("'" + e + "'");
     }
     if (!stems.empty())

@@ -796,16 +796,11 @@ void resolve_declared(QuantLayout& L) {
 // True when `e` is "<parent>.qkv_proj" / "<parent>.gate_up_proj" and the checkpoint has that parent's q/k/v or
 // gate/up shards, none of them FP8 (what vlq convert writes for vLLM 0.10 when a fused group is kept).
 bool names_fused_module_of_kept_shards(const std::string& e, const std::vector<LinearModule>& linears) {
-  const std::string_view leaf = leaf_of(e);
-  std::vector<std::string_view> shards;
-  if (leaf == "qkv_proj") shards = {"q_proj", "k_proj", "v_proj"};
-  else if (leaf == "gate_up_proj") shards = {"gate_proj", "up_proj"};
-  else return false;
-  const std::string parent(module_of(e));
+  const std::vector<std::string> shards = qwen2_lm_fusion().shards_of(e);
   int found = 0;
   for (const auto& m : linears)
-    for (const auto sh : shards)
-      if (m.name == parent + "." + std::string(sh) || m.canonical == parent + "." + std::string(sh)) {
+    for (const auto& sh : shards)
+      if (m.name == sh || m.canonical == sh) {
         if (m.weight_dtype == DType::F8_E4M3) return false;
         ++found;
       }

@@ -73,6 +73,8 @@ constexpr std::size_t kAlign = 256;
 std::size_t aligned(std::size_t bytes);
 std::size_t linear_bytes(const ops::LinearWeights& l, int div = 1);  // arena bytes of one (shard of a) Linear
 void* upload_bf16(cuda::DeviceArena& arena, const std::vector<float>& v);
+// l with `cols` >= in_features input columns, the new ones zero (K padding: DevLinear::kp, the ViT MLP width).
+ops::LinearWeights pad_in_cols(const ops::LinearWeights& l, std::int64_t cols);
 float* upload_f32(cuda::DeviceArena& arena, const std::vector<float>& v);
 // Throws UnsupportedError for Linears the CUDA path does not run (see Qwen2_5_VLCuda's constructor).
 DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full, Split split = Split::kNone,

@@ -93,14 +93,6 @@ ops::LinearWeights pad_out_rows(const ops::LinearWeights& l, std::int64_t rows) 
   if (l.weight_scale.size() > 1) p.weight_scale.resize(static_cast<std::size_t>(rows), 1.0f);  // per-channel: any > 0
   return p;
 }
-ops::LinearWeights pad_in_cols(const ops::LinearWeights& l, std::int64_t cols) {
-  ops::LinearWeights p = l;
-  p.in_features = cols;
-  p.w.assign(static_cast<std::size_t>(l.out_features * cols), 0.0f);
-  for (std::int64_t r = 0; r < l.out_features; ++r)
-    std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, p.w.begin() + r * cols);
-  return p;
-}
 // A Linear with l's kind and the given shape, no data: what linear_bytes needs to size the arena.
 ops::LinearWeights shape_of(const ops::LinearWeights& l, std::int64_t out, std::int64_t in) {
   ops::LinearWeights s;

@@ -35,6 +35,15 @@ float* upload_f32(cuda::DeviceArena& arena, const std::vector<float>& v) {
   return static_cast<float*>(arena.upload(v.data(), v.size() * 4));
 }
 
+ops::LinearWeights pad_in_cols(const ops::LinearWeights& l, std::int64_t cols) {
+  ops::LinearWeights p = l;
+  p.in_features = cols;
+  p.w.assign(static_cast<std::size_t>(l.out_features * cols), 0.0f);
+  for (std::int64_t r = 0; r < l.out_features; ++r)
+    std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, p.w.begin() + r * cols);
+  return p;
+}
+
 void check_supported(const ops::LinearWeights& l) {
   auto unsupported = [&](const std::string& what, const std::string& found) {
     throw UnsupportedError({l.name, what, "dense (BF16/F16/F32) or FP8 with per-tensor or per-channel weight scales (static or dynamic per-token inputs)",
@@ -135,10 +144,7 @@ DevLinear upload_linear(cuda::DeviceArena& arena, const ops::LinearWeights& full
     d.k = l.in_features;
     d.kp = l.in_features % 8 ? (l.in_features + 7) / 8 * 8 : l.in_features;
     if (d.kp != d.k) {
-      std::vector<float> padded(static_cast<std::size_t>(l.out_features * d.kp), 0.0f);
-      for (std::int64_t r = 0; r < l.out_features; ++r)
-        std::copy(l.w.begin() + r * l.in_features, l.w.begin() + (r + 1) * l.in_features, padded.begin() + r * d.kp);
-      d.w = upload_bf16(arena, padded);
+      d.w = upload_bf16(arena, pad_in_cols(l, d.kp).w);
     } else {
       d.w = upload_bf16(arena, l.w);
     }

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "vlq/core/error.h"
+#include "vlq/formats/names.h"
 #include "vlq/formats/patterns.h"
 #include "vlq/io/safetensors.h"
 #include "quant/recipe.h"
@@ -248,12 +249,9 @@ void decide(ModulePlan& m, const QuantizeOptions& opt) {
 // some shard is kept (alignment: the odd test models' k_proj N = 8; or a user's --exclude of one shard), its
 // siblings are kept too, and their reason names it.
 void keep_fused_groups_whole(QuantPlan& plan) {
-  auto group_of = [](const ModulePlan& m) -> std::string {
-    const std::string_view leaf = formats::leaf_of(m.canonical_module);
-    const std::string parent(formats::module_of(m.canonical_module));
-    if (leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj") return parent + " q/k/v";
-    if (leaf == "gate_proj" || leaf == "up_proj") return parent + " gate/up";
-    return {};
+  auto group_of = [](const ModulePlan& m) -> std::string {  // the fused module (vLLM's stacked_params_mapping)
+    const auto r = formats::qwen2_lm_fusion().apply(m.canonical_module);
+    return r ? r->name : std::string();
   };
   std::map<std::string, std::vector<ModulePlan*>> groups;
   for (auto& m : plan.modules)
@@ -267,13 +265,13 @@ void keep_fused_groups_whole(QuantPlan& plan) {
       any_quantized |= m->quantize;
     }
     if (!kept || !any_quantized) continue;
-    const bool qkv = g.size() > 6 && g.compare(g.size() - 6, 6, " q/k/v") == 0;
+    const bool qkv = formats::leaf_of(g) == "qkv_proj";
     for (ModulePlan* m : members)
       if (m->quantize) {
         m->quantize = false;
         m->reason = fmt::format("fused sibling {} is not quantized: runtimes fuse {} into one {} whose shards must share "
                                 "a dtype", formats::leaf_of(kept->canonical_module), qkv ? "q/k/v" : "gate/up",
-                                qkv ? "qkv_proj" : "gate_up_proj");
+                                formats::leaf_of(g));
       }
   }
 }
