@@ -35,11 +35,7 @@ int run_convert(const ConvertArgs& a) {
   else if (a.vision == "default") o.vision = F::VisionMode::kDefault;
   else
     throw vlq::UsageError({"--vision", "unknown vision mode", "keep or bf16", a.vision, "vlq convert DIR OUT --for T --vision bf16"});
-  try {
-    F::find_profile(a.target);  // an unknown --for is a usage error before anything is read
-  } catch (const vlq::UsageError&) {
-    throw vlq::UsageError({"--for", "unknown runtime profile", F::profile_id_list(), a.target, "vlq check --list-targets"});
-  }
+  vlq::cli::require_profile("--for", a.target);  // an unknown --for is a usage error before anything is read
   // An input whose tensors do not match its config.json converts into an output that does not build either:
   // refused (exit 3) before anything is written.
   if (std::filesystem::is_directory(a.in))

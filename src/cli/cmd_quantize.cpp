@@ -126,13 +126,7 @@ quant::QuantizeOptions options_of(const QuantizeArgs& a) {
   else if (a.unaligned == "fp8") opt.unaligned_fp8 = true;
   else throw UsageError({"--unaligned", "unknown value", "keep or fp8", "'" + a.unaligned + "'",
                          "keep leaves Linears whose K or N is not a multiple of 16 in the source dtype (default)"});
-  for (const std::string& t : a.targets) {  // unknown ids are refused here, before calibration runs
-    try {
-      formats::find_profile(t);
-    } catch (const UsageError&) {
-      throw UsageError({"--for", "unknown runtime profile", formats::profile_id_list(), t, "vlq check --list-targets"});
-    }
-  }
+  for (const std::string& t : a.targets) cli::require_profile("--for", t);  // refused here, before calibration runs
   opt.check_targets = a.targets;
   if (std::find(opt.check_targets.begin(), opt.check_targets.end(), "vlq") == opt.check_targets.end())
     opt.check_targets.push_back("vlq");

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "vlq/core/error.h"
+#include "vlq/formats/runtime_profile.h"
 #include "vlq/model/qwen2_5_vl.h"
 
 namespace vlq::cli {
@@ -120,6 +121,14 @@ void require_number_validators(CLI::App& app) {
                              " option declared without cli::" + (integer ? "add_count_option" : "add_number_option") +
                              " (src/cli/common_options.h)");
     }
+  }
+}
+
+void require_profile(const std::string& flag, const std::string& id) {
+  try {
+    formats::find_profile(id);
+  } catch (const UsageError&) {
+    throw UsageError({flag, "unknown runtime profile", formats::profile_id_list(), id, "vlq check --list-targets"});
   }
 }
 

@@ -69,6 +69,9 @@ CLI::Option* add_number_option(CLI::App& app, const std::string& name, double& v
 // subcommand, so a new numeric flag cannot skip the check (vlq would exit 70, failing every CLI test).
 void require_number_validators(CLI::App& app);
 
+// Throws UsageError naming `flag` (e.g. "--for") when `id` is not a runtime profile (formats::find_profile).
+void require_profile(const std::string& flag, const std::string& id);
+
 // vlq's weight loader over DIR without decoding any weight (config.json values, every tensor's name, shape and
 // dtype against the config, both directions): "" when the model builds, else the loader's message. What
 // `vlq check` and `vlq convert` add to the format-level check (formats::CheckOptions::model_audit).

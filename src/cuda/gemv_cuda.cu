@@ -17,16 +17,22 @@ using namespace detail;
 
 constexpr int kWarps = 8;  // most warps per CTA
 
-// Warps per CTA for n rows of R per warp: 8 unless the CTAs would spread unevenly over the SMs (batch-1 o_proj
-// and down, 3584 rows: 448 CTAs of 8 rows = 3.4 per SM of an H100, so a quarter of the SMs ran a 4th CTA after
-// the others were done); then 4 or 2 (more CTAs, each a copy of x in shared memory). Which warp sums which row
-// does not change the row's sum: same bits for any choice.
-int gemv_warps(int n, int r, std::size_t smem) {
+// The current device's SM count (0 when it cannot be read), read once.
+int sm_count() {
   static const int sms = [] {
     int dev = 0, v = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
     return v;
   }();
+  return sms;
+}
+
+// Warps per CTA for n rows of R per warp: 8 unless the CTAs would spread unevenly over the SMs (batch-1 o_proj
+// and down, 3584 rows: 448 CTAs of 8 rows = 3.4 per SM of an H100, so a quarter of the SMs ran a 4th CTA after
+// the others were done); then 4 or 2 (more CTAs, each a copy of x in shared memory). Which warp sums which row
+// does not change the row's sum: same bits for any choice.
+int gemv_warps(int n, int r, std::size_t smem) {
+  const int sms = sm_count();
   if (sms <= 0) return kWarps;
   int best = kWarps;
   double best_eff = 0.0;
@@ -272,11 +278,7 @@ int norm_gemv_rows_per_warp(int n) {
     return e ? std::atoi(e) : 0;
   }();
   if (forced > 0) return forced;
-  static const int sms = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 132;
-    return v;
-  }();
+  const int sms = sm_count() > 0 ? sm_count() : 132;
   return std::max(1, n / (kWarps * 2 * sms));
 }
 

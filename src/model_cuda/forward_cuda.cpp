@@ -68,10 +68,11 @@ void run_scaled_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLi
                       "a LinearScratch", "null", "a bug in the caller"});
   const std::int64_t m = x.dim(0);
   const bool gemv = m <= kFp8GemvMaxM && static_cast<std::size_t>(m * L.k) <= kGemvSharedBytes;  // E4M3 x: 1 byte
+  const Tensor w = Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k});
   if (!L.dynamic && gemv) {
     // per-channel weights, static input (decode): the GEMV's row_alpha is the column scale, alpha the input
     // scale, y = (input_scale · cs[n]) · Σ + bias in one pass (one fused rounding instead of the CPU's three)
-    cuda::gemv(x, Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k}), L.input_scale, L.bias_f32, y, stream, L.col_scale);
+    cuda::gemv(x, w, L.input_scale, L.bias_f32, y, stream, L.col_scale);
     return;
   }
   Tensor codes = x;
@@ -85,12 +86,10 @@ void run_scaled_linear(cuda::GemmContext& gemm, cudaStream_t stream, const DevLi
     row_scale = 0.0f;
     if (gemv) {
       // decode: the GEMV applies the per-token and the weight scales and the bias itself, y = (ws · s_m) · Σ + bias
-      cuda::gemv(codes, Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k}), L.col_scale ? 1.0f : L.weight_scale,
-                 L.bias_f32, y, stream, L.col_scale, sc);
+      cuda::gemv(codes, w, L.col_scale ? 1.0f : L.weight_scale, L.bias_f32, y, stream, L.col_scale, sc);
       return;
     }
   }
-  const Tensor w = Tensor::contiguous(L.w, DType::F8_E4M3, {L.n, L.k});
   const Tensor acc = Tensor::contiguous(ls->acc.get(static_cast<std::size_t>(m * L.n) * 4 + 256), DType::F32, {m, L.n});
   cuda::gemm_fp8(gemm, codes, w, L.scales, L.scales + 4, nullptr, acc, stream);  // (GEMV sizes returned above)
   cuda::scale_rows_cols(acc, row_scales, row_scale, L.col_scale, L.weight_scale, L.bias_f32, y, stream);
